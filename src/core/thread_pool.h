@@ -1,0 +1,59 @@
+// A persistent thread pool whose parallel_for hands out chunks dynamically (an atomic counter),
+// so uneven work (causal attention rows, MoE experts) balances itself. The calling thread works
+// too. Nested calls from inside a task run serially on the calling worker.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dsinfer {
+
+class ThreadPool {
+ public:
+  // fn(begin, end, worker): worker is in [0, size()) and stable for the duration of the call.
+  using RangeFn = std::function<void(int64_t begin, int64_t end, int worker)>;
+
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // Runs fn over [0, n) in chunks of at most `grain` items.
+  void parallel_for(int64_t n, int64_t grain, const RangeFn& fn);
+  // Runs fn(worker) exactly once on each of the size() workers, concurrently.
+  void run_on_all(const std::function<void(int worker)>& fn);
+
+ private:
+  void worker_loop(int worker);
+  void run_job(int worker);
+
+  int n_threads_;
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  // The current job.
+  const RangeFn* fn_ = nullptr;
+  int64_t n_ = 0, grain_ = 1;
+  bool once_per_worker_ = false;
+  std::atomic<int64_t> next_{0};
+  std::atomic<int> active_{0};
+};
+
+// The process-wide pool. Its size is DSINFER_THREADS or the number of online CPUs, until
+// set_num_threads() replaces it.
+ThreadPool& thread_pool();
+void set_num_threads(int n);
+int num_threads();
+// Convenience wrapper over thread_pool().parallel_for.
+void parallel_for(int64_t n, int64_t grain, const ThreadPool::RangeFn& fn);
+
+}  // namespace dsinfer
