@@ -46,9 +46,15 @@ const PeakProbe& Report::probe(int threads) {
 void Report::add(Result r, int threads) {
   const PeakProbe& p = probe(threads);
   switch (r.peak) {
-    case PeakKind::bf16: r.pct_peak = 100.0 * r.gflops / p.bf16_gflops; break;
-    case PeakKind::f32: r.pct_peak = 100.0 * r.gflops / p.f32_gflops; break;
-    case PeakKind::read: r.pct_peak = 100.0 * r.gbs / p.read_gbs; break;
+    case PeakKind::bf16:
+      r.pct_peak = 100.0 * r.gflops / p.bf16_gflops;
+      break;
+    case PeakKind::f32:
+      r.pct_peak = 100.0 * r.gflops / p.f32_gflops;
+      break;
+    case PeakKind::read:
+      r.pct_peak = 100.0 * r.gbs / p.read_gbs;
+      break;
   }
   r.params["threads"] = threads;
   results_.push_back(std::move(r));
@@ -57,9 +63,12 @@ void Report::add(Result r, int threads) {
 namespace {
 const char* peak_name(PeakKind k) {
   switch (k) {
-    case PeakKind::bf16: return "bf16";
-    case PeakKind::f32: return "f32";
-    case PeakKind::read: return "read";
+    case PeakKind::bf16:
+      return "bf16";
+    case PeakKind::f32:
+      return "f32";
+    case PeakKind::read:
+      return "read";
   }
   return "?";
 }
@@ -86,7 +95,8 @@ void Report::print_table() const {
     }
     std::printf("%-22s %-44s %3d %10.3f %9.1f %8.1f %6.1f%%%-1s  %s\n", r.name.c_str(),
                 params_string(r.params).c_str(), r.params["threads"].get<int>(), r.median_ms,
-                r.gflops, r.gbs, r.pct_peak, "", (std::string("of ") + peak_name(r.peak) + " " + extra).c_str());
+                r.gflops, r.gbs, r.pct_peak, "",
+                (std::string("of ") + peak_name(r.peak) + " " + extra).c_str());
   }
 }
 
@@ -106,9 +116,10 @@ nlohmann::json Report::to_json() const {
   j["probes"] = probes;
   j["results"] = nlohmann::json::array();
   for (const Result& r : results_) {
-    nlohmann::json e = {{"name", r.name},     {"params", r.params}, {"median_ms", r.median_ms},
-                        {"gflops", r.gflops}, {"gbs", r.gbs},       {"pct_peak", r.pct_peak},
-                        {"peak", peak_name(r.peak)}};
+    nlohmann::json e = {
+        {"name", r.name},           {"params", r.params}, {"median_ms", r.median_ms},
+        {"gflops", r.gflops},       {"gbs", r.gbs},       {"pct_peak", r.pct_peak},
+        {"peak", peak_name(r.peak)}};
     for (auto& [k, v] : r.extra) e[k] = v;
     j["results"].push_back(e);
   }
@@ -124,7 +135,8 @@ int run_suite(const std::string& name, const Options& opts) {
     if (!suites().count(name)) {
       std::string known;
       for (auto& [n, s] : suites()) known += " " + n;
-      throw std::invalid_argument("unknown benchmark suite '" + name + "'; known:" + known + " all");
+      throw std::invalid_argument("unknown benchmark suite '" + name + "'; known:" + known +
+                                  " all");
     }
     names.push_back(name);
   }

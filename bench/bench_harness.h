@@ -22,7 +22,7 @@ struct Result {
   double gflops = 0;  // 0 when not meaningful
   double gbs = 0;     // bytes the kernel must move / time; 0 when not meaningful
   PeakKind peak = PeakKind::bf16;
-  double pct_peak = 0;  // of the probe figure `peak`, same run, same thread count
+  double pct_peak = 0;                  // of the probe figure `peak`, same run, same thread count
   std::map<std::string, double> extra;  // e.g. ratio to a baseline
 };
 
@@ -45,9 +45,9 @@ class Report {
 };
 
 struct Options {
-  std::vector<int> threads;   // thread counts to run at
-  std::string json_path;      // "" = none, "-" = stdout instead of the table
-  bool quick = false;         // smaller shapes / fewer repeats (tests use it)
+  std::vector<int> threads;       // thread counts to run at
+  std::string json_path;          // "" = none, "-" = stdout instead of the table
+  bool quick = false;             // smaller shapes / fewer repeats (tests use it)
   std::vector<std::string> args;  // suite-specific extras (e.g. --sweep)
 };
 

@@ -10,25 +10,29 @@
 namespace dsinfer::cli {
 namespace {
 
-CommandRegistrar bench_cmd({"bench", "Run benchmarks (gemm, kernels, model, probe, all)", [](CLI::App& app) {
-  auto suite = std::make_shared<std::string>("all");
-  auto opts = std::make_shared<bench::Options>();
-  auto threads = std::make_shared<std::vector<int>>();
-  app.add_option("suite", *suite, "Suite name: probe, gemm, kernels, ... or all");
-  app.add_option("-t,--threads", *threads,
-                 "Thread counts to run at (default: 1 and all cores)")->delimiter(',');
-  app.add_option("--json", opts->json_path, "Write JSON to this file ('-' prints JSON instead of the table)");
-  app.add_flag("--quick", opts->quick, "Smaller shapes and fewer repeats");
-  app.add_flag("--sweep", [opts](int64_t) { opts->args.push_back("--sweep"); }, "Suite-specific sweep");
-  return std::function<int()>([=] {
-    opts->threads = *threads;
-    if (opts->threads.empty()) {
-      int all = num_threads();
-      opts->threads = all > 1 ? std::vector<int>{all, 1} : std::vector<int>{1};
-    }
-    return bench::run_suite(*suite, *opts);
-  });
-}});
+CommandRegistrar bench_cmd(
+    {"bench", "Run benchmarks (gemm, kernels, model, probe, all)", [](CLI::App& app) {
+       auto suite = std::make_shared<std::string>("all");
+       auto opts = std::make_shared<bench::Options>();
+       auto threads = std::make_shared<std::vector<int>>();
+       app.add_option("suite", *suite, "Suite name: probe, gemm, kernels, ... or all");
+       app.add_option("-t,--threads", *threads,
+                      "Thread counts to run at (default: 1 and all cores)")
+           ->delimiter(',');
+       app.add_option("--json", opts->json_path,
+                      "Write JSON to this file ('-' prints JSON instead of the table)");
+       app.add_flag("--quick", opts->quick, "Smaller shapes and fewer repeats");
+       app.add_flag(
+           "--sweep", [opts](int64_t) { opts->args.push_back("--sweep"); }, "Suite-specific sweep");
+       return std::function<int()>([=] {
+         opts->threads = *threads;
+         if (opts->threads.empty()) {
+           int all = num_threads();
+           opts->threads = all > 1 ? std::vector<int>{all, 1} : std::vector<int>{1};
+         }
+         return bench::run_suite(*suite, *opts);
+       });
+     }});
 
 }  // namespace
 }  // namespace dsinfer::cli

@@ -9,16 +9,17 @@
 namespace dsinfer::cli {
 namespace {
 
-CommandRegistrar info_cmd({"info", "Show the CPU features, ISA backends and threads", [](CLI::App& app) {
-  return std::function<int()>([] {
-    std::printf("best ISA:   %s\n", std::string(isa_name(best_supported_isa())).c_str());
-    std::printf("active ISA: %s\n", std::string(isa_name(active_isa())).c_str());
-    std::printf("supported:");
-    for (Isa isa : supported_isas()) std::printf(" %s", std::string(isa_name(isa)).c_str());
-    std::printf("\nthreads:    %d\n", num_threads());
-    return 0;
-  });
-}});
+CommandRegistrar info_cmd(
+    {"info", "Show the CPU features, ISA backends and threads", [](CLI::App& app) {
+       return std::function<int()>([] {
+         std::printf("best ISA:   %s\n", std::string(isa_name(best_supported_isa())).c_str());
+         std::printf("active ISA: %s\n", std::string(isa_name(active_isa())).c_str());
+         std::printf("supported:");
+         for (Isa isa : supported_isas()) std::printf(" %s", std::string(isa_name(isa)).c_str());
+         std::printf("\nthreads:    %d\n", num_threads());
+         return 0;
+       });
+     }});
 
 }  // namespace
 }  // namespace dsinfer::cli

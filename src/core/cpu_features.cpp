@@ -67,7 +67,9 @@ std::atomic<int>& active_slot() {
 
 }  // namespace
 
-std::string_view isa_name(Isa isa) { return kNames[int(isa)]; }
+std::string_view isa_name(Isa isa) {
+  return kNames[int(isa)];
+}
 
 bool isa_from_name(std::string_view name, Isa* out) {
   for (int i = 0; i < kNumIsas; ++i)
@@ -83,7 +85,9 @@ Isa best_supported_isa() {
   return best;
 }
 
-bool isa_supported(Isa isa) { return int(isa) <= int(best_supported_isa()); }
+bool isa_supported(Isa isa) {
+  return int(isa) <= int(best_supported_isa());
+}
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
@@ -91,11 +95,14 @@ std::vector<Isa> supported_isas() {
   return out;
 }
 
-Isa active_isa() { return Isa(active_slot().load(std::memory_order_relaxed)); }
+Isa active_isa() {
+  return Isa(active_slot().load(std::memory_order_relaxed));
+}
 
 void set_active_isa(Isa isa) {
   if (!isa_supported(isa))
-    throw std::invalid_argument("ISA " + std::string(isa_name(isa)) + " is not supported by this CPU");
+    throw std::invalid_argument("ISA " + std::string(isa_name(isa)) +
+                                " is not supported by this CPU");
   active_slot().store(int(isa), std::memory_order_relaxed);
 }
 

@@ -14,10 +14,14 @@ namespace dsinfer {
 template <class F>
 F isa_pick(Isa isa, F scalar, F avx2, F avx512, F avx512bf16) {
   switch (isa) {
-    case Isa::avx512bf16: return avx512bf16;
-    case Isa::avx512: return avx512;
-    case Isa::avx2: return avx2;
-    case Isa::scalar: break;
+    case Isa::avx512bf16:
+      return avx512bf16;
+    case Isa::avx512:
+      return avx512;
+    case Isa::avx2:
+      return avx2;
+    case Isa::scalar:
+      break;
   }
   return scalar;
 }
@@ -38,6 +42,6 @@ F isa_pick(Isa isa, F scalar, F avx2, F avx512, F avx512bf16) {
   ret name params;                                 \
   }
 
-#define DSINFER_DISPATCH(name)                                                              \
+#define DSINFER_DISPATCH(name)                                                     \
   ::dsinfer::isa_pick(::dsinfer::active_isa(), &isa_scalar::name, &isa_avx2::name, \
                       &isa_avx512::name, &isa_avx512bf16::name)

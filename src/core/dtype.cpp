@@ -4,25 +4,43 @@ namespace dsinfer {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::f32: case DType::i32: return 4;
-    case DType::bf16: case DType::f16: return 2;
-    case DType::fp8_e4m3: case DType::ue8m0: case DType::i8: case DType::u8: return 1;
-    case DType::i64: return 8;
+    case DType::f32:
+    case DType::i32:
+      return 4;
+    case DType::bf16:
+    case DType::f16:
+      return 2;
+    case DType::fp8_e4m3:
+    case DType::ue8m0:
+    case DType::i8:
+    case DType::u8:
+      return 1;
+    case DType::i64:
+      return 8;
   }
   return 0;
 }
 
 std::string_view dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::bf16: return "bf16";
-    case DType::f16: return "f16";
-    case DType::fp8_e4m3: return "fp8_e4m3";
-    case DType::ue8m0: return "ue8m0";
-    case DType::i8: return "i8";
-    case DType::i32: return "i32";
-    case DType::i64: return "i64";
-    case DType::u8: return "u8";
+    case DType::f32:
+      return "f32";
+    case DType::bf16:
+      return "bf16";
+    case DType::f16:
+      return "f16";
+    case DType::fp8_e4m3:
+      return "fp8_e4m3";
+    case DType::ue8m0:
+      return "ue8m0";
+    case DType::i8:
+      return "i8";
+    case DType::i32:
+      return "i32";
+    case DType::i64:
+      return "i64";
+    case DType::u8:
+      return "u8";
   }
   return "?";
 }
@@ -32,11 +50,10 @@ bool dtype_from_safetensors(std::string_view name, DType* out) {
     std::string_view name;
     DType type;
   };
-  static constexpr Entry kTable[] = {{"F32", DType::f32},       {"BF16", DType::bf16},
-                                     {"F16", DType::f16},       {"F8_E4M3", DType::fp8_e4m3},
-                                     {"F8_E8M0", DType::ue8m0}, {"I8", DType::i8},
-                                     {"I32", DType::i32},       {"I64", DType::i64},
-                                     {"U8", DType::u8}};
+  static constexpr Entry kTable[] = {
+      {"F32", DType::f32},          {"BF16", DType::bf16},     {"F16", DType::f16},
+      {"F8_E4M3", DType::fp8_e4m3}, {"F8_E8M0", DType::ue8m0}, {"I8", DType::i8},
+      {"I32", DType::i32},          {"I64", DType::i64},       {"U8", DType::u8}};
   for (const Entry& e : kTable)
     if (e.name == name) {
       *out = e.type;
@@ -69,7 +86,7 @@ fp8_e4m3 f32_to_fp8_e4m3(float f) {
   float a = std::fabs(f);
   if (std::isnan(f)) return fp8_e4m3{uint8_t(sign | 0x7f)};
   if (a >= 448.0f) return fp8_e4m3{uint8_t(sign | 0x7e)};  // saturate (includes inf)
-  if (a < 0.015625f) {  // below 2^-6: subnormal, step 2^-9
+  if (a < 0.015625f) {                                     // below 2^-6: subnormal, step 2^-9
     // a * 2^9 is the subnormal mantissa; nearbyint rounds half to even.
     int m = int(std::nearbyint(a * 512.0f));
     return fp8_e4m3{uint8_t(sign | m)};  // m == 8 is exactly the smallest normal 0x08

@@ -31,7 +31,9 @@ inline float f32_from_bits(uint32_t u) {
 struct bf16 {
   uint16_t bits;
 };
-inline float bf16_to_f32(bf16 v) { return f32_from_bits(uint32_t(v.bits) << 16); }
+inline float bf16_to_f32(bf16 v) {
+  return f32_from_bits(uint32_t(v.bits) << 16);
+}
 // Round to nearest even; NaN stays NaN (quiet), infinities and overflow to inf as IEEE says.
 inline bf16 f32_to_bf16(float f) {
   uint32_t u = f32_bits(f);

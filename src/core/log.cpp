@@ -20,8 +20,12 @@ LogLevel level_from_env() {
 std::atomic<int> g_level{int(level_from_env())};
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level = int(level); }
-LogLevel log_level() { return LogLevel(g_level.load()); }
+void set_log_level(LogLevel level) {
+  g_level = int(level);
+}
+LogLevel log_level() {
+  return LogLevel(g_level.load());
+}
 
 void log_message(LogLevel level, const char* fmt, ...) {
   if (int(level) < g_level.load()) return;

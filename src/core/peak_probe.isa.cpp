@@ -21,7 +21,9 @@ double probe_fma_loop(int64_t iters) {
   for (int j = 0; j < 12; ++j) s = add(s, acc[j]);
   return reduce_add(s);
 }
-double probe_fma_flops_per_iter() { return 12.0 * kLanes * 2; }
+double probe_fma_flops_per_iter() {
+  return 12.0 * kLanes * 2;
+}
 
 double probe_bf16_loop(int64_t iters) {
   if constexpr (!kNativeBf16Dot) {
@@ -40,7 +42,9 @@ double probe_bf16_loop(int64_t iters) {
     return reduce_add(s);
   }
 }
-double probe_bf16_flops_per_iter() { return kNativeBf16Dot ? 12.0 * kLanes * 4 : 12.0 * kLanes * 2; }
+double probe_bf16_flops_per_iter() {
+  return kNativeBf16Dot ? 12.0 * kLanes * 4 : 12.0 * kLanes * 2;
+}
 
 // Sums n floats (n a multiple of 8 * kLanes) with 8 independent accumulators.
 double probe_read_loop(const float* p, int64_t n) {

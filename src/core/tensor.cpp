@@ -19,7 +19,9 @@ AlignedStorage::AlignedStorage(size_t bytes) : bytes_(bytes) {
   if (!ptr_) throw std::bad_alloc();
   std::memset(ptr_, 0, rounded);
 }
-AlignedStorage::~AlignedStorage() { std::free(ptr_); }
+AlignedStorage::~AlignedStorage() {
+  std::free(ptr_);
+}
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -97,9 +99,13 @@ Tensor Tensor::view(std::shared_ptr<Storage> storage, size_t offset, DType dtype
   return t;
 }
 
-int64_t Tensor::numel() const { return product(shape_); }
+int64_t Tensor::numel() const {
+  return product(shape_);
+}
 
-bool Tensor::is_contiguous() const { return strides_ == contiguous_strides(shape_); }
+bool Tensor::is_contiguous() const {
+  return strides_ == contiguous_strides(shape_);
+}
 
 Tensor Tensor::select(int64_t i) const {
   if (dims() == 0 || i < 0 || i >= shape_[0]) throw std::out_of_range("tensor select: index");

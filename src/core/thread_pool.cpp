@@ -114,12 +114,16 @@ std::unique_ptr<ThreadPool>& pool_slot() {
 }
 }  // namespace
 
-ThreadPool& thread_pool() { return *pool_slot(); }
+ThreadPool& thread_pool() {
+  return *pool_slot();
+}
 void set_num_threads(int n) {
   if (n <= 0) n = default_threads();
   if (pool_slot()->size() != n) pool_slot() = std::make_unique<ThreadPool>(n);
 }
-int num_threads() { return thread_pool().size(); }
+int num_threads() {
+  return thread_pool().size();
+}
 void parallel_for(int64_t n, int64_t grain, const ThreadPool::RangeFn& fn) {
   thread_pool().parallel_for(n, grain, fn);
 }

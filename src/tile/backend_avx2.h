@@ -8,7 +8,7 @@
 
 namespace dsinfer::DSINFER_ISA_NS::simd {
 
-inline constexpr int kLanes = 8;         // f32 lanes per vector
+inline constexpr int kLanes = 8;               // f32 lanes per vector
 inline constexpr bool kNativeBf16Dot = false;  // bf16 pairs are widened to f32 before FMAs
 
 struct VF {
@@ -21,26 +21,56 @@ struct VB {  // 16 bf16 values = 8 (even, odd) pairs, one pair per f32 lane
   __m256i v;
 };
 
-inline VF zero() { return {_mm256_setzero_ps()}; }
-inline VF set1(float x) { return {_mm256_set1_ps(x)}; }
-inline VF load(const float* p) { return {_mm256_loadu_ps(p)}; }
-inline void store(float* p, VF a) { _mm256_storeu_ps(p, a.v); }
+inline VF zero() {
+  return {_mm256_setzero_ps()};
+}
+inline VF set1(float x) {
+  return {_mm256_set1_ps(x)};
+}
+inline VF load(const float* p) {
+  return {_mm256_loadu_ps(p)};
+}
+inline void store(float* p, VF a) {
+  _mm256_storeu_ps(p, a.v);
+}
 inline __m256i lane_mask(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 // The first n lanes (0 <= n <= kLanes); the rest are 0. Never touches memory past p[n-1].
-inline VF load_n(const float* p, int n) { return {_mm256_maskload_ps(p, lane_mask(n))}; }
-inline void store_n(float* p, VF a, int n) { _mm256_maskstore_ps(p, lane_mask(n), a.v); }
+inline VF load_n(const float* p, int n) {
+  return {_mm256_maskload_ps(p, lane_mask(n))};
+}
+inline void store_n(float* p, VF a, int n) {
+  _mm256_maskstore_ps(p, lane_mask(n), a.v);
+}
 
-inline VF add(VF a, VF b) { return {_mm256_add_ps(a.v, b.v)}; }
-inline VF sub(VF a, VF b) { return {_mm256_sub_ps(a.v, b.v)}; }
-inline VF mul(VF a, VF b) { return {_mm256_mul_ps(a.v, b.v)}; }
-inline VF div(VF a, VF b) { return {_mm256_div_ps(a.v, b.v)}; }
-inline VF max(VF a, VF b) { return {_mm256_max_ps(a.v, b.v)}; }
-inline VF min(VF a, VF b) { return {_mm256_min_ps(a.v, b.v)}; }
-inline VF fma(VF a, VF b, VF c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }  // a*b + c
-inline VF abs(VF a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
-inline VF sqrt(VF a) { return {_mm256_sqrt_ps(a.v)}; }
+inline VF add(VF a, VF b) {
+  return {_mm256_add_ps(a.v, b.v)};
+}
+inline VF sub(VF a, VF b) {
+  return {_mm256_sub_ps(a.v, b.v)};
+}
+inline VF mul(VF a, VF b) {
+  return {_mm256_mul_ps(a.v, b.v)};
+}
+inline VF div(VF a, VF b) {
+  return {_mm256_div_ps(a.v, b.v)};
+}
+inline VF max(VF a, VF b) {
+  return {_mm256_max_ps(a.v, b.v)};
+}
+inline VF min(VF a, VF b) {
+  return {_mm256_min_ps(a.v, b.v)};
+}
+inline VF fma(VF a, VF b, VF c) {
+  return {_mm256_fmadd_ps(a.v, b.v, c.v)};
+}  // a*b + c
+inline VF abs(VF a) {
+  return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)};
+}
+inline VF sqrt(VF a) {
+  return {_mm256_sqrt_ps(a.v)};
+}
 // a where mask lanes of (x > y), else b
 inline VF select_gt(VF x, VF y, VF a, VF b) {
   return {_mm256_blendv_ps(b.v, a.v, _mm256_cmp_ps(x.v, y.v, _CMP_GT_OQ))};
@@ -78,8 +108,10 @@ inline VF exp(VF x) {
   // 2^n split in two factors so n = 128 (x near the top) does not overflow the exponent field.
   __m256i ni = _mm256_cvtps_epi32(n);
   __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
-  __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
-  __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+  __m256 s1 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+  __m256 s2 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
   __m256 res = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
   return {_mm256_andnot_ps(under, res)};
 }
@@ -137,9 +169,10 @@ inline VF load_fp8_n(const uint8_t* p, int n) {
   for (int i = 0; i < n; ++i) tmp[i] = p[i];
   return load_fp8(tmp);
 }
-// Fast fp8 -> f32 for weights: 2*kLanes codes to two vectors (values of codes 0..7, 8..15), each value
-// 2^-8 times the true one (the caller folds 2^8 into the block scale). NaN codes are not special:
-// checkpoints hold no NaN weights. Goes through f16, whose layout e4m3 maps onto by a shift.
+// Fast fp8 -> f32 for weights: 2*kLanes codes to two vectors (values of codes 0..7, 8..15), each
+// value 2^-8 times the true one (the caller folds 2^8 into the block scale). NaN codes are not
+// special: checkpoints hold no NaN weights. Goes through f16, whose layout e4m3 maps onto by a
+// shift.
 inline void load_fp8_2v_scaled(const uint8_t* p, VF* lo, VF* hi) {
   __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   __m128i w0 = _mm_unpacklo_epi8(_mm_setzero_si128(), b);  // byte << 8
@@ -171,6 +204,8 @@ inline VF dot_pairs(VF acc, VB a, VB b) {
 }
 
 // Hints.
-inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+inline void prefetch(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
 
 }  // namespace dsinfer::DSINFER_ISA_NS::simd

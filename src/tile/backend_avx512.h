@@ -22,29 +22,65 @@ struct VB {  // 32 bf16 = 16 (even, odd) pairs
   __m512i v;
 };
 
-inline __mmask16 lane_mask(int n) { return __mmask16((1u << n) - 1u); }
+inline __mmask16 lane_mask(int n) {
+  return __mmask16((1u << n) - 1u);
+}
 
-inline VF zero() { return {_mm512_setzero_ps()}; }
-inline VF set1(float x) { return {_mm512_set1_ps(x)}; }
-inline VF load(const float* p) { return {_mm512_loadu_ps(p)}; }
-inline void store(float* p, VF a) { _mm512_storeu_ps(p, a.v); }
-inline VF load_n(const float* p, int n) { return {_mm512_maskz_loadu_ps(lane_mask(n), p)}; }
-inline void store_n(float* p, VF a, int n) { _mm512_mask_storeu_ps(p, lane_mask(n), a.v); }
+inline VF zero() {
+  return {_mm512_setzero_ps()};
+}
+inline VF set1(float x) {
+  return {_mm512_set1_ps(x)};
+}
+inline VF load(const float* p) {
+  return {_mm512_loadu_ps(p)};
+}
+inline void store(float* p, VF a) {
+  _mm512_storeu_ps(p, a.v);
+}
+inline VF load_n(const float* p, int n) {
+  return {_mm512_maskz_loadu_ps(lane_mask(n), p)};
+}
+inline void store_n(float* p, VF a, int n) {
+  _mm512_mask_storeu_ps(p, lane_mask(n), a.v);
+}
 
-inline VF add(VF a, VF b) { return {_mm512_add_ps(a.v, b.v)}; }
-inline VF sub(VF a, VF b) { return {_mm512_sub_ps(a.v, b.v)}; }
-inline VF mul(VF a, VF b) { return {_mm512_mul_ps(a.v, b.v)}; }
-inline VF div(VF a, VF b) { return {_mm512_div_ps(a.v, b.v)}; }
-inline VF max(VF a, VF b) { return {_mm512_max_ps(a.v, b.v)}; }
-inline VF min(VF a, VF b) { return {_mm512_min_ps(a.v, b.v)}; }
-inline VF fma(VF a, VF b, VF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
-inline VF abs(VF a) { return {_mm512_abs_ps(a.v)}; }
-inline VF sqrt(VF a) { return {_mm512_sqrt_ps(a.v)}; }
+inline VF add(VF a, VF b) {
+  return {_mm512_add_ps(a.v, b.v)};
+}
+inline VF sub(VF a, VF b) {
+  return {_mm512_sub_ps(a.v, b.v)};
+}
+inline VF mul(VF a, VF b) {
+  return {_mm512_mul_ps(a.v, b.v)};
+}
+inline VF div(VF a, VF b) {
+  return {_mm512_div_ps(a.v, b.v)};
+}
+inline VF max(VF a, VF b) {
+  return {_mm512_max_ps(a.v, b.v)};
+}
+inline VF min(VF a, VF b) {
+  return {_mm512_min_ps(a.v, b.v)};
+}
+inline VF fma(VF a, VF b, VF c) {
+  return {_mm512_fmadd_ps(a.v, b.v, c.v)};
+}
+inline VF abs(VF a) {
+  return {_mm512_abs_ps(a.v)};
+}
+inline VF sqrt(VF a) {
+  return {_mm512_sqrt_ps(a.v)};
+}
 inline VF select_gt(VF x, VF y, VF a, VF b) {
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, y.v, _CMP_GT_OQ), b.v, a.v)};
 }
-inline float reduce_add(VF a) { return _mm512_reduce_add_ps(a.v); }
-inline float reduce_max(VF a) { return _mm512_reduce_max_ps(a.v); }
+inline float reduce_add(VF a) {
+  return _mm512_reduce_add_ps(a.v);
+}
+inline float reduce_max(VF a) {
+  return _mm512_reduce_max_ps(a.v);
+}
 
 inline VF exp(VF x) {
   const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.3762626647949f);
@@ -118,7 +154,9 @@ inline void load_fp8_2v_scaled(const uint8_t* p, VF* lo, VF* hi) {
 }
 
 // ---- bf16 pair dot products -------------------------------------------------------------------
-inline VB load_pairs(const uint16_t* p) { return {_mm512_loadu_si512(p)}; }
+inline VB load_pairs(const uint16_t* p) {
+  return {_mm512_loadu_si512(p)};
+}
 inline VB broadcast_pair(const uint16_t* p) {
   int32_t v;
   __builtin_memcpy(&v, p, 4);
@@ -137,6 +175,8 @@ inline VF dot_pairs(VF acc, VB a, VB b) {
 #endif
 }
 
-inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+inline void prefetch(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
 
 }  // namespace dsinfer::DSINFER_ISA_NS::simd

@@ -20,30 +20,60 @@ struct VB {
   uint16_t v[2 * kLanes];
 };
 
-#define DSINFER_LANEWISE(expr) \
-  VF r;                        \
-  for (int i = 0; i < kLanes; ++i) r.v[i] = (expr);  \
+#define DSINFER_LANEWISE(expr)                      \
+  VF r;                                             \
+  for (int i = 0; i < kLanes; ++i) r.v[i] = (expr); \
   return r
 
-inline VF zero() { DSINFER_LANEWISE(0.0f); }
-inline VF set1(float x) { DSINFER_LANEWISE(x); }
-inline VF load(const float* p) { DSINFER_LANEWISE(p[i]); }
-inline void store(float* p, VF a) { std::memcpy(p, a.v, sizeof a.v); }
-inline VF load_n(const float* p, int n) { DSINFER_LANEWISE(i < n ? p[i] : 0.0f); }
+inline VF zero() {
+  DSINFER_LANEWISE(0.0f);
+}
+inline VF set1(float x) {
+  DSINFER_LANEWISE(x);
+}
+inline VF load(const float* p) {
+  DSINFER_LANEWISE(p[i]);
+}
+inline void store(float* p, VF a) {
+  std::memcpy(p, a.v, sizeof a.v);
+}
+inline VF load_n(const float* p, int n) {
+  DSINFER_LANEWISE(i < n ? p[i] : 0.0f);
+}
 inline void store_n(float* p, VF a, int n) {
   for (int i = 0; i < n; ++i) p[i] = a.v[i];
 }
-inline VF add(VF a, VF b) { DSINFER_LANEWISE(a.v[i] + b.v[i]); }
-inline VF sub(VF a, VF b) { DSINFER_LANEWISE(a.v[i] - b.v[i]); }
-inline VF mul(VF a, VF b) { DSINFER_LANEWISE(a.v[i] * b.v[i]); }
-inline VF div(VF a, VF b) { DSINFER_LANEWISE(a.v[i] / b.v[i]); }
-inline VF max(VF a, VF b) { DSINFER_LANEWISE(a.v[i] > b.v[i] ? a.v[i] : b.v[i]); }
-inline VF min(VF a, VF b) { DSINFER_LANEWISE(a.v[i] < b.v[i] ? a.v[i] : b.v[i]); }
+inline VF add(VF a, VF b) {
+  DSINFER_LANEWISE(a.v[i] + b.v[i]);
+}
+inline VF sub(VF a, VF b) {
+  DSINFER_LANEWISE(a.v[i] - b.v[i]);
+}
+inline VF mul(VF a, VF b) {
+  DSINFER_LANEWISE(a.v[i] * b.v[i]);
+}
+inline VF div(VF a, VF b) {
+  DSINFER_LANEWISE(a.v[i] / b.v[i]);
+}
+inline VF max(VF a, VF b) {
+  DSINFER_LANEWISE(a.v[i] > b.v[i] ? a.v[i] : b.v[i]);
+}
+inline VF min(VF a, VF b) {
+  DSINFER_LANEWISE(a.v[i] < b.v[i] ? a.v[i] : b.v[i]);
+}
 // Not fused: baseline x86-64 has no FMA instruction and std::fma would be a libm call.
-inline VF fma(VF a, VF b, VF c) { DSINFER_LANEWISE(a.v[i] * b.v[i] + c.v[i]); }
-inline VF abs(VF a) { DSINFER_LANEWISE(std::fabs(a.v[i])); }
-inline VF sqrt(VF a) { DSINFER_LANEWISE(std::sqrt(a.v[i])); }
-inline VF select_gt(VF x, VF y, VF a, VF b) { DSINFER_LANEWISE(x.v[i] > y.v[i] ? a.v[i] : b.v[i]); }
+inline VF fma(VF a, VF b, VF c) {
+  DSINFER_LANEWISE(a.v[i] * b.v[i] + c.v[i]);
+}
+inline VF abs(VF a) {
+  DSINFER_LANEWISE(std::fabs(a.v[i]));
+}
+inline VF sqrt(VF a) {
+  DSINFER_LANEWISE(std::sqrt(a.v[i]));
+}
+inline VF select_gt(VF x, VF y, VF a, VF b) {
+  DSINFER_LANEWISE(x.v[i] > y.v[i] ? a.v[i] : b.v[i]);
+}
 inline float reduce_add(VF a) {
   // Pairwise, in the same tree order as the SIMD backends.
   float s[kLanes];
@@ -57,9 +87,13 @@ inline float reduce_max(VF a) {
   for (int i = 1; i < kLanes; ++i) m = a.v[i] > m ? a.v[i] : m;
   return m;
 }
-inline VF exp(VF x) { DSINFER_LANEWISE(x.v[i] < -87.33654f ? 0.0f : std::exp(x.v[i])); }
+inline VF exp(VF x) {
+  DSINFER_LANEWISE(x.v[i] < -87.33654f ? 0.0f : std::exp(x.v[i]));
+}
 
-inline VF load_bf16(const uint16_t* p) { DSINFER_LANEWISE(bf16_to_f32(bf16{p[i]})); }
+inline VF load_bf16(const uint16_t* p) {
+  DSINFER_LANEWISE(bf16_to_f32(bf16{p[i]}));
+}
 inline VF load_bf16_n(const uint16_t* p, int n) {
   DSINFER_LANEWISE(i < n ? bf16_to_f32(bf16{p[i]}) : 0.0f);
 }
@@ -69,8 +103,12 @@ inline void store_bf16(uint16_t* p, VF a) {
 inline void store_bf16_n(uint16_t* p, VF a, int n) {
   for (int i = 0; i < n; ++i) p[i] = f32_to_bf16(a.v[i]).bits;
 }
-inline VF load_f16(const uint16_t* p) { DSINFER_LANEWISE(f16_to_f32(f16{p[i]})); }
-inline VF load_fp8(const uint8_t* p) { DSINFER_LANEWISE(fp8_e4m3_to_f32(fp8_e4m3{p[i]})); }
+inline VF load_f16(const uint16_t* p) {
+  DSINFER_LANEWISE(f16_to_f32(f16{p[i]}));
+}
+inline VF load_fp8(const uint8_t* p) {
+  DSINFER_LANEWISE(fp8_e4m3_to_f32(fp8_e4m3{p[i]}));
+}
 inline VF load_fp8_n(const uint8_t* p, int n) {
   DSINFER_LANEWISE(i < n ? fp8_e4m3_to_f32(fp8_e4m3{p[i]}) : 0.0f);
 }
@@ -92,12 +130,14 @@ inline VB broadcast_pair(const uint16_t* p) {
   return r;
 }
 inline VF dot_pairs(VF acc, VB a, VB b) {
-  DSINFER_LANEWISE(std::fma(bf16_to_f32(bf16{a.v[2 * i + 1]}), bf16_to_f32(bf16{b.v[2 * i + 1]}),
-                            std::fma(bf16_to_f32(bf16{a.v[2 * i]}), bf16_to_f32(bf16{b.v[2 * i]}),
-                                     acc.v[i])));
+  DSINFER_LANEWISE(
+      std::fma(bf16_to_f32(bf16{a.v[2 * i + 1]}), bf16_to_f32(bf16{b.v[2 * i + 1]}),
+               std::fma(bf16_to_f32(bf16{a.v[2 * i]}), bf16_to_f32(bf16{b.v[2 * i]}), acc.v[i])));
 }
 
-inline void prefetch(const void* p) { __builtin_prefetch(p); }
+inline void prefetch(const void* p) {
+  __builtin_prefetch(p);
+}
 
 #undef DSINFER_LANEWISE
 

@@ -1,0 +1,34 @@
+// Linear layers: y[M, N] = x[M, K] . W[N, K]^T, with x in f32 or bf16 and W in f32, bf16 or
+// fp8 e4m3 with 128 x 128 block scales (dequantized inside the kernel, never materialized).
+// Accumulation and y are f32. Threaded over the global thread pool.
+//
+// Two algorithms, picked by M:
+//  - GEMV (M <= kGemvMaxRows): each weight is streamed from memory once and converted in
+//    registers; memory-bound at decode.
+//  - GEMM: BLIS-style blocking; per thread, a K x Nc block of W is packed (converted) into an
+//    L2-resident panel and multiplied with all of x's packed row strips by a register micro-kernel.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/weight_view.h"
+
+namespace dsinfer {
+
+inline constexpr int64_t kGemvMaxRows = 8;
+
+struct GemmInput {
+  DType dtype = DType::f32;  // f32 or bf16
+  const void* data = nullptr;
+  int64_t rows = 0, cols = 0;  // M, K
+  int64_t ld = 0;              // elements between rows
+};
+
+// y[M, ldy] rows get N values each. Throws std::invalid_argument on mismatched shapes/dtypes.
+void gemm(const GemmInput& x, const WeightView& w, float* y, int64_t ldy);
+
+// The plain reference: double accumulation, exact dequantization. For tests.
+void gemm_reference(const GemmInput& x, const WeightView& w, float* y, int64_t ldy);
+
+}  // namespace dsinfer

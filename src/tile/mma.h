@@ -1,0 +1,96 @@
+// Tile matrix multiply-accumulate with f32 accumulation:
+//   mma_AB  : C[M, N] += A[M, K] . B[K, N]      (outer products: broadcast A, stream B rows)
+//   mma_ABt : C[M, N] += A[M, K] . B[N, K]^T    (inner products along K: both K-contiguous)
+// K is A's valid column count; padding in A/B is zero (tile loads guarantee it), so whole
+// vectors can be used along K. Register blocking is internal; callers see the math only.
+#pragma once
+
+#include "tile/tile.h"
+
+namespace dsinfer::DSINFER_ISA_NS::tile {
+
+namespace detail {
+
+// RM rows of C x all N columns (in NV-vector column blocks) of mma_AB.
+template <int RM, int NV, int M, int N, int K>
+inline void mma_ab_block(Tile<M, N>& c, const Tile<M, K>& a, const Tile<K, N>& b, int i0, int j0) {
+  VF acc[RM][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = c.vec(i0 + i, j0 + v);
+  for (int k = 0; k < a.cols; ++k) {
+    VF bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) bv[v] = b.vec(k, j0 + v);
+#pragma GCC unroll 16
+    for (int i = 0; i < RM; ++i) {
+      const VF av = set1(a.v[i0 + i][k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[i][v] = fma(av, bv[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) c.set_vec(i0 + i, j0 + v, acc[i][v]);
+}
+
+// RM x RN block of mma_ABt: RM rows of A against RN rows of B, vector partial sums along K.
+template <int RM, int RN, int M, int N, int K>
+inline void mma_abt_block(Tile<M, N>& c, const Tile<M, K>& a, const Tile<N, K>& b, int i0, int j0) {
+  VF acc[RM][RN];
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 16
+    for (int j = 0; j < RN; ++j) acc[i][j] = zero();
+  const int kv = (a.cols + kLanes - 1) / kLanes;
+  for (int k = 0; k < kv; ++k) {
+    VF bv[RN];
+#pragma GCC unroll 16
+    for (int j = 0; j < RN; ++j) bv[j] = b.vec(j0 + j, k);
+#pragma GCC unroll 16
+    for (int i = 0; i < RM; ++i) {
+      const VF av = a.vec(i0 + i, k);
+#pragma GCC unroll 16
+      for (int j = 0; j < RN; ++j) acc[i][j] = fma(av, bv[j], acc[i][j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 16
+    for (int j = 0; j < RN; ++j) c.v[i0 + i][j0 + j] += reduce_add(acc[i][j]);
+}
+
+}  // namespace detail
+
+template <int M, int N, int K>
+inline void mma_AB(Tile<M, N>& c, const Tile<M, K>& a, const Tile<K, N>& b) {
+  constexpr int NV = Tile<M, N>::kVecs;
+  constexpr int kBlockV = NV % 2 == 0 ? 2 : 1;  // column vectors per register block
+  constexpr int kBlockR = kLanes == 16 ? 8 : 4;
+  for (int j = 0; j < NV; j += kBlockV) {
+    int i = 0;
+    for (; i + kBlockR <= a.rows; i += kBlockR)
+      detail::mma_ab_block<kBlockR, kBlockV>(c, a, b, i, j);
+    for (; i < a.rows; ++i) detail::mma_ab_block<1, kBlockV>(c, a, b, i, j);
+  }
+}
+
+template <int M, int N, int K>
+inline void mma_ABt(Tile<M, N>& c, const Tile<M, K>& a, const Tile<N, K>& b) {
+  constexpr int RM = 2, RN = 4;
+  int i = 0;
+  for (; i + RM <= a.rows; i += RM) {
+    int j = 0;
+    for (; j + RN <= b.rows; j += RN) detail::mma_abt_block<RM, RN>(c, a, b, i, j);
+    for (; j < b.rows; ++j) detail::mma_abt_block<RM, 1>(c, a, b, i, j);
+  }
+  for (; i < a.rows; ++i) {
+    int j = 0;
+    for (; j + RN <= b.rows; j += RN) detail::mma_abt_block<1, RN>(c, a, b, i, j);
+    for (; j < b.rows; ++j) detail::mma_abt_block<1, 1>(c, a, b, i, j);
+  }
+}
+
+}  // namespace dsinfer::DSINFER_ISA_NS::tile

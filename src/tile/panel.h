@@ -1,0 +1,229 @@
+// GEMM operand panels: A and B packed, per cache block, into the layout the ISA's mma wants, so
+// the micro-kernel streams both with unit stride and every B element is converted exactly once
+// per block (FP8 block dequantization happens here, into an L2-resident panel, never for the
+// whole weight).
+//
+// Two layouts, chosen by the ISA and the input dtypes:
+//   f32   : A [kc][MR] f32, B [kc][NR] f32                  -> broadcast a, FMA with b vectors
+//   pairs : A [kc/2][MR][2] bf16, B [kc/2][NR][2] bf16       -> vdpbf16ps on (k, k+1) pairs
+// (pairs only where the ISA has a native bf16 dot product and both operands are bf16 / fp8.)
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "core/weight_view.h"
+#include "tile/tile.h"
+
+namespace dsinfer::DSINFER_ISA_NS::tile {
+
+// Register micro-tile of C: MR rows x NR columns of f32 accumulators.
+#if defined(__AVX512F__)
+inline constexpr int kPanelMR = 14, kPanelNR = 32;
+#elif defined(__AVX2__)
+inline constexpr int kPanelMR = 6, kPanelNR = 16;
+#else
+inline constexpr int kPanelMR = 4, kPanelNR = 16;
+#endif
+inline constexpr int kPanelNV = kPanelNR / kLanes;
+
+using WeightRef = WeightView;
+
+// One row segment W[n, k0 : k0 + len) as f32 (scaled for FP8), len <= kMaxSegment.
+inline constexpr int kMaxSegment = 512;
+inline void weight_row_f32(const WeightRef& w, int64_t n, int64_t k0, int len, float* out) {
+  switch (w.dtype) {
+    case DType::f32: {
+      const float* p = static_cast<const float*>(w.data) + n * w.ld + k0;
+      for (int k = 0; k < len; ++k) out[k] = p[k];
+      break;
+    }
+    case DType::bf16: {
+      const uint16_t* p = static_cast<const uint16_t*>(w.data) + n * w.ld + k0;
+      int k = 0;
+      for (; k + kLanes <= len; k += kLanes) store(out + k, load_bf16(p + k));
+      if (k < len) store_n(out + k, load_bf16_n(p + k, len - k), len - k);
+      break;
+    }
+    default: {  // fp8 e4m3 with 128 x 128 block scales; a segment may cross 128-column blocks
+      const uint8_t* p = static_cast<const uint8_t*>(w.data) + n * w.ld + k0;
+      const float* srow = w.scale_inv + (n / 128) * w.scale_ld;
+      int k = 0;
+      while (k < len) {
+        const int64_t kabs = k0 + k;
+        const int end = int(std::min<int64_t>(len, (kabs / 128 + 1) * 128 - k0));
+        const VF s = set1(srow[kabs / 128]);
+        for (; k + kLanes <= end; k += kLanes) store(out + k, mul(load_fp8(p + k), s));
+        if (k < end) store_n(out + k, mul(load_fp8_n(p + k, end - k), s), end - k), k = end;
+      }
+      break;
+    }
+  }
+}
+
+// ---- f32 panels -------------------------------------------------------------------------------
+// A panel from rows [m0, m0 + rows) of x (f32 or bf16), columns [k0, k0 + kc): dst[k][i].
+template <class T>
+inline void pack_a_f32(float* dst, const T* x, int64_t ldx, int rows, int64_t k0, int kc) {
+  alignas(64) float row[kMaxSegment + 16];
+#pragma GCC unroll 16
+  for (int i = 0; i < kPanelMR; ++i) {
+    if (i < rows) {
+      convert_row<kMaxSegment>(row, x + i * ldx + k0, kc);
+    } else {
+      for (int k = 0; k < kc; ++k) row[k] = 0.0f;
+    }
+    for (int k = 0; k < kc; ++k) dst[k * kPanelMR + i] = row[k];
+  }
+}
+// B panel from rows [n0, n0 + cols) of W, columns [k0, k0 + kc): dst[k][j] (zero past cols).
+inline void pack_b_f32(float* dst, const WeightRef& w, int64_t n0, int cols, int64_t k0, int kc) {
+  alignas(64) float row[kMaxSegment + 16];
+#pragma GCC unroll 16
+  for (int j = 0; j < kPanelNR; ++j) {
+    if (j < cols) {
+      weight_row_f32(w, n0 + j, k0, kc, row);
+    } else {
+      for (int k = 0; k < kc; ++k) row[k] = 0.0f;
+    }
+    for (int k = 0; k < kc; ++k) dst[k * kPanelNR + j] = row[k];
+  }
+}
+
+// Writes (or adds) the valid rows x cols of the micro-tile accumulators to C.
+inline void store_accumulators(const VF (&acc)[kPanelMR][kPanelNV], float* c, int64_t ldc, int rows,
+                               int cols, bool accumulate) {
+  for (int i = 0; i < rows; ++i) {
+    float* crow = c + i * ldc;
+#pragma GCC unroll 16
+    for (int v = 0; v < kPanelNV; ++v) {
+      const int n = cols - v * kLanes;
+      if (n <= 0) break;
+      VF r = acc[i][v];
+      if (n >= kLanes) {
+        if (accumulate) r = add(r, load(crow + v * kLanes));
+        store(crow + v * kLanes, r);
+      } else {
+        if (accumulate) r = add(r, load_n(crow + v * kLanes, n));
+        store_n(crow + v * kLanes, r, n);
+      }
+    }
+  }
+}
+
+// C[rows, cols] (+)= A panel . B panel over kc: the micro-kernel. c has row stride ldc.
+inline void mma_panel_f32(int kc, const float* a, const float* b, float* c, int64_t ldc, int rows,
+                          int cols, bool accumulate) {
+  VF acc[kPanelMR][kPanelNV];
+#pragma GCC unroll 16
+  for (int i = 0; i < kPanelMR; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < kPanelNV; ++v) acc[i][v] = zero();
+  for (int k = 0; k < kc; ++k) {
+    VF bv[kPanelNV];
+#pragma GCC unroll 16
+    for (int v = 0; v < kPanelNV; ++v) bv[v] = load(b + k * kPanelNR + v * kLanes);
+#pragma GCC unroll 16
+    for (int i = 0; i < kPanelMR; ++i) {
+      const VF av = set1(a[k * kPanelMR + i]);
+#pragma GCC unroll 16
+      for (int v = 0; v < kPanelNV; ++v) acc[i][v] = fma(av, bv[v], acc[i][v]);
+    }
+  }
+  store_accumulators(acc, c, ldc, rows, cols, accumulate);
+}
+
+// ---- bf16 pair panels (native bf16 dot product ISAs) -------------------------------------------
+// A: dst[kp][i][2] = x[m0 + i][k0 + 2kp + {0, 1}] (zero past rows / past kc).
+inline void pack_a_pairs(uint16_t* dst, const bf16* x, int64_t ldx, int rows, int64_t k0, int kc) {
+  const int kp = (kc + 1) / 2;
+#pragma GCC unroll 16
+  for (int i = 0; i < kPanelMR; ++i) {
+    const uint16_t* src = reinterpret_cast<const uint16_t*>(x + i * ldx + k0);
+    for (int p = 0; p < kp; ++p) {
+      const int k = 2 * p;
+      dst[(p * kPanelMR + i) * 2] = i < rows ? src[k] : 0;
+      dst[(p * kPanelMR + i) * 2 + 1] = (i < rows && k + 1 < kc) ? src[k + 1] : 0;
+    }
+  }
+}
+inline void pack_b_pairs(uint16_t* dst, const WeightRef& w, int64_t n0, int cols, int64_t k0,
+                         int kc) {
+  const int kp = (kc + 1) / 2;
+  alignas(64) float row[kMaxSegment + 16];
+  alignas(64) uint16_t row16[kMaxSegment + 16];
+#pragma GCC unroll 16
+  for (int j = 0; j < kPanelNR; ++j) {
+    if (j < cols && w.dtype == DType::bf16) {
+      const uint16_t* src = static_cast<const uint16_t*>(w.data) + (n0 + j) * w.ld + k0;
+      for (int k = 0; k < kc; ++k) row16[k] = src[k];
+    } else if (j < cols) {
+      weight_row_f32(w, n0 + j, k0, kc, row);  // fp8 * scale: exact in bf16 for ue8m0 scales
+      int k = 0;
+      for (; k + kLanes <= kc; k += kLanes) store_bf16(row16 + k, load(row + k));
+      if (k < kc) store_bf16_n(row16 + k, load_n(row + k, kc - k), kc - k);
+    } else {
+      for (int k = 0; k < kc; ++k) row16[k] = 0;
+    }
+    row16[kc] = 0;  // odd kc: the pair's second half
+    for (int p = 0; p < kp; ++p) {
+      dst[(p * kPanelNR + j) * 2] = row16[2 * p];
+      dst[(p * kPanelNR + j) * 2 + 1] = row16[2 * p + 1];
+    }
+  }
+}
+inline void mma_panel_pairs(int kc, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
+                            int rows, int cols, bool accumulate) {
+  VF acc[kPanelMR][kPanelNV];
+#pragma GCC unroll 16
+  for (int i = 0; i < kPanelMR; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < kPanelNV; ++v) acc[i][v] = zero();
+  const int kp = (kc + 1) / 2;
+  for (int p = 0; p < kp; ++p) {
+    VB bv[kPanelNV];
+#pragma GCC unroll 16
+    for (int v = 0; v < kPanelNV; ++v) bv[v] = load_pairs(b + (p * kPanelNR + v * kLanes) * 2);
+#pragma GCC unroll 16
+    for (int i = 0; i < kPanelMR; ++i) {
+      const VB av = broadcast_pair(a + (p * kPanelMR + i) * 2);
+#pragma GCC unroll 16
+      for (int v = 0; v < kPanelNV; ++v) acc[i][v] = dot_pairs(acc[i][v], av, bv[v]);
+    }
+  }
+  store_accumulators(acc, c, ldc, rows, cols, accumulate);
+}
+
+}  // namespace dsinfer::DSINFER_ISA_NS::tile
+
+namespace dsinfer::DSINFER_ISA_NS::tile {
+
+// ---- weight streaming (GEMV: each weight is read once, converted in registers) -----------------
+// 2 * kLanes consecutive weights of one row starting at element k, as two f32 vectors.
+// f32 / bf16 are exact. fp8 uses the fast decode, which yields 2^-8 times the code's value:
+// kFp8StreamScale folds that back into the block scale.
+inline constexpr float kFp8StreamScale = 256.0f;
+template <DType WT>
+inline void load_weights_2v(const void* row, int64_t k, VF* lo, VF* hi) {
+  if constexpr (WT == DType::f32) {
+    const float* p = static_cast<const float*>(row) + k;
+    *lo = load(p), *hi = load(p + kLanes);
+  } else if constexpr (WT == DType::bf16) {
+    const uint16_t* p = static_cast<const uint16_t*>(row) + k;
+    *lo = load_bf16(p), *hi = load_bf16(p + kLanes);
+  } else {
+    load_fp8_2v_scaled(static_cast<const uint8_t*>(row) + k, lo, hi);
+  }
+}
+// n (< kLanes) weights from element k, exact values (fp8 included), zero past n.
+template <DType WT>
+inline VF load_weights_n(const void* row, int64_t k, int n) {
+  if constexpr (WT == DType::f32)
+    return load_n(static_cast<const float*>(row) + k, n);
+  else if constexpr (WT == DType::bf16)
+    return load_bf16_n(static_cast<const uint16_t*>(row) + k, n);
+  else
+    return load_fp8_n(static_cast<const uint8_t*>(row) + k, n);
+}
+
+}  // namespace dsinfer::DSINFER_ISA_NS::tile

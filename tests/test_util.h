@@ -1,0 +1,56 @@
+// Helpers shared by the test suites: seeded random data and the ISA loop.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cpu_features.h"
+#include "core/dtype.h"
+
+namespace dsinfer::testing {
+
+// Runs body() once under every ISA backend this CPU supports, restoring the active one after.
+template <class Body>
+void for_each_isa(Body body) {
+  const Isa saved = active_isa();
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    SCOPED_TRACE("isa " + std::string(isa_name(isa)));
+    body(isa);
+  }
+  set_active_isa(saved);
+}
+
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f,
+                                        float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+inline std::vector<bf16> to_bf16(const std::vector<float>& v) {
+  std::vector<bf16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = f32_to_bf16(v[i]);
+  return out;
+}
+
+// Random finite fp8 e4m3 codes (never the NaN codes 0x7f / 0xff).
+inline std::vector<fp8_e4m3> random_fp8(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<fp8_e4m3> v(n);
+  for (auto& x : v) {
+    uint8_t c;
+    do c = uint8_t(rng());
+    while ((c & 0x7f) == 0x7f);
+    x.bits = c;
+  }
+  return v;
+}
+
+}  // namespace dsinfer::testing
