@@ -89,10 +89,12 @@ inline float reduce_max(VF a) {
   return _mm_cvtss_f32(s);
 }
 
-// e^x for f32, ~1 ulp over the normal range; exactly 0 below -87.3 (so exp(-inf) = 0).
+// e^x for f32, ~1 ulp over the normal range; exactly 0 below -87.3 (so exp(-inf) = 0) and
+// +inf past the f32 overflow threshold.
 inline VF exp(VF x) {
-  const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.3762626647949f);
+  const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.72283935546875f);
   __m256 under = _mm256_cmp_ps(x.v, lo, _CMP_LT_OQ);
+  __m256 over = _mm256_cmp_ps(x.v, hi, _CMP_GT_OQ);
   __m256 xc = _mm256_min_ps(_mm256_max_ps(x.v, lo), hi);
   __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -113,6 +115,7 @@ inline VF exp(VF x) {
   __m256 s2 =
       _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
   __m256 res = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  res = _mm256_blendv_ps(res, _mm256_set1_ps(__builtin_inff()), over);
   return {_mm256_andnot_ps(under, res)};
 }
 

@@ -103,9 +103,9 @@ inline void row_max(const Tile<R, C>& t, float* out) {
     for (; (j + 1) * kLanes <= t.cols; ++j) m = max(m, t.vec(r, j));
     if (j * kLanes < t.cols) {  // partial vector: mask the padding with -inf
       float tmp[kLanes];
-      store(tmp, t.vec(r, j));
+      simd::store(tmp, t.vec(r, j));
       for (int l = t.cols - j * kLanes; l < kLanes; ++l) tmp[l] = -__builtin_inff();
-      m = max(m, load(tmp));
+      m = max(m, simd::load(tmp));
     }
     out[r] = reduce_max(m);
   }
@@ -125,7 +125,7 @@ inline void col_max(const Tile<R, C>& t, float* out) {
   for (int j = 0; j < Tile<R, C>::kVecs; ++j) {
     VF m = set1(-__builtin_inff());
     for (int r = 0; r < t.rows; ++r) m = max(m, t.vec(r, j));
-    store(out + j * kLanes, m);
+    simd::store(out + j * kLanes, m);
   }
 }
 template <int R, int C>
@@ -133,7 +133,7 @@ inline void col_sum(const Tile<R, C>& t, float* out) {
   for (int j = 0; j < Tile<R, C>::kVecs; ++j) {
     VF s = zero();
     for (int r = 0; r < t.rows; ++r) s = simd::add(s, t.vec(r, j));
-    store(out + j * kLanes, s);
+    simd::store(out + j * kLanes, s);
   }
 }
 
@@ -157,14 +157,14 @@ inline void mul_row(Tile<R, C>& t, const float* v) {
 template <int R, int C>
 inline void mul_col(Tile<R, C>& t, const float* v) {
   for (int j = 0; j < Tile<R, C>::kVecs; ++j) {
-    const VF x = load(v + j * kLanes);
+    const VF x = simd::load(v + j * kLanes);
     for (int r = 0; r < R; ++r) t.set_vec(r, j, mul(t.vec(r, j), x));
   }
 }
 template <int R, int C>
 inline void add_col(Tile<R, C>& t, const float* v) {
   for (int j = 0; j < Tile<R, C>::kVecs; ++j) {
-    const VF x = load(v + j * kLanes);
+    const VF x = simd::load(v + j * kLanes);
     for (int r = 0; r < R; ++r) t.set_vec(r, j, simd::add(t.vec(r, j), x));
   }
 }
@@ -201,10 +201,10 @@ struct OnlineSoftmax {
         VF p = simd::exp(sub(s.vec(r, j), sh));
         if ((j + 1) * kLanes > s.cols || r >= s.rows) {
           float tmp[kLanes];
-          store(tmp, p);
+          simd::store(tmp, p);
           for (int q = 0; q < kLanes; ++q)
             if (j * kLanes + q >= s.cols || r >= s.rows) tmp[q] = 0.0f;
-          p = load(tmp);
+          p = simd::load(tmp);
         }
         s.set_vec(r, j, p);
       }

@@ -1,0 +1,29 @@
+// Entry points into the tile layer for tests, compiled once per ISA (tile_ops_driver.isa.cpp).
+// Every tile here is Tile<kRows, kCols> passed as a dense kRows x kCols f32 array.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dispatch.h"
+#include "core/dtype.h"
+
+namespace dsinfer::tile_test {
+inline constexpr int kRows = 16, kCols = 64;
+enum class MapOp { scale, relu, exp, silu };
+}  // namespace dsinfer::tile_test
+
+namespace dsinfer {
+DSINFER_DECLARE_PER_ISA(void, tt_load_f32, (const float*, int64_t, int, int, float*));
+DSINFER_DECLARE_PER_ISA(void, tt_load_bf16, (const bf16*, int64_t, int, int, float*));
+DSINFER_DECLARE_PER_ISA(void, tt_load_fp8_scaled,
+                        (const fp8_e4m3*, int64_t, const float*, int, int, float*));
+DSINFER_DECLARE_PER_ISA(int, tt_gather, (const float*, int64_t, const int32_t*, int, int, float*,
+                                         bool*));
+DSINFER_DECLARE_PER_ISA(void, tt_store_bf16, (const float*, int, int, bf16*, int64_t));
+DSINFER_DECLARE_PER_ISA(void, tt_map, (tile_test::MapOp, float, const float*, float*));
+DSINFER_DECLARE_PER_ISA(void, tt_reduce, (const float*, int, int, float*, float*, float*, float*));
+DSINFER_DECLARE_PER_ISA(void, tt_broadcast, (const float*, const float*, const float*, float*));
+DSINFER_DECLARE_PER_ISA(void, tt_mma_ab, (const float*, int, int, const float*, float*));
+DSINFER_DECLARE_PER_ISA(void, tt_mma_abt, (const float*, int, int, const float*, int, float*));
+DSINFER_DECLARE_PER_ISA(void, tt_softmax_blocks, (const float*, int, int, int, float*, float*));
+}  // namespace dsinfer

@@ -1,0 +1,130 @@
+// Per-ISA drivers of the tile ops (see tile_ops_driver.h).
+#include <cstring>
+
+#include "tile/mma.h"
+#include "tile/tile_ops.h"
+#include "tile_ops_driver.h"
+
+namespace dsinfer::DSINFER_ISA_NS {
+
+using tile_test::kCols;
+using tile_test::kRows;
+using T = tile::Tile<kRows, kCols>;
+
+namespace {
+void to_array(const T& t, float* out) { std::memcpy(out, t.v, sizeof t.v); }
+void from_array(T& t, const float* in, int rows, int cols) {
+  std::memcpy(t.v, in, sizeof t.v);
+  t.rows = rows, t.cols = cols;
+}
+}  // namespace
+
+void tt_load_f32(const float* src, int64_t ld, int rows, int cols, float* out) {
+  T t;
+  tile::fill(t, 99.0f);
+  tile::load(t, src, ld, rows, cols);
+  to_array(t, out);
+}
+void tt_load_bf16(const bf16* src, int64_t ld, int rows, int cols, float* out) {
+  T t;
+  tile::fill(t, 99.0f);
+  tile::load(t, src, ld, rows, cols);
+  to_array(t, out);
+}
+void tt_load_fp8_scaled(const fp8_e4m3* src, int64_t ld, const float* scale, int rows, int cols,
+                        float* out) {
+  T t;
+  tile::load_scaled(t, src, ld, scale, rows, cols);
+  to_array(t, out);
+}
+int tt_gather(const float* base, int64_t ld, const int32_t* idx, int n, int cols, float* out,
+              bool* valid) {
+  T t;
+  tile::fill(t, 99.0f);
+  int real = tile::gather_rows(t, base, ld, idx, n, cols, valid);
+  to_array(t, out);
+  return real;
+}
+void tt_store_bf16(const float* in, int rows, int cols, bf16* dst, int64_t ld) {
+  T t;
+  from_array(t, in, rows, cols);
+  tile::store(dst, ld, t);
+}
+void tt_map(tile_test::MapOp op, float s, const float* in, float* out) {
+  T t;
+  from_array(t, in, kRows, kCols);
+  switch (op) {
+    case tile_test::MapOp::scale: tile::scale(t, s); break;
+    case tile_test::MapOp::relu: tile::relu(t); break;
+    case tile_test::MapOp::exp: tile::exp(t); break;
+    case tile_test::MapOp::silu: tile::silu(t); break;
+  }
+  to_array(t, out);
+}
+void tt_reduce(const float* in, int rows, int cols, float* rmax, float* rsum, float* cmax,
+               float* csum) {
+  T t;
+  from_array(t, in, rows, cols);
+  tile::row_max(t, rmax);
+  tile::row_sum(t, rsum);
+  tile::col_max(t, cmax);
+  tile::col_sum(t, csum);
+}
+// out = ((in - rowv) * rowv2) * colv  (sub_row, mul_row, mul_col) then + colv (add_col)
+void tt_broadcast(const float* in, const float* rowv, const float* colv, float* out) {
+  T t;
+  from_array(t, in, kRows, kCols);
+  tile::sub_row(t, rowv);
+  tile::mul_row(t, rowv);
+  tile::mul_col(t, colv);
+  tile::add_col(t, colv);
+  to_array(t, out);
+}
+// c[kRows][kCols] = 1 + a[rows][k] . b[k][kCols]
+void tt_mma_ab(const float* a, int rows, int k, const float* b, float* c) {
+  T ta, tc;
+  tile::Tile<kCols, kCols> tb;
+  tile::load(ta, a, kCols, rows, k);
+  tile::load(tb, b, kCols, k, kCols);
+  tile::fill(tc, 1.0f);
+  tile::mma_AB(tc, ta, tb);
+  to_array(tc, c);
+}
+// c[kRows][32] = a[rows][k] . b[n][k]^T  (b given as n rows of kCols)
+void tt_mma_abt(const float* a, int rows, int k, const float* b, int n, float* c) {
+  T ta;
+  tile::Tile<32, kCols> tb;
+  tile::Tile<kRows, 32> tc;
+  tile::load(ta, a, kCols, rows, k);
+  tile::load(tb, b, kCols, n, k);
+  tile::fill(tc, 0.0f);
+  tile::mma_ABt(tc, ta, tb);
+  std::memcpy(c, tc.v, sizeof tc.v);
+}
+// Softmax over `total` columns of each of `rows` rows (scores row-major with stride kCols * 4),
+// fed in blocks of `block` columns through OnlineSoftmax; writes probabilities and lse.
+void tt_softmax_blocks(const float* scores, int rows, int total, int block, float* probs,
+                       float* lse) {
+  tile::OnlineSoftmax<kRows> sm;
+  sm.reset();
+  // Probabilities of earlier blocks are rescaled by alpha as later blocks arrive, as an output
+  // accumulator would be.
+  const int ld = kCols * 4;
+  for (int c0 = 0; c0 < total; c0 += block) {
+    const int n = total - c0 < block ? total - c0 : block;
+    T s;
+    tile::load(s, scores + c0, ld, rows, n);
+    float alpha[kRows];
+    sm.step(s, alpha);
+    for (int r = 0; r < rows; ++r) {
+      for (int c = 0; c < c0; ++c) probs[r * ld + c] *= alpha[r];
+      for (int c = 0; c < n; ++c) probs[r * ld + c0 + c] = s.v[r][c];
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < total; ++c) probs[r * ld + c] = sm.l[r] > 0 ? probs[r * ld + c] / sm.l[r] : 0;
+    lse[r] = sm.lse(r);
+  }
+}
+
+}  // namespace dsinfer::DSINFER_ISA_NS

@@ -1,0 +1,213 @@
+// Every tile op against a scalar reference, under every ISA backend this CPU supports.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "test_util.h"
+#include "tile_ops_driver.h"
+
+namespace dsinfer {
+namespace {
+
+using testing::for_each_isa;
+using tile_test::kCols;
+using tile_test::kRows;
+constexpr int kN = kRows * kCols;
+
+struct Extent {
+  int rows, cols;
+};
+const Extent kExtents[] = {{16, 64}, {1, 1}, {3, 7}, {16, 9}, {5, 63}, {0, 0}, {9, 17}};
+
+TEST(TileOps, LoadConvertsAndZeroFillsPastTheValidExtent) {
+  const int64_t ld = 70;
+  std::vector<float> src = testing::random_floats(kRows * ld, 1, -3, 3);
+  std::vector<bf16> src16 = testing::to_bf16(src);
+  std::vector<fp8_e4m3> src8 = testing::random_fp8(kRows * ld, 2);
+  std::vector<float> scale = testing::random_floats(kRows, 3, 0.1f, 2.0f);
+  for_each_isa([&](Isa) {
+    for (Extent e : kExtents) {
+      std::vector<float> a(kN), b(kN), c(kN);
+      DSINFER_DISPATCH(tt_load_f32)(src.data(), ld, e.rows, e.cols, a.data());
+      DSINFER_DISPATCH(tt_load_bf16)(src16.data(), ld, e.rows, e.cols, b.data());
+      DSINFER_DISPATCH(tt_load_fp8_scaled)(src8.data(), ld, scale.data(), e.rows, e.cols, c.data());
+      for (int r = 0; r < kRows; ++r)
+        for (int col = 0; col < kCols; ++col) {
+          const bool in = r < e.rows && col < e.cols;
+          const int64_t s = r * ld + col;
+          ASSERT_EQ(a[r * kCols + col], in ? src[s] : 0.0f) << r << "," << col;
+          ASSERT_EQ(b[r * kCols + col], in ? bf16_to_f32(src16[s]) : 0.0f);
+          ASSERT_EQ(c[r * kCols + col], in ? fp8_e4m3_to_f32(src8[s]) * scale[r] : 0.0f);
+        }
+    }
+  });
+}
+
+TEST(TileOps, GatherSkipsMinusOneIndices) {
+  const int64_t ld = 64, n_rows = 40;
+  std::vector<float> base = testing::random_floats(n_rows * ld, 4);
+  const std::vector<int32_t> idx = {5, -1, 39, 0, 0, -1, 17, 3, -1};
+  for_each_isa([&](Isa) {
+    std::vector<float> out(kN);
+    bool valid[kRows];
+    int real = DSINFER_DISPATCH(tt_gather)(base.data(), ld, idx.data(), int(idx.size()), 50,
+                                           out.data(), valid);
+    EXPECT_EQ(real, 6);
+    for (int r = 0; r < kRows; ++r)
+      for (int c = 0; c < kCols; ++c) {
+        const bool ok = r < int(idx.size()) && idx[r] >= 0 && c < 50;
+        ASSERT_EQ(out[r * kCols + c], ok ? base[idx[r] * ld + c] : 0.0f) << r << "," << c;
+      }
+    for (size_t r = 0; r < idx.size(); ++r) EXPECT_EQ(valid[r], idx[r] >= 0);
+  });
+}
+
+TEST(TileOps, StoreBf16RoundsToNearestEvenWithinTheExtent) {
+  std::vector<float> in = testing::random_floats(kN, 5, -100, 100);
+  in[0] = f32_from_bits(0x3f808000u);  // exact tie: rounds to even 0x3f80
+  in[1] = f32_from_bits(0x3f818000u);  // exact tie: rounds up to 0x3f82
+  for_each_isa([&](Isa) {
+    for (Extent e : kExtents) {
+      const int64_t ld = 80;
+      std::vector<bf16> dst(kRows * ld, bf16{0x1234});
+      DSINFER_DISPATCH(tt_store_bf16)(in.data(), e.rows, e.cols, dst.data(), ld);
+      for (int r = 0; r < kRows; ++r)
+        for (int c = 0; c < ld; ++c) {
+          const bool inside = r < e.rows && c < e.cols;
+          ASSERT_EQ(dst[r * ld + c].bits, inside ? f32_to_bf16(in[r * kCols + c]).bits : 0x1234)
+              << r << "," << c;
+        }
+    }
+  });
+}
+
+TEST(TileOps, ElementwiseMaps) {
+  std::vector<float> in = testing::random_floats(kN, 6, -90, 90);
+  in[0] = -std::numeric_limits<float>::infinity();
+  in[1] = 0.0f;
+  in[2] = -87.0f;
+  in[3] = 88.0f;
+  for_each_isa([&](Isa) {
+    std::vector<float> out(kN);
+    DSINFER_DISPATCH(tt_map)(tile_test::MapOp::scale, 0.37f, in.data(), out.data());
+    for (int i = 0; i < kN; ++i) ASSERT_EQ(out[i], in[i] * 0.37f);
+    DSINFER_DISPATCH(tt_map)(tile_test::MapOp::relu, 0, in.data(), out.data());
+    for (int i = 0; i < kN; ++i) ASSERT_EQ(out[i], in[i] > 0 ? in[i] : 0.0f);
+    DSINFER_DISPATCH(tt_map)(tile_test::MapOp::exp, 0, in.data(), out.data());
+    EXPECT_EQ(out[0], 0.0f);  // exp(-inf) is exactly 0: softmax over masked keys needs it
+    EXPECT_EQ(out[1], 1.0f);
+    for (int i = 0; i < kN; ++i) {
+      const double ref = std::exp(double(in[i]));
+      if (ref > std::numeric_limits<float>::max()) ASSERT_EQ(out[i], INFINITY) << in[i];
+      else ASSERT_NEAR(out[i], ref, 2e-6 * ref + 1e-37) << in[i];
+    }
+    DSINFER_DISPATCH(tt_map)(tile_test::MapOp::silu, 0, in.data(), out.data());
+    for (int i = 1; i < kN; ++i) {
+      const double x = in[i], ref = x / (1 + std::exp(-x));
+      ASSERT_NEAR(out[i], ref, 1e-5 * std::fabs(ref) + 1e-30) << x;
+    }
+  });
+}
+
+TEST(TileOps, RowAndColumnReductionsRespectTheExtent) {
+  std::vector<float> in = testing::random_floats(kN, 7, -5, 5);
+  for_each_isa([&](Isa) {
+    for (Extent e : kExtents) {
+      // Zero padding as tile loads produce it; negative data so a max over padding would show.
+      std::vector<float> t(kN, 0.0f);
+      for (int r = 0; r < e.rows; ++r)
+        for (int c = 0; c < e.cols; ++c) t[r * kCols + c] = in[r * kCols + c] - 6.0f;
+      std::vector<float> rmax(kRows), rsum(kRows), cmax(kCols), csum(kCols);
+      DSINFER_DISPATCH(tt_reduce)(t.data(), e.rows, e.cols, rmax.data(), rsum.data(), cmax.data(),
+                                  csum.data());
+      for (int r = 0; r < e.rows; ++r) {
+        double m = -INFINITY, s = 0;
+        for (int c = 0; c < e.cols; ++c) m = std::max(m, double(t[r * kCols + c])), s += t[r * kCols + c];
+        ASSERT_EQ(rmax[r], float(m)) << r;
+        ASSERT_NEAR(rsum[r], s, 1e-4);
+      }
+      for (int c = 0; c < e.cols; ++c) {
+        double m = -INFINITY, s = 0;
+        for (int r = 0; r < e.rows; ++r) m = std::max(m, double(t[r * kCols + c])), s += t[r * kCols + c];
+        ASSERT_EQ(cmax[c], float(m));
+        ASSERT_NEAR(csum[c], s, 1e-4);
+      }
+    }
+  });
+}
+
+TEST(TileOps, RowAndColumnBroadcasts) {
+  std::vector<float> in = testing::random_floats(kN, 8), rowv = testing::random_floats(kRows, 9),
+                     colv = testing::random_floats(kCols, 10);
+  for_each_isa([&](Isa) {
+    std::vector<float> out(kN);
+    DSINFER_DISPATCH(tt_broadcast)(in.data(), rowv.data(), colv.data(), out.data());
+    for (int r = 0; r < kRows; ++r)
+      for (int c = 0; c < kCols; ++c) {
+        const float ref = (in[r * kCols + c] - rowv[r]) * rowv[r] * colv[c] + colv[c];
+        ASSERT_NEAR(out[r * kCols + c], ref, 1e-6);
+      }
+  });
+}
+
+TEST(TileOps, MmaAgainstPlainLoops) {
+  std::vector<float> a = testing::random_floats(kN, 11), b = testing::random_floats(kCols * kCols, 12);
+  for_each_isa([&](Isa) {
+    for (Extent e : {Extent{16, 64}, Extent{1, 1}, Extent{7, 13}, Extent{9, 64}, Extent{16, 33}}) {
+      std::vector<float> c(kN);
+      DSINFER_DISPATCH(tt_mma_ab)(a.data(), e.rows, e.cols, b.data(), c.data());
+      for (int i = 0; i < kRows; ++i)
+        for (int j = 0; j < kCols; ++j) {
+          double ref = 1.0;
+          if (i < e.rows)
+            for (int k = 0; k < e.cols; ++k) ref += double(a[i * kCols + k]) * b[k * kCols + j];
+          ASSERT_NEAR(c[i * kCols + j], ref, 1e-4) << i << "," << j;
+        }
+      const int n = 1 + e.cols % 31;
+      std::vector<float> ct(kRows * 32);
+      DSINFER_DISPATCH(tt_mma_abt)(a.data(), e.rows, e.cols, b.data(), n, ct.data());
+      for (int i = 0; i < kRows; ++i)
+        for (int j = 0; j < 32; ++j) {
+          double ref = 0;
+          if (i < e.rows && j < n)
+            for (int k = 0; k < e.cols; ++k) ref += double(a[i * kCols + k]) * b[j * kCols + k];
+          ASSERT_NEAR(ct[i * 32 + j], ref, 1e-4) << i << "," << j;
+        }
+    }
+  });
+}
+
+TEST(TileOps, OnlineSoftmaxMatchesOneShotSoftmax) {
+  const int ld = kCols * 4;
+  std::vector<float> s = testing::random_floats(kRows * ld, 13, -20, 20);
+  for (int c = 0; c < ld; ++c) s[2 * ld + c] = -INFINITY;  // a row with no valid key
+  for (int c = 0; c < 100; ++c) s[3 * ld + c] = -INFINITY;  // first blocks fully masked
+  for_each_isa([&](Isa) {
+    for (int total : {1, 37, 64, 200, 256})
+      for (int block : {8, 64, 24}) {
+        std::vector<float> p(kRows * ld, 0.0f), lse(kRows);
+        DSINFER_DISPATCH(tt_softmax_blocks)(s.data(), kRows, total, block, p.data(), lse.data());
+        for (int r = 0; r < kRows; ++r) {
+          double m = -INFINITY, sum = 0;
+          for (int c = 0; c < total; ++c) m = std::max(m, double(s[r * ld + c]));
+          for (int c = 0; c < total; ++c) sum += m == -INFINITY ? 0 : std::exp(s[r * ld + c] - m);
+          const double ref_lse = sum > 0 ? m + std::log(sum) : -INFINITY;
+          if (ref_lse == -INFINITY) {
+            ASSERT_EQ(lse[r], -INFINITY) << "row " << r;
+          } else {
+            ASSERT_NEAR(lse[r], ref_lse, 1e-5 * std::fabs(ref_lse) + 1e-5) << "row " << r;
+          }
+          for (int c = 0; c < total; ++c) {
+            const double ref = sum > 0 ? std::exp(s[r * ld + c] - m) / sum : 0.0;
+            ASSERT_FALSE(std::isnan(p[r * ld + c]));
+            ASSERT_NEAR(p[r * ld + c], ref, 2e-6) << "row " << r << " col " << c;
+          }
+        }
+      }
+  });
+}
+
+}  // namespace
+}  // namespace dsinfer
