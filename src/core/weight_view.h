@@ -1,6 +1,11 @@
-// A linear layer's weight W[N, K] (row-major, K contiguous) as stored in the checkpoint:
-// f32, bf16, or fp8 e4m3 with 128 x 128 block scales (`scale_inv`, as in the HF checkpoints:
-// the real weight is w[n][k] * scale_inv[n / 128][k / 128]; edge blocks may be partial).
+// A linear layer's weight as stored in the checkpoint: f32, bf16, f16, or fp8 e4m3 with
+// 128 x 128 block scales (`scale_inv`, as in the HF checkpoints: the real weight is
+// w[r][c] * scale_inv[r / 128][c / 128] for storage row r and column c; edge blocks may be partial).
+//
+// Logically it is always W[N, K] for y = x . W^T. Storage is row-major [N, K] (the usual Linear
+// layout) or, with `kn`, [K, N] (e.g. MLA's W_UK used as q_nope . W_UK). A view may start inside
+// a bigger weight (one head's rows of kv_b_proj): row0/col0 place its first storage element in the
+// block-scale grid, and scale_inv points at that grid's first row.
 #pragma once
 
 #include <cstdint>
@@ -9,15 +14,22 @@
 
 namespace dsinfer {
 
-struct WeightView {
-  DType dtype = DType::f32;  // f32, bf16 or fp8_e4m3
-  const void* data = nullptr;
-  int64_t rows = 0, cols = 0;        // N, K
-  int64_t ld = 0;                    // elements between rows (>= cols)
-  const float* scale_inv = nullptr;  // fp8 only: [ceil(N/128), scale_ld]
-  int64_t scale_ld = 0;              // fp8 only: >= ceil(K/128)
-};
+inline constexpr int64_t kFp8BlockSize = 128;
 
-inline constexpr int kFp8BlockSize = 128;
+struct WeightView {
+  DType dtype = DType::f32;  // f32, bf16, f16 or fp8_e4m3
+  const void* data = nullptr;
+  int64_t rows = 0, cols = 0;        // N, K (logical)
+  int64_t ld = 0;                    // elements between storage rows
+  const float* scale_inv = nullptr;  // fp8 only: the block-scale grid, row-major
+  int64_t scale_ld = 0;              // fp8 only: elements between scale rows
+  bool kn = false;                   // storage is [K, N] instead of [N, K]
+  int64_t row0 = 0, col0 = 0;        // storage offset of data[0] within the scale grid
+
+  // The scale of storage element (r, c) of this view.
+  float scale_at(int64_t r, int64_t c) const {
+    return scale_inv[((row0 + r) / kFp8BlockSize) * scale_ld + (col0 + c) / kFp8BlockSize];
+  }
+};
 
 }  // namespace dsinfer

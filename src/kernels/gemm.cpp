@@ -31,17 +31,20 @@ void check_args(const GemmInput& x, const WeightView& w, const float* y, int64_t
   auto fail = [](const std::string& what) { throw std::invalid_argument("gemm: " + what); };
   if (x.dtype != DType::f32 && x.dtype != DType::bf16)
     fail("input dtype " + std::string(dtype_name(x.dtype)) + " is not f32 or bf16");
-  if (w.dtype != DType::f32 && w.dtype != DType::bf16 && w.dtype != DType::fp8_e4m3)
-    fail("weight dtype " + std::string(dtype_name(w.dtype)) + " is not f32, bf16 or fp8_e4m3");
+  if (w.dtype != DType::f32 && w.dtype != DType::bf16 && w.dtype != DType::f16 &&
+      w.dtype != DType::fp8_e4m3)
+    fail("weight dtype " + std::string(dtype_name(w.dtype)) + " is not f32, bf16, f16 or fp8_e4m3");
   if (x.cols != w.cols)
     fail("input has K=" + std::to_string(x.cols) +
          " but the weight has K=" + std::to_string(w.cols));
-  if (x.rows < 0 || w.rows < 0 || x.ld < x.cols || w.ld < w.cols || ldy < w.rows)
-    fail("bad leading dimension or negative size");
+  if (x.rows < 0 || w.rows < 0 || x.ld < x.cols || w.ld < (w.kn ? w.rows : w.cols) ||
+      ldy < w.rows || w.row0 < 0 || w.col0 < 0)
+    fail("bad leading dimension, offset or negative size");
   if ((x.rows && !x.data) || (w.rows && !w.data) || (x.rows && w.rows && !y)) fail("null pointer");
+  const int64_t storage_cols = w.col0 + (w.kn ? w.rows : w.cols);
   if (w.dtype == DType::fp8_e4m3 &&
-      (!w.scale_inv || w.scale_ld < (w.cols + kFp8BlockSize - 1) / kFp8BlockSize))
-    fail("fp8 weight without a scale_inv of ceil(K/128) columns");
+      (!w.scale_inv || w.scale_ld < (storage_cols + kFp8BlockSize - 1) / kFp8BlockSize))
+    fail("fp8 weight without a scale_inv covering its columns");
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
-// Linear layers: y[M, N] = x[M, K] . W[N, K]^T, with x in f32 or bf16 and W in f32, bf16 or
-// fp8 e4m3 with 128 x 128 block scales (dequantized inside the kernel, never materialized).
+// Linear layers: y[M, N] = x[M, K] . W[N, K]^T, with x in f32 or bf16 and W in f32, bf16, f16 or
+// fp8 e4m3 with 128 x 128 block scales (dequantized inside the kernel, never materialized). W may
+// also be stored [K, N] (WeightView::kn, e.g. MLA's W_UK for q_nope . W_UK) and may be a sub-view
+// of a bigger block-scaled weight (one head's rows).
 // Accumulation and y are f32. Threaded over the global thread pool.
 //
 // Two algorithms, picked by M:

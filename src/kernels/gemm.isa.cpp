@@ -30,15 +30,13 @@ void gemv_block(const float* x, int64_t ldx, const WeightView& w, int64_t n0, fl
 #pragma GCC unroll 16
     for (int j = 0; j < RN; ++j) acc[i][j] = zero();
 
-  constexpr int64_t kBlock = kFp8BlockSize;
-  for (int64_t kb = 0; kb < K; kb += kBlock) {
-    const int64_t kend = std::min(K, kb + kBlock);
+  // K in segments that never cross a block-scale column boundary (the view may start mid-block).
+  for (int64_t kb = 0; kb < K;) {
+    const int64_t kend = std::min(K, kb + (kFp8BlockSize - (w.col0 + kb) % kFp8BlockSize));
     VF s[RN], s_exact[RN];
 #pragma GCC unroll 16
     for (int j = 0; j < RN; ++j) {
-      const float sc = WT == DType::fp8_e4m3
-                           ? w.scale_inv[((n0 + j) / kBlock) * w.scale_ld + kb / kBlock]
-                           : 1.0f;
+      const float sc = WT == DType::fp8_e4m3 ? w.scale_at(n0 + j, kb) : 1.0f;
       s[j] = set1(WT == DType::fp8_e4m3 ? sc * kFp8StreamScale : sc);
       s_exact[j] = set1(sc);
     }
@@ -66,6 +64,7 @@ void gemv_block(const float* x, int64_t ldx, const WeightView& w, int64_t n0, fl
         for (int i = 0; i < RM; ++i) acc[i][j] = fma(load_n(x + i * ldx + k, n), wv, acc[i][j]);
       }
     }
+    kb = kend;
   }
 #pragma GCC unroll 16
   for (int i = 0; i < RM; ++i)
@@ -188,7 +187,7 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
 }  // namespace
 
 void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
-  if (x.rows <= kGemvMaxRows) {
+  if (x.rows <= kGemvMaxRows && !w.kn) {
     // x is tiny here: widen it to f32 once so the inner loop only converts weights.
     std::vector<float> xf;
     const float* xp = static_cast<const float*>(x.data);

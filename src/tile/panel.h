@@ -29,30 +29,37 @@ inline constexpr int kPanelNV = kPanelNR / kLanes;
 
 using WeightRef = WeightView;
 
-// One row segment W[n, k0 : k0 + len) as f32 (scaled for FP8), len <= kMaxSegment.
+// One storage row segment data[r, c0 : c0 + len) as f32 (scaled for FP8), len <= kMaxSegment.
+// For the usual [N, K] storage that is W[n = r, k0 = c0 ...]; for [K, N] it is W^T[k = r, n0 = c0 ...].
 inline constexpr int kMaxSegment = 512;
-inline void weight_row_f32(const WeightRef& w, int64_t n, int64_t k0, int len, float* out) {
+inline void weight_row_f32(const WeightRef& w, int64_t r, int64_t c0, int len, float* out) {
   switch (w.dtype) {
     case DType::f32: {
-      const float* p = static_cast<const float*>(w.data) + n * w.ld + k0;
+      const float* p = static_cast<const float*>(w.data) + r * w.ld + c0;
       for (int k = 0; k < len; ++k) out[k] = p[k];
       break;
     }
     case DType::bf16: {
-      const uint16_t* p = static_cast<const uint16_t*>(w.data) + n * w.ld + k0;
+      const uint16_t* p = static_cast<const uint16_t*>(w.data) + r * w.ld + c0;
       int k = 0;
       for (; k + kLanes <= len; k += kLanes) store(out + k, load_bf16(p + k));
       if (k < len) store_n(out + k, load_bf16_n(p + k, len - k), len - k);
       break;
     }
+    case DType::f16: {
+      const uint16_t* p = static_cast<const uint16_t*>(w.data) + r * w.ld + c0;
+      int k = 0;
+      for (; k + kLanes <= len; k += kLanes) store(out + k, load_f16(p + k));
+      for (; k < len; ++k) out[k] = f16_to_f32(f16{p[k]});
+      break;
+    }
     default: {  // fp8 e4m3 with 128 x 128 block scales; a segment may cross 128-column blocks
-      const uint8_t* p = static_cast<const uint8_t*>(w.data) + n * w.ld + k0;
-      const float* srow = w.scale_inv + (n / 128) * w.scale_ld;
+      const uint8_t* p = static_cast<const uint8_t*>(w.data) + r * w.ld + c0;
       int k = 0;
       while (k < len) {
-        const int64_t kabs = k0 + k;
-        const int end = int(std::min<int64_t>(len, (kabs / 128 + 1) * 128 - k0));
-        const VF s = set1(srow[kabs / 128]);
+        const int64_t cabs = w.col0 + c0 + k;  // column in the scale grid
+        const int end = int(std::min<int64_t>(len, k + (kFp8BlockSize - cabs % kFp8BlockSize)));
+        const VF s = set1(w.scale_at(r, c0 + k));
         for (; k + kLanes <= end; k += kLanes) store(out + k, mul(load_fp8(p + k), s));
         if (k < end) store_n(out + k, mul(load_fp8_n(p + k, end - k), s), end - k), k = end;
       }
@@ -79,7 +86,13 @@ inline void pack_a_f32(float* dst, const T* x, int64_t ldx, int rows, int64_t k0
 // B panel from rows [n0, n0 + cols) of W, columns [k0, k0 + kc): dst[k][j] (zero past cols).
 inline void pack_b_f32(float* dst, const WeightRef& w, int64_t n0, int cols, int64_t k0, int kc) {
   alignas(64) float row[kMaxSegment + 16];
-#pragma GCC unroll 16
+  if (w.kn) {  // storage rows are k: each panel row is one contiguous storage segment
+    for (int k = 0; k < kc; ++k) {
+      weight_row_f32(w, k0 + k, n0, cols, row);
+      for (int j = 0; j < kPanelNR; ++j) dst[k * kPanelNR + j] = j < cols ? row[j] : 0.0f;
+    }
+    return;
+  }
   for (int j = 0; j < kPanelNR; ++j) {
     if (j < cols) {
       weight_row_f32(w, n0 + j, k0, kc, row);
@@ -152,16 +165,28 @@ inline void pack_b_pairs(uint16_t* dst, const WeightRef& w, int64_t n0, int cols
   const int kp = (kc + 1) / 2;
   alignas(64) float row[kMaxSegment + 16];
   alignas(64) uint16_t row16[kMaxSegment + 16];
-#pragma GCC unroll 16
+  auto to_bf16 = [&](int len) {  // row[0, len) -> row16 (fp8 * ue8m0 scale is exact in bf16)
+    int k = 0;
+    for (; k + kLanes <= len; k += kLanes) store_bf16(row16 + k, load(row + k));
+    if (k < len) store_bf16_n(row16 + k, load_n(row + k, len - k), len - k);
+  };
+  if (w.kn) {  // storage rows are k: pair up consecutive storage rows
+    for (int p = 0; p < kp; ++p)
+      for (int h = 0; h < 2; ++h) {
+        const int k = 2 * p + h;
+        if (k < kc) weight_row_f32(w, k0 + k, n0, cols, row), to_bf16(cols);
+        for (int j = 0; j < kPanelNR; ++j)
+          dst[(p * kPanelNR + j) * 2 + h] = (k < kc && j < cols) ? row16[j] : 0;
+      }
+    return;
+  }
   for (int j = 0; j < kPanelNR; ++j) {
     if (j < cols && w.dtype == DType::bf16) {
       const uint16_t* src = static_cast<const uint16_t*>(w.data) + (n0 + j) * w.ld + k0;
       for (int k = 0; k < kc; ++k) row16[k] = src[k];
     } else if (j < cols) {
-      weight_row_f32(w, n0 + j, k0, kc, row);  // fp8 * scale: exact in bf16 for ue8m0 scales
-      int k = 0;
-      for (; k + kLanes <= kc; k += kLanes) store_bf16(row16 + k, load(row + k));
-      if (k < kc) store_bf16_n(row16 + k, load_n(row + k, kc - k), kc - k);
+      weight_row_f32(w, n0 + j, k0, kc, row);
+      to_bf16(kc);
     } else {
       for (int k = 0; k < kc; ++k) row16[k] = 0;
     }
@@ -208,6 +233,9 @@ inline void load_weights_2v(const void* row, int64_t k, VF* lo, VF* hi) {
   if constexpr (WT == DType::f32) {
     const float* p = static_cast<const float*>(row) + k;
     *lo = load(p), *hi = load(p + kLanes);
+  } else if constexpr (WT == DType::f16) {
+    const uint16_t* p = static_cast<const uint16_t*>(row) + k;
+    *lo = load_f16(p), *hi = load_f16(p + kLanes);
   } else if constexpr (WT == DType::bf16) {
     const uint16_t* p = static_cast<const uint16_t*>(row) + k;
     *lo = load_bf16(p), *hi = load_bf16(p + kLanes);
