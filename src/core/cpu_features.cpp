@@ -31,14 +31,20 @@ Isa detect() {
   const uint64_t xcr0 = xgetbv0();
   const bool ymm_state = (xcr0 & 0x6) == 0x6, zmm_state = (xcr0 & 0xe6) == 0xe6;
   if (!ymm_state) return Isa::scalar;
+  // Leaves past the highest one the CPU implements return another leaf's data: check first.
+  if (__get_cpuid_max(0, nullptr) < 7) return Isa::scalar;
   __cpuid_count(7, 0, a, b, c, d);
+  const unsigned max_subleaf_7 = a;
   const bool avx2 = b & (1u << 5), bmi1 = b & (1u << 3), bmi2 = b & (1u << 8);
   const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
              avx512vl = b & (1u << 31), vnni = c & (1u << 11);
   if (!(avx2 && fma && f16c && bmi1 && bmi2)) return Isa::scalar;
   if (!(zmm_state && avx512f && avx512dq && avx512bw && avx512vl)) return Isa::avx2;
-  __cpuid_count(7, 1, a, b, c, d);
-  const bool bf16 = a & (1u << 5);
+  bool bf16 = false;
+  if (max_subleaf_7 >= 1) {
+    __cpuid_count(7, 1, a, b, c, d);
+    bf16 = a & (1u << 5);
+  }
   return (bf16 && vnni) ? Isa::avx512bf16 : Isa::avx512;
 }
 
@@ -68,7 +74,7 @@ std::atomic<int>& active_slot() {
 }  // namespace
 
 std::string_view isa_name(Isa isa) {
-  return kNames[int(isa)];
+  return int(isa) >= 0 && int(isa) < kNumIsas ? kNames[int(isa)] : "unknown";
 }
 
 bool isa_from_name(std::string_view name, Isa* out) {
@@ -86,7 +92,7 @@ Isa best_supported_isa() {
 }
 
 bool isa_supported(Isa isa) {
-  return int(isa) <= int(best_supported_isa());
+  return int(isa) >= 0 && int(isa) <= int(best_supported_isa());
 }
 
 std::vector<Isa> supported_isas() {
@@ -101,8 +107,8 @@ Isa active_isa() {
 
 void set_active_isa(Isa isa) {
   if (!isa_supported(isa))
-    throw std::invalid_argument("ISA " + std::string(isa_name(isa)) +
-                                " is not supported by this CPU");
+    throw std::invalid_argument("ISA " + std::string(isa_name(isa)) + " (" +
+                                std::to_string(int(isa)) + ") is not supported by this CPU");
   active_slot().store(int(isa), std::memory_order_relaxed);
 }
 

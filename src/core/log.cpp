@@ -35,7 +35,8 @@ void log_message(LogLevel level, const char* fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
-  std::fprintf(stderr, "dsinfer %s: %s\n", kTags[int(level)], buf);
+  const int tag = int(level) < 0 ? 0 : int(level) > 3 ? 3 : int(level);  // never index past kTags
+  std::fprintf(stderr, "dsinfer %s: %s\n", kTags[tag], buf);
 }
 
 }  // namespace dsinfer

@@ -89,8 +89,9 @@ Tensor Tensor::borrow(void* data, DType dtype, std::vector<int64_t> shape) {
 Tensor Tensor::view(std::shared_ptr<Storage> storage, size_t offset, DType dtype,
                     std::vector<int64_t> shape) {
   check_shape(shape);
+  if (!storage) throw std::invalid_argument("tensor view: null storage");
   size_t need = size_t(product(shape)) * dtype_size(dtype);
-  if (offset + need > storage->bytes())
+  if (offset > storage->bytes() || need > storage->bytes() - offset)
     throw std::out_of_range("tensor view of " + std::to_string(need) + " bytes at offset " +
                             std::to_string(offset) + " exceeds storage of " +
                             std::to_string(storage->bytes()) + " bytes");
@@ -108,7 +109,9 @@ bool Tensor::is_contiguous() const {
 }
 
 Tensor Tensor::select(int64_t i) const {
-  if (dims() == 0 || i < 0 || i >= shape_[0]) throw std::out_of_range("tensor select: index");
+  if (dims() == 0 || i < 0 || i >= shape_[0])
+    throw std::out_of_range("tensor select: index " + std::to_string(i) + " out of range for " +
+                            shape_string());
   Tensor t = *this;
   t.data_ = static_cast<char*>(data_) + size_t(i * strides_[0]) * dtype_size(dtype_);
   t.shape_.erase(t.shape_.begin());
@@ -118,7 +121,8 @@ Tensor Tensor::select(int64_t i) const {
 
 Tensor Tensor::slice(int64_t begin, int64_t end) const {
   if (dims() == 0 || begin < 0 || end < begin || end > shape_[0])
-    throw std::out_of_range("tensor slice: range");
+    throw std::out_of_range("tensor slice: [" + std::to_string(begin) + ", " + std::to_string(end) +
+                            ") out of range for " + shape_string());
   Tensor t = *this;
   t.data_ = static_cast<char*>(data_) + size_t(begin * strides_[0]) * dtype_size(dtype_);
   t.shape_[0] = end - begin;
@@ -126,20 +130,36 @@ Tensor Tensor::slice(int64_t begin, int64_t end) const {
 }
 
 Tensor Tensor::reshape(std::vector<int64_t> shape) const {
-  if (!is_contiguous()) throw std::invalid_argument("tensor reshape: not contiguous");
+  const std::vector<int64_t> requested = shape;
+  auto fail = [&](const std::string& why) {
+    std::string s = "[";
+    for (size_t i = 0; i < requested.size(); ++i)
+      s += (i ? ", " : "") + std::to_string(requested[i]);
+    throw std::invalid_argument("tensor reshape of " + shape_string() + " to " + s + "]: " + why);
+  };
+  if (!is_contiguous()) fail("not contiguous");
+  if (int(shape.size()) > kMaxDims) fail("too many dims");
   int infer = -1;
   int64_t known = 1;
   for (int i = 0; i < int(shape.size()); ++i) {
     if (shape[i] == -1) {
-      if (infer >= 0) throw std::invalid_argument("tensor reshape: two -1 dimensions");
+      if (infer >= 0) fail("two -1 dimensions");
       infer = i;
+    } else if (shape[i] < 0) {
+      fail("negative dimension");
     } else {
       known *= shape[i];
     }
   }
-  if (infer >= 0 && known > 0) shape[infer] = numel() / known;
+  if (infer >= 0) {
+    if (known == 0) fail("-1 is ambiguous when another dimension is 0");
+    if (numel() % known != 0)
+      fail(std::to_string(numel()) + " elements are not a multiple of " + std::to_string(known));
+    shape[infer] = numel() / known;
+  }
   if (product(shape) != numel())
-    throw std::invalid_argument("tensor reshape: " + shape_string() + " has another size");
+    fail(std::to_string(numel()) + " elements, the new shape has " +
+         std::to_string(product(shape)));
   Tensor t = *this;
   t.strides_ = contiguous_strides(shape);
   t.shape_ = std::move(shape);

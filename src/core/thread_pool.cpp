@@ -5,14 +5,18 @@
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <utility>
 
 namespace dsinfer {
 
 namespace {
-thread_local bool t_in_pool_task = false;
-}
+// The pool whose task this thread is running (nullptr outside any task), and as which worker.
+thread_local const ThreadPool* t_pool = nullptr;
+thread_local int t_worker = 0;
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+  threads_.reserve(size_t(n_threads_ - 1));
   for (int w = 1; w < n_threads_; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
 }
 
@@ -26,18 +30,30 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
+int ThreadPool::nested_worker() const {
+  if (!t_pool) return -1;
+  return t_pool == this ? t_worker : 0;
+}
+
 void ThreadPool::run_job(int worker) {
-  t_in_pool_task = true;
-  if (once_per_worker_) {
-    (*fn_)(worker, worker + 1, worker);
-  } else {
-    for (;;) {
-      int64_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
-      if (begin >= n_) break;
-      (*fn_)(begin, std::min(n_, begin + grain_), worker);
+  t_pool = this;
+  t_worker = worker;
+  try {
+    if (once_per_worker_) {
+      (*fn_)(worker, worker + 1, worker);
+    } else {
+      for (;;) {
+        int64_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
+        if (begin >= n_) break;
+        (*fn_)(begin, std::min(n_, begin + grain_), worker);
+      }
     }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!error_) error_ = std::current_exception();
+    next_.store(n_, std::memory_order_relaxed);  // hand out no further chunks
   }
-  t_in_pool_task = false;
+  t_pool = nullptr;
 }
 
 void ThreadPool::worker_loop(int worker) {
@@ -57,46 +73,50 @@ void ThreadPool::worker_loop(int worker) {
   }
 }
 
-void ThreadPool::parallel_for(int64_t n, int64_t grain, const RangeFn& fn) {
-  if (n <= 0) return;
-  grain = std::max<int64_t>(1, grain);
-  if (n_threads_ == 1 || t_in_pool_task || n <= grain) {
-    for (int64_t b = 0; b < n; b += grain) fn(b, std::min(n, b + grain), 0);
-    return;
-  }
+// Runs the job on every worker (the calling thread as worker 0), waits for all of them, then
+// rethrows the first exception a task threw. The caller holds submit_.
+void ThreadPool::run_parallel(const RangeFn& fn, int64_t n, int64_t grain, bool once_per_worker) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     fn_ = &fn;
     n_ = n;
     grain_ = grain;
-    once_per_worker_ = false;
+    once_per_worker_ = once_per_worker;
     next_.store(0);
     active_.store(n_threads_ - 1);
+    error_ = nullptr;
     ++generation_;
   }
   wake_.notify_all();
   run_job(0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
+  std::exception_ptr error;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
+    fn_ = nullptr;
+    error = std::exchange(error_, nullptr);
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const RangeFn& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  auto serial = [&](int worker) {
+    for (int64_t b = 0; b < n; b += grain) fn(b, std::min(n, b + grain), worker);
+  };
+  if (int w = nested_worker(); w >= 0) return serial(w);
+  std::lock_guard<std::recursive_mutex> submit(submit_);
+  if (n_threads_ == 1 || n <= grain) return serial(0);
+  run_parallel(fn, n, grain, false);
 }
 
 void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
+  if (int w = nested_worker(); w >= 0) return fn(w);
+  std::lock_guard<std::recursive_mutex> submit(submit_);
+  if (n_threads_ == 1) return fn(0);
   RangeFn range = [&](int64_t, int64_t, int worker) { fn(worker); };
-  if (n_threads_ == 1 || t_in_pool_task) {
-    fn(0);
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    fn_ = &range;
-    once_per_worker_ = true;
-    active_.store(n_threads_ - 1);
-    ++generation_;
-  }
-  wake_.notify_all();
-  run_job(0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
+  run_parallel(range, n_threads_, 1, true);
 }
 
 namespace {
