@@ -205,11 +205,16 @@ void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
         return gemv<DType::f32>(xp, x.rows, ldx, w, y, ldy);
       case DType::bf16:
         return gemv<DType::bf16>(xp, x.rows, ldx, w, y, ldy);
+      case DType::f16:
+        return gemv<DType::f16>(xp, x.rows, ldx, w, y, ldy);
       default:
         return gemv<DType::fp8_e4m3>(xp, x.rows, ldx, w, y, ldy);
     }
   }
-  const bool pairs = kNativeBf16Dot && x.dtype == DType::bf16 && w.dtype != DType::f32;
+  // bf16 pair panels only where no precision is lost beyond bf16 activations: bf16 weights, and
+  // fp8 weights (fp8 times a ue8m0 scale is exact in bf16).
+  const bool pairs = kNativeBf16Dot && x.dtype == DType::bf16 &&
+                     (w.dtype == DType::bf16 || w.dtype == DType::fp8_e4m3);
   if (pairs)
     gemm_packed<true>(x, w, y, ldy);
   else

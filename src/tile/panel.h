@@ -30,7 +30,8 @@ inline constexpr int kPanelNV = kPanelNR / kLanes;
 using WeightRef = WeightView;
 
 // One storage row segment data[r, c0 : c0 + len) as f32 (scaled for FP8), len <= kMaxSegment.
-// For the usual [N, K] storage that is W[n = r, k0 = c0 ...]; for [K, N] it is W^T[k = r, n0 = c0 ...].
+// For the usual [N, K] storage that is W[n = r, k0 = c0 ...]; for [K, N] it is W^T[k = r, n0 = c0
+// ...].
 inline constexpr int kMaxSegment = 512;
 inline void weight_row_f32(const WeightRef& w, int64_t r, int64_t c0, int len, float* out) {
   switch (w.dtype) {
@@ -225,7 +226,7 @@ namespace dsinfer::DSINFER_ISA_NS::tile {
 
 // ---- weight streaming (GEMV: each weight is read once, converted in registers) -----------------
 // 2 * kLanes consecutive weights of one row starting at element k, as two f32 vectors.
-// f32 / bf16 are exact. fp8 uses the fast decode, which yields 2^-8 times the code's value:
+// f32 / bf16 / f16 are exact. fp8 uses the fast decode, which yields 2^-8 times the code's value:
 // kFp8StreamScale folds that back into the block scale.
 inline constexpr float kFp8StreamScale = 256.0f;
 template <DType WT>
@@ -250,7 +251,11 @@ inline VF load_weights_n(const void* row, int64_t k, int n) {
     return load_n(static_cast<const float*>(row) + k, n);
   else if constexpr (WT == DType::bf16)
     return load_bf16_n(static_cast<const uint16_t*>(row) + k, n);
-  else
+  else if constexpr (WT == DType::f16) {
+    alignas(64) float tmp[kLanes] = {};
+    for (int i = 0; i < n; ++i) tmp[i] = f16_to_f32(f16{static_cast<const uint16_t*>(row)[k + i]});
+    return load(tmp);
+  } else
     return load_fp8_n(static_cast<const uint8_t*>(row) + k, n);
 }
 

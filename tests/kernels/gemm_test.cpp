@@ -162,3 +162,82 @@ TEST(Gemm, RejectsBadArguments) {
 
 }  // namespace
 }  // namespace dsinfer
+
+namespace dsinfer {
+namespace {
+
+// A [rows, cols] fp8 matrix with 128 x 128 block scales, dequantized independently of the kernel.
+struct BigFp8 {
+  int64_t rows, cols;
+  std::vector<fp8_e4m3> q;
+  std::vector<float> scales;
+  int64_t scale_ld;
+  double at(int64_t r, int64_t c) const {
+    return double(fp8_e4m3_to_f32(q[r * cols + c])) * scales[(r / 128) * scale_ld + c / 128];
+  }
+};
+BigFp8 make_big(int64_t rows, int64_t cols, uint32_t seed) {
+  BigFp8 b{rows, cols, testing::random_fp8(rows * cols, seed), {}, (cols + 127) / 128};
+  b.scales = testing::random_floats(((rows + 127) / 128) * b.scale_ld, seed + 1, 0.01f, 0.1f);
+  return b;
+}
+
+TEST(Gemm, SubViewOfABlockScaledWeightInBothLayouts) {
+  // One "head" of kv_b_proj: rows [r0, r0 + n) of a [300, 200] weight, as W[N, K] (x . W^T) and,
+  // like W_UK, as storage [K, N] (x . W with K = the head's rows).
+  const BigFp8 big = make_big(300, 200, 21);
+  const int64_t r0 = 70, n_rows = 90;  // starts and ends mid-block
+  for (int64_t M : {1, 5, 30}) {
+    std::vector<float> xf = testing::random_floats(M * 200, 22);
+    // (a) [N, K] storage: N = 90 rows from r0, K = 200.
+    WeightView a{DType::fp8_e4m3, big.q.data() + r0 * 200, n_rows, 200, 200,
+                 big.scales.data(), big.scale_ld, false, r0, 0};
+    // (b) [K, N] storage: K = 90 rows from r0, N = 200 columns.
+    WeightView b{DType::fp8_e4m3, big.q.data() + r0 * 200, 200, n_rows, 200,
+                 big.scales.data(), big.scale_ld, true, r0, 0};
+    std::vector<float> xb = testing::random_floats(M * n_rows, 23);
+    for_each_isa([&](Isa) {
+      std::vector<float> ya(M * n_rows), yb(M * 200);
+      gemm(GemmInput{DType::f32, xf.data(), M, 200, 200}, a, ya.data(), n_rows);
+      gemm(GemmInput{DType::f32, xb.data(), M, n_rows, n_rows}, b, yb.data(), 200);
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < n_rows; ++n) {
+          double ref = 0, mag = 0;
+          for (int64_t k = 0; k < 200; ++k)
+            ref += xf[m * 200 + k] * big.at(r0 + n, k), mag += std::fabs(xf[m * 200 + k] * big.at(r0 + n, k));
+          ASSERT_NEAR(ya[m * n_rows + n], ref, 2e-5 * mag + 1e-6) << "[N,K] m=" << m << " n=" << n;
+        }
+        for (int64_t n = 0; n < 200; ++n) {
+          double ref = 0, mag = 0;
+          for (int64_t k = 0; k < n_rows; ++k)
+            ref += xb[m * n_rows + k] * big.at(r0 + k, n), mag += std::fabs(xb[m * n_rows + k] * big.at(r0 + k, n));
+          ASSERT_NEAR(yb[m * 200 + n], ref, 2e-5 * mag + 1e-6) << "[K,N] m=" << m << " n=" << n;
+        }
+      }
+    });
+  }
+}
+
+TEST(Gemm, F16Weights) {
+  const int64_t M = 3, N = 37, K = 300;
+  std::vector<float> wf = testing::random_floats(N * K, 31), xf = testing::random_floats(M * K, 32);
+  std::vector<f16> wh(N * K);
+  for (int64_t i = 0; i < N * K; ++i) wh[i] = f32_to_f16(wf[i]);
+  WeightView w{DType::f16, wh.data(), N, K, K};
+  for (int64_t m_rows : {M, int64_t(20)}) {
+    std::vector<float> x = testing::random_floats(m_rows * K, 33);
+    for_each_isa([&](Isa) {
+      std::vector<float> y(m_rows * N);
+      gemm(GemmInput{DType::f32, x.data(), m_rows, K, K}, w, y.data(), N);
+      for (int64_t m = 0; m < m_rows; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double ref = 0;
+          for (int64_t k = 0; k < K; ++k) ref += x[m * K + k] * double(f16_to_f32(wh[n * K + k]));
+          ASSERT_NEAR(y[m * N + n], ref, 1e-4);
+        }
+    });
+  }
+}
+
+}  // namespace
+}  // namespace dsinfer
