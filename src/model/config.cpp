@@ -35,6 +35,10 @@ class FieldReader {
     auto it = object_.find(key);
     return it != object_.end() && !it->is_null();
   }
+  // For fields that must be written out even though null is a valid value.
+  void require_present(const char* key) const {
+    if (!object_.contains(key)) fail(key, "is required but missing");
+  }
   const json& get(const char* key) const {
     auto it = object_.find(key);
     if (it == object_.end()) fail(key, "is required but missing");
@@ -104,7 +108,8 @@ std::string read_architecture(const FieldReader& r) {
 std::optional<YarnScaling> read_rope_scaling(const FieldReader& r, const json& root) {
   if (!r.given("rope_scaling")) return std::nullopt;
   const json& obj = root.at("rope_scaling");
-  if (!obj.is_object()) r.fail("rope_scaling", fmt::format("must be an object, got {}", obj.dump()));
+  if (!obj.is_object())
+    r.fail("rope_scaling", fmt::format("must be an object, got {}", obj.dump()));
   FieldReader s(obj, r.source(), "rope_scaling.");
   // Older HF configs spell the kind `type`, newer ones `rope_type`.
   const char* type_key = s.given("rope_type") ? "rope_type" : "type";
@@ -113,8 +118,7 @@ std::optional<YarnScaling> read_rope_scaling(const FieldReader& r, const json& r
     s.fail(type_key, fmt::format("unsupported RoPE scaling '{}' (only \"yarn\")", type));
   YarnScaling y;
   y.factor = s.number("factor", 1e-3, 1e6);
-  y.original_max_position_embeddings =
-      s.integer("original_max_position_embeddings", 1, kMaxTokens);
+  y.original_max_position_embeddings = s.integer("original_max_position_embeddings", 1, kMaxTokens);
   y.beta_fast = s.number_or("beta_fast", y.beta_fast, 1e-6, 1e6);
   y.beta_slow = s.number_or("beta_slow", y.beta_slow, 1e-6, 1e6);
   if (y.beta_slow > y.beta_fast)
@@ -131,7 +135,8 @@ std::optional<Fp8Quantization> read_quantization(const FieldReader& r, const jso
     r.fail("quantization_config", fmt::format("must be an object, got {}", obj.dump()));
   FieldReader q(obj, r.source(), "quantization_config.");
   std::string method = q.string("quant_method");
-  if (method != "fp8") q.fail("quant_method", fmt::format("unsupported '{}' (only \"fp8\")", method));
+  if (method != "fp8")
+    q.fail("quant_method", fmt::format("unsupported '{}' (only \"fp8\")", method));
   std::string format = q.string_or("fmt", "e4m3");
   if (format != "e4m3") q.fail("fmt", fmt::format("unsupported '{}' (only \"e4m3\")", format));
   std::string activations = q.string_or("activation_scheme", "dynamic");
@@ -179,8 +184,8 @@ void check_consistency(const FieldReader& r, const ModelConfig& c) {
   for (int l = 0; l < c.num_stored_layers(); ++l) any_moe |= c.is_moe_layer(l);
   if (any_moe) {
     if (c.n_routed_experts % c.n_group != 0)
-      r.fail("n_routed_experts", fmt::format("{} is not divisible by n_group {}",
-                                             c.n_routed_experts, c.n_group));
+      r.fail("n_routed_experts",
+             fmt::format("{} is not divisible by n_group {}", c.n_routed_experts, c.n_group));
     if (c.topk_group > c.n_group)
       r.fail("topk_group", fmt::format("{} exceeds n_group {}", c.topk_group, c.n_group));
     int per_group = c.n_routed_experts / c.n_group;
@@ -199,21 +204,20 @@ void check_consistency(const FieldReader& r, const ModelConfig& c) {
                                            "FP8 block per head",
                                            c.index_head_dim));
     if (c.qk_rope_head_dim > c.index_head_dim)
-      r.fail("qk_rope_head_dim", fmt::format("{} exceeds index_head_dim {}", c.qk_rope_head_dim,
-                                             c.index_head_dim));
+      r.fail("qk_rope_head_dim",
+             fmt::format("{} exceeds index_head_dim {}", c.qk_rope_head_dim, c.index_head_dim));
     if (!c.has_q_lora())
       r.fail("q_lora_rank", "is null, but the indexer (DeepseekV32ForCausalLM) reads the q LoRA");
   }
   if (c.bos_token_id >= c.vocab_size)
-    r.fail("bos_token_id", fmt::format("{} is not below vocab_size {}", c.bos_token_id,
-                                       c.vocab_size));
+    r.fail("bos_token_id",
+           fmt::format("{} is not below vocab_size {}", c.bos_token_id, c.vocab_size));
 }
 
 }  // namespace
 
 ModelConfig parse_config(const json& root, const std::string& source_name) {
-  if (!root.is_object())
-    throw std::runtime_error(source_name + ": config must be a JSON object");
+  if (!root.is_object()) throw std::runtime_error(source_name + ": config must be a JSON object");
   FieldReader r(root, source_name);
   ModelConfig c;
   c.architecture = read_architecture(r);
@@ -241,7 +245,7 @@ ModelConfig parse_config(const json& root, const std::string& source_name) {
   c.n_routed_experts = size_if(any_moe, "n_routed_experts", 1, kMaxCount);
   c.num_experts_per_tok =
       size_if(any_moe, "num_experts_per_tok", 1, std::max(1, c.n_routed_experts));
-  if (any_moe) r.get("n_shared_experts");  // must be present; null means "none"
+  if (any_moe) r.require_present("n_shared_experts");  // must be present; null means "none"
   c.n_shared_experts = r.integer_or("n_shared_experts", 0, 0, kMaxCount);
   c.n_group = r.integer_or("n_group", 1, 1, kMaxCount);
   c.topk_group = r.integer_or("topk_group", 1, 1, kMaxCount);
@@ -258,7 +262,7 @@ ModelConfig parse_config(const json& root, const std::string& source_name) {
   if (r.boolean_or("attention_bias", false)) r.fail("attention_bias", "true is unsupported");
 
   c.num_attention_heads = r.integer("num_attention_heads", 1, kMaxCount);
-  r.get("q_lora_rank");  // must be present; null means "no q LoRA"
+  r.require_present("q_lora_rank");  // must be present; null means "no q LoRA"
   c.q_lora_rank = r.integer_or("q_lora_rank", 0, 1, kMaxWidth);
   c.kv_lora_rank = r.integer("kv_lora_rank", 1, kMaxWidth);
   c.qk_nope_head_dim = r.integer("qk_nope_head_dim", 1, kMaxHeadDim);
@@ -315,7 +319,8 @@ std::vector<float> ModelConfig::rope_inv_freq() const {
     const YarnScaling& y = *rope_scaling;
     // The dimension whose wavelength completes `rotations` turns over the original context.
     auto correction_dim = [&](double rotations) {
-      return dim * std::log(y.original_max_position_embeddings / (rotations * 2 * std::numbers::pi)) /
+      return dim *
+             std::log(y.original_max_position_embeddings / (rotations * 2 * std::numbers::pi)) /
              (2 * std::log(rope_theta));
     };
     double low = std::max(std::floor(correction_dim(y.beta_fast)), 0.0);

@@ -13,10 +13,10 @@ namespace dsinfer {
 struct YarnScaling {
   double factor = 1.0;
   int original_max_position_embeddings = 0;
-  double beta_fast = 32.0;       // default as in the HF DeepSeek-V3 code
-  double beta_slow = 1.0;        // default as in the HF DeepSeek-V3 code
-  double mscale = 1.0;           // default as in the HF DeepSeek-V3 code
-  double mscale_all_dim = 0.0;   // default as in the HF DeepSeek-V3 code (0 = no softmax rescale)
+  double beta_fast = 32.0;      // default as in the HF DeepSeek-V3 code
+  double beta_slow = 1.0;       // default as in the HF DeepSeek-V3 code
+  double mscale = 1.0;          // default as in the HF DeepSeek-V3 code
+  double mscale_all_dim = 0.0;  // default as in the HF DeepSeek-V3 code (0 = no softmax rescale)
 };
 
 // `quantization_config` of an FP8 checkpoint: e4m3 weights with per-block f32 scale_inv.
@@ -40,10 +40,10 @@ struct ModelConfig {
   int moe_intermediate_size = 0;  // routed expert width
   int n_routed_experts = 0;
   int num_experts_per_tok = 0;
-  int n_shared_experts = 0;  // null in config.json parses as 0 = no shared expert
-  int n_group = 1;           // optional, default 1 (no group-limited routing)
-  int topk_group = 1;        // optional, default 1
-  double routed_scaling_factor = 1.0;  // optional, default 1
+  int n_shared_experts = 0;              // null in config.json parses as 0 = no shared expert
+  int n_group = 1;                       // optional, default 1 (no group-limited routing)
+  int topk_group = 1;                    // optional, default 1
+  double routed_scaling_factor = 1.0;    // optional, default 1
   std::string scoring_func = "sigmoid";  // optional; only "sigmoid" is supported
   std::string topk_method = "noaux_tc";  // optional; only "noaux_tc" is supported
   bool norm_topk_prob = true;            // optional, default true
@@ -61,8 +61,8 @@ struct ModelConfig {
   int index_topk = 0;
   bool indexer_rope_interleave = false;  // optional, default false (the fixed V3.2 release)
 
-  double rms_norm_eps = 1e-6;   // optional
-  double rope_theta = 10000.0;  // optional
+  double rms_norm_eps = 1e-6;               // optional
+  double rope_theta = 10000.0;              // optional
   std::optional<YarnScaling> rope_scaling;  // absent or null: plain RoPE
   int max_position_embeddings = 4096;       // optional, HF default
   int num_nextn_predict_layers = 0;         // optional; MTP modules stored after the last layer

@@ -85,18 +85,18 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
   if (!shape.is_array()) bad(fmt::format("shape must be a list, got {}", shape.dump()));
   if (shape.size() > size_t(Tensor::kMaxDims))
     bad(fmt::format("shape {} has more than {} dimensions", shape.dump(), Tensor::kMaxDims));
-  // Bytes the shape needs, saturated at one past the data area (already an error) so that the
-  // product cannot overflow.
-  const uint64_t limit = uint64_t(data_size) + 1;
-  uint64_t need = dtype_size(info.dtype);
+  uint64_t need = dtype_size(info.dtype);  // bytes the shape needs
+  bool overflow = false, empty = false;
   for (const json& d : shape) {
-    if (!d.is_number_unsigned()) bad(fmt::format("shape {} is not all non-negative integers",
-                                                 shape.dump()));
+    if (!d.is_number_unsigned())
+      bad(fmt::format("shape {} is not all non-negative integers", shape.dump()));
     uint64_t n = d.get<uint64_t>();
     if (n > uint64_t(INT64_MAX)) bad(fmt::format("shape {} is too large", shape.dump()));
     info.shape.push_back(int64_t(n));
-    need = (n != 0 && need > limit / n) ? limit : need * n;
+    overflow |= __builtin_mul_overflow(need, n, &need);
+    empty |= n == 0;
   }
+  if (overflow && !empty) bad(fmt::format("shape {} overflows 64 bits", shape.dump()));
 
   const json& offsets = field("data_offsets");
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
@@ -108,9 +108,7 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
                     begin, end, data_size));
   if (end - begin != need)
     bad(fmt::format("data_offsets [{}, {}] hold {} bytes, but shape {} of {} needs {}", begin, end,
-                    end - begin, shape_text(info.shape), safetensors_dtype_name(info.dtype),
-                    need > data_size ? std::string("more than the whole file")
-                                     : std::to_string(need)));
+                    end - begin, shape_text(info.shape), safetensors_dtype_name(info.dtype), need));
   info.offset = data_start + begin;
   info.nbytes = size_t(need);
   return info;
@@ -153,15 +151,24 @@ std::string read_text_file(const std::string& path) {
 
 std::string_view safetensors_dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "F32";
-    case DType::bf16: return "BF16";
-    case DType::f16: return "F16";
-    case DType::fp8_e4m3: return "F8_E4M3";
-    case DType::ue8m0: return "F8_E8M0";
-    case DType::i8: return "I8";
-    case DType::i32: return "I32";
-    case DType::i64: return "I64";
-    case DType::u8: return "U8";
+    case DType::f32:
+      return "F32";
+    case DType::bf16:
+      return "BF16";
+    case DType::f16:
+      return "F16";
+    case DType::fp8_e4m3:
+      return "F8_E4M3";
+    case DType::ue8m0:
+      return "F8_E8M0";
+    case DType::i8:
+      return "I8";
+    case DType::i32:
+      return "I32";
+    case DType::i64:
+      return "I64";
+    case DType::u8:
+      return "U8";
   }
   return "?";
 }
@@ -214,8 +221,7 @@ void SafetensorsCheckpoint::add_shard(const Shard& shard,
     if (expected && !expected->count(name)) ++unlisted;
   }
   // Loaders that follow the index ignore such tensors; they are kept, but worth a word.
-  if (unlisted)
-    log_warn("%s: %zu tensors are not listed in the index", path.c_str(), unlisted);
+  if (unlisted) log_warn("%s: %zu tensors are not listed in the index", path.c_str(), unlisted);
 }
 
 SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& dir_or_file) {
@@ -233,8 +239,8 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& dir_or_file
         if (e.path().extension() == ".safetensors") files.push_back(e.path());
       if (ec) fail(dir_or_file, "cannot list directory: " + ec.message());
       if (files.empty())
-        fail(dir_or_file, fmt::format("directory has neither {} nor *.safetensors files",
-                                      kIndexName));
+        fail(dir_or_file,
+             fmt::format("directory has neither {} nor *.safetensors files", kIndexName));
       std::sort(files.begin(), files.end());
     }
   } else if (!fs::exists(root, ec)) {
@@ -255,7 +261,7 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& dir_or_file
   if (!index_json.is_object() || !index_json.contains("weight_map") ||
       !index_json["weight_map"].is_object())
     fail(index_path, "index has no 'weight_map' object");
-  std::map<std::string, std::string> weight_map;                 // tensor -> shard file name
+  std::map<std::string, std::string> weight_map;                // tensor -> shard file name
   std::map<std::string, std::vector<std::string>> shard_names;  // shard file name -> tensors
   for (const auto& [name, file] : index_json["weight_map"].items()) {
     if (!file.is_string() || file.get<std::string>().empty())

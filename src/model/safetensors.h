@@ -41,7 +41,7 @@ class SafetensorsCheckpoint {
   const TensorInfo* info(const std::string& name) const;
   std::vector<std::string> names() const;  // sorted
   size_t size() const { return tensors_.size(); }
-  size_t total_bytes() const { return total_bytes_; }  // sum of all tensors' data bytes
+  size_t total_bytes() const { return total_bytes_; }    // sum of all tensors' data bytes
   const std::string& source() const { return source_; }  // the path given to open()
   std::vector<std::string> files() const;                // the mapped shards
 

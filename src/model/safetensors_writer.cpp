@@ -79,7 +79,8 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
 std::vector<std::string> write_sharded_checkpoint(const std::string& dir,
                                                   const std::vector<NamedTensor>& tensors,
                                                   size_t max_shard_bytes) {
-  const std::string index_path = (std::filesystem::path(dir) / "model.safetensors.index.json").string();
+  const std::string index_path =
+      (std::filesystem::path(dir) / "model.safetensors.index.json").string();
   std::vector<const NamedTensor*> all;
   for (const NamedTensor& t : tensors) all.push_back(&t);
   check_names(index_path, all);  // before any shard is written
