@@ -89,6 +89,24 @@ TEST(CheckpointSchema, TinyConfigTensorsAndShapes) {
   EXPECT_FALSE(schema.count(layer(1, "mlp.experts.4.up_proj.weight")));
 }
 
+// The released model's layout: 3 dense layers, 58 MoE layers of 256 experts, one MTP module.
+TEST(CheckpointSchema, ReleasedModelTensorCounts) {
+  ModelConfig c = parse_config(testing::released_config(), "config.json");
+  const size_t attention = 2 + 7 + 5, dense = attention + 3, moe = attention + 2 + 256 * 3 + 3;
+  EXPECT_EQ(checkpoint_schema(c, 0).size(), 3 * dense + 58 * moe + 3);
+  std::vector<ExpectedTensor> schema = checkpoint_schema(c, 1);
+  EXPECT_EQ(schema.size(), 3 * dense + 58 * moe + 3 + moe + 6);
+  size_t linear = 0;
+  for (const ExpectedTensor& t : schema) linear += t.kind == WeightKind::linear;
+  // Each FP8 linear weight comes with a scale_inv in the released checkpoint.
+  EXPECT_EQ(linear, 3 * (5 + 3 + 3) + 58 * (5 + 3 + 768 + 3) + 1 + (5 + 3 + 768 + 3) + 2);
+  auto m = by_name(schema);
+  EXPECT_EQ(m[layer(61, "self_attn.kv_b_proj.weight")].shape, (std::vector<int64_t>{32768, 512}));
+  EXPECT_EQ(m[layer(5, "self_attn.indexer.wq_b.weight")].shape, (std::vector<int64_t>{8192, 1536}));
+  EXPECT_EQ(m[layer(60, "mlp.experts.255.down_proj.weight")].shape,
+            (std::vector<int64_t>{7168, 2048}));
+}
+
 TEST(CheckpointSchema, V3WithoutIndexerOrQLora) {
   auto j = tiny_config_json();
   j["architectures"] = {"DeepseekV3ForCausalLM"};
