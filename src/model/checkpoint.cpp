@@ -302,6 +302,9 @@ CheckpointWeights CheckpointWeights::load(const ModelConfig& config,
   for (MtpWeights& m : weights.mtp_)
     if (!m.embed_tokens.defined()) m.embed_tokens = weights.embed_tokens_;
   weights.resident_bytes_ = binder.resident_bytes;
+  log_info("%s: %d layers, %zu MTP modules, %.3f GiB of weights mapped",
+           checkpoint.source().c_str(), weights.num_layers(), weights.mtp_.size(),
+           double(weights.resident_bytes_) / (1 << 30));
   return weights;
 }
 

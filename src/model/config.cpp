@@ -188,7 +188,7 @@ void check_consistency(const FieldReader& r, const ModelConfig& c) {
              fmt::format("{} is not divisible by n_group {}", c.n_routed_experts, c.n_group));
     if (c.topk_group > c.n_group)
       r.fail("topk_group", fmt::format("{} exceeds n_group {}", c.topk_group, c.n_group));
-    int per_group = c.n_routed_experts / c.n_group;
+    const int64_t per_group = c.n_routed_experts / c.n_group;
     // A group's score is the sum of its two best experts (spec §3.5).
     if (c.n_group > 1 && per_group < 2)
       r.fail("n_group", fmt::format("{} groups of {} routed experts leave fewer than 2 per group",
