@@ -1,0 +1,311 @@
+#include "model/checkpoint.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+#include "core/log.h"
+
+namespace dsinfer {
+
+// The schema is written once, as the walk in CheckpointWeights::bind; a binder decides what a
+// step does: record the expected tensor (schema) or fetch it into the weights (load).
+class WeightBinder {
+ public:
+  virtual ~WeightBinder() = default;
+  virtual void linear(const std::string& name, std::vector<int64_t> shape, LinearWeight& dst,
+                      bool optional = false) = 0;
+  virtual void param(const std::string& name, std::vector<int64_t> shape, Tensor& dst,
+                     bool optional = false) = 0;
+};
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+void bind_mlp(const std::string& prefix, int64_t hidden, int64_t width, MlpWeights& w,
+              WeightBinder& b) {
+  b.linear(prefix + "gate_proj.weight", {width, hidden}, w.gate_proj);
+  b.linear(prefix + "up_proj.weight", {width, hidden}, w.up_proj);
+  b.linear(prefix + "down_proj.weight", {hidden, width}, w.down_proj);
+}
+
+void bind_attention(const ModelConfig& c, const std::string& prefix, AttentionWeights& w,
+                    WeightBinder& b) {
+  const int64_t hidden = c.hidden_size, heads = c.num_attention_heads;
+  const int64_t q_width = heads * (c.qk_nope_head_dim + c.qk_rope_head_dim);
+  if (c.has_q_lora()) {
+    b.linear(prefix + "q_a_proj.weight", {c.q_lora_rank, hidden}, w.q_a_proj);
+    b.param(prefix + "q_a_layernorm.weight", {c.q_lora_rank}, w.q_a_layernorm);
+    b.linear(prefix + "q_b_proj.weight", {q_width, c.q_lora_rank}, w.q_b_proj);
+  } else {
+    b.linear(prefix + "q_proj.weight", {q_width, hidden}, w.q_proj);
+  }
+  b.linear(prefix + "kv_a_proj_with_mqa.weight", {c.kv_lora_rank + c.qk_rope_head_dim, hidden},
+           w.kv_a_proj_with_mqa);
+  b.param(prefix + "kv_a_layernorm.weight", {c.kv_lora_rank}, w.kv_a_layernorm);
+  b.linear(prefix + "kv_b_proj.weight",
+           {heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, w.kv_b_proj);
+  b.linear(prefix + "o_proj.weight", {hidden, heads * c.v_head_dim}, w.o_proj);
+  if (c.has_indexer) {
+    IndexerWeights& ix = w.indexer.emplace();
+    const std::string p = prefix + "indexer.";
+    b.linear(p + "wq_b.weight", {int64_t(c.index_n_heads) * c.index_head_dim, c.q_lora_rank},
+             ix.wq_b);
+    b.linear(p + "wk.weight", {c.index_head_dim, hidden}, ix.wk);
+    b.linear(p + "weights_proj.weight", {c.index_n_heads, hidden}, ix.weights_proj);
+    b.param(p + "k_norm.weight", {c.index_head_dim}, ix.k_norm_weight);
+    b.param(p + "k_norm.bias", {c.index_head_dim}, ix.k_norm_bias);
+  }
+}
+
+void bind_layer(const ModelConfig& c, int layer, LayerWeights& w, WeightBinder& b) {
+  const std::string prefix = fmt::format("model.layers.{}.", layer);
+  const int64_t hidden = c.hidden_size;
+  b.param(prefix + "input_layernorm.weight", {hidden}, w.input_layernorm);
+  bind_attention(c, prefix + "self_attn.", w.attn, b);
+  b.param(prefix + "post_attention_layernorm.weight", {hidden}, w.post_attention_layernorm);
+  if (!c.is_moe_layer(layer)) {
+    bind_mlp(prefix + "mlp.", hidden, c.intermediate_size, w.mlp.emplace(), b);
+    return;
+  }
+  MoeWeights& moe = w.moe.emplace();
+  const int64_t experts = c.n_routed_experts;
+  b.param(prefix + "mlp.gate.weight", {experts, hidden}, moe.gate);
+  b.param(prefix + "mlp.gate.e_score_correction_bias", {experts}, moe.e_score_correction_bias);
+  moe.experts.resize(size_t(experts));
+  for (int64_t e = 0; e < experts; ++e)
+    bind_mlp(fmt::format("{}mlp.experts.{}.", prefix, e), hidden, c.moe_intermediate_size,
+             moe.experts[size_t(e)], b);
+  if (c.n_shared_experts > 0)
+    bind_mlp(prefix + "mlp.shared_experts.", hidden,
+             int64_t(c.n_shared_experts) * c.moe_intermediate_size, moe.shared_experts.emplace(),
+             b);
+}
+
+void bind_mtp(const ModelConfig& c, int layer, MtpWeights& w, WeightBinder& b) {
+  const std::string prefix = fmt::format("model.layers.{}.", layer);
+  const int64_t hidden = c.hidden_size, vocab = c.vocab_size;
+  b.param(prefix + "embed_tokens.weight", {vocab, hidden}, w.embed_tokens, /*optional=*/true);
+  b.param(prefix + "enorm.weight", {hidden}, w.enorm);
+  b.param(prefix + "hnorm.weight", {hidden}, w.hnorm);
+  b.linear(prefix + "eh_proj.weight", {hidden, 2 * hidden}, w.eh_proj);
+  bind_layer(c, layer, w.layer, b);
+  b.param(prefix + "shared_head.norm.weight", {hidden}, w.shared_head_norm);
+  b.linear(prefix + "shared_head.head.weight", {vocab, hidden}, w.shared_head_head);
+}
+
+// Records the schema.
+class SchemaBinder final : public WeightBinder {
+ public:
+  std::vector<ExpectedTensor> tensors;
+  void linear(const std::string& name, std::vector<int64_t> shape, LinearWeight&,
+              bool optional) override {
+    tensors.push_back({name, std::move(shape), WeightKind::linear, optional});
+  }
+  void param(const std::string& name, std::vector<int64_t> shape, Tensor&, bool optional) override {
+    tensors.push_back({name, std::move(shape), WeightKind::param, optional});
+  }
+};
+
+// Fetches views of tensors that check_checkpoint has already vetted.
+class LoadBinder final : public WeightBinder {
+ public:
+  explicit LoadBinder(const SafetensorsCheckpoint& ckpt) : ckpt_(ckpt) {}
+  size_t resident_bytes = 0;
+
+  void linear(const std::string& name, std::vector<int64_t>, LinearWeight& dst,
+              bool optional) override {
+    if (!fetch(name, dst.w, optional)) return;
+    if (dst.is_fp8()) fetch(scale_inv_name(name), dst.scale_inv, false);
+  }
+  void param(const std::string& name, std::vector<int64_t>, Tensor& dst, bool optional) override {
+    fetch(name, dst, optional);
+  }
+
+ private:
+  bool fetch(const std::string& name, Tensor& dst, bool optional) {
+    if (optional && !ckpt_.has(name)) return false;
+    dst = ckpt_.get(name);
+    resident_bytes += dst.nbytes();
+    return true;
+  }
+  const SafetensorsCheckpoint& ckpt_;
+};
+
+std::string_view allowed_dtypes(WeightKind kind) {
+  return kind == WeightKind::linear ? "F32, BF16, F16 or F8_E4M3" : "F32, BF16 or F16";
+}
+bool dtype_allowed(WeightKind kind, DType t) {
+  return t == DType::f32 || t == DType::bf16 || t == DType::f16 ||
+         (kind == WeightKind::linear && t == DType::fp8_e4m3);
+}
+
+// Collects problems, keeping only the first `cap` messages of each sort.
+class Problems {
+ public:
+  Problems(CheckpointReport& report, size_t cap) : report_(report), cap_(cap) {}
+  template <class... Args>
+  void error(fmt::format_string<Args...> f, Args&&... args) {
+    if (report_.error_count++ < cap_)
+      report_.errors.push_back(fmt::format(f, std::forward<Args>(args)...));
+  }
+  template <class... Args>
+  void warning(fmt::format_string<Args...> f, Args&&... args) {
+    if (report_.warning_count++ < cap_)
+      report_.warnings.push_back(fmt::format(f, std::forward<Args>(args)...));
+  }
+
+ private:
+  CheckpointReport& report_;
+  size_t cap_;
+};
+
+void check_scale_inv(const SafetensorsCheckpoint& ckpt, const std::string& weight,
+                     const TensorInfo& w_info, Problems& problems) {
+  const std::string name = scale_inv_name(weight);
+  const TensorInfo* info = ckpt.info(name);
+  if (!info) {
+    problems.error("{}: tensor '{}' is F8_E4M3 but its scale tensor '{}' is missing", w_info.file,
+                   weight, name);
+    return;
+  }
+  if (info->dtype != DType::f32) {
+    problems.error("{}: tensor '{}': dtype {}, expected F32", info->file, name,
+                   safetensors_dtype_name(info->dtype));
+    return;
+  }
+  std::vector<int64_t> expected = scale_inv_shape(w_info.shape);
+  if (info->shape != expected) {
+    problems.error("{}: tensor '{}': shape {}, expected {} for weight {}", info->file, name,
+                   shape_text(info->shape), shape_text(expected), shape_text(w_info.shape));
+    return;
+  }
+  // A NaN, infinite, zero or negative scale would silently poison every output.
+  Tensor scales = ckpt.get(name);
+  const float* s = scales.data<float>();
+  for (int64_t i = 0; i < scales.numel(); ++i)
+    if (!(std::isfinite(s[i]) && s[i] > 0)) {
+      problems.error("{}: tensor '{}': value {} at [{}, {}] is not a finite positive scale",
+                     info->file, name, s[i], i / expected[1], i % expected[1]);
+      return;
+    }
+}
+
+}  // namespace
+
+std::string scale_inv_name(const std::string& weight_name) {
+  return weight_name + "_scale_inv";
+}
+
+std::vector<int64_t> scale_inv_shape(const std::vector<int64_t>& weight_shape) {
+  std::vector<int64_t> s;
+  for (int64_t d : weight_shape) s.push_back((d + kFp8BlockSize - 1) / kFp8BlockSize);
+  return s;
+}
+
+int stored_mtp_modules(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint) {
+  std::vector<std::string> names = checkpoint.names();  // sorted: a prefix search suffices
+  int k = 0;
+  for (; k < config.num_nextn_predict_layers; ++k) {
+    std::string prefix = fmt::format("model.layers.{}.", config.num_hidden_layers + k);
+    auto it = std::lower_bound(names.begin(), names.end(), prefix);
+    if (it == names.end() || it->compare(0, prefix.size(), prefix) != 0) break;
+  }
+  return k;
+}
+
+void CheckpointWeights::bind(const ModelConfig& c, int mtp_modules, WeightBinder& b) {
+  const int64_t vocab = c.vocab_size, hidden = c.hidden_size;
+  b.param("model.embed_tokens.weight", {vocab, hidden}, embed_tokens_);
+  layers_.resize(size_t(c.num_hidden_layers));
+  for (int l = 0; l < c.num_hidden_layers; ++l) bind_layer(c, l, layers_[size_t(l)], b);
+  b.param("model.norm.weight", {hidden}, norm_);
+  // Tied embeddings are usually not saved a second time.
+  b.linear("lm_head.weight", {vocab, hidden}, lm_head_, /*optional=*/c.tie_word_embeddings);
+  mtp_.resize(size_t(mtp_modules));
+  for (int k = 0; k < mtp_modules; ++k) bind_mtp(c, c.num_hidden_layers + k, mtp_[size_t(k)], b);
+}
+
+std::vector<ExpectedTensor> checkpoint_schema(const ModelConfig& config, int mtp_modules) {
+  CheckpointWeights scratch;
+  SchemaBinder binder;
+  scratch.bind(config, mtp_modules, binder);
+  return std::move(binder.tensors);
+}
+
+CheckpointReport check_checkpoint(const ModelConfig& config,
+                                  const SafetensorsCheckpoint& checkpoint, size_t max_messages) {
+  CheckpointReport report;
+  Problems problems(report, max_messages);
+  report.mtp_modules = stored_mtp_modules(config, checkpoint);
+  std::set<std::string> known;
+  for (const ExpectedTensor& t : checkpoint_schema(config, report.mtp_modules)) {
+    known.insert(t.name);
+    const TensorInfo* info = checkpoint.info(t.name);
+    if (!info) {
+      if (!t.optional)
+        problems.error("{}: missing tensor '{}' (expected shape {})", checkpoint.source(), t.name,
+                       shape_text(t.shape));
+      continue;
+    }
+    if (!dtype_allowed(t.kind, info->dtype))
+      problems.error("{}: tensor '{}': dtype {} is not allowed (expected {})", info->file, t.name,
+                     safetensors_dtype_name(info->dtype), allowed_dtypes(t.kind));
+    if (info->shape != t.shape)
+      problems.error("{}: tensor '{}': shape {}, expected {}", info->file, t.name,
+                     shape_text(info->shape), shape_text(t.shape));
+    if (t.kind != WeightKind::linear) continue;
+    known.insert(scale_inv_name(t.name));
+    if (info->dtype == DType::fp8_e4m3) {
+      if (info->shape == t.shape) check_scale_inv(checkpoint, t.name, *info, problems);
+    } else if (const TensorInfo* scale = checkpoint.info(scale_inv_name(t.name))) {
+      problems.warning("{}: tensor '{}' ignored: its weight is {}, not FP8", scale->file,
+                       scale_inv_name(t.name), safetensors_dtype_name(info->dtype));
+    }
+  }
+  for (const std::string& name : checkpoint.names())
+    if (!known.count(name))
+      problems.warning("{}: unexpected tensor '{}' ignored", checkpoint.info(name)->file, name);
+  return report;
+}
+
+void validate_checkpoint(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint) {
+  CheckpointReport report = check_checkpoint(config, checkpoint);
+  for (const std::string& w : report.warnings) log_warn("%s", w.c_str());
+  if (report.warning_count > report.warnings.size())
+    log_warn("%s: ... and %zu more ignored tensors", checkpoint.source().c_str(),
+             report.warning_count - report.warnings.size());
+  if (report.ok()) return;
+  std::string message =
+      fmt::format("{}: checkpoint does not match {} ({} problems):", checkpoint.source(),
+                  config.architecture, report.error_count);
+  for (const std::string& e : report.errors) message += "\n  " + e;
+  if (report.error_count > report.errors.size())
+    message += fmt::format("\n  ... and {} more", report.error_count - report.errors.size());
+  throw std::runtime_error(message);
+}
+
+CheckpointWeights CheckpointWeights::load(const ModelConfig& config,
+                                          const SafetensorsCheckpoint& checkpoint) {
+  validate_checkpoint(config, checkpoint);
+  CheckpointWeights weights;
+  LoadBinder binder(checkpoint);
+  weights.bind(config, stored_mtp_modules(config, checkpoint), binder);
+  if (!weights.lm_head_.w.defined()) weights.lm_head_.w = weights.embed_tokens_;
+  for (MtpWeights& m : weights.mtp_)
+    if (!m.embed_tokens.defined()) m.embed_tokens = weights.embed_tokens_;
+  weights.resident_bytes_ = binder.resident_bytes;
+  log_info("%s: %d layers, %zu MTP modules, %.3f GiB of weights mapped",
+           checkpoint.source().c_str(), weights.num_layers(), weights.mtp_.size(),
+           double(weights.resident_bytes_) / (1 << 30));
+  return weights;
+}
+
+}  // namespace dsinfer

@@ -1,0 +1,155 @@
+// The DeepSeek-V3 / V3.2 checkpoint schema (spec §2): which tensors a config implies, checking a
+// checkpoint against it before anything runs, and typed per-layer access to the weights.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+
+namespace dsinfer {
+
+// FP8 weights carry one f32 scale per 128 x 128 block (config.cpp accepts no other block size).
+inline constexpr int64_t kFp8BlockSize = 128;
+
+// How a tensor may be stored.
+enum class WeightKind {
+  linear,  // a [out, in] projection: F32, BF16, F16, or F8_E4M3 with a sibling NAME_scale_inv
+  param,   // norms, biases, the router gate, embeddings: F32, BF16 or F16, never FP8
+};
+
+struct ExpectedTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  WeightKind kind = WeightKind::param;
+  bool optional = false;  // may be absent: a tied lm_head, the MTP module's own embed_tokens
+};
+
+// "x.weight" -> "x.weight_scale_inv", the DeepSeek naming of an FP8 weight's block scales.
+std::string scale_inv_name(const std::string& weight_name);
+// [ceil(out/128), ceil(in/128)] for a [out, in] weight.
+std::vector<int64_t> scale_inv_shape(const std::vector<int64_t>& weight_shape);
+
+// The MTP modules actually stored: those of the config's num_nextn_predict_layers for which the
+// checkpoint has any `model.layers.{num_hidden_layers + k}.` tensor (counted from k = 0; many
+// converted checkpoints drop them).
+int stored_mtp_modules(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint);
+
+// Every tensor the config implies, in layer order, with `mtp_modules` MTP modules.
+std::vector<ExpectedTensor> checkpoint_schema(const ModelConfig& config, int mtp_modules);
+
+struct CheckpointReport {
+  std::vector<std::string> errors;    // the first max_messages problems, each naming tensor+file
+  size_t error_count = 0;             // all problems found
+  std::vector<std::string> warnings;  // tensors that will be ignored (first max_messages)
+  size_t warning_count = 0;
+  int mtp_modules = 0;
+  bool ok() const { return error_count == 0; }
+};
+
+// Checks presence, dtype and shape of every expected tensor, FP8 weights' scale_inv (present,
+// F32, right shape, every value finite and positive), and lists unexpected tensors as warnings.
+// Reads only the scales, never the weights.
+CheckpointReport check_checkpoint(const ModelConfig& config,
+                                  const SafetensorsCheckpoint& checkpoint,
+                                  size_t max_messages = 50);
+// check_checkpoint, then throws std::runtime_error listing the problems if there are any;
+// warnings go to the log.
+void validate_checkpoint(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint);
+
+// ---- typed access for the forward pass --------------------------------------------------------
+
+struct LinearWeight {
+  Tensor w;          // [out, in]
+  Tensor scale_inv;  // [ceil(out/128), ceil(in/128)] f32 when w is FP8; undefined otherwise
+  bool is_fp8() const { return w.dtype() == DType::fp8_e4m3; }
+  int64_t out_features() const { return w.size(0); }
+  int64_t in_features() const { return w.size(1); }
+};
+
+// down(silu(gate(x)) * up(x)).
+struct MlpWeights {
+  LinearWeight gate_proj;  // [width, hidden]
+  LinearWeight up_proj;    // [width, hidden]
+  LinearWeight down_proj;  // [hidden, width]
+};
+
+struct IndexerWeights {
+  LinearWeight wq_b;          // [index_n_heads * index_head_dim, q_lora_rank]
+  LinearWeight wk;            // [index_head_dim, hidden]
+  LinearWeight weights_proj;  // [index_n_heads, hidden]
+  Tensor k_norm_weight;       // [index_head_dim] LayerNorm weight
+  Tensor k_norm_bias;         // [index_head_dim] LayerNorm bias
+};
+
+struct AttentionWeights {
+  // With q LoRA (q_lora_rank > 0): q = q_b_proj(RMSNorm(q_a_proj(x))); without: q = q_proj(x).
+  LinearWeight q_a_proj;                  // [q_lora_rank, hidden]
+  Tensor q_a_layernorm;                   // [q_lora_rank]
+  LinearWeight q_b_proj;                  // [H * (qk_nope + qk_rope), q_lora_rank]
+  LinearWeight q_proj;                    // [H * (qk_nope + qk_rope), hidden], only without q LoRA
+  LinearWeight kv_a_proj_with_mqa;        // [kv_lora_rank + qk_rope, hidden]
+  Tensor kv_a_layernorm;                  // [kv_lora_rank]
+  LinearWeight kv_b_proj;                 // [H * (qk_nope + v), kv_lora_rank]
+  LinearWeight o_proj;                    // [hidden, H * v]
+  std::optional<IndexerWeights> indexer;  // DeepSeek-V3.2 only
+};
+
+struct MoeWeights {
+  Tensor gate;                               // [n_routed_experts, hidden] router
+  Tensor e_score_correction_bias;            // [n_routed_experts]
+  std::vector<MlpWeights> experts;           // n_routed_experts of width moe_intermediate_size
+  std::optional<MlpWeights> shared_experts;  // width n_shared_experts * moe_intermediate_size
+};
+
+struct LayerWeights {
+  Tensor input_layernorm;           // [hidden]
+  Tensor post_attention_layernorm;  // [hidden]
+  AttentionWeights attn;
+  std::optional<MlpWeights> mlp;  // dense layers (config.is_moe_layer false), width intermediate
+  std::optional<MoeWeights> moe;  // MoE layers
+};
+
+// A multi-token-prediction module (spec §4), stored as layer num_hidden_layers + k.
+struct MtpWeights {
+  Tensor enorm;                   // [hidden] for the embedding
+  Tensor hnorm;                   // [hidden] for the main model's hidden state
+  LinearWeight eh_proj;           // [hidden, 2 * hidden]
+  LayerWeights layer;             // a full decoder layer
+  Tensor shared_head_norm;        // [hidden]
+  LinearWeight shared_head_head;  // [vocab, hidden]
+  Tensor embed_tokens;            // [vocab, hidden]: its own copy, else the model's
+};
+
+class WeightBinder;  // checkpoint.cpp: walks the schema for both checking and loading
+
+class CheckpointWeights {
+ public:
+  // validate_checkpoint, then zero-copy views of every weight (the mappings stay alive with them).
+  static CheckpointWeights load(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint);
+
+  int num_layers() const { return int(layers_.size()); }
+  const LayerWeights& layer(int i) const { return layers_.at(size_t(i)); }
+  const Tensor& embed_tokens() const { return embed_tokens_; }  // [vocab, hidden]
+  const Tensor& norm() const { return norm_; }                  // [hidden]
+  const LinearWeight& lm_head() const { return lm_head_; }      // [vocab, hidden]; embed if tied
+  const std::vector<MtpWeights>& mtp() const { return mtp_; }   // empty without stored MTP
+  // Bytes of checkpoint data the weights view (each tensor once), i.e. what stays mapped.
+  size_t resident_bytes() const { return resident_bytes_; }
+
+ private:
+  friend std::vector<ExpectedTensor> checkpoint_schema(const ModelConfig&, int);
+  void bind(const ModelConfig& config, int mtp_modules, WeightBinder& binder);
+
+  std::vector<LayerWeights> layers_;
+  Tensor embed_tokens_, norm_;
+  LinearWeight lm_head_;
+  std::vector<MtpWeights> mtp_;
+  size_t resident_bytes_ = 0;
+};
+
+}  // namespace dsinfer
