@@ -142,6 +142,7 @@ TEST(Indexer, DecodeManyKeysWithChunks) {
   set_num_threads(4);  // forces the key-chunk split and the merge
   run_case({1, 20000, 64, 2048, false}, 7);
   run_case({3, 9000, 8, 100, false}, 8, 1);  // range 1: very many exact ties
+  run_case({4, 12000, 16, 300, true}, 13);   // chunks with per-query causal limits
   set_num_threads(saved);
 }
 
