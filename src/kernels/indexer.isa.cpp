@@ -1,0 +1,236 @@
+// Lightning indexer with fused top-k, written in the tile layer (compiled once per ISA).
+//
+// Per work item (a group of G queries x a key range): the queries' heads are packed once into
+// column strips Q^T[strip][d][NR] (f32; fp8 codes decoded exactly; heads padded to whole
+// vectors so each vector belongs to one query). Keys are converted a block of NB at a time into
+// f32 rows. For every strip and every MR keys, a register tile S[MR keys][NR heads] = K . Q^T is
+// accumulated over d = 0..127 (keys broadcast, heads streamed), and its epilogue folds
+// ReLU and the head weights into per-(query, key) vector partial sums. At the end of the block
+// the partial sums are reduced, multiplied by k_scale and pushed into the query's running top-k.
+#include <algorithm>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/indexer.h"
+#include "kernels/topk_select.h"
+#include "tile/tile.h"
+
+namespace dsinfer::DSINFER_ISA_NS {
+
+using namespace tile;
+
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kMR = 12, kNV = 2;
+#elif defined(__AVX2__)
+constexpr int kMR = 6, kNV = 2;
+#else
+constexpr int kMR = 4, kNV = 2;
+#endif
+constexpr int kNR = kNV * kLanes;  // heads per column strip
+constexpr int kNB = kMR * 5;       // keys per block
+constexpr int kD = kIndexerDim;
+
+struct Scratch {
+  std::vector<float> qpanel;  // [n_strips][128][kNR]
+  std::vector<float> wcol;    // [n_strips * kNR]
+  std::vector<float> kblock;  // [kNB][128]
+  std::vector<float> part;    // [G][kNB][kLanes] partial sums
+  std::vector<float> scores;  // [G][kNB]
+  std::vector<topk::RunningTopK> sel;
+};
+
+// Row s of the keys as f32 (fp8 decoded exactly) into dst[128]; returns its scale.
+inline float load_key(const IndexerKeys& keys, int64_t s, float* dst) {
+  if (keys.dtype == DType::f32) {
+    const float* src = static_cast<const float*>(keys.k) + s * kD;
+    for (int j = 0; j < kD; j += kLanes) store(dst + j, load(src + j));
+    return 1.0f;
+  }
+  const uint8_t* src;
+  float scale;
+  if (keys.k) {
+    src = static_cast<const uint8_t*>(keys.k) + s * kD;
+    scale = keys.k_scale[s];
+  } else {
+    src = keys.pages + int64_t(keys.block_table[s / kIndexerPageTokens]) * kIndexerPageBytes +
+          (s % kIndexerPageTokens) * kIndexerTokenBytes;
+    __builtin_memcpy(&scale, src + kD, 4);
+  }
+  for (int j = 0; j < kD; j += kLanes) store(dst + j, load_fp8(src + j));
+  return scale;
+}
+
+// S[MR][NV] = kb[MR][128] . qp[128][kNR]
+inline void score_tile(const float* kb, const float* qp, VF (&acc)[kMR][kNV]) {
+#pragma GCC unroll 16
+  for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < kNV; ++v) acc[i][v] = zero();
+  for (int d = 0; d < kD; ++d) {
+    VF bv[kNV];
+#pragma GCC unroll 16
+    for (int v = 0; v < kNV; ++v) bv[v] = load(qp + d * kNR + v * kLanes);
+#pragma GCC unroll 16
+    for (int i = 0; i < kMR; ++i) {
+      const VF a = set1(kb[i * kD + d]);
+#pragma GCC unroll 16
+      for (int v = 0; v < kNV; ++v) acc[i][v] = fma(a, bv[v], acc[i][v]);
+    }
+  }
+}
+
+struct Plan {
+  int64_t T;
+  int HI, HIp, G, n_strips;
+  int64_t n_groups, n_chunks, chunk_len;
+};
+
+// Scores keys [s0, s1) for queries [t0, t0 + g) and pushes them into sel[0..g).
+void run_item(const IndexerQueries& q, const IndexerKeys& keys, const int64_t* n_valid,
+              const Plan& p, int64_t t0, int g, int64_t s0, int64_t s1, Scratch& sc) {
+  const int HI = q.n_heads, HIp = p.HIp;
+  const int ncols = g * HIp, n_strips = (ncols + kNR - 1) / kNR;
+  // Pack Q^T strips and the column weights.
+  sc.qpanel.assign(size_t(n_strips) * kD * kNR, 0.0f);
+  sc.wcol.assign(size_t(n_strips) * kNR, 0.0f);
+  alignas(64) float row[kD];
+  for (int j = 0; j < g; ++j)
+    for (int h = 0; h < HI; ++h) {
+      const int64_t qi = ((t0 + j) * HI + h) * kD;
+      if (q.dtype == DType::f32) {
+        for (int d = 0; d < kD; d += kLanes)
+          store(row + d, load(static_cast<const float*>(q.q) + qi + d));
+      } else {
+        for (int d = 0; d < kD; d += kLanes)
+          store(row + d, load_fp8(static_cast<const uint8_t*>(q.q) + qi + d));
+      }
+      const int c = j * HIp + h, strip = c / kNR, lane = c % kNR;
+      float* dst = sc.qpanel.data() + size_t(strip) * kD * kNR + lane;
+      for (int d = 0; d < kD; ++d) dst[d * kNR] = row[d];
+      sc.wcol[size_t(c)] = q.w[(t0 + j) * HI + h];
+    }
+  int64_t lim[64];
+  for (int j = 0; j < g; ++j) lim[j] = n_valid ? n_valid[t0 + j] : keys.n_keys;
+  sc.kblock.resize(size_t(kNB) * kD);
+  sc.part.resize(size_t(g) * kNB * kLanes);
+  sc.scores.resize(size_t(g) * kNB);
+  float kscale[kNB];
+  for (int64_t b0 = s0; b0 < s1; b0 += kNB) {
+    const int nb = int(std::min<int64_t>(kNB, s1 - b0));
+    for (int i = 0; i < nb; ++i) kscale[i] = load_key(keys, b0 + i, sc.kblock.data() + i * kD);
+    for (int i = nb; i < kNB; ++i)
+      for (int d = 0; d < kD; d += kLanes) store(sc.kblock.data() + i * kD + d, zero());
+    std::fill(sc.part.begin(), sc.part.end(), 0.0f);
+    const int nbr = (nb + kMR - 1) / kMR * kMR;
+    for (int strip = 0; strip < n_strips; ++strip) {
+      const float* qp = sc.qpanel.data() + size_t(strip) * kD * kNR;
+      VF wv[kNV];
+      int qj[kNV];
+      for (int v = 0; v < kNV; ++v) {
+        const int c0 = strip * kNR + v * kLanes;
+        wv[v] = load(sc.wcol.data() + c0);
+        qj[v] = std::min(c0 / HIp, g - 1);  // padding columns (w = 0) of the last strip
+      }
+      for (int i0 = 0; i0 < nbr; i0 += kMR) {
+        VF acc[kMR][kNV];
+        score_tile(sc.kblock.data() + i0 * kD, qp, acc);
+#pragma GCC unroll 16
+        for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 16
+          for (int v = 0; v < kNV; ++v) {
+            float* pp = sc.part.data() + (size_t(qj[v]) * kNB + i0 + i) * kLanes;
+            store(pp, fma(wv[v], max(acc[i][v], zero()), load(pp)));
+          }
+      }
+    }
+    for (int j = 0; j < g; ++j) {
+      const int nvalid = int(std::clamp<int64_t>(lim[j] - b0, 0, nb));
+      if (nvalid == 0) continue;
+      float* sj = sc.scores.data() + size_t(j) * kNB;
+      for (int i = 0; i < nvalid; ++i) {
+        const float sum = reduce_add(load(sc.part.data() + (size_t(j) * kNB + i) * kLanes));
+        sj[i] = keys.dtype == DType::f32 ? sum : kscale[i] * sum;
+      }
+      sc.sel[size_t(j)].push_scores(sj, b0, nvalid);
+    }
+  }
+}
+
+}  // namespace
+
+void indexer_topk_kernel(const IndexerQueries& q, const IndexerKeys& keys, const int64_t* n_valid,
+                         int k, int32_t* idx_out, float* score_out) {
+  Plan p;
+  p.T = q.n_tokens;
+  p.HI = q.n_heads;
+  p.HIp = (p.HI + kLanes - 1) / kLanes * kLanes;
+  p.G = int(std::max<int64_t>(1, std::min<int64_t>(p.T, 64 / p.HIp)));
+  p.n_groups = (p.T + p.G - 1) / p.G;
+  const int threads = num_threads();
+  int64_t max_n = 0;
+  for (int64_t t = 0; t < p.T; ++t) max_n = std::max(max_n, n_valid ? n_valid[t] : keys.n_keys);
+  // Few query groups (decode): split the keys into chunks so every thread has work.
+  p.n_chunks = 1;
+  if (p.n_groups < 2 * threads) {
+    const int64_t want = (4 * threads + p.n_groups - 1) / p.n_groups;
+    const int64_t min_len = std::max<int64_t>(4096, 2 * int64_t(k));
+    p.n_chunks = std::clamp<int64_t>(max_n / min_len, 1, want);
+  }
+  p.chunk_len = (max_n + p.n_chunks - 1) / p.n_chunks;
+  p.chunk_len = std::max<int64_t>(kNB, (p.chunk_len + kNB - 1) / kNB * kNB);
+  p.n_chunks = std::max<int64_t>(1, (max_n + p.chunk_len - 1) / p.chunk_len);
+
+  std::vector<Scratch> scratch(size_t(threads) + 1);
+  std::vector<uint64_t> partial;
+  std::vector<int32_t> partial_n;
+  if (p.n_chunks > 1) {
+    partial.resize(size_t(p.T * p.n_chunks) * size_t(k));
+    partial_n.assign(size_t(p.T * p.n_chunks), 0);
+  }
+  const int64_t n_items = p.n_groups * p.n_chunks;
+  parallel_for(n_items, 1, [&](int64_t i0, int64_t i1, int worker) {
+    Scratch& sc = scratch[size_t(worker)];
+    if (sc.sel.size() < size_t(p.G)) sc.sel.resize(size_t(p.G));
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t grp = item / p.n_chunks, chunk = item % p.n_chunks;
+      const int64_t t0 = grp * p.G;
+      const int g = int(std::min<int64_t>(p.G, p.T - t0));
+      int64_t gmax = 0;
+      for (int j = 0; j < g; ++j) gmax = std::max(gmax, n_valid ? n_valid[t0 + j] : keys.n_keys);
+      const int64_t s0 = chunk * p.chunk_len, s1 = std::min(gmax, s0 + p.chunk_len);
+      for (int j = 0; j < g; ++j) sc.sel[size_t(j)].reset(k, size_t(4) * k + 256);
+      if (s1 > s0) run_item(q, keys, n_valid, p, t0, g, s0, s1, sc);
+      for (int j = 0; j < g; ++j) {
+        topk::RunningTopK& sel = sc.sel[size_t(j)];
+        sel.finish();
+        const int64_t t = t0 + j;
+        if (p.n_chunks == 1) {
+          topk::emit_sorted(sel.data(), sel.size(), k, idx_out + t * k,
+                            score_out ? score_out + t * k : nullptr);
+        } else {
+          const size_t slot = size_t(t * p.n_chunks + chunk);
+          std::copy(sel.data(), sel.data() + sel.size(), partial.data() + slot * size_t(k));
+          partial_n[slot] = int32_t(sel.size());
+        }
+      }
+    }
+  });
+  if (p.n_chunks == 1) return;
+  parallel_for(p.T, 1, [&](int64_t t0, int64_t t1, int) {
+    std::vector<uint64_t> all;
+    for (int64_t t = t0; t < t1; ++t) {
+      all.clear();
+      for (int64_t c = 0; c < p.n_chunks; ++c) {
+        const size_t slot = size_t(t * p.n_chunks + c);
+        const uint64_t* src = partial.data() + slot * size_t(k);
+        all.insert(all.end(), src, src + partial_n[slot]);
+      }
+      const size_t n = topk::keep_top(all.data(), all.size(), size_t(k));
+      topk::emit_sorted(all.data(), n, k, idx_out + t * k, score_out ? score_out + t * k : nullptr);
+    }
+  });
+}
+
+}  // namespace dsinfer::DSINFER_ISA_NS

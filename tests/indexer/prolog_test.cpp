@@ -1,0 +1,105 @@
+// Indexer prolog ops against the reference operators, under every ISA this CPU runs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/indexer_prolog.h"
+#include "kernels/reference/fp8_quant.h"
+#include "kernels/reference/hadamard.h"
+#include "kernels/reference/norms.h"
+#include "kernels/reference/rope.h"
+#include "test_util.h"
+
+namespace dsinfer {
+namespace {
+
+using testing::for_each_isa;
+using testing::random_floats;
+
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, float rel, float abs) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    ASSERT_NEAR(a[i], b[i], abs + rel * std::fabs(b[i])) << "at " << i;
+}
+
+TEST(IndexerProlog, HadamardMatchesReference) {
+  for_each_isa([](Isa) {
+    for (int64_t rows : {1, 3, 257}) {
+      auto x = random_floats(size_t(rows) * 128, 11 + uint32_t(rows), -4, 4);
+      auto want = x;
+      ref::hadamard_128(want.data(), rows);
+      hadamard_128(x.data(), rows);
+      expect_close(x, want, 2e-6f, 2e-6f);
+    }
+  });
+}
+
+TEST(IndexerProlog, HadamardIsItsOwnInverse) {
+  for_each_isa([](Isa) {
+    auto x = random_floats(128 * 5, 3);
+    auto y = x;
+    hadamard_128(y.data(), 5);
+    hadamard_128(y.data(), 5);
+    expect_close(y, x, 1e-5f, 1e-6f);
+  });
+}
+
+TEST(IndexerProlog, Fp8QuantizationIsBitExact) {
+  for_each_isa([](Isa) {
+    for (bool ue8m0 : {true, false}) {
+      const int64_t nb = 67;
+      auto x = random_floats(size_t(nb) * 128, 5, -3, 3);
+      for (int j = 0; j < 128; ++j) x[size_t(j)] = 0.0f;                    // all-zero block
+      for (int j = 0; j < 128; ++j) x[128 + size_t(j)] *= 1e-7f;            // tiny block
+      for (int j = 0; j < 128; ++j) x[256 + size_t(j)] *= 1e5f;             // large block
+      for (int j = 0; j < 128; ++j) x[384 + size_t(j)] = float(j % 9) - 4;  // ties to even
+      std::vector<uint8_t> q(x.size()), qr(x.size());
+      std::vector<float> s(static_cast<size_t>(nb)), sr(static_cast<size_t>(nb));
+      quantize_fp8_blocks(x.data(), nb, ue8m0, q.data(), s.data());
+      ref::quantize_fp8_blocks(x.data(), nb, ue8m0, qr.data(), sr.data());
+      for (int64_t b = 0; b < nb; ++b) ASSERT_EQ(s[size_t(b)], sr[size_t(b)]) << "block " << b;
+      for (size_t i = 0; i < q.size(); ++i) ASSERT_EQ(q[i], qr[i]) << "at " << i;
+    }
+  });
+}
+
+TEST(IndexerProlog, RopeHalvesMatchesReference) {
+  for_each_isa([](Isa) {
+    const int64_t T = 9;
+    const int H = 3, stride = 128;
+    auto inv = ref::yarn_inv_freq(64, 10000.0, 40.0, 4096, 32, 1);
+    std::vector<int32_t> pos(T);
+    for (int64_t t = 0; t < T; ++t) pos[size_t(t)] = int32_t(t * 7919 % 160000);
+    auto x = random_floats(size_t(T) * H * stride, 9, -2, 2);
+    auto want = x;
+    ref::rope_halves(want.data(), T, H, stride, 64, pos.data(), inv.data());
+    rope_halves(x.data(), T, H, stride, 64, pos.data(), inv.data());
+    expect_close(x, want, 1e-6f, 1e-6f);
+    // dims [64, 128) untouched (checked by equality above); an odd tail width too:
+    auto inv2 = ref::rope_inv_freq(20, 10000.0);
+    auto y = random_floats(size_t(T) * 24, 10);
+    auto ywant = y;
+    ref::rope_halves(ywant.data(), T, 1, 24, 20, pos.data(), inv2.data());
+    rope_halves(y.data(), T, 1, 24, 20, pos.data(), inv2.data());
+    expect_close(y, ywant, 1e-6f, 1e-6f);
+  });
+}
+
+TEST(IndexerProlog, LayerNormMatchesReference) {
+  for_each_isa([](Isa) {
+    for (int64_t dim : {128, 100}) {
+      const int64_t rows = 33;
+      auto x = random_floats(size_t(rows * dim), 21, -3, 5);
+      auto w = random_floats(size_t(dim), 22, 0.5f, 1.5f);
+      auto b = random_floats(size_t(dim), 23);
+      std::vector<float> y(x.size()), want(x.size());
+      layer_norm(x.data(), rows, dim, w.data(), b.data(), 1e-6f, y.data());
+      ref::layer_norm(x.data(), rows, dim, w.data(), b.data(), 1e-6f, want.data());
+      expect_close(y, want, 1e-5f, 1e-5f);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace dsinfer
