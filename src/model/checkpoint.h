@@ -8,13 +8,14 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "core/weight_view.h"
 #include "model/config.h"
 #include "model/safetensors.h"
 
 namespace dsinfer {
 
-// FP8 weights carry one f32 scale per 128 x 128 block (config.cpp accepts no other block size).
-inline constexpr int64_t kFp8BlockSize = 128;
+// FP8 weights carry one f32 scale per 128 x 128 block (kFp8BlockSize, core/weight_view.h;
+// config.cpp accepts no other block size).
 
 // How a tensor may be stored.
 enum class WeightKind {
