@@ -297,26 +297,27 @@ void mla_attention_kernel(const MlaAttnArgs& a, const int32_t* idx, int k,
     p.S = int(std::min<int64_t>({(target + T - 1) / T, by_keys, 64}));
     p.HS = int(std::min<int64_t>(p.G, std::max<int64_t>(1, (target + T * p.S - 1) / (T * p.S))));
   }
-  std::vector<float> part_o, part_lse;
+  // Scratch persists per thread across calls (no page faults on every decode step).
+  auto grow = [](std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+  };
+  thread_local std::vector<float> part_o, part_lse;
   if (p.S > 1) {
-    part_o.resize(size_t(T) * p.S * p.H * p.C);
-    part_lse.resize(size_t(T) * p.S * p.H);
+    grow(part_o, size_t(T) * p.S * p.H * p.C);
+    grow(part_lse, size_t(T) * p.S * p.H);
     p.part_o = part_o.data();
     p.part_lse = part_lse.data();
   }
 
-  std::vector<Workspace> ws(thread_pool().size());
   const int64_t units = T * p.S * p.HS;
-  parallel_for(units, 1, [&](int64_t u0, int64_t u1, int worker) {
-    Workspace& w = ws[worker];
-    if (w.qp.empty()) {
-      w.qp.resize(size_t(p.G) * p.DQ * kHG);
-      w.ot.resize(size_t(p.G) * p.C * kHG);
-      w.kf.resize(size_t(kBK) * p.DQ + kLanes);
-      w.st.resize(size_t(kBK) * kHG);
-      w.m.resize(size_t(p.G) * kHG);
-      w.l.resize(size_t(p.G) * kHG);
-    }
+  parallel_for(units, 1, [&](int64_t u0, int64_t u1, int) {
+    thread_local Workspace w;
+    grow(w.qp, size_t(p.G) * p.DQ * kHG);
+    grow(w.ot, size_t(p.G) * p.C * kHG);
+    grow(w.kf, size_t(kBK) * p.DQ + kLanes);
+    grow(w.st, size_t(kBK) * kHG);
+    grow(w.m, size_t(p.G) * kHG);
+    grow(w.l, size_t(p.G) * kHG);
     for (int64_t u = u0; u < u1; ++u) run_unit(p, w, u);
   });
   if (p.S > 1)
