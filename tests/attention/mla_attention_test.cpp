@@ -210,6 +210,26 @@ TEST(SparseMlaAttention, DecodeSplitsAtAnyThreadCount) {
   set_num_threads(saved);
 }
 
+// Many queries (prefill): one unit per query, written straight to the output, at 1 and 2
+// threads; dense causal too.
+TEST(SparseMlaAttention, PrefillManyQueries) {
+  Problem p = make_problem(48, 500, 16, 64, DType::bf16, 31);
+  Problem d = make_problem(40, 200, 16, 0, DType::f32, 32);
+  for (int64_t t = 0; t < d.T; ++t) d.pos[t] = int32_t(t * 5);
+  const Out want = run_ref(p, false), want_d = run_ref(d, true);
+  Cache cache = make_cache(p, true), cache_d = make_cache(d, false);
+  const int saved = num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    for_each_isa([&](Isa) {
+      expect_close(run_kernel(p, cache.view, false), want);
+      expect_close(run_kernel(d, cache_d.view, true), want_d);
+    });
+  }
+  set_num_threads(saved);
+}
+
 // Small latent / rope widths (test models) with tails in every micro-tile.
 TEST(SparseMlaAttention, SmallDims) {
   Problem p = make_problem(4, 90, 5, 37, DType::f32, 3, /*C=*/42, /*R=*/6);
