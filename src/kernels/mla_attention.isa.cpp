@@ -1,0 +1,329 @@
+// Absorbed MLA flash attention (sparse top-k and dense causal), compiled once per ISA.
+//
+// Work unit = (query t, key split s, head-group range). For each block of kBK keys the unit
+// gathers the key rows [c | k_pe] once, converted to f32 (kf), and reuses them for every head
+// group of the unit (heads form the M dimension; V is the first C columns of the same rows):
+//   S^T[key, heads] = kf[key, :] . Qp[:, heads]      keys broadcast, heads in vector lanes
+//   online softmax per head, vectorized across the heads (no horizontal reductions)
+//   O^T[v, heads]   = O^T * alpha + kf[key, v] . P[key, heads]
+// Qp (the scaled query, [group][d][kHG]) and O^T ([group][v][kHG]) are packed per unit and stay
+// in L2; the micro-kernels keep their accumulators in registers. Invalid (-1) indices are
+// dropped up front, so no masking is needed inside the blocks. Splits of one query are merged
+// by log-sum-exp weights.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/mla_attention.h"
+#include "tile/tile.h"
+
+namespace dsinfer::DSINFER_ISA_NS {
+
+using namespace tile;
+
+namespace {
+
+constexpr int kHV = 2;                      // head vectors per micro-tile
+constexpr int kHG = kHV * kLanes;           // heads per head group
+constexpr int kRK = kLanes == 16 ? 12 : 6;  // keys per score micro-tile
+constexpr int kRV = kLanes == 16 ? 8 : 4;   // value columns per PV micro-tile
+constexpr int kBK = 24;                     // keys per block (softmax step)
+constexpr int64_t kMinSplitKeys = 256;      // fewest keys worth a separate split
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+struct Workspace {
+  std::vector<float> qp, ot, kf, st, m, l;
+};
+
+struct Plan {
+  const MlaAttnArgs* a;
+  int H, C, R, DQ, G;
+  const int32_t* keys = nullptr;     // sparse: compacted valid indices
+  const int64_t* key_off = nullptr;  // sparse: [T + 1] offsets into keys
+  const int32_t* positions = nullptr;
+  int S = 1, HS = 1;          // key splits per query, head-group splits
+  float* part_o = nullptr;    // [T * S][H][C] when S > 1
+  float* part_lse = nullptr;  // [T * S][H]
+};
+
+const MlaCacheView& cache_of(const MlaAttnArgs& a, int64_t t) {
+  return a.caches[a.cache_of_query ? a.cache_of_query[t] : 0];
+}
+
+int64_t key_count(const Plan& p, int64_t t) {
+  if (p.keys) return p.key_off[t + 1] - p.key_off[t];
+  const int64_t n = cache_of(*p.a, t).n_tokens;
+  return std::max<int64_t>(0, std::min<int64_t>(int64_t(p.positions[t]) + 1, n));
+}
+
+// dst[0, n) = src[0, n) as f32.
+inline void row_to_f32(float* dst, const void* src, DType dt, int n) {
+  int j = 0;
+  if (dt == DType::f32) {
+    const float* s = static_cast<const float*>(src);
+    for (; j + kLanes <= n; j += kLanes) store(dst + j, load(s + j));
+    if (j < n) store_n(dst + j, load_n(s + j, n - j), n - j);
+  } else {
+    const uint16_t* s = static_cast<const uint16_t*>(src);
+    for (; j + kLanes <= n; j += kLanes) store(dst + j, load_bf16(s + j));
+    if (j < n) store_n(dst + j, load_bf16_n(s + j, n - j), n - j);
+  }
+}
+
+inline const void* cache_row(const void* base, DType dt, int64_t row, int64_t ld) {
+  return static_cast<const char*>(base) + row * ld * int64_t(dtype_size(dt));
+}
+
+inline void prefetch_row(const MlaCacheView& cv, int64_t s, int C, int R) {
+  const int64_t row = cv.row(s);
+  const size_t es = dtype_size(cv.dtype);
+  const char* pc = static_cast<const char*>(cache_row(cv.c, cv.dtype, row, cv.ld_c));
+  for (size_t b = 0; b < C * es; b += 64) prefetch(pc + b);
+  if (R > 0) {
+    const char* pp = static_cast<const char*>(cache_row(cv.k_pe, cv.dtype, row, cv.ld_pe));
+    for (size_t b = 0; b < R * es; b += 64) prefetch(pp + b);
+  }
+}
+
+// st[r][heads] = kf[r] . qg[:, heads] for RK key rows (stride DQ); qg is [DQ][kHG].
+template <int RK>
+inline void score_tile(const float* qg, const float* kf, int DQ, float* st) {
+  VF acc[RK][kHV];
+#pragma GCC unroll 16
+  for (int r = 0; r < RK; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kHV; ++v) acc[r][v] = zero();
+  for (int d = 0; d < DQ; ++d) {
+    VF q[kHV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kHV; ++v) q[v] = load(qg + d * kHG + v * kLanes);
+#pragma GCC unroll 16
+    for (int r = 0; r < RK; ++r) {
+      const VF kv = set1(kf[r * DQ + d]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kHV; ++v) acc[r][v] = fma(kv, q[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < RK; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kHV; ++v) store(st + r * kHG + v * kLanes, acc[r][v]);
+}
+
+// og[v0 + r][heads] = og * alpha + sum_i kf[i][v0 + r] * st[i][heads], RV value columns.
+template <int RV>
+inline void pv_tile(float* og, const float* st, const float* kf, int DQ, int n, const VF* alpha,
+                    int v0) {
+  VF acc[RV][kHV];
+#pragma GCC unroll 16
+  for (int r = 0; r < RV; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kHV; ++v) acc[r][v] = mul(load(og + (v0 + r) * kHG + v * kLanes), alpha[v]);
+  for (int i = 0; i < n; ++i) {
+    VF p[kHV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kHV; ++v) p[v] = load(st + i * kHG + v * kLanes);
+    const float* kr = kf + int64_t(i) * DQ + v0;
+#pragma GCC unroll 16
+    for (int r = 0; r < RV; ++r) {
+      const VF vv = set1(kr[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kHV; ++v) acc[r][v] = fma(vv, p[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < RV; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kHV; ++v) store(og + (v0 + r) * kHG + v * kLanes, acc[r][v]);
+}
+
+// One key block of n keys (rows of kf) for head group g: scores, softmax step, PV update.
+void block_step(const Plan& p, Workspace& w, int g, int n) {
+  const int DQ = p.DQ, C = p.C;
+  const float* qg = w.qp.data() + int64_t(g) * DQ * kHG;
+  float* og = w.ot.data() + int64_t(g) * C * kHG;
+  float* st = w.st.data();
+  const float* kf = w.kf.data();
+  int i = 0;
+  for (; i + kRK <= n; i += kRK) score_tile<kRK>(qg, kf + int64_t(i) * DQ, DQ, st + i * kHG);
+  for (; i < n; ++i) score_tile<1>(qg, kf + int64_t(i) * DQ, DQ, st + i * kHG);
+
+  float* mg = w.m.data() + g * kHG;
+  float* lg = w.l.data() + g * kHG;
+  VF mx[kHV], alpha[kHV], sum[kHV];
+  for (int v = 0; v < kHV; ++v) {
+    const VF mo = load(mg + v * kLanes);
+    VF m = mo;
+    for (int k = 0; k < n; ++k) m = max(m, load(st + k * kHG + v * kLanes));
+    mx[v] = m;
+    alpha[v] = simd::exp(sub(mo, m));  // exp(-inf) = 0 on the first block
+    sum[v] = zero();
+    for (int k = 0; k < n; ++k) {
+      const VF e = simd::exp(sub(load(st + k * kHG + v * kLanes), m));
+      store(st + k * kHG + v * kLanes, e);
+      sum[v] = simd::add(sum[v], e);
+    }
+    store(lg + v * kLanes, fma(load(lg + v * kLanes), alpha[v], sum[v]));
+    store(mg + v * kLanes, m);
+  }
+  int v0 = 0;
+  for (; v0 + kRV <= C; v0 += kRV) pv_tile<kRV>(og, st, kf, DQ, n, alpha, v0);
+  for (; v0 < C; ++v0) pv_tile<1>(og, st, kf, DQ, n, alpha, v0);
+}
+
+// Runs unit u = ((t * S) + s) * HS + hs.
+void run_unit(const Plan& p, Workspace& w, int64_t u) {
+  const MlaAttnArgs& a = *p.a;
+  const int hs = int(u % p.HS);
+  const int64_t ts = u / p.HS;
+  const int s = int(ts % p.S);
+  const int64_t t = ts / p.S;
+  const int g0 = int(int64_t(p.G) * hs / p.HS), g1 = int(int64_t(p.G) * (hs + 1) / p.HS);
+  if (g0 == g1) return;
+  const int H = p.H, C = p.C, R = p.R, DQ = p.DQ;
+  const int64_t n = key_count(p, t);
+  const int64_t kbeg = n * s / p.S, kend = n * (s + 1) / p.S;
+  const MlaCacheView& cv = cache_of(a, t);
+  const int32_t* keys = p.keys ? p.keys + p.key_off[t] : nullptr;
+  auto key_at = [&](int64_t j) -> int64_t { return keys ? keys[j] : j; };
+
+  // Pack the scaled query of the unit's heads: qp[g][d][hl], zero for heads past H.
+  for (int g = g0; g < g1; ++g) {
+    float* qg = w.qp.data() + int64_t(g) * DQ * kHG;
+    for (int hl = 0; hl < kHG; ++hl) {
+      const int h = g * kHG + hl;
+      const float* qh = a.q + (t * H + h) * int64_t(DQ);
+      for (int d = 0; d < DQ; ++d) qg[d * kHG + hl] = h < H ? qh[d] * a.scale : 0.0f;
+    }
+    std::fill(w.ot.begin() + int64_t(g) * C * kHG, w.ot.begin() + int64_t(g + 1) * C * kHG, 0.0f);
+    std::fill(w.m.begin() + g * kHG, w.m.begin() + (g + 1) * kHG, kNegInf);
+    std::fill(w.l.begin() + g * kHG, w.l.begin() + (g + 1) * kHG, 0.0f);
+  }
+
+  for (int64_t j = kbeg; j < kbeg + kBK && j < kend; ++j) prefetch_row(cv, key_at(j), C, R);
+  for (int64_t kb = kbeg; kb < kend; kb += kBK) {
+    const int nb = int(std::min<int64_t>(kBK, kend - kb));
+    for (int i = 0; i < nb; ++i) {
+      const int64_t row = cv.row(key_at(kb + i));
+      float* dst = w.kf.data() + int64_t(i) * DQ;
+      row_to_f32(dst, cache_row(cv.c, cv.dtype, row, cv.ld_c), cv.dtype, C);
+      if (R > 0) row_to_f32(dst + C, cache_row(cv.k_pe, cv.dtype, row, cv.ld_pe), cv.dtype, R);
+    }
+    for (int64_t j = kb + kBK; j < kb + 2 * kBK && j < kend; ++j) prefetch_row(cv, key_at(j), C, R);
+    for (int g = g0; g < g1; ++g) block_step(p, w, g, nb);
+  }
+
+  // Normalize into the output (one split) or the split's partial result.
+  float* o_base = p.S == 1 ? a.o_lat + t * H * int64_t(C) : p.part_o + ts * H * int64_t(C);
+  float* lse_base = p.S == 1 ? a.lse + t * H : p.part_lse + ts * H;
+  for (int h = g0 * kHG; h < std::min(H, g1 * kHG); ++h) {
+    const int g = h / kHG, hl = h % kHG;
+    const float L = w.l[h];
+    const float* og = w.ot.data() + int64_t(g) * C * kHG + hl;
+    float* o = o_base + int64_t(h) * C;
+    if (L > 0.0f) {
+      const float inv = 1.0f / L;
+      for (int v = 0; v < C; ++v) o[v] = og[v * kHG] * inv;
+      lse_base[h] = w.m[h] + std::log(L);
+    } else {
+      std::fill(o, o + C, 0.0f);
+      lse_base[h] = kNegInf;
+    }
+  }
+}
+
+// Merges the S partial (o, lse) of each (t, h) by log-sum-exp weights.
+void merge_splits(const Plan& p, int64_t th) {
+  const int64_t t = th / p.H;
+  const int h = int(th % p.H);
+  const int C = p.C, S = p.S;
+  float mx = kNegInf;
+  for (int s = 0; s < S; ++s) mx = std::max(mx, p.part_lse[(t * S + s) * p.H + h]);
+  float* o = p.a->o_lat + th * int64_t(C);
+  if (mx == kNegInf) {
+    std::fill(o, o + C, 0.0f);
+    p.a->lse[th] = kNegInf;
+    return;
+  }
+  float wgt[64];
+  float L = 0.0f;
+  for (int s = 0; s < S; ++s) L += (wgt[s] = std::exp(p.part_lse[(t * S + s) * p.H + h] - mx));
+  for (int s = 0; s < S; ++s) wgt[s] /= L;
+  for (int v = 0; v < C; ++v) {
+    float acc = 0.0f;
+    for (int s = 0; s < S; ++s) acc += wgt[s] * p.part_o[((t * S + s) * p.H + h) * int64_t(C) + v];
+    o[v] = acc;
+  }
+  p.a->lse[th] = mx + std::log(L);
+}
+
+}  // namespace
+
+void mla_attention_kernel(const MlaAttnArgs& a, const int32_t* idx, int k,
+                          const int32_t* positions) {
+  const int64_t T = a.n_queries;
+  Plan p;
+  p.a = &a;
+  p.H = a.n_heads;
+  p.C = a.latent_dim;
+  p.R = a.rope_dim;
+  p.DQ = p.C + p.R;
+  p.G = (p.H + kHG - 1) / kHG;
+  p.positions = positions;
+  std::vector<int32_t> keys;
+  std::vector<int64_t> key_off;
+  if (idx) {  // compact the valid indices of every query
+    key_off.resize(T + 1);
+    keys.reserve(size_t(T) * k);
+    for (int64_t t = 0; t < T; ++t) {
+      key_off[t] = int64_t(keys.size());
+      for (int j = 0; j < k; ++j)
+        if (idx[t * k + j] >= 0) keys.push_back(idx[t * k + j]);
+    }
+    key_off[T] = int64_t(keys.size());
+    p.keys = keys.data();
+    p.key_off = key_off.data();
+  }
+
+  // Enough units for every thread: split keys (then head groups) when there are few queries.
+  const int P = num_threads();
+  const int64_t target = 4 * int64_t(P);
+  int64_t max_keys = 0;
+  for (int64_t t = 0; t < T; ++t) max_keys = std::max(max_keys, key_count(p, t));
+  if (T < target) {
+    const int64_t by_keys = std::max<int64_t>(1, (max_keys + kMinSplitKeys - 1) / kMinSplitKeys);
+    p.S = int(std::min<int64_t>({(target + T - 1) / T, by_keys, 64}));
+    p.HS = int(std::min<int64_t>(p.G, std::max<int64_t>(1, (target + T * p.S - 1) / (T * p.S))));
+  }
+  // Scratch persists per thread across calls (no page faults on every decode step).
+  auto grow = [](std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+  };
+  thread_local std::vector<float> part_o, part_lse;
+  if (p.S > 1) {
+    grow(part_o, size_t(T) * p.S * p.H * p.C);
+    grow(part_lse, size_t(T) * p.S * p.H);
+    p.part_o = part_o.data();
+    p.part_lse = part_lse.data();
+  }
+
+  const int64_t units = T * p.S * p.HS;
+  parallel_for(units, 1, [&](int64_t u0, int64_t u1, int) {
+    thread_local Workspace w;
+    grow(w.qp, size_t(p.G) * p.DQ * kHG);
+    grow(w.ot, size_t(p.G) * p.C * kHG);
+    grow(w.kf, size_t(kBK) * p.DQ + kLanes);
+    grow(w.st, size_t(kBK) * kHG);
+    grow(w.m, size_t(p.G) * kHG);
+    grow(w.l, size_t(p.G) * kHG);
+    for (int64_t u = u0; u < u1; ++u) run_unit(p, w, u);
+  });
+  if (p.S > 1)
+    parallel_for(T * p.H, 16, [&](int64_t b, int64_t e, int) {
+      for (int64_t th = b; th < e; ++th) merge_splits(p, th);
+    });
+}
+
+}  // namespace dsinfer::DSINFER_ISA_NS

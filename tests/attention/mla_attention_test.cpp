@@ -1,0 +1,293 @@
+// Sparse and dense MLA flash attention against the double-precision references (dsinfer::ref),
+// for every ISA this CPU runs.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/mla_attention.h"
+#include "kernels/reference/mla_attention.h"
+#include "test_util.h"
+
+namespace dsinfer {
+namespace {
+
+using testing::for_each_isa;
+using testing::random_floats;
+
+struct Problem {
+  int64_t T, N;
+  int H, C = 512, R = 64, K = 0;
+  DType dtype = DType::f32;
+  std::vector<float> q, c, pe;  // c / pe hold the values the kernel sees (bf16-rounded for bf16)
+  std::vector<bf16> c16, pe16;
+  std::vector<int32_t> idx, pos;
+  float scale;
+};
+
+Problem make_problem(int64_t T, int64_t N, int H, int K, DType dt, uint32_t seed, int C = 512,
+                     int R = 64) {
+  Problem p;
+  p.T = T, p.N = N, p.H = H, p.K = K, p.C = C, p.R = R, p.dtype = dt;
+  p.q = random_floats(size_t(T) * H * (C + R), seed);
+  p.c = random_floats(size_t(N) * C, seed + 1);
+  p.pe = random_floats(size_t(N) * R, seed + 2);
+  if (dt == DType::bf16) {
+    p.c16 = testing::to_bf16(p.c);
+    p.pe16 = testing::to_bf16(p.pe);
+    for (size_t i = 0; i < p.c.size(); ++i) p.c[i] = bf16_to_f32(p.c16[i]);
+    for (size_t i = 0; i < p.pe.size(); ++i) p.pe[i] = bf16_to_f32(p.pe16[i]);
+  }
+  p.scale = 3.0f / std::sqrt(float(C + R));  // peaky enough to exercise the running max
+  std::mt19937 rng(seed + 3);
+  if (K > 0) {
+    p.idx.resize(size_t(T) * K);
+    std::vector<int32_t> perm(N);
+    std::iota(perm.begin(), perm.end(), 0);
+    for (int64_t t = 0; t < T; ++t) {
+      std::shuffle(perm.begin(), perm.end(), rng);  // distinct keys, as the indexer emits
+      for (int j = 0; j < K; ++j) {
+        const bool pad = j >= N || rng() % 5 == 0;
+        p.idx[t * K + j] = pad ? -1 : perm[j];
+      }
+      if (T > 1 && t == T - 1)  // one row with nothing valid
+        std::fill(p.idx.begin() + t * K, p.idx.begin() + (t + 1) * K, -1);
+    }
+  }
+  p.pos.resize(T);
+  for (int64_t t = 0; t < T; ++t) p.pos[t] = int32_t(N - T + t);  // a chunk at the end
+  return p;
+}
+
+// The cache, contiguous or paged (blocks in a shuffled order with a spare block in between).
+struct Cache {
+  std::vector<float> c32, pe32;
+  std::vector<bf16> c16, pe16;
+  std::vector<int32_t> table;
+  MlaCacheView view;
+};
+
+Cache make_cache(const Problem& p, bool paged, uint32_t seed = 9) {
+  Cache k;
+  const int64_t nb = (p.N + kKvBlockTokens - 1) / kKvBlockTokens;
+  const int64_t rows = paged ? (2 * nb) * kKvBlockTokens : p.N;
+  std::vector<int64_t> where(p.N);
+  if (paged) {
+    std::vector<int32_t> phys(2 * nb);
+    std::iota(phys.begin(), phys.end(), 0);
+    std::shuffle(phys.begin(), phys.end(), std::mt19937(seed));
+    k.table.assign(phys.begin(), phys.begin() + nb);
+  }
+  for (int64_t s = 0; s < p.N; ++s)
+    where[s] =
+        paged ? int64_t(k.table[s / kKvBlockTokens]) * kKvBlockTokens + s % kKvBlockTokens : s;
+  auto place = [&](auto& dst, const auto& src, int w) {
+    dst.assign(size_t(rows) * w, {});
+    for (int64_t s = 0; s < p.N; ++s)
+      std::copy(src.begin() + s * w, src.begin() + (s + 1) * w, dst.begin() + where[s] * w);
+  };
+  k.view.dtype = p.dtype;
+  if (p.dtype == DType::f32) {
+    place(k.c32, p.c, p.C), place(k.pe32, p.pe, p.R);
+    k.view.c = k.c32.data(), k.view.k_pe = k.pe32.data();
+  } else {
+    place(k.c16, p.c16, p.C), place(k.pe16, p.pe16, p.R);
+    k.view.c = k.c16.data(), k.view.k_pe = k.pe16.data();
+  }
+  k.view.ld_c = p.C, k.view.ld_pe = p.R, k.view.n_tokens = p.N;
+  k.view.block_table = paged ? k.table.data() : nullptr;
+  return k;
+}
+
+struct Out {
+  std::vector<float> o, lse;
+};
+
+Out run_kernel(const Problem& p, const MlaCacheView& view, bool dense) {
+  Out out;
+  out.o.assign(size_t(p.T) * p.H * p.C, 123.0f);
+  out.lse.assign(size_t(p.T) * p.H, 123.0f);
+  MlaAttnArgs a;
+  a.q = p.q.data(), a.n_queries = p.T, a.n_heads = p.H, a.latent_dim = p.C, a.rope_dim = p.R;
+  a.scale = p.scale, a.caches = &view, a.o_lat = out.o.data(), a.lse = out.lse.data();
+  if (dense)
+    dense_mla_attention(a, p.pos.data());
+  else
+    sparse_mla_attention(a, p.idx.data(), p.K);
+  return out;
+}
+
+Out run_ref(const Problem& p, bool dense) {
+  Out out;
+  out.o.resize(size_t(p.T) * p.H * p.C);
+  out.lse.resize(size_t(p.T) * p.H);
+  ref::MlaDims d{p.H, 128, p.R, 128, p.C};
+  if (dense)
+    ref::dense_mla_attention(p.q.data(), p.T, d, p.c.data(), p.pe.data(), p.N, p.pos.data(),
+                             p.scale, out.o.data(), out.lse.data());
+  else
+    ref::sparse_mla_attention(p.q.data(), p.T, d, p.c.data(), p.pe.data(), p.N, p.idx.data(), p.K,
+                              p.scale, out.o.data(), out.lse.data());
+  return out;
+}
+
+void expect_close(const Out& got, const Out& want) {
+  ASSERT_EQ(got.o.size(), want.o.size());
+  int bad = 0;
+  for (size_t i = 0; i < want.lse.size() && bad < 5; ++i) {
+    if (std::isinf(want.lse[i])) {
+      if (!(std::isinf(got.lse[i]) && got.lse[i] < 0)) ++bad, ADD_FAILURE() << "lse " << i;
+    } else if (!(std::fabs(got.lse[i] - want.lse[i]) <= 1e-4f * (1 + std::fabs(want.lse[i])))) {
+      ++bad, ADD_FAILURE() << "lse " << i << ": " << got.lse[i] << " vs " << want.lse[i];
+    }
+  }
+  for (size_t i = 0; i < want.o.size() && bad < 5; ++i)
+    if (!(std::fabs(got.o[i] - want.o[i]) <= 2e-5f + 1e-4f * std::fabs(want.o[i])))
+      ++bad, ADD_FAILURE() << "o " << i << ": " << got.o[i] << " vs " << want.o[i];
+}
+
+void expect_identical(const Out& a, const Out& b) {
+  EXPECT_EQ(0, std::memcmp(a.o.data(), b.o.data(), a.o.size() * 4));
+  EXPECT_EQ(0, std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * 4));
+}
+
+// Sparse, every (H, K) of the issue, f32 cache; few queries for the big cases.
+TEST(SparseMlaAttention, MatchesReferenceAcrossShapes) {
+  for (int H : {1, 16, 64, 128})
+    for (int K : {1, 7, 64, 2048}) {
+      SCOPED_TRACE("H " + std::to_string(H) + " K " + std::to_string(K));
+      const int64_t T = std::clamp<int64_t>((1 << 17) / (int64_t(H) * K), 2, 6);
+      const int64_t N = K == 2048 ? 3000 : 200;
+      Problem p = make_problem(T, N, H, K, DType::f32, uint32_t(H * 31 + K));
+      const Out want = run_ref(p, false);
+      Cache cache = make_cache(p, false);
+      for_each_isa([&](Isa) { expect_close(run_kernel(p, cache.view, false), want); });
+    }
+}
+
+// bf16 cache, a 16K-token cache, paged and contiguous give bit-identical results.
+TEST(SparseMlaAttention, Bf16PagedLargeCache) {
+  Problem p = make_problem(3, 16384, 64, 2048, DType::bf16, 77);
+  const Out want = run_ref(p, false);
+  Cache flat = make_cache(p, false), paged = make_cache(p, true);
+  for_each_isa([&](Isa) {
+    const Out a = run_kernel(p, flat.view, false);
+    expect_close(a, want);
+    expect_identical(a, run_kernel(p, paged.view, false));
+  });
+}
+
+TEST(SparseMlaAttention, PagedF32AndAllPadding) {
+  Problem p = make_problem(5, 700, 16, 64, DType::f32, 5);
+  std::fill(p.idx.begin(), p.idx.begin() + 64, -1);  // first row: nothing valid either
+  const Out want = run_ref(p, false);
+  Cache flat = make_cache(p, false), paged = make_cache(p, true);
+  for_each_isa([&](Isa) {
+    const Out a = run_kernel(p, flat.view, false);
+    expect_close(a, want);
+    expect_identical(a, run_kernel(p, paged.view, false));
+    for (int h = 0; h < p.H; ++h) EXPECT_TRUE(std::isinf(a.lse[h]) && a.lse[h] < 0);
+    for (int i = 0; i < p.H * p.C; ++i) ASSERT_EQ(a.o[i], 0.0f);
+  });
+}
+
+// Decode (one query): split across keys and head groups, at several thread counts.
+TEST(SparseMlaAttention, DecodeSplitsAtAnyThreadCount) {
+  Problem p = make_problem(1, 5000, 128, 2048, DType::bf16, 11);
+  const Out want = run_ref(p, false);
+  Cache cache = make_cache(p, true);
+  const int saved = num_threads();
+  for (int threads : {1, 3, 8}) {
+    set_num_threads(threads);
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    for_each_isa([&](Isa) { expect_close(run_kernel(p, cache.view, false), want); });
+  }
+  set_num_threads(saved);
+}
+
+// Many queries (prefill): one unit per query, written straight to the output, at 1 and 2
+// threads; dense causal too.
+TEST(SparseMlaAttention, PrefillManyQueries) {
+  Problem p = make_problem(48, 500, 16, 64, DType::bf16, 31);
+  Problem d = make_problem(40, 200, 16, 0, DType::f32, 32);
+  for (int64_t t = 0; t < d.T; ++t) d.pos[t] = int32_t(t * 5);
+  const Out want = run_ref(p, false), want_d = run_ref(d, true);
+  Cache cache = make_cache(p, true), cache_d = make_cache(d, false);
+  const int saved = num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    for_each_isa([&](Isa) {
+      expect_close(run_kernel(p, cache.view, false), want);
+      expect_close(run_kernel(d, cache_d.view, true), want_d);
+    });
+  }
+  set_num_threads(saved);
+}
+
+// Small latent / rope widths (test models) with tails in every micro-tile.
+TEST(SparseMlaAttention, SmallDims) {
+  Problem p = make_problem(4, 90, 5, 37, DType::f32, 3, /*C=*/42, /*R=*/6);
+  const Out want = run_ref(p, false);
+  Cache cache = make_cache(p, false);
+  for_each_isa([&](Isa) { expect_close(run_kernel(p, cache.view, false), want); });
+}
+
+// Two sequences decoded in one call, each with its own cache.
+TEST(SparseMlaAttention, SeveralCaches) {
+  Problem a = make_problem(1, 300, 16, 64, DType::bf16, 21),
+          b = make_problem(1, 500, 16, 64, DType::bf16, 22);
+  const Out wa = run_ref(a, false), wb = run_ref(b, false);
+  Cache ca = make_cache(a, true), cb = make_cache(b, false);
+  MlaCacheView views[2] = {cb.view, ca.view};
+  std::vector<float> q = a.q;
+  q.insert(q.end(), b.q.begin(), b.q.end());
+  std::vector<int32_t> idx = a.idx;
+  idx.insert(idx.end(), b.idx.begin(), b.idx.end());
+  const int32_t which[2] = {1, 0};
+  for_each_isa([&](Isa) {
+    Out got;
+    got.o.resize(2 * 16 * 512);
+    got.lse.resize(2 * 16);
+    MlaAttnArgs args;
+    args.q = q.data(), args.n_queries = 2, args.n_heads = 16, args.scale = a.scale;
+    args.caches = views, args.cache_of_query = which;
+    args.o_lat = got.o.data(), args.lse = got.lse.data();
+    sparse_mla_attention(args, idx.data(), 64);
+    Out ga{{got.o.begin(), got.o.begin() + 16 * 512}, {got.lse.begin(), got.lse.begin() + 16}};
+    Out gb{{got.o.begin() + 16 * 512, got.o.end()}, {got.lse.begin() + 16, got.lse.end()}};
+    expect_close(ga, wa);
+    expect_close(gb, wb);
+  });
+}
+
+TEST(SparseMlaAttention, RejectsOutOfRangeIndex) {
+  Problem p = make_problem(1, 100, 16, 7, DType::f32, 1);
+  p.idx[3] = 100;
+  Cache cache = make_cache(p, false);
+  EXPECT_THROW(run_kernel(p, cache.view, false), std::out_of_range);
+}
+
+TEST(DenseMlaAttention, MatchesReference) {
+  for (auto [T, N, H] :
+       {std::tuple<int64_t, int64_t, int>{7, 300, 16}, {1, 2000, 128}, {3, 1500, 1}}) {
+    SCOPED_TRACE("T " + std::to_string(T) + " N " + std::to_string(N));
+    Problem p = make_problem(T, N, H, 0, DType::bf16, uint32_t(N));
+    if (T > 1) p.pos[0] = 0;  // the first token of a sequence sees only itself
+    const Out want = run_ref(p, true);
+    Cache flat = make_cache(p, false), paged = make_cache(p, true);
+    for_each_isa([&](Isa) {
+      const Out a = run_kernel(p, flat.view, true);
+      expect_close(a, want);
+      expect_identical(a, run_kernel(p, paged.view, true));
+    });
+  }
+}
+
+}  // namespace
+}  // namespace dsinfer
