@@ -1,0 +1,552 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+#include "core/log.h"
+#include "core/thread_pool.h"
+#include "kernels/gemm.h"
+#include "kernels/indexer.h"
+#include "kernels/indexer_prolog.h"
+#include "kernels/mla_attention.h"
+#include "kernels/reference/moe_router.h"
+#include "kernels/reference/norms.h"
+#include "kernels/reference/rope.h"
+
+namespace dsinfer {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Adds the wall time of its scope to one OpTimes field.
+struct ScopedTime {
+  double* slot;
+  double t0 = now_s();
+  ~ScopedTime() { *slot += now_s() - t0; }
+};
+
+WeightView view_of(const Tensor& w, const Tensor& scale_inv) {
+  WeightView v;
+  v.dtype = w.dtype();
+  v.data = w.raw();
+  v.rows = w.size(0);
+  v.cols = w.size(1);
+  v.ld = w.size(1);
+  if (w.dtype() == DType::fp8_e4m3) {
+    v.scale_inv = scale_inv.data<float>();
+    v.scale_ld = scale_inv.size(1);
+  }
+  return v;
+}
+
+std::vector<float> to_f32(const Tensor& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    switch (t.dtype()) {
+      case DType::f32: out[i] = t.data<float>()[i]; break;
+      case DType::bf16: out[i] = bf16_to_f32(t.data<bf16>()[i]); break;
+      case DType::f16: out[i] = f16_to_f32(t.data<f16>()[i]); break;
+      default: throw std::runtime_error("unexpected dtype for a parameter tensor");
+    }
+  }
+  return out;
+}
+
+void rms_norm(const float* x, int64_t rows, int64_t dim, int64_t ld_x, const std::vector<float>& w,
+              float eps, float* out, int64_t ld_out) {
+  parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) ref::rms_norm(x + r * ld_x, 1, dim, w.data(), eps, out + r * ld_out);
+  });
+}
+
+}  // namespace
+
+// ---- per-call scratch -------------------------------------------------------------------------
+struct Model::Batch {
+  const std::vector<BatchEntry>* entries = nullptr;
+  int64_t T = 0;                       // tokens in the batch
+  std::vector<int32_t> positions;      // [T] absolute position of each token
+  std::vector<int32_t> entry_of;       // [T] entry index of each token
+  std::vector<int64_t> first;          // [entries + 1] first token of each entry
+  std::vector<float> h;                // [T, D] residual stream
+};
+
+// Parameter tensors (norm weights, router bias) are small: keep f32 copies.
+struct NormCache {
+  std::vector<float> w;
+};
+
+Model::Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint checkpoint)
+    : config_(std::move(config)),
+      options_(options),
+      checkpoint_(std::move(checkpoint)),
+      weights_(CheckpointWeights::load(config_, checkpoint_)),
+      cache_(CacheLayout{config_.num_hidden_layers, config_.kv_lora_rank, config_.qk_rope_head_dim,
+                         options.precision == Precision::f32 ? DType::f32 : DType::bf16,
+                         config_.has_indexer, options.indexer_fp8}) {
+  inv_freq_ = config_.rope_inv_freq();
+  for (int l = 0; l < weights_.num_layers(); ++l) {
+    const LayerWeights& lw = weights_.layer(l);
+    router_bias_.push_back(lw.moe ? to_f32(lw.moe->e_score_correction_bias) : std::vector<float>{});
+  }
+  if (!weights_.mtp().empty()) {
+    mtp_cache_ = std::make_unique<KvCache>(CacheLayout{
+        1, config_.kv_lora_rank, config_.qk_rope_head_dim,
+        options.precision == Precision::f32 ? DType::f32 : DType::bf16, config_.has_indexer,
+        options.indexer_fp8});
+  }
+}
+
+std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
+  const double t0 = now_s();
+  ModelConfig config = load_config(dir + "/config.json");
+  SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir);
+  std::unique_ptr<Model> m(new Model(std::move(config), options, std::move(ckpt)));
+  log_info("loaded %s: %d layers, %.2f GiB of weights mapped, in %.2f s", dir.c_str(),
+           m->config_.num_hidden_layers, double(m->weights_.resident_bytes()) / (1 << 30),
+           now_s() - t0);
+  return m;
+}
+
+// y[rows, N] = x[rows, K] . W^T; bf16 precision rounds the activations to bf16 first, as the
+// release feeds its projections.
+void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight& w, float* y,
+                   int64_t ldy) {
+  const WeightView v = view_of(w.w, w.scale_inv);
+  if (options_.precision == Precision::f32) {
+    gemm(GemmInput{DType::f32, x, rows, v.cols, ldx}, v, y, ldy);
+    return;
+  }
+  std::vector<bf16> xb(static_cast<size_t>(rows * v.cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < v.cols; ++k) xb[r * v.cols + k] = f32_to_bf16(x[r * ldx + k]);
+  gemm(GemmInput{DType::bf16, xb.data(), rows, v.cols, v.cols}, v, y, ldy);
+}
+
+void Model::embed(const Tensor& table, const std::vector<int32_t>& tokens, float* out) const {
+  const int64_t D = config_.hidden_size;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const Tensor row = table.select(tokens[i]);
+    for (int64_t d = 0; d < D; ++d) {
+      switch (row.dtype()) {
+        case DType::f32: out[i * D + d] = row.data<float>()[d]; break;
+        case DType::bf16: out[i * D + d] = bf16_to_f32(row.data<bf16>()[d]); break;
+        default: out[i * D + d] = f16_to_f32(row.data<f16>()[d]); break;
+      }
+    }
+  }
+}
+
+// ---- attention: MLA prolog, indexer + top-k, sparse/dense attention, output projection ---------
+void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& b, const float* x,
+                      float* out) {
+  const ModelConfig& c = config_;
+  const int64_t T = b.T, D = c.hidden_size, H = c.num_attention_heads;
+  const int64_t nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, vdim = c.v_head_dim;
+  const int64_t C = c.kv_lora_rank, qk = nope + rope, A = C + rope;
+  const float eps = float(c.rms_norm_eps);
+  const auto& entries = *b.entries;
+
+  // MLA prolog.
+  std::vector<float> qr, q(static_cast<size_t>(T * H * qk)), kv(static_cast<size_t>(T * A));
+  {
+    ScopedTime st{&times_.projections};
+    if (c.has_q_lora()) {
+      qr.resize(size_t(T * c.q_lora_rank));
+      linear(x, T, D, w.q_a_proj, qr.data(), c.q_lora_rank);
+      rms_norm(qr.data(), T, c.q_lora_rank, c.q_lora_rank, to_f32(w.q_a_layernorm), eps, qr.data(),
+               c.q_lora_rank);
+      linear(qr.data(), T, c.q_lora_rank, w.q_b_proj, q.data(), H * qk);
+    } else {
+      linear(x, T, D, w.q_proj, q.data(), H * qk);
+    }
+    linear(x, T, D, w.kv_a_proj_with_mqa, kv.data(), A);
+    rms_norm(kv.data(), T, C, A, to_f32(w.kv_a_layernorm), eps, kv.data(), A);
+    ref::rope_interleaved(kv.data() + C, T, 1, A, int(rope), b.positions.data(), inv_freq_.data());
+    ref::rope_interleaved(q.data() + nope, T, int(H), qk, int(rope), b.positions.data(),
+                          inv_freq_.data());
+  }
+  // Cache the new keys of every entry.
+  for (size_t e = 0; e < entries.size(); ++e) {
+    const int seq = entries[e].seq;
+    for (int64_t t = b.first[e]; t < b.first[e + 1]; ++t) {
+      const int64_t pos = b.positions[t];
+      void* crow = cache.c_row(cl, seq, pos);
+      void* prow = cache.k_pe_row(cl, seq, pos);
+      const float* src = kv.data() + t * A;
+      if (cache.layout().mla_dtype == DType::f32) {
+        std::memcpy(crow, src, size_t(C) * 4);
+        std::memcpy(prow, src + C, size_t(rope) * 4);
+      } else {
+        for (int64_t i = 0; i < C; ++i) static_cast<bf16*>(crow)[i] = f32_to_bf16(src[i]);
+        for (int64_t i = 0; i < rope; ++i) static_cast<bf16*>(prow)[i] = f32_to_bf16(src[C + i]);
+      }
+    }
+  }
+
+  // Absorbed query [T, H, C + rope]: q_lat[h] = q_nope[h] . W_UK[h] (W_UK[h] = rows
+  // h * (nope + v) .. + nope of kv_b_proj, used as stored [K = nope, N = C]), then q_pe.
+  std::vector<float> q_abs(static_cast<size_t>(T * H * A));
+  {
+    ScopedTime st{&times_.projections};
+    const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
+    const size_t esize = dtype_size(kvb.dtype);
+    for (int64_t h = 0; h < H; ++h) {
+      WeightView uk = kvb;
+      uk.kn = true;
+      uk.row0 = h * (nope + vdim);
+      uk.data = static_cast<const char*>(kvb.data) + uk.row0 * kvb.ld * esize;
+      uk.rows = C;
+      uk.cols = nope;
+      gemm(GemmInput{DType::f32, q.data() + h * qk, T, nope, H * qk}, uk, q_abs.data() + h * A,
+           H * A);
+    }
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h)
+        std::memcpy(&q_abs[(t * H + h) * A + C], &q[(t * H + h) * qk + nope], size_t(rope) * 4);
+  }
+
+  // Which entries need the indexer: sparse mode and a sequence longer than index_topk.
+  const bool sparse_mode = options_.attention == AttentionMode::sparse && c.has_indexer;
+  std::vector<MlaCacheView> views(entries.size());
+  for (size_t e = 0; e < entries.size(); ++e) {
+    cache.set_length(entries[e].seq, b.positions[b.first[e + 1] - 1] + 1);
+    views[e] = cache.mla_view(cl, entries[e].seq);
+  }
+  std::vector<int32_t> idx;
+  bool any_sparse = false;
+  if (c.has_indexer && w.indexer) {
+    // The indexer's keys are cached in every mode (a later sparse step needs them).
+    const IndexerWeights& iw = *w.indexer;
+    const int64_t HI = c.index_n_heads, K = c.index_topk;
+    ScopedTime st{&times_.indexer};
+    std::vector<float> ki(static_cast<size_t>(T * kIndexerDim));
+    linear(x, T, D, iw.wk, ki.data(), kIndexerDim);
+    const std::vector<float> knw = to_f32(iw.k_norm_weight), knb = to_f32(iw.k_norm_bias);
+    layer_norm(ki.data(), T, kIndexerDim, knw.data(), knb.data(), 1e-6f, ki.data());
+    auto rope_fn = c.indexer_rope_interleave ? ref::rope_interleaved : rope_halves;
+    rope_fn(ki.data(), T, 1, kIndexerDim, int(rope), b.positions.data(), inv_freq_.data());
+    hadamard_128(ki.data(), T);
+    const bool ue8m0 = c.quantization && c.quantization->scale_fmt_ue8m0;
+    std::vector<uint8_t> k8;
+    std::vector<float> kscale;
+    if (options_.indexer_fp8) {
+      k8.resize(size_t(T * kIndexerDim));
+      kscale.resize(size_t(T));
+      quantize_fp8_blocks(ki.data(), T, ue8m0, k8.data(), kscale.data());
+    }
+    for (size_t e = 0; e < entries.size(); ++e)
+      for (int64_t t = b.first[e]; t < b.first[e + 1]; ++t) {
+        if (options_.indexer_fp8) {
+          uint8_t* dst = cache.indexer_token(cl, entries[e].seq, b.positions[t]);
+          std::memcpy(dst, &k8[t * kIndexerDim], kIndexerDim);
+          std::memcpy(dst + kIndexerDim, &kscale[t], 4);
+        } else {
+          std::memcpy(cache.indexer_key_f32(cl, entries[e].seq, b.positions[t]),
+                      &ki[t * kIndexerDim], kIndexerDim * 4);
+        }
+      }
+
+    for (size_t e = 0; e < entries.size(); ++e)
+      any_sparse |= sparse_mode && views[e].n_tokens > K;
+    if (any_sparse) {
+      // Queries of the indexer: qi = qr . wq_b^T [T, HI, 128], RoPE first, Hadamard, FP8.
+      std::vector<float> qi(static_cast<size_t>(T * HI * kIndexerDim)), wts(static_cast<size_t>(T * HI));
+      linear(qr.data(), T, c.q_lora_rank, iw.wq_b, qi.data(), HI * kIndexerDim);
+      rope_fn(qi.data(), T, int(HI), kIndexerDim, int(rope), b.positions.data(), inv_freq_.data());
+      hadamard_128(qi.data(), T * HI);
+      linear(x, T, D, iw.weights_proj, wts.data(), HI);
+      const float wscale = float(1.0 / std::sqrt(double(HI)) / std::sqrt(double(kIndexerDim)));
+      std::vector<uint8_t> q8;
+      if (options_.indexer_fp8) {
+        std::vector<float> qscale(static_cast<size_t>(T * HI));
+        q8.resize(size_t(T * HI * kIndexerDim));
+        quantize_fp8_blocks(qi.data(), T * HI, ue8m0, q8.data(), qscale.data());
+        for (int64_t i = 0; i < T * HI; ++i) wts[i] *= wscale * qscale[i];
+      } else {
+        for (int64_t i = 0; i < T * HI; ++i) wts[i] *= wscale;
+      }
+      idx.assign(size_t(T * K), -1);
+      for (size_t e = 0; e < entries.size(); ++e) {
+        const int64_t t0 = b.first[e], n = b.first[e + 1] - t0;
+        int32_t* out_idx = idx.data() + t0 * K;
+        if (!(sparse_mode && views[e].n_tokens > K)) {  // short: every causal key
+          for (int64_t t = 0; t < n; ++t)
+            for (int64_t s = 0; s <= b.positions[t0 + t] && s < K; ++s) out_idx[t * K + s] = int32_t(s);
+          continue;
+        }
+        std::vector<int64_t> n_valid(static_cast<size_t>(n));
+        for (int64_t t = 0; t < n; ++t) n_valid[t] = b.positions[t0 + t] + 1;
+        IndexerQueries iq;
+        iq.n_tokens = n;
+        iq.n_heads = int(HI);
+        iq.w = wts.data() + t0 * HI;
+        IndexerKeys keys;
+        std::vector<float> kf;
+        if (options_.indexer_fp8) {
+          iq.dtype = DType::fp8_e4m3;
+          iq.q = q8.data() + t0 * HI * kIndexerDim;
+          keys = cache.indexer_keys_fp8(cl, entries[e].seq);
+        } else {
+          iq.dtype = DType::f32;
+          iq.q = qi.data() + t0 * HI * kIndexerDim;
+          const int64_t N = views[e].n_tokens;
+          kf.resize(size_t(N * kIndexerDim));
+          for (int64_t s = 0; s < N; ++s)
+            std::memcpy(&kf[s * kIndexerDim], cache.indexer_key_f32(cl, entries[e].seq, s),
+                        kIndexerDim * 4);
+          keys.dtype = DType::f32;
+          keys.n_keys = N;
+          keys.k = kf.data();
+        }
+        indexer_topk(iq, keys, n_valid.data(), int(K), out_idx, nullptr);
+      }
+    }
+  }
+
+  // Attention over the latent cache.
+  std::vector<float> o_lat(static_cast<size_t>(T * H * C)), lse(static_cast<size_t>(T * H));
+  {
+    ScopedTime st{&times_.attention};
+    MlaAttnArgs a;
+    a.q = q_abs.data();
+    a.n_queries = T;
+    a.n_heads = int(H);
+    a.latent_dim = int(C);
+    a.rope_dim = int(rope);
+    a.scale = float(c.softmax_scale());
+    a.caches = views.data();
+    a.cache_of_query = b.entry_of.data();
+    a.o_lat = o_lat.data();
+    a.lse = lse.data();
+    if (any_sparse) sparse_mla_attention(a, idx.data(), c.index_topk);
+    else dense_mla_attention(a, b.positions.data());
+  }
+
+  // o[h] = W_UV[h] o_lat[h] (rows h * (nope + v) + nope .. + v of kv_b_proj), then o_proj.
+  {
+    ScopedTime st{&times_.projections};
+    std::vector<float> o(static_cast<size_t>(T * H * vdim));
+    const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
+    const size_t esize = dtype_size(kvb.dtype);
+    for (int64_t h = 0; h < H; ++h) {
+      WeightView uv = kvb;
+      uv.row0 = h * (nope + vdim) + nope;
+      uv.data = static_cast<const char*>(kvb.data) + uv.row0 * kvb.ld * esize;
+      uv.rows = vdim;
+      gemm(GemmInput{DType::f32, o_lat.data() + h * C, T, C, H * C}, uv, o.data() + h * vdim,
+           H * vdim);
+    }
+    linear(o.data(), T, H * vdim, w.o_proj, out, D);
+  }
+}
+
+// ---- feed-forward: dense MLP or MoE with the group-limited sigmoid router ---------------------
+void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
+  const ModelConfig& c = config_;
+  const int64_t T = b.T, D = c.hidden_size;
+  ScopedTime st{&times_.moe};
+  // down(silu(gate(x)) * up(x)) for `rows` rows of x.
+  auto run_mlp = [&](const MlpWeights& m, const float* xin, int64_t rows, float* y) {
+    const int64_t F = m.gate_proj.out_features();
+    std::vector<float> g(static_cast<size_t>(rows * F)), u(static_cast<size_t>(rows * F));
+    linear(xin, rows, D, m.gate_proj, g.data(), F);
+    linear(xin, rows, D, m.up_proj, u.data(), F);
+    for (int64_t i = 0; i < rows * F; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    linear(g.data(), rows, F, m.down_proj, y, D);
+  };
+  if (lw.mlp) {
+    run_mlp(*lw.mlp, x, T, out);
+    return;
+  }
+  const MoeWeights& moe = *lw.moe;
+  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
+  // Router in f32 (spec §3.5), whatever the precision mode.
+  std::vector<float> logits(static_cast<size_t>(T * E));
+  gemm(GemmInput{DType::f32, x, T, D, D}, view_of(moe.gate, Tensor()), logits.data(), E);
+  std::vector<int32_t> ids(static_cast<size_t>(T * k));
+  std::vector<float> gw(static_cast<size_t>(T * k));
+  const int layer = int(&lw - &weights_.layer(0));
+  const std::vector<float>& bias =
+      layer >= 0 && layer < int(router_bias_.size()) ? router_bias_[size_t(layer)] : std::vector<float>{};
+  std::vector<float> mtp_bias;
+  const float* bias_ptr = bias.empty() ? nullptr : bias.data();
+  if (!bias_ptr) {
+    mtp_bias = to_f32(moe.e_score_correction_bias);
+    bias_ptr = mtp_bias.data();
+  }
+  ref::moe_route(logits.data(), bias_ptr, T,
+                 ref::MoeRouting{int(E), c.n_group, c.topk_group, int(k), c.norm_topk_prob,
+                                 float(c.routed_scaling_factor)},
+                 ids.data(), gw.data());
+  // Shared expert on every token, routed experts on the tokens that chose them.
+  if (moe.shared_experts) run_mlp(*moe.shared_experts, x, T, out);
+  else std::fill(out, out + T * D, 0.0f);
+  std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));
+  for (int64_t i = 0; i < T * k; ++i) rows_of[size_t(ids[i])].push_back(i);
+  std::vector<float> xe, ye;
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& sel = rows_of[size_t(e)];
+    if (sel.empty()) continue;
+    const int64_t n = int64_t(sel.size());
+    xe.resize(size_t(n * D));
+    ye.resize(size_t(n * D));
+    for (int64_t r = 0; r < n; ++r) std::memcpy(&xe[r * D], x + (sel[r] / k) * D, size_t(D) * 4);
+    run_mlp(moe.experts[size_t(e)], xe.data(), n, ye.data());
+    for (int64_t r = 0; r < n; ++r) {
+      float* dst = out + (sel[r] / k) * D;
+      const float g = gw[size_t(sel[r])];
+      for (int64_t d = 0; d < D; ++d) dst[d] += g * ye[r * D + d];
+    }
+  }
+}
+
+void Model::decoder_layer(KvCache& cache, int cl, const LayerWeights& w, Batch& b) {
+  const int64_t T = b.T, D = config_.hidden_size;
+  const float eps = float(config_.rms_norm_eps);
+  std::vector<float> x(static_cast<size_t>(T * D)), y(static_cast<size_t>(T * D));
+  {
+    ScopedTime st{&times_.other};
+    rms_norm(b.h.data(), T, D, D, to_f32(w.input_layernorm), eps, x.data(), D);
+  }
+  attention(cache, cl, w.attn, b, x.data(), y.data());
+  for (int64_t i = 0; i < T * D; ++i) b.h[i] += y[i];
+  {
+    ScopedTime st{&times_.other};
+    rms_norm(b.h.data(), T, D, D, to_f32(w.post_attention_layernorm), eps, x.data(), D);
+  }
+  mlp(w, b, x.data(), y.data());
+  for (int64_t i = 0; i < T * D; ++i) b.h[i] += y[i];
+}
+
+ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
+  const ModelConfig& c = config_;
+  const int64_t D = c.hidden_size;
+  Batch b;
+  b.entries = &batch;
+  b.first.push_back(0);
+  for (size_t e = 0; e < batch.size(); ++e) {
+    const BatchEntry& en = batch[e];
+    if (!cache_.has_sequence(en.seq))
+      throw std::invalid_argument("forward: no sequence " + std::to_string(en.seq));
+    if (en.tokens.empty()) throw std::invalid_argument("forward: an entry has no tokens");
+    const int64_t start = cache_.length(en.seq), end = start + int64_t(en.tokens.size());
+    if (end > c.max_position_embeddings)
+      throw std::invalid_argument("forward: sequence of " + std::to_string(end) +
+                                  " tokens exceeds max_position_embeddings = " +
+                                  std::to_string(c.max_position_embeddings));
+    for (size_t i = 0; i < en.tokens.size(); ++i) {
+      if (en.tokens[i] < 0 || en.tokens[i] >= c.vocab_size)
+        throw std::invalid_argument("forward: token id " + std::to_string(en.tokens[i]) +
+                                    " at position " + std::to_string(start + int64_t(i)) +
+                                    " is outside the vocabulary [0, " +
+                                    std::to_string(c.vocab_size) + ")");
+      b.positions.push_back(int32_t(start + int64_t(i)));
+      b.entry_of.push_back(int32_t(e));
+    }
+    b.first.push_back(b.first.back() + int64_t(en.tokens.size()));
+    cache_.reserve(en.seq, end);
+  }
+  b.T = b.first.back();
+  b.h.resize(size_t(b.T * D));
+  for (size_t e = 0; e < batch.size(); ++e)
+    embed(weights_.embed_tokens(), batch[e].tokens, b.h.data() + b.first[e] * D);
+
+  for (int l = 0; l < c.num_hidden_layers; ++l) decoder_layer(cache_, l, weights_.layer(l), b);
+
+  ForwardOutput out;
+  ScopedTime st{&times_.head};
+  out.hidden = Tensor::empty(DType::f32, {b.T, D});
+  rms_norm(b.h.data(), b.T, D, D, to_f32(weights_.norm()), float(c.rms_norm_eps),
+           out.hidden.data<float>(), D);
+  std::vector<int64_t> rows;
+  for (size_t e = 0; e < batch.size(); ++e) {
+    out.first_row.push_back(int64_t(rows.size()));
+    if (batch[e].all_logits)
+      for (int64_t t = b.first[e]; t < b.first[e + 1]; ++t) rows.push_back(t);
+    else
+      rows.push_back(b.first[e + 1] - 1);
+  }
+  std::vector<float> hr(rows.size() * size_t(D));
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::memcpy(&hr[i * D], out.hidden.data<float>() + rows[i] * D, size_t(D) * 4);
+  out.logits = Tensor::empty(DType::f32, {int64_t(rows.size()), c.vocab_size});
+  linear(hr.data(), int64_t(rows.size()), D, weights_.lm_head(), out.logits.data<float>(),
+         c.vocab_size);
+  return out;
+}
+
+Tensor Model::mtp_forward(int seq, const float* hidden, const std::vector<int32_t>& next_tokens) {
+  if (weights_.mtp().empty()) throw std::runtime_error("mtp_forward: the checkpoint has no MTP module");
+  const ModelConfig& c = config_;
+  const MtpWeights& m = weights_.mtp()[0];
+  const int64_t D = c.hidden_size, n = int64_t(next_tokens.size());
+  if (size_t(seq) >= mtp_seq_.size()) mtp_seq_.resize(size_t(seq) + 1, -1);
+  if (mtp_seq_[size_t(seq)] < 0) mtp_seq_[size_t(seq)] = mtp_cache_->create_sequence();
+  const int mseq = mtp_seq_[size_t(seq)];
+  // m = eh_proj([RMSNorm_e(embed(next)) | RMSNorm_h(hidden)]), then one decoder layer.
+  std::vector<float> e(static_cast<size_t>(n * D)), cat(static_cast<size_t>(n * 2 * D));
+  embed(m.embed_tokens, next_tokens, e.data());
+  const float eps = float(c.rms_norm_eps);
+  rms_norm(e.data(), n, D, D, to_f32(m.enorm), eps, cat.data(), 2 * D);
+  rms_norm(hidden, n, D, D, to_f32(m.hnorm), eps, cat.data() + D, 2 * D);
+  std::vector<BatchEntry> entries{BatchEntry{mseq, next_tokens, true}};
+  Batch b;
+  b.entries = &entries;
+  b.first = {0, n};
+  b.T = n;
+  const int64_t start = mtp_cache_->length(mseq);
+  for (int64_t i = 0; i < n; ++i) b.positions.push_back(int32_t(start + i)), b.entry_of.push_back(0);
+  mtp_cache_->reserve(mseq, start + n);
+  b.h.resize(size_t(n * D));
+  linear(cat.data(), n, 2 * D, m.eh_proj, b.h.data(), D);
+  decoder_layer(*mtp_cache_, 0, m.layer, b);
+  std::vector<float> hn(static_cast<size_t>(n * D));
+  rms_norm(b.h.data(), n, D, D, to_f32(m.shared_head_norm), eps, hn.data(), D);
+  Tensor logits = Tensor::empty(DType::f32, {n, c.vocab_size});
+  linear(hn.data(), n, D, m.shared_head_head, logits.data<float>(), c.vocab_size);
+  return logits;
+}
+
+void Model::fill_cache_synthetic(int seq, int64_t depth, uint32_t seed) {
+  const ModelConfig& c = config_;
+  cache_.reserve(seq, depth);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t C = c.kv_lora_rank, R = c.qk_rope_head_dim;
+  std::vector<float> row(static_cast<size_t>(std::max<int64_t>(C, kIndexerDim)));
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    for (int64_t s = cache_.length(seq); s < depth; ++s) {
+      for (auto& v : row) v = nd(rng);
+      void* cr = cache_.c_row(l, seq, s);
+      void* pr = cache_.k_pe_row(l, seq, s);
+      if (cache_.layout().mla_dtype == DType::f32) {
+        std::memcpy(cr, row.data(), size_t(C) * 4);
+        std::memcpy(pr, row.data(), size_t(R) * 4);
+      } else {
+        for (int64_t i = 0; i < C; ++i) static_cast<bf16*>(cr)[i] = f32_to_bf16(row[i]);
+        for (int64_t i = 0; i < R; ++i) static_cast<bf16*>(pr)[i] = f32_to_bf16(row[i]);
+      }
+      if (c.has_indexer) {
+        if (options_.indexer_fp8) {
+          uint8_t* t = cache_.indexer_token(l, seq, s);
+          float scale = 0.01f;
+          quantize_fp8_blocks(row.data(), 1, true, t, &scale);
+          std::memcpy(t + kIndexerDim, &scale, 4);
+        } else {
+          std::memcpy(cache_.indexer_key_f32(l, seq, s), row.data(), kIndexerDim * 4);
+        }
+      }
+    }
+  cache_.set_length(seq, depth);
+}
+
+}  // namespace dsinfer

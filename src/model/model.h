@@ -1,0 +1,107 @@
+// The DeepSeek-V3.2 model (spec §3–4) over a memory-mapped HF checkpoint: MLA + DSA + MoE, the
+// MTP draft head, and paged caches for many sequences. One forward() call takes a batch of
+// (sequence, new tokens) entries, mixing prefill chunks of any size and decode steps: the tokens
+// of all entries go through every projection and expert together (weights are read once per
+// step); attention and the indexer run per sequence over that sequence's cache.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+
+namespace dsinfer {
+
+enum class Precision {
+  bf16,  // bf16 activations into the projections and a bf16 MLA cache; f32 norms/softmax/router
+  f32,   // the same graph in f32: the reference mode
+};
+
+enum class AttentionMode {
+  sparse,  // DSA: the lightning indexer selects index_topk keys (dense while a sequence is short)
+  dense,   // plain causal MLA over every key, indexer skipped (the baseline; V3 checkpoints)
+};
+
+struct ModelOptions {
+  Precision precision = Precision::bf16;
+  bool indexer_fp8 = true;  // false: the indexer runs on f32 q/k with unit scales
+  AttentionMode attention = AttentionMode::sparse;
+};
+
+// Seconds spent per operator class since the last reset (for `bench model` and `eval -v`).
+struct OpTimes {
+  double projections = 0, indexer = 0, attention = 0, moe = 0, head = 0, other = 0;
+  double total() const { return projections + indexer + attention + moe + head + other; }
+};
+
+struct BatchEntry {
+  int seq = 0;
+  std::vector<int32_t> tokens;  // new tokens, appended after the sequence's cached ones
+  bool all_logits = false;      // logits for every new token, else only the last
+};
+
+struct ForwardOutput {
+  Tensor logits;                    // [rows, vocab] f32, entries in order
+  std::vector<int64_t> first_row;   // logits row of each entry's first output
+  Tensor hidden;                    // [T_total, hidden] final-normed states (the MTP input)
+};
+
+class Model {
+ public:
+  // Reads config.json and the safetensors in `dir`, checks every tensor, maps the weights.
+  static std::unique_ptr<Model> load(const std::string& dir, const ModelOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  const CheckpointWeights& weights() const { return weights_; }
+
+  int create_sequence() { return cache_.create_sequence(); }
+  void free_sequence(int seq) { cache_.free_sequence(seq); }
+  int64_t sequence_length(int seq) const { return cache_.length(seq); }
+
+  ForwardOutput forward(const std::vector<BatchEntry>& batch);
+
+  // MTP draft (spec §4) for one sequence: given the main model's final-normed hidden states of
+  // its newest tokens [n, hidden] and the tokens that followed each of them, returns the draft
+  // logits [n, vocab] of the token after those. Uses the MTP module's own cache for `seq`.
+  Tensor mtp_forward(int seq, const float* hidden, const std::vector<int32_t>& next_tokens);
+  bool has_mtp() const { return !weights_.mtp().empty(); }
+
+  // Fills `seq`'s caches up to `depth` tokens with synthetic keys (for depth benchmarks, like
+  // llama-bench -d): every layer's rows are random, so attention and the indexer cost what they
+  // would at that depth.
+  void fill_cache_synthetic(int seq, int64_t depth, uint32_t seed);
+
+  OpTimes& op_times() { return times_; }
+  const KvCache& cache() const { return cache_; }
+  size_t cache_bytes() const { return cache_.bytes_reserved(); }
+
+ private:
+  Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint checkpoint);
+  struct Batch;  // per-call scratch, model.cpp
+  void decoder_layer(KvCache& cache, int cache_layer, const LayerWeights& w, Batch& b);
+  void attention(KvCache& cache, int cache_layer, const AttentionWeights& w, Batch& b,
+                 const float* x, float* out);
+  void mlp(const LayerWeights& w, Batch& b, const float* x, float* out);
+  void linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight& w, float* y,
+              int64_t ldy);
+  void embed(const Tensor& table, const std::vector<int32_t>& tokens, float* out) const;
+
+  ModelConfig config_;
+  ModelOptions options_;
+  SafetensorsCheckpoint checkpoint_;
+  CheckpointWeights weights_;
+  KvCache cache_;
+  std::vector<float> inv_freq_;
+  std::vector<std::vector<float>> router_bias_;  // per layer, f32 (empty for dense layers)
+  std::unique_ptr<KvCache> mtp_cache_;           // the MTP module's own cache (one layer)
+  std::vector<int> mtp_seq_;                     // MTP cache sequence of each main sequence
+  OpTimes times_;
+};
+
+}  // namespace dsinfer
