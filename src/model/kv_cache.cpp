@@ -27,14 +27,16 @@ bool KvCache::has_sequence(int seq) const {
 }
 
 void KvCache::free_sequence(int seq) {
-  if (!has_sequence(seq)) throw std::invalid_argument("kv cache: no sequence " + std::to_string(seq));
+  if (!has_sequence(seq))
+    throw std::invalid_argument("kv cache: no sequence " + std::to_string(seq));
   Sequence& s = seqs_[size_t(seq)];
   free_.insert(free_.end(), s.blocks.begin(), s.blocks.end());
   s = Sequence{};
 }
 
 int64_t KvCache::length(int seq) const {
-  if (!has_sequence(seq)) throw std::invalid_argument("kv cache: no sequence " + std::to_string(seq));
+  if (!has_sequence(seq))
+    throw std::invalid_argument("kv cache: no sequence " + std::to_string(seq));
   return seqs_[size_t(seq)].length;
 }
 
@@ -46,11 +48,13 @@ void KvCache::set_length(int seq, int64_t len) {
 }
 
 void KvCache::reserve(int seq, int64_t tokens) {
-  if (!has_sequence(seq)) throw std::invalid_argument("kv cache: no sequence " + std::to_string(seq));
+  if (!has_sequence(seq))
+    throw std::invalid_argument("kv cache: no sequence " + std::to_string(seq));
   const int64_t need = (tokens + kKvBlockTokens - 1) / kKvBlockTokens;
   const int64_t have = int64_t(seqs_[size_t(seq)].blocks.size());
   if (need <= have) return;
-  if (int64_t(free_.size()) < need - have) grow(capacity_blocks_ + (need - have) - int64_t(free_.size()));
+  if (int64_t(free_.size()) < need - have)
+    grow(capacity_blocks_ + (need - have) - int64_t(free_.size()));
   Sequence& s = seqs_[size_t(seq)];
   for (int64_t i = have; i < need; ++i) {
     s.blocks.push_back(free_.back());
@@ -70,8 +74,10 @@ void KvCache::grow(int64_t min_blocks) {
     regrow(p.c, layout_.mla_dtype, {rows, layout_.latent});
     regrow(p.k_pe, layout_.mla_dtype, {rows, layout_.rope});
     if (layout_.has_indexer) {
-      if (layout_.indexer_fp8) regrow(p.index, DType::u8, {cap, kIndexerPageBytes});
-      else regrow(p.index, DType::f32, {rows, kIndexerDim});
+      if (layout_.indexer_fp8)
+        regrow(p.index, DType::u8, {cap, kIndexerPageBytes});
+      else
+        regrow(p.index, DType::f32, {rows, kIndexerDim});
     }
   }
   for (int64_t b = cap - 1; b >= capacity_blocks_; --b) free_.push_back(int32_t(b));

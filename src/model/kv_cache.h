@@ -15,9 +15,9 @@
 namespace dsinfer {
 
 struct CacheLayout {
-  int n_layers = 0;       // decoder layers + MTP modules
-  int64_t latent = 512;   // kv_lora_rank
-  int64_t rope = 64;      // qk_rope_head_dim
+  int n_layers = 0;               // decoder layers + MTP modules
+  int64_t latent = 512;           // kv_lora_rank
+  int64_t rope = 64;              // qk_rope_head_dim
   DType mla_dtype = DType::bf16;  // f32 or bf16
   bool has_indexer = true;
   bool indexer_fp8 = true;  // false: f32 keys [128]

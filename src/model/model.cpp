@@ -51,10 +51,17 @@ std::vector<float> to_f32(const Tensor& t) {
   std::vector<float> out(static_cast<size_t>(t.numel()));
   for (int64_t i = 0; i < t.numel(); ++i) {
     switch (t.dtype()) {
-      case DType::f32: out[i] = t.data<float>()[i]; break;
-      case DType::bf16: out[i] = bf16_to_f32(t.data<bf16>()[i]); break;
-      case DType::f16: out[i] = f16_to_f32(t.data<f16>()[i]); break;
-      default: throw std::runtime_error("unexpected dtype for a parameter tensor");
+      case DType::f32:
+        out[i] = t.data<float>()[i];
+        break;
+      case DType::bf16:
+        out[i] = bf16_to_f32(t.data<bf16>()[i]);
+        break;
+      case DType::f16:
+        out[i] = f16_to_f32(t.data<f16>()[i]);
+        break;
+      default:
+        throw std::runtime_error("unexpected dtype for a parameter tensor");
     }
   }
   return out;
@@ -63,7 +70,8 @@ std::vector<float> to_f32(const Tensor& t) {
 void rms_norm(const float* x, int64_t rows, int64_t dim, int64_t ld_x, const std::vector<float>& w,
               float eps, float* out, int64_t ld_out) {
   parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) ref::rms_norm(x + r * ld_x, 1, dim, w.data(), eps, out + r * ld_out);
+    for (int64_t r = r0; r < r1; ++r)
+      ref::rms_norm(x + r * ld_x, 1, dim, w.data(), eps, out + r * ld_out);
   });
 }
 
@@ -72,11 +80,11 @@ void rms_norm(const float* x, int64_t rows, int64_t dim, int64_t ld_x, const std
 // ---- per-call scratch -------------------------------------------------------------------------
 struct Model::Batch {
   const std::vector<BatchEntry>* entries = nullptr;
-  int64_t T = 0;                       // tokens in the batch
-  std::vector<int32_t> positions;      // [T] absolute position of each token
-  std::vector<int32_t> entry_of;       // [T] entry index of each token
-  std::vector<int64_t> first;          // [entries + 1] first token of each entry
-  std::vector<float> h;                // [T, D] residual stream
+  int64_t T = 0;                   // tokens in the batch
+  std::vector<int32_t> positions;  // [T] absolute position of each token
+  std::vector<int32_t> entry_of;   // [T] entry index of each token
+  std::vector<int64_t> first;      // [entries + 1] first token of each entry
+  std::vector<float> h;            // [T, D] residual stream
 };
 
 // Parameter tensors (norm weights, router bias) are small: keep f32 copies.
@@ -98,10 +106,10 @@ Model::Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint che
     router_bias_.push_back(lw.moe ? to_f32(lw.moe->e_score_correction_bias) : std::vector<float>{});
   }
   if (!weights_.mtp().empty()) {
-    mtp_cache_ = std::make_unique<KvCache>(CacheLayout{
-        1, config_.kv_lora_rank, config_.qk_rope_head_dim,
-        options.precision == Precision::f32 ? DType::f32 : DType::bf16, config_.has_indexer,
-        options.indexer_fp8});
+    mtp_cache_ = std::make_unique<KvCache>(
+        CacheLayout{1, config_.kv_lora_rank, config_.qk_rope_head_dim,
+                    options.precision == Precision::f32 ? DType::f32 : DType::bf16,
+                    config_.has_indexer, options.indexer_fp8});
   }
 }
 
@@ -137,9 +145,15 @@ void Model::embed(const Tensor& table, const std::vector<int32_t>& tokens, float
     const Tensor row = table.select(tokens[i]);
     for (int64_t d = 0; d < D; ++d) {
       switch (row.dtype()) {
-        case DType::f32: out[i * D + d] = row.data<float>()[d]; break;
-        case DType::bf16: out[i * D + d] = bf16_to_f32(row.data<bf16>()[d]); break;
-        default: out[i * D + d] = f16_to_f32(row.data<f16>()[d]); break;
+        case DType::f32:
+          out[i * D + d] = row.data<float>()[d];
+          break;
+        case DType::bf16:
+          out[i * D + d] = bf16_to_f32(row.data<bf16>()[d]);
+          break;
+        default:
+          out[i * D + d] = f16_to_f32(row.data<f16>()[d]);
+          break;
       }
     }
   }
@@ -255,11 +269,11 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
         }
       }
 
-    for (size_t e = 0; e < entries.size(); ++e)
-      any_sparse |= sparse_mode && views[e].n_tokens > K;
+    for (size_t e = 0; e < entries.size(); ++e) any_sparse |= sparse_mode && views[e].n_tokens > K;
     if (any_sparse) {
       // Queries of the indexer: qi = qr . wq_b^T [T, HI, 128], RoPE first, Hadamard, FP8.
-      std::vector<float> qi(static_cast<size_t>(T * HI * kIndexerDim)), wts(static_cast<size_t>(T * HI));
+      std::vector<float> qi(static_cast<size_t>(T * HI * kIndexerDim)),
+          wts(static_cast<size_t>(T * HI));
       linear(qr.data(), T, c.q_lora_rank, iw.wq_b, qi.data(), HI * kIndexerDim);
       rope_fn(qi.data(), T, int(HI), kIndexerDim, int(rope), b.positions.data(), inv_freq_.data());
       hadamard_128(qi.data(), T * HI);
@@ -280,7 +294,8 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
         int32_t* out_idx = idx.data() + t0 * K;
         if (!(sparse_mode && views[e].n_tokens > K)) {  // short: every causal key
           for (int64_t t = 0; t < n; ++t)
-            for (int64_t s = 0; s <= b.positions[t0 + t] && s < K; ++s) out_idx[t * K + s] = int32_t(s);
+            for (int64_t s = 0; s <= b.positions[t0 + t] && s < K; ++s)
+              out_idx[t * K + s] = int32_t(s);
           continue;
         }
         std::vector<int64_t> n_valid(static_cast<size_t>(n));
@@ -327,8 +342,10 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     a.cache_of_query = b.entry_of.data();
     a.o_lat = o_lat.data();
     a.lse = lse.data();
-    if (any_sparse) sparse_mla_attention(a, idx.data(), c.index_topk);
-    else dense_mla_attention(a, b.positions.data());
+    if (any_sparse)
+      sparse_mla_attention(a, idx.data(), c.index_topk);
+    else
+      dense_mla_attention(a, b.positions.data());
   }
 
   // o[h] = W_UV[h] o_lat[h] (rows h * (nope + v) + nope .. + v of kv_b_proj), then o_proj.
@@ -375,8 +392,9 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
   std::vector<int32_t> ids(static_cast<size_t>(T * k));
   std::vector<float> gw(static_cast<size_t>(T * k));
   const int layer = int(&lw - &weights_.layer(0));
-  const std::vector<float>& bias =
-      layer >= 0 && layer < int(router_bias_.size()) ? router_bias_[size_t(layer)] : std::vector<float>{};
+  const std::vector<float>& bias = layer >= 0 && layer < int(router_bias_.size())
+                                       ? router_bias_[size_t(layer)]
+                                       : std::vector<float>{};
   std::vector<float> mtp_bias;
   const float* bias_ptr = bias.empty() ? nullptr : bias.data();
   if (!bias_ptr) {
@@ -388,8 +406,10 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
                                  float(c.routed_scaling_factor)},
                  ids.data(), gw.data());
   // Shared expert on every token, routed experts on the tokens that chose them.
-  if (moe.shared_experts) run_mlp(*moe.shared_experts, x, T, out);
-  else std::fill(out, out + T * D, 0.0f);
+  if (moe.shared_experts)
+    run_mlp(*moe.shared_experts, x, T, out);
+  else
+    std::fill(out, out + T * D, 0.0f);
   std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));
   for (int64_t i = 0; i < T * k; ++i) rows_of[size_t(ids[i])].push_back(i);
   std::vector<float> xe, ye;
@@ -440,9 +460,9 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
     if (en.tokens.empty()) throw std::invalid_argument("forward: an entry has no tokens");
     const int64_t start = cache_.length(en.seq), end = start + int64_t(en.tokens.size());
     if (end > c.max_position_embeddings)
-      throw std::invalid_argument("forward: sequence of " + std::to_string(end) +
-                                  " tokens exceeds max_position_embeddings = " +
-                                  std::to_string(c.max_position_embeddings));
+      throw std::invalid_argument(
+          "forward: sequence of " + std::to_string(end) +
+          " tokens exceeds max_position_embeddings = " + std::to_string(c.max_position_embeddings));
     for (size_t i = 0; i < en.tokens.size(); ++i) {
       if (en.tokens[i] < 0 || en.tokens[i] >= c.vocab_size)
         throw std::invalid_argument("forward: token id " + std::to_string(en.tokens[i]) +
@@ -485,7 +505,8 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
 }
 
 Tensor Model::mtp_forward(int seq, const float* hidden, const std::vector<int32_t>& next_tokens) {
-  if (weights_.mtp().empty()) throw std::runtime_error("mtp_forward: the checkpoint has no MTP module");
+  if (weights_.mtp().empty())
+    throw std::runtime_error("mtp_forward: the checkpoint has no MTP module");
   const ModelConfig& c = config_;
   const MtpWeights& m = weights_.mtp()[0];
   const int64_t D = c.hidden_size, n = int64_t(next_tokens.size());
@@ -504,7 +525,8 @@ Tensor Model::mtp_forward(int seq, const float* hidden, const std::vector<int32_
   b.first = {0, n};
   b.T = n;
   const int64_t start = mtp_cache_->length(mseq);
-  for (int64_t i = 0; i < n; ++i) b.positions.push_back(int32_t(start + i)), b.entry_of.push_back(0);
+  for (int64_t i = 0; i < n; ++i)
+    b.positions.push_back(int32_t(start + i)), b.entry_of.push_back(0);
   mtp_cache_->reserve(mseq, start + n);
   b.h.resize(size_t(n * D));
   linear(cat.data(), n, 2 * D, m.eh_proj, b.h.data(), D);

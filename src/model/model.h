@@ -46,9 +46,9 @@ struct BatchEntry {
 };
 
 struct ForwardOutput {
-  Tensor logits;                    // [rows, vocab] f32, entries in order
-  std::vector<int64_t> first_row;   // logits row of each entry's first output
-  Tensor hidden;                    // [T_total, hidden] final-normed states (the MTP input)
+  Tensor logits;                   // [rows, vocab] f32, entries in order
+  std::vector<int64_t> first_row;  // logits row of each entry's first output
+  Tensor hidden;                   // [T_total, hidden] final-normed states (the MTP input)
 };
 
 class Model {

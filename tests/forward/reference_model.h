@@ -1,0 +1,27 @@
+// A straightforward f32 implementation of the whole DeepSeek-V3.2 forward (spec §3–4), written
+// independently of src/model/model.cpp: weights dequantized to f32, plain matmuls in double,
+// the non-absorbed MHA with a -inf mask outside the indexer's top-k, the reference indexer and
+// router. It processes a whole prompt at once (causal), the way the release's prefill does.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/checkpoint.h"
+#include "model/config.h"
+
+namespace dsinfer::testing {
+
+struct ReferenceOptions {
+  bool indexer_fp8 = true;
+  bool dense = false;  // ignore the indexer: plain causal attention
+};
+
+// Logits [tokens.size(), vocab] for every position; hidden_out (optional) gets the final-normed
+// hidden states [tokens.size(), hidden].
+std::vector<float> reference_forward(const ModelConfig& config, const CheckpointWeights& weights,
+                                     const std::vector<int32_t>& tokens,
+                                     const ReferenceOptions& options,
+                                     std::vector<float>* hidden_out = nullptr);
+
+}  // namespace dsinfer::testing
