@@ -14,7 +14,8 @@ struct PeakProbe {
   double read_gbs = 0;     // streaming reads from DRAM (a buffer far larger than the caches)
 };
 
-// Runs the probe on the current thread pool with the active ISA (about half a second).
+// Runs the probe on the current thread pool with the active ISA (about half a second); each
+// figure is the best of `repeats` runs.
 PeakProbe measure_peak(int repeats = 5);
 
 }  // namespace dsinfer

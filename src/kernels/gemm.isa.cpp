@@ -103,9 +103,9 @@ void gemv(const float* x, int64_t M, int64_t ldx, const WeightView& w, float* y,
 }
 
 // ---- GEMM: packed panels and the register micro-kernel ---------------------------------------
-constexpr int kKc = 256;  // K block
+constexpr int kKc = 512;  // K block
 // A strips per L2-resident group: about 96 rows x kc (~100 KB of f32).
-constexpr int64_t kStripsPerMc = (96 + kPanelMR - 1) / kPanelMR;
+constexpr int64_t kStripsPerMc = (48 + kPanelMR - 1) / kPanelMR;
 
 template <bool kPairs>
 void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {

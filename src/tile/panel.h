@@ -128,6 +128,9 @@ inline void store_accumulators(const VF (&acc)[kPanelMR][kPanelNV], float* c, in
 // C[rows, cols] (+)= A panel . B panel over kc: the micro-kernel. c has row stride ldc.
 inline void mma_panel_f32(int kc, const float* a, const float* b, float* c, int64_t ldc, int rows,
                           int cols, bool accumulate) {
+  // C is read back at the end (accumulate): start fetching it now, behind the FMAs.
+  if (accumulate)
+    for (int i = 0; i < rows; ++i) prefetch(c + i * ldc), prefetch(c + i * ldc + kPanelNR - 1);
   VF acc[kPanelMR][kPanelNV];
 #pragma GCC unroll 16
   for (int i = 0; i < kPanelMR; ++i)
@@ -200,6 +203,8 @@ inline void pack_b_pairs(uint16_t* dst, const WeightRef& w, int64_t n0, int cols
 }
 inline void mma_panel_pairs(int kc, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
                             int rows, int cols, bool accumulate) {
+  if (accumulate)
+    for (int i = 0; i < rows; ++i) prefetch(c + i * ldc), prefetch(c + i * ldc + kPanelNR - 1);
   VF acc[kPanelMR][kPanelNV];
 #pragma GCC unroll 16
   for (int i = 0; i < kPanelMR; ++i)

@@ -32,7 +32,7 @@ float elem(const Tensor& t, int64_t i) {
 }
 
 Vec param(const Tensor& t) {
-  Vec v(size_t(t.numel()));
+  Vec v(static_cast<size_t>(t.numel()));
   for (int64_t i = 0; i < t.numel(); ++i) v[i] = elem(t, i);
   return v;
 }
@@ -40,7 +40,7 @@ Vec param(const Tensor& t) {
 // [out, in] f32, FP8 block scales applied.
 Vec dequant(const LinearWeight& w) {
   const int64_t out = w.w.size(0), in = w.w.size(1);
-  Vec v(size_t(out * in));
+  Vec v(static_cast<size_t>(out * in));
   for (int64_t r = 0; r < out; ++r)
     for (int64_t c = 0; c < in; ++c) {
       float x = elem(w.w, r * in + c);
@@ -52,7 +52,7 @@ Vec dequant(const LinearWeight& w) {
 
 // y[T, out] = x[T, in] . W^T, sums in double.
 Vec matmul(const Vec& x, int64_t T, const Vec& w, int64_t out, int64_t in) {
-  Vec y(size_t(T * out));
+  Vec y(static_cast<size_t>(T * out));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t o = 0; o < out; ++o) {
       double acc = 0;
@@ -89,10 +89,10 @@ std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeigh
   const int64_t C = c.kv_lora_rank, qk = nope + R;
   const float eps = float(c.rms_norm_eps);
   const std::vector<float> inv_freq = c.rope_inv_freq();
-  std::vector<int32_t> pos(size_t(T));
+  std::vector<int32_t> pos(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) pos[t] = int32_t(t);
 
-  Vec h(size_t(T * D));
+  Vec h(static_cast<size_t>(T * D));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t d = 0; d < D; ++d)
       h[t * D + d] = elem(W.embed_tokens(), int64_t(tokens[t]) * D + d);
@@ -105,7 +105,7 @@ std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeigh
     Vec q = linear(qr, T, A.q_b_proj);  // [T, H, nope + R]
     ref::rope_interleaved(q.data() + nope, T, int(H), qk, int(R), pos.data(), inv_freq.data());
     Vec kv = linear(x, T, A.kv_a_proj_with_mqa);  // [T, C + R]
-    Vec cc(size_t(T * C)), kpe(size_t(T * R));
+    Vec cc(static_cast<size_t>(T * C)), kpe(static_cast<size_t>(T * R));
     for (int64_t t = 0; t < T; ++t) {
       std::memcpy(&cc[t * C], &kv[t * (C + R)], size_t(C) * 4);
       std::memcpy(&kpe[t * R], &kv[t * (C + R) + C], size_t(R) * 4);
@@ -130,13 +130,13 @@ std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeigh
       rope(ki.data(), T, 1, 128, int(R), pos.data(), inv_freq.data());
       ref::hadamard_128(qi.data(), T * HI);
       ref::hadamard_128(ki.data(), T);
-      Vec proj = linear(x, T, I.weights_proj), w(size_t(T * HI)), scores(size_t(T * T));
-      std::vector<int64_t> n_valid(size_t(T));
+      Vec proj = linear(x, T, I.weights_proj), w(static_cast<size_t>(T * HI)), scores(static_cast<size_t>(T * T));
+      std::vector<int64_t> n_valid(static_cast<size_t>(T));
       for (int64_t t = 0; t < T; ++t) n_valid[t] = t + 1;
       if (opt.indexer_fp8) {
         const bool ue8m0 = c.quantization && c.quantization->scale_fmt_ue8m0;
-        std::vector<uint8_t> q8(size_t(T * HI * 128)), k8(size_t(T * 128));
-        Vec qs(size_t(T * HI)), ks(size_t(T));
+        std::vector<uint8_t> q8(static_cast<size_t>(T * HI * 128)), k8(static_cast<size_t>(T * 128));
+        Vec qs(static_cast<size_t>(T * HI)), ks(static_cast<size_t>(T));
         ref::quantize_fp8_blocks(qi.data(), T * HI, ue8m0, q8.data(), qs.data());
         ref::quantize_fp8_blocks(ki.data(), T, ue8m0, k8.data(), ks.data());
         ref::indexer_head_weights(proj.data(), qs.data(), T, int(HI), w.data());
@@ -154,7 +154,7 @@ std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeigh
       for (int64_t t = 0; t < T; ++t)
         for (int64_t s = 0; s <= t; ++s) idx[t * K + s] = int32_t(s);
     }
-    Vec o(size_t(T * H * V)), lse(size_t(T * H));
+    Vec o(static_cast<size_t>(T * H * V)), lse(static_cast<size_t>(T * H));
     const Vec kvb = dequant(A.kv_b_proj);
     ref::MlaDims dims{int(H), int(nope), int(R), int(V), int(C)};
     ref::mha_masked_attention(q.data(), T, dims, kvb.data(), cc.data(), kpe.data(), T, idx.data(),
@@ -170,8 +170,8 @@ std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeigh
       const MoeWeights& M = *L.moe;
       const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
       Vec logits = matmul(x, T, param(M.gate), E, D), bias = param(M.e_score_correction_bias);
-      std::vector<int32_t> ids(size_t(T * k));
-      Vec gw(size_t(T * k));
+      std::vector<int32_t> ids(static_cast<size_t>(T * k));
+      Vec gw(static_cast<size_t>(T * k));
       ref::moe_route(logits.data(), bias.data(), T,
                      ref::MoeRouting{int(E), c.n_group, c.topk_group, int(k), c.norm_topk_prob,
                                      float(c.routed_scaling_factor)},
