@@ -22,6 +22,10 @@ CommandRegistrar bench_cmd(
        app.add_option("--json", opts->json_path,
                       "Write JSON to this file ('-' prints JSON instead of the table)");
        app.add_flag("--quick", opts->quick, "Smaller shapes and fewer repeats");
+       app.add_option("-m,--model", opts->model_dir,
+                      "Model directory for `bench model` (default: generate the mini preset once)");
+       app.add_option("--attention", opts->args, "For `bench model`: sparse, dense or both")
+           ->check(CLI::IsMember({"sparse", "dense", "both"}));
        app.add_flag(
            "--sweep", [opts](int64_t) { opts->args.push_back("--sweep"); }, "Suite-specific sweep");
        return std::function<int()>([=] {
