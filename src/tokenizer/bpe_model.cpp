@@ -18,7 +18,8 @@ constexpr size_t kLinearMergeLimit = 128;
 int32_t vocab_id(const StringMap<int32_t>& vocab, std::string_view token,
                  const std::string& where) {
   auto it = vocab.find(token);
-  if (it == vocab.end()) json_error(where, "token \"" + std::string(token) + "\" is not in the vocabulary");
+  if (it == vocab.end())
+    json_error(where, "token \"" + std::string(token) + "\" is not in the vocabulary");
   return it->second;
 }
 

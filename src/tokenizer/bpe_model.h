@@ -49,7 +49,7 @@ class BpeModel {
   void encode_uncached(std::string_view piece, std::vector<int32_t>& out) const;
 
   StringMap<int32_t> vocab_;
-  StringMap<int32_t> bytes_vocab_;  // raw bytes -> id, for ignore_merges
+  StringMap<int32_t> bytes_vocab_;      // raw bytes -> id, for ignore_merges
   std::array<int32_t, 256> byte_id_{};  // id of each single-byte token, -1 if missing
   MergeTable merges_;
   int32_t unk_id_ = -1;

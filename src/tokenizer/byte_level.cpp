@@ -31,9 +31,13 @@ const Table& table() {
 
 }  // namespace
 
-char32_t byte_to_char(uint8_t byte) { return table().to_char[byte]; }
+char32_t byte_to_char(uint8_t byte) {
+  return table().to_char[byte];
+}
 
-int char_to_byte(char32_t c) { return c < 512 ? table().to_byte[c] : -1; }
+int char_to_byte(char32_t c) {
+  return c < 512 ? table().to_byte[c] : -1;
+}
 
 std::string bytes_to_byte_level(std::string_view bytes) {
   std::string out;

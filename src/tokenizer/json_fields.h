@@ -16,7 +16,6 @@ const nlohmann::json& json_required(const nlohmann::json& obj, const char* key,
                                     const std::string& where);
 std::string json_string(const nlohmann::json& obj, const char* key, const std::string& where);
 // obj[key] as a bool; `fallback` when the key is absent or null.
-bool json_bool(const nlohmann::json& obj, const char* key, const std::string& where,
-               bool fallback);
+bool json_bool(const nlohmann::json& obj, const char* key, const std::string& where, bool fallback);
 
 }  // namespace dsinfer::tokenizer

@@ -98,8 +98,9 @@ PreTokenizer PreTokenizer::from_json(const nlohmann::json& j, const std::string&
   if (!j.is_null()) pt.add_steps(j, where);
   for (size_t i = 0; i + 1 < pt.steps_.size(); ++i)
     if (pt.steps_[i].byte_level)
-      json_error(where, "ByteLevel must be the last pre-tokenizer (steps after it would see "
-                        "byte-level characters)");
+      json_error(where,
+                 "ByteLevel must be the last pre-tokenizer (steps after it would see "
+                 "byte-level characters)");
   return pt;
 }
 
@@ -136,9 +137,9 @@ void PreTokenizer::add_steps(const nlohmann::json& j, const std::string& where) 
     if (json_bool(j, "use_regex", where, true)) step.regex = Regex::compile(kByteLevelPattern);
     steps_.push_back(std::move(step));
   } else {
-    json_error(where + ".type",
-               "unsupported pre-tokenizer type \"" + type + "\" (supported: Sequence, Split, "
-               "ByteLevel)");
+    json_error(where + ".type", "unsupported pre-tokenizer type \"" + type +
+                                    "\" (supported: Sequence, Split, "
+                                    "ByteLevel)");
   }
 }
 

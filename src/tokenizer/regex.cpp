@@ -15,8 +15,11 @@ struct Regex::Code {
 
 namespace {
 
-// Oniguruma's Unicode definitions, as the contents of a character class.
-constexpr std::string_view kSpaceClass = R"(\t\n\x0B\f\r\x{85}\p{Z})";
+// The contents of a character class for each translated escape. \s is ECMAScript's white
+// space (tab, VT, FF, CR, LF, U+FEFF and the Z categories), as in transformers.js, which
+// produced the reference encodings; Oniguruma's differs only in having U+0085 instead of
+// U+FEFF. \w and \h are Oniguruma's.
+constexpr std::string_view kSpaceClass = R"(\t\n\x0B\f\r\x{FEFF}\p{Z})";
 constexpr std::string_view kWordClass = R"(\p{L}\p{M}\p{Nd}\p{Pc})";
 constexpr std::string_view kHexClass = "0-9A-Fa-f";
 
@@ -49,9 +52,9 @@ std::shared_ptr<const Regex::Code> compile_code(const std::string& pcre2_pattern
                                                 const std::string& shown, uint32_t options) {
   int err = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre2_pattern.data()),
-                                   pcre2_pattern.size(), options | PCRE2_UTF | PCRE2_UCP, &err,
-                                   &offset, nullptr);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre2_pattern.data()), pcre2_pattern.size(),
+                    options | PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
   if (!code)
     throw std::invalid_argument("regex '" + shown + "': " + pcre2_error(err) + " at offset " +
                                 std::to_string(offset));
@@ -74,12 +77,24 @@ std::string oniguruma_to_pcre2(std::string_view p) {
       std::string_view cls;
       bool negated = false;
       switch (e) {
-        case 's': cls = kSpaceClass; break;
-        case 'S': cls = kSpaceClass, negated = true; break;
-        case 'w': cls = kWordClass; break;
-        case 'W': cls = kWordClass, negated = true; break;
-        case 'h': cls = kHexClass; break;
-        case 'H': cls = kHexClass, negated = true; break;
+        case 's':
+          cls = kSpaceClass;
+          break;
+        case 'S':
+          cls = kSpaceClass, negated = true;
+          break;
+        case 'w':
+          cls = kWordClass;
+          break;
+        case 'W':
+          cls = kWordClass, negated = true;
+          break;
+        case 'h':
+          cls = kHexClass;
+          break;
+        case 'H':
+          cls = kHexClass, negated = true;
+          break;
         default:
           out += c;
           out += e;

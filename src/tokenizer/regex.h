@@ -38,10 +38,12 @@ class Regex {
   std::string pattern_;
 };
 
-// The pattern rewritten for PCRE2: Oniguruma's \s is Unicode White_Space (PCRE2's also has
-// U+180E), its \w is letters, marks, decimal digits and connector punctuation (PCRE2's is
-// letters, all numbers and '_'), and its \h is a hex digit (PCRE2's is horizontal space).
-// Throws std::invalid_argument for a negated class escape inside [...], which has no
+// The pattern rewritten for PCRE2, whose class escapes mean something else: \s becomes
+// ECMAScript's white space, as transformers.js (which produced the reference encodings) has
+// it (PCRE2's lacks U+FEFF and has U+0085 and U+180E; HF's Oniguruma has U+0085, not U+FEFF);
+// \w becomes Oniguruma's letters, marks, decimal digits and connector punctuation (PCRE2's is
+// letters, all numbers and '_'); \h becomes Oniguruma's hex digit (PCRE2's is horizontal
+// space). Throws std::invalid_argument for a negated class escape inside [...], which has no
 // PCRE2 spelling.
 std::string oniguruma_to_pcre2(std::string_view pattern);
 

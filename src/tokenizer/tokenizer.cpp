@@ -81,11 +81,13 @@ std::string read_file(const std::filesystem::path& path) {
 Tokenizer Tokenizer::load(const std::string& model_dir) {
   namespace fs = std::filesystem;
   fs::path dir(model_dir);
-  if (!fs::exists(dir)) throw std::runtime_error("model directory '" + model_dir + "' does not exist");
+  if (!fs::exists(dir))
+    throw std::runtime_error("model directory '" + model_dir + "' does not exist");
   if (!fs::is_directory(dir)) throw std::runtime_error("'" + model_dir + "' is not a directory");
   fs::path tok = dir / "tokenizer.json";
   if (!fs::exists(tok))
-    throw std::runtime_error(tok.string() + ": not found (the model directory needs tokenizer.json)");
+    throw std::runtime_error(tok.string() +
+                             ": not found (the model directory needs tokenizer.json)");
   fs::path cfg = dir / "tokenizer_config.json";
   std::string cfg_text = fs::exists(cfg) ? read_file(cfg) : std::string();
   return from_json(read_file(tok), cfg_text, tok.string());
@@ -101,11 +103,12 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json,
   impl->pre = PreTokenizer::from_json(j.value("pre_tokenizer", nlohmann::json()),
                                       source + ": pre_tokenizer");
   if (!impl->pre.ends_with_byte_level())
-    json_error(source + ": pre_tokenizer", "must end with a ByteLevel pre-tokenizer (only "
-                                           "byte-level BPE is supported)");
+    json_error(source + ": pre_tokenizer",
+               "must end with a ByteLevel pre-tokenizer (only "
+               "byte-level BPE is supported)");
   impl->bpe = BpeModel::from_json(json_required(j, "model", source), source + ": model");
-  impl->added = AddedTokens::from_json(j.value("added_tokens", nlohmann::json()),
-                                       source + ": added_tokens");
+  impl->added =
+      AddedTokens::from_json(j.value("added_tokens", nlohmann::json()), source + ": added_tokens");
 
   int32_t max_id = -1;
   for (const auto& [s, id] : impl->bpe.vocab()) max_id = std::max(max_id, id);
@@ -202,11 +205,23 @@ bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && size_t(id) < impl_->special.size() && impl_->special[id];
 }
 
-int32_t Tokenizer::bos_id() const { return impl_->bos_id; }
-int32_t Tokenizer::eos_id() const { return impl_->eos_id; }
-const std::string& Tokenizer::bos_token() const { return impl_->bos_token; }
-const std::string& Tokenizer::eos_token() const { return impl_->eos_token; }
-size_t Tokenizer::vocab_size() const { return impl_->has.size(); }
-void Tokenizer::set_cache_capacity(size_t words) { impl_->bpe.set_cache_capacity(words); }
+int32_t Tokenizer::bos_id() const {
+  return impl_->bos_id;
+}
+int32_t Tokenizer::eos_id() const {
+  return impl_->eos_id;
+}
+const std::string& Tokenizer::bos_token() const {
+  return impl_->bos_token;
+}
+const std::string& Tokenizer::eos_token() const {
+  return impl_->eos_token;
+}
+size_t Tokenizer::vocab_size() const {
+  return impl_->has.size();
+}
+void Tokenizer::set_cache_capacity(size_t words) {
+  impl_->bpe.set_cache_capacity(words);
+}
 
 }  // namespace dsinfer

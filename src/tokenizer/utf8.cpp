@@ -80,8 +80,12 @@ size_t append_utf8_lossy(std::string& out, std::string_view in, bool final) {
   while (i < n) {
     size_t len;
     switch (classify(p + i, n - i, len)) {
-      case SeqStatus::valid: out.append(in.data() + i, len); break;
-      case SeqStatus::invalid: out += "\xEF\xBF\xBD"; break;
+      case SeqStatus::valid:
+        out.append(in.data() + i, len);
+        break;
+      case SeqStatus::invalid:
+        out += "\xEF\xBF\xBD";
+        break;
       case SeqStatus::truncated:
         if (!final) return i;
         out += "\xEF\xBF\xBD";
@@ -139,8 +143,20 @@ void append_utf8(std::string& out, char32_t cp) {
 
 bool is_white_space(char32_t cp) {
   switch (cp) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200A;

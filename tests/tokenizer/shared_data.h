@@ -25,13 +25,13 @@ inline bool running_in_ci() {
 }
 
 // Use at the top of a test: returns from it (skip, or fail in CI) when `relative` is missing.
-#define DSINFER_REQUIRE_SHARED(relative)                                                   \
-  do {                                                                                     \
-    if (!std::filesystem::exists(::dsinfer::testing::shared_path(relative))) {             \
-      if (::dsinfer::testing::running_in_ci())                                             \
-        FAIL() << "missing reference data " << ::dsinfer::testing::shared_path(relative);  \
+#define DSINFER_REQUIRE_SHARED(relative)                                                         \
+  do {                                                                                           \
+    if (!std::filesystem::exists(::dsinfer::testing::shared_path(relative))) {                   \
+      if (::dsinfer::testing::running_in_ci())                                                   \
+        FAIL() << "missing reference data " << ::dsinfer::testing::shared_path(relative);        \
       GTEST_SKIP() << "reference data not found: " << ::dsinfer::testing::shared_path(relative); \
-    }                                                                                      \
+    }                                                                                            \
   } while (0)
 
 inline std::string read_text(const std::string& path) {
