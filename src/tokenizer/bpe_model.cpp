@@ -15,26 +15,29 @@ constexpr size_t kMaxCachedWordBytes = 64;
 // Above this many symbols the linear scan's quadratic cost outweighs the heap's overhead.
 constexpr size_t kLinearMergeLimit = 128;
 
-int32_t vocab_id(const StringMap<int32_t>& vocab, std::string_view token,
-                 const std::string& where) {
+template <class Where>
+int32_t vocab_id(const StringMap<int32_t>& vocab, std::string_view token, const Where& where) {
   auto it = vocab.find(token);
   if (it == vocab.end())
-    json_error(where, "token \"" + std::string(token) + "\" is not in the vocabulary");
+    json_error(where(), "token \"" + std::string(token) + "\" is not in the vocabulary");
   return it->second;
 }
 
-// One entry of "merges": "left right" (one space) or ["left", "right"].
-std::pair<std::string, std::string> parse_merge(const nlohmann::json& m, const std::string& where) {
+// One entry of "merges": "left right" (one space) or ["left", "right"]. The views point into
+// `m`. `where()` names the entry (built only for an error: there are 100k+ entries).
+template <class Where>
+std::pair<std::string_view, std::string_view> parse_merge(const nlohmann::json& m,
+                                                          const Where& where) {
   if (m.is_string()) {
-    const std::string& s = m.get_ref<const std::string&>();
+    std::string_view s = m.get_ref<const std::string&>();
     size_t space = s.find(' ');
     if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos)
-      json_error(where, "expected \"left right\" with exactly one space, got " + m.dump());
+      json_error(where(), "expected \"left right\" with exactly one space, got " + m.dump());
     return {s.substr(0, space), s.substr(space + 1)};
   }
   if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string())
-    return {m[0].get<std::string>(), m[1].get<std::string>()};
-  json_error(where, "expected \"left right\" or [\"left\", \"right\"], got " + m.dump());
+    return {m[0].get_ref<const std::string&>(), m[1].get_ref<const std::string&>()};
+  json_error(where(), "expected \"left right\" or [\"left\", \"right\"], got " + m.dump());
 }
 
 }  // namespace
@@ -58,16 +61,16 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& whe
   if (!vocab.is_object()) json_error(where + ".vocab", "expected an object of token: id");
   bpe.vocab_.reserve(vocab.size());
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
-        it.value().get<int64_t>() > INT32_MAX)
+    const nlohmann::json& id = it.value();
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
       json_error(where + ".vocab[\"" + it.key() + "\"]",
-                 "expected a non-negative integer id, got " + it.value().dump());
-    if (find_invalid_utf8(it.key()) != kValidUtf8)
-      json_error(where + ".vocab", "token with invalid UTF-8");
-    int32_t id = it.value().get<int32_t>();
-    bpe.vocab_[it.key()] = id;
-    if (auto bytes = byte_level_to_bytes(it.key())) bpe.bytes_vocab_[*bytes] = id;
+                 "expected a non-negative integer id, got " + id.dump());
+    bpe.vocab_.emplace(it.key(), id.get<int32_t>());
   }
+  bpe.ignore_merges_ = json_bool(model, "ignore_merges", where, false);
+  if (bpe.ignore_merges_)
+    for (const auto& [token, id] : bpe.vocab_)
+      if (auto bytes = byte_level_to_bytes(token)) bpe.bytes_vocab_[*bytes] = id;
   for (int b = 0; b < 256; ++b) {
     std::string spelled;
     append_utf8(spelled, byte_to_char(uint8_t(b)));
@@ -77,21 +80,23 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& whe
 
   const nlohmann::json& merges = json_required(model, "merges", where);
   if (!merges.is_array()) json_error(where + ".merges", "expected an array");
+  std::string joined;
   for (size_t i = 0; i < merges.size(); ++i) {
-    std::string mwhere = where + ".merges[" + std::to_string(i) + "]";
+    // Errors name the entry; the name is only built when there is one.
+    auto mwhere = [&] { return where + ".merges[" + std::to_string(i) + "]"; };
     auto [left, right] = parse_merge(merges[i], mwhere);
+    joined.assign(left).append(right);
     int32_t l = vocab_id(bpe.vocab_, left, mwhere);
     int32_t r = vocab_id(bpe.vocab_, right, mwhere);
-    int32_t joined = vocab_id(bpe.vocab_, left + right, mwhere);
-    bpe.merges_.insert(l, r, Merge{int32_t(i), joined});
+    int32_t result = vocab_id(bpe.vocab_, joined, mwhere);
+    bpe.merges_.insert(l, r, Merge{int32_t(i), result});
   }
 
   if (model.contains("unk_token") && !model["unk_token"].is_null()) {
     std::string unk = json_string(model, "unk_token", where);
-    bpe.unk_id_ = vocab_id(bpe.vocab_, unk, where + ".unk_token");
+    bpe.unk_id_ = vocab_id(bpe.vocab_, unk, [&] { return where + ".unk_token"; });
   }
   bpe.fuse_unk_ = json_bool(model, "fuse_unk", where, false);
-  bpe.ignore_merges_ = json_bool(model, "ignore_merges", where, false);
   return bpe;
 }
 
