@@ -54,7 +54,7 @@ std::shared_ptr<const Regex::Code> compile_code(const std::string& pcre2_pattern
   PCRE2_SIZE offset = 0;
   pcre2_code* code =
       pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre2_pattern.data()), pcre2_pattern.size(),
-                    options | PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
+                    options | PCRE2_UTF, &err, &offset, nullptr);
   if (!code)
     throw std::invalid_argument("regex '" + shown + "': " + pcre2_error(err) + " at offset " +
                                 std::to_string(offset));
@@ -138,7 +138,7 @@ std::string oniguruma_to_pcre2(std::string_view p) {
 
 Regex Regex::compile(std::string_view pattern) {
   std::string shown(pattern);
-  return Regex(compile_code(oniguruma_to_pcre2(pattern), shown, 0), shown);
+  return Regex(compile_code(oniguruma_to_pcre2(pattern), shown, PCRE2_UCP), shown);
 }
 
 Regex Regex::literal(std::string_view text) {
