@@ -72,7 +72,7 @@ ChatFormat default_chat_format(const std::string& model_dir) {
   if (auto config = read_json_if_present(dir / "tokenizer_config.json")) {
     auto it = config->find("chat_template");
     if (it != config->end() && it->is_string() &&
-        it->get_ref<const std::string&>().find("</think>") != std::string::npos)
+        it->get_ref<const std::string&>().find("<｜Assistant｜></think>") != std::string::npos)
       return ChatFormat::deepseek_v3_1;
   }
   return ChatFormat::deepseek_v3;

@@ -33,8 +33,9 @@ std::string_view chat_format_name(ChatFormat format);
 std::optional<ChatFormat> chat_format_from_name(std::string_view name);
 
 // The format a model directory calls for: config.json's architectures naming
-// DeepseekV32ForCausalLM -> V3.2; else a tokenizer_config.json chat_template that knows
-// </think> -> V3.1; else V3. Throws std::invalid_argument naming a file with bad JSON.
+// DeepseekV32ForCausalLM -> V3.2; else a tokenizer_config.json chat_template that writes
+// <｜Assistant｜></think> (V3.1's non-thinking opening; R1's template mentions </think> too, but
+// not this) -> V3.1; else V3. Throws std::invalid_argument naming a file with bad JSON.
 ChatFormat default_chat_format(const std::string& model_dir);
 
 // The conversation as text. `bos_token` is the tokenizer's BOS text (the templates start with
