@@ -241,6 +241,10 @@ TEST(ChatFormat, NamesAndDefaults) {
   fs::path dir = fs::temp_directory_path() / ("dsinfer_chat_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   EXPECT_EQ(default_chat_format(dir.string()), ChatFormat::deepseek_v3);
+  // R1's template strips "</think>" from past answers; that alone does not make it V3.1.
+  std::ofstream(dir / "tokenizer_config.json")
+      << R"({"chat_template": "{% set c = content.split('</think>')[-1] %}"})";
+  EXPECT_EQ(default_chat_format(dir.string()), ChatFormat::deepseek_v3);
   std::ofstream(dir / "tokenizer_config.json")
       << R"({"chat_template": "{{'<｜Assistant｜></think>'}}"})";
   EXPECT_EQ(default_chat_format(dir.string()), ChatFormat::deepseek_v3_1);
