@@ -56,9 +56,8 @@ class Tokenizer {
   // How many words the BPE cache keeps (0 disables it; for benchmarks). Not thread-safe.
   void set_cache_capacity(size_t words);
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
 };
