@@ -1,0 +1,51 @@
+// DeepSeek's chat formats, rendered natively (no Jinja engine):
+//  - deepseek_v3:   the chat_template of DeepSeek-V3's tokenizer_config.json;
+//  - deepseek_v3_1: the DeepSeek-V3.1 template (also shipped by V3.1-Terminus, V3.2-Exp), with
+//                   thinking (<｜Assistant｜><think>) and non-thinking (<｜Assistant｜></think>);
+//  - deepseek_v3_2: DeepSeek-V3.2's encoding_dsv32.py (chat and thinking modes, DSML tool calls).
+// The rendered text is tokenized with special tokens allowed, so <think> becomes one token when
+// the tokenizer has it and ordinary text otherwise.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/chat_message.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsinfer {
+
+enum class ChatFormat { deepseek_v3, deepseek_v3_1, deepseek_v3_2 };
+
+struct ChatOptions {
+  // End with the opening of the assistant's turn (the model's cue to answer).
+  bool add_generation_prompt = false;
+  // V3.1 / V3.2 thinking mode: the assistant turn opens with <think>.
+  bool thinking = false;
+};
+
+// "v3", "v3.1", "v3.2".
+std::string_view chat_format_name(ChatFormat format);
+std::optional<ChatFormat> chat_format_from_name(std::string_view name);
+
+// The format a model directory calls for: config.json's architectures naming
+// DeepseekV32ForCausalLM -> V3.2; else a tokenizer_config.json chat_template that writes
+// <｜Assistant｜></think> (V3.1's non-thinking opening; R1's template mentions </think> too, but
+// not this) -> V3.1; else V3. Throws std::invalid_argument naming a file with bad JSON.
+ChatFormat default_chat_format(const std::string& model_dir);
+
+// The conversation as text. `bos_token` is the tokenizer's BOS text (the templates start with
+// it). Throws std::invalid_argument naming the message for input the format cannot render
+// (unknown role, missing content, thinking with the V3 format, ...).
+std::string render_chat(ChatFormat format, std::span<const ChatMessage> messages,
+                        const ChatOptions& options, std::string_view bos_token);
+
+// render_chat with the tokenizer's BOS, then encode with special tokens allowed.
+std::vector<int32_t> encode_chat(const Tokenizer& tokenizer, ChatFormat format,
+                                 std::span<const ChatMessage> messages, const ChatOptions& options);
+
+}  // namespace dsinfer

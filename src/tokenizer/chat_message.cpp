@@ -1,0 +1,77 @@
+#include "tokenizer/chat_message.h"
+
+#include <stdexcept>
+
+#include "tokenizer/json_fields.h"
+
+namespace dsinfer {
+
+using tokenizer::json_error;
+using tokenizer::json_required;
+using tokenizer::json_string;
+
+namespace {
+
+std::optional<std::string> optional_string(const nlohmann::json& obj, const char* key,
+                                           const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string())
+    json_error(where + "." + key, "expected a string or null, got " + it->dump());
+  return it->get<std::string>();
+}
+
+ChatToolCall parse_tool_call(const nlohmann::json& t, const std::string& where) {
+  if (!t.is_object()) json_error(where, "expected an object");
+  ChatToolCall call;
+  if (auto type = optional_string(t, "type", where)) call.type = *type;
+  const nlohmann::json& fn = json_required(t, "function", where);
+  call.name = json_string(fn, "name", where + ".function");
+  call.arguments = json_string(fn, "arguments", where + ".function");
+  return call;
+}
+
+}  // namespace
+
+std::vector<ChatMessage> chat_messages_from_json(const nlohmann::json& messages) {
+  if (!messages.is_array())
+    throw std::invalid_argument(
+        "messages: expected a JSON array of {\"role\", \"content\"} objects");
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    std::string where = "messages[" + std::to_string(i) + "]";
+    const nlohmann::json& m = messages[i];
+    if (!m.is_object()) json_error(where, "expected an object, got " + m.dump());
+    ChatMessage msg;
+    msg.role = json_string(m, "role", where);
+    msg.content = optional_string(m, "content", where);
+    // V3.2's encoder reads "reasoning" first and falls back to "reasoning_content".
+    msg.reasoning_content = optional_string(m, "reasoning", where);
+    if (!msg.reasoning_content || msg.reasoning_content->empty())
+      msg.reasoning_content = optional_string(m, "reasoning_content", where);
+    if (auto it = m.find("tool_calls"); it != m.end() && !it->is_null()) {
+      if (!it->is_array()) json_error(where + ".tool_calls", "expected an array or null");
+      msg.tool_calls.emplace();
+      for (size_t k = 0; k < it->size(); ++k)
+        msg.tool_calls->push_back(
+            parse_tool_call((*it)[k], where + ".tool_calls[" + std::to_string(k) + "]"));
+    }
+    msg.prefix = tokenizer::json_bool(m, "prefix", where, false);
+    for (const char* key : {"tools", "response_format"})
+      if (m.contains(key) && !m[key].is_null()) msg.unrendered_fields.push_back(key);
+    out.push_back(std::move(msg));
+  }
+  return out;
+}
+
+std::vector<ChatMessage> parse_chat_messages(std::string_view json_text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json_text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw std::invalid_argument(std::string("messages: invalid JSON: ") + e.what());
+  }
+  return chat_messages_from_json(j);
+}
+
+}  // namespace dsinfer
