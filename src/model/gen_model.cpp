@@ -423,8 +423,8 @@ GenModelResult generate_model(const GenModelOptions& options) {
   if (options.output_dir.empty())
     throw std::invalid_argument("gen-model: no output directory given (-o DIR)");
   if (!(options.shard_mb >= 0) || !std::isfinite(options.shard_mb))
-    throw std::invalid_argument(
-        fmt::format("gen-model: --shard-mb {} must be a positive number", options.shard_mb));
+    throw std::invalid_argument(fmt::format(
+        "gen-model: --shard-mb {} must be >= 0 (0: the preset's default)", options.shard_mb));
   const PresetDims dims = preset_dims(options.preset);
   const fs::path dir(options.output_dir);
 
