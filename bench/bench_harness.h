@@ -45,9 +45,10 @@ class Report {
 };
 
 struct Options {
-  std::vector<int> threads;       // thread counts to run at
-  std::string json_path;          // "" = none, "-" = stdout instead of the table
-  bool quick = false;             // smaller shapes / fewer repeats (tests use it)
+  std::vector<int> threads;  // thread counts to run at
+  std::string json_path;     // "" = none, "-" = stdout instead of the table
+  bool quick = false;        // smaller shapes / fewer repeats (tests use it)
+  std::string model_dir;     // suites that run a model (bench model); "" = the built-in default
   std::vector<std::string> args;  // suite-specific extras (e.g. --sweep)
 };
 

@@ -130,12 +130,14 @@ std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeigh
       rope(ki.data(), T, 1, 128, int(R), pos.data(), inv_freq.data());
       ref::hadamard_128(qi.data(), T * HI);
       ref::hadamard_128(ki.data(), T);
-      Vec proj = linear(x, T, I.weights_proj), w(static_cast<size_t>(T * HI)), scores(static_cast<size_t>(T * T));
+      Vec proj = linear(x, T, I.weights_proj), w(static_cast<size_t>(T * HI)),
+          scores(static_cast<size_t>(T * T));
       std::vector<int64_t> n_valid(static_cast<size_t>(T));
       for (int64_t t = 0; t < T; ++t) n_valid[t] = t + 1;
       if (opt.indexer_fp8) {
         const bool ue8m0 = c.quantization && c.quantization->scale_fmt_ue8m0;
-        std::vector<uint8_t> q8(static_cast<size_t>(T * HI * 128)), k8(static_cast<size_t>(T * 128));
+        std::vector<uint8_t> q8(static_cast<size_t>(T * HI * 128)),
+            k8(static_cast<size_t>(T * 128));
         Vec qs(static_cast<size_t>(T * HI)), ks(static_cast<size_t>(T));
         ref::quantize_fp8_blocks(qi.data(), T * HI, ue8m0, q8.data(), qs.data());
         ref::quantize_fp8_blocks(ki.data(), T, ue8m0, k8.data(), ks.data());

@@ -1,0 +1,180 @@
+// `dsinfer bench model`: prefill throughput and per-token decode time at context depths on a
+// model (default: the `mini` preset, generated once under models/), DSA against dense attention,
+// with a per-operator breakdown and the weight-streaming roofline.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_harness.h"
+#include "core/thread_pool.h"
+#include "model/gen_model.h"
+#include "model/model.h"
+
+namespace dsinfer::bench {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// The default benchmark model: the mini preset (real attention shapes), FP8, generated once.
+std::string default_model_dir() {
+  const char* env = std::getenv("DSINFER_MODELS");
+  const std::string dir = std::string(env && *env ? env : "models") + "/mini-v32-fp8";
+  if (!exists(dir + "/config.json")) {
+    std::fprintf(stderr, "bench model: generating the mini model into %s (once)\n", dir.c_str());
+    GenModelOptions o;
+    o.preset = GenPreset::mini;
+    o.output_dir = dir;
+    o.force = true;
+    generate_model(o);
+  }
+  return dir;
+}
+
+size_t linear_bytes(const LinearWeight& w) {
+  return w.w.nbytes() + (w.scale_inv.defined() ? w.scale_inv.nbytes() : 0);
+}
+size_t mlp_bytes(const MlpWeights& m) {
+  return linear_bytes(m.gate_proj) + linear_bytes(m.up_proj) + linear_bytes(m.down_proj);
+}
+
+// Weight bytes one decode step reads: everything but the routed experts, plus the chosen
+// experts' share of them, plus one embedding row.
+double decode_weight_bytes(const Model& m) {
+  const ModelConfig& c = m.config();
+  const CheckpointWeights& w = m.weights();
+  double bytes = double(linear_bytes(w.lm_head())) + double(w.norm().nbytes());
+  bytes += double(w.embed_tokens().nbytes()) / c.vocab_size;
+  for (int l = 0; l < w.num_layers(); ++l) {
+    const LayerWeights& L = w.layer(l);
+    const AttentionWeights& a = L.attn;
+    bytes += linear_bytes(a.q_a_proj) + linear_bytes(a.q_b_proj) +
+             linear_bytes(a.kv_a_proj_with_mqa) + linear_bytes(a.kv_b_proj) +
+             linear_bytes(a.o_proj);
+    if (a.indexer)
+      bytes += linear_bytes(a.indexer->wq_b) + linear_bytes(a.indexer->wk) +
+               linear_bytes(a.indexer->weights_proj);
+    if (L.mlp) bytes += mlp_bytes(*L.mlp);
+    if (L.moe) {
+      bytes += L.moe->gate.nbytes();
+      if (L.moe->shared_experts) bytes += mlp_bytes(*L.moe->shared_experts);
+      bytes += double(mlp_bytes(L.moe->experts[0])) * c.num_experts_per_tok;
+    }
+  }
+  return bytes;
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(size_t(n), 0);
+  for (auto& x : t) x = int32_t(rng() % uint32_t(vocab));
+  return t;
+}
+
+void add_breakdown(Result& r, const OpTimes& t, double scale_ms) {
+  r.extra["proj_ms"] = t.projections * scale_ms;
+  r.extra["indexer_topk_ms"] = t.indexer * scale_ms;
+  r.extra["attn_ms"] = t.attention * scale_ms;
+  r.extra["mlp_moe_ms"] = t.moe * scale_ms;
+  r.extra["head_ms"] = t.head * scale_ms;
+}
+
+void run_mode(const std::string& dir, AttentionMode mode, int threads, const Options& opts,
+              Report& report) {
+  const PeakProbe& probe = report.probe(threads);
+  set_num_threads(threads);
+  ModelOptions mo;
+  mo.attention = mode;
+  std::unique_ptr<Model> model = Model::load(dir, mo);
+  const ModelConfig& c = model->config();
+  const char* mode_name = mode == AttentionMode::sparse ? "dsa" : "dense";
+
+  const std::vector<int64_t> prompts =
+      opts.quick ? std::vector<int64_t>{256} : std::vector<int64_t>{1024, 4096, 16384};
+  for (int64_t P : prompts) {
+    const auto tokens = random_tokens(P, c.vocab_size, uint32_t(P));
+    const int seq = model->create_sequence();
+    model->op_times() = OpTimes{};
+    const double t0 = now_s();
+    // Chunks of 2048 tokens, as a server would schedule a long prompt.
+    for (int64_t s = 0; s < P; s += 2048) {
+      BatchEntry e{seq, {tokens.begin() + s, tokens.begin() + std::min(P, s + 2048)}, false};
+      model->forward({e});
+    }
+    const double sec = now_s() - t0;
+    model->free_sequence(seq);
+    Result r;
+    r.name = "model_prefill";
+    r.params = {{"prompt", P}, {"attention", mode_name}};
+    r.median_ms = sec * 1e3;
+    r.extra["tokens_per_s"] = P / sec;
+    add_breakdown(r, model->op_times(), 1e3);
+    report.add(r, threads);
+  }
+
+  const double wbytes = decode_weight_bytes(*model);
+  const std::vector<int64_t> depths =
+      opts.quick ? std::vector<int64_t>{1024} : std::vector<int64_t>{1024, 16384, 65536, 131072};
+  for (int64_t depth : depths) {
+    if (depth + 16 > c.max_position_embeddings) continue;
+    const int seq = model->create_sequence();
+    model->fill_cache_synthetic(seq, depth, 1);
+    const int steps = opts.quick ? 3 : 6;
+    std::vector<double> ms;
+    OpTimes sum;
+    for (int i = 0; i < steps + 1; ++i) {
+      model->op_times() = OpTimes{};
+      const double t0 = now_s();
+      model->forward({BatchEntry{seq, {int32_t(i % c.vocab_size)}, false}});
+      if (i > 0) {  // the first step warms up
+        ms.push_back((now_s() - t0) * 1e3);
+        const OpTimes& t = model->op_times();
+        sum.projections += t.projections, sum.indexer += t.indexer, sum.attention += t.attention;
+        sum.moe += t.moe, sum.head += t.head;
+      }
+    }
+    model->free_sequence(seq);
+    std::sort(ms.begin(), ms.end());
+    Result r;
+    r.name = "model_decode";
+    r.params = {{"depth", depth}, {"attention", mode_name}};
+    r.median_ms = ms[ms.size() / 2];
+    r.gbs = wbytes / r.median_ms / 1e6;
+    r.peak = PeakKind::read;
+    r.extra["roofline_ms"] = wbytes / (probe.read_gbs * 1e9) * 1e3;
+    r.extra["x_roofline"] = r.median_ms / r.extra["roofline_ms"];
+    add_breakdown(r, sum, 1e3 / steps);
+    report.add(r, threads);
+  }
+}
+
+SuiteRegistrar model_suite("model", "whole-model prefill and decode at depth, DSA vs dense",
+                           [](const Options& opts, Report& report) {
+                             const std::string dir =
+                                 opts.model_dir.empty() ? default_model_dir() : opts.model_dir;
+                             bool sparse = true, dense = true;
+                             for (const std::string& a : opts.args) {
+                               if (a == "sparse") dense = false;
+                               if (a == "dense") sparse = false;
+                             }
+                             for (int t : opts.threads) {
+                               if (sparse) run_mode(dir, AttentionMode::sparse, t, opts, report);
+                               if (dense) run_mode(dir, AttentionMode::dense, t, opts, report);
+                             }
+                           });
+
+}  // namespace
+}  // namespace dsinfer::bench
