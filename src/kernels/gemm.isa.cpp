@@ -1,5 +1,7 @@
 // GEMM / GEMV kernels written in the tile layer (compiled once per ISA).
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <vector>
 
 #include "core/tensor.h"
@@ -75,7 +77,7 @@ void gemv_block(const float* x, int64_t ldx, const WeightView& w, int64_t n0, fl
 template <DType WT, int RM>
 void gemv_rows(const float* x, int64_t ldx, const WeightView& w, int64_t n_begin, int64_t n_end,
                float* y, int64_t ldy) {
-  constexpr int RN = RM >= 3 ? 2 : 4;
+  constexpr int RN = RM >= 3 ? 2 : RM == 2 ? 4 : 8;
   int64_t n = n_begin;
   for (; n + RN <= n_end; n += RN) gemv_block<WT, RM, RN>(x, ldx, w, n, y, ldy);
   for (; n < n_end; ++n) gemv_block<WT, RM, 1>(x, ldx, w, n, y, ldy);
@@ -102,7 +104,71 @@ void gemv(const float* x, int64_t M, int64_t ldx, const WeightView& w, float* y,
   });
 }
 
+// ---- GEMV for [K, N] storage: y[m, :] += x[m, k] * W[k, :], rows of W streamed once -----------
+// Work unit: a chunk of 2 * kLanes output columns (inside one 128-column scale block) for all K;
+// the RM x 2 accumulators stay in registers.
+template <DType WT, int RM>
+void gemv_kn_chunk(const float* x, int64_t ldx, const WeightView& w, int64_t n0, float* y,
+                   int64_t ldy) {
+  const size_t esize = dtype_size(WT);
+  VF acc[RM][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i) acc[i][0] = zero(), acc[i][1] = zero();
+  const char* base = static_cast<const char*>(w.data) + n0 * esize;
+  float sc = 1.0f;
+  for (int64_t k = 0; k < w.cols; ++k) {
+    if constexpr (WT == DType::fp8_e4m3)
+      if ((w.row0 + k) % kFp8BlockSize == 0 || k == 0) sc = w.scale_at(k, n0) * kFp8StreamScale;
+    VF w0, w1;
+    load_weights_2v<WT>(base + k * w.ld * esize, 0, &w0, &w1);
+#pragma GCC unroll 16
+    for (int i = 0; i < RM; ++i) {
+      const VF xk = set1(WT == DType::fp8_e4m3 ? x[i * ldx + k] * sc : x[i * ldx + k]);
+      acc[i][0] = fma(xk, w0, acc[i][0]);
+      acc[i][1] = fma(xk, w1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i) {
+    store(y + i * ldy + n0, acc[i][0]);
+    store(y + i * ldy + n0 + kLanes, acc[i][1]);
+  }
+}
+
+template <DType WT>
+void gemv_kn(const float* x, int64_t M, int64_t ldx, const WeightView& w, float* y, int64_t ldy) {
+  const int64_t chunks = w.rows / (2 * kLanes);
+  parallel_for(chunks, 4, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t m = 0; m < M;) {
+        const int64_t left = M - m, n0 = c * 2 * kLanes;
+        if (left >= 4) gemv_kn_chunk<WT, 4>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 4;
+        else if (left >= 2) gemv_kn_chunk<WT, 2>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 2;
+        else gemv_kn_chunk<WT, 1>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 1;
+      }
+  });
+}
+
 // ---- GEMM: packed panels and the register micro-kernel ---------------------------------------
+// Per-thread scratch that only grows (slot 0: packed A, 1: packed B): decode calls this many
+// times per token, and allocating (and zero-filling) panels each time cost more than the math.
+template <class T>
+T* scratch(int slot, size_t elems) {
+  struct Buf {
+    T* p = nullptr;
+    size_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf bufs[2];
+  Buf& b = bufs[slot];
+  if (b.n < elems) {
+    std::free(b.p);
+    b.p = static_cast<T*>(std::aligned_alloc(64, (elems * sizeof(T) + 63) / 64 * 64));
+    if (!b.p) throw std::bad_alloc();
+    b.n = elems;
+  }
+  return b.p;
+}
 constexpr int kKc = 512;  // K block
 // A strips per L2-resident group: about 96 rows x kc (~100 KB of f32).
 constexpr int64_t kStripsPerMc = (48 + kPanelMR - 1) / kPanelMR;
@@ -117,8 +183,7 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
   const int64_t a_block = int64_t(kKc) * kPanelMR;
 
   // Pack all of x once, shared by every thread: [strip][k block][kc][MR].
-  Tensor a_buf = Tensor::empty(kPairs ? DType::bf16 : DType::f32, {strips * k_blocks * a_block});
-  Elem* a_packed = a_buf.data<Elem>();
+  Elem* a_packed = scratch<Elem>(0, size_t(strips * k_blocks * a_block));
   parallel_for(strips * k_blocks, 1, [&](int64_t b0, int64_t b1, int) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t s = b / k_blocks, kb = b % k_blocks;
@@ -144,10 +209,9 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
   nc = std::clamp<int64_t>((nc + kPanelNR - 1) / kPanelNR * kPanelNR, kPanelNR, 256);
   const int64_t n_tasks = (N + nc - 1) / nc;
   const int64_t b_block = int64_t(kKc) * nc;
-  Tensor b_buf = Tensor::empty(kPairs ? DType::bf16 : DType::f32, {threads * b_block});
 
   parallel_for(n_tasks, 1, [&](int64_t t0, int64_t t1, int worker) {
-    Elem* b_panel = b_buf.data<Elem>() + worker * b_block;
+    Elem* b_panel = scratch<Elem>(1, size_t(b_block));  // this thread's own
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n0 = t * nc, ncols = std::min(nc, N - n0);
       const int64_t panels = (ncols + kPanelNR - 1) / kPanelNR;
@@ -187,7 +251,11 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
 }  // namespace
 
 void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
-  if (x.rows <= kGemvMaxRows && !w.kn) {
+  // [K, N] storage: a streaming GEMV when whole chunks of columns tile N and no chunk straddles
+  // a scale block (N a multiple of 2 * kLanes, the view starting on a chunk boundary).
+  const bool kn_gemv = w.kn && x.rows <= kGemvMaxRows && w.rows % (2 * kLanes) == 0 &&
+                       w.col0 % (2 * kLanes) == 0;
+  if (x.rows <= kGemvMaxRows && (!w.kn || kn_gemv)) {
     // x is tiny here: widen it to f32 once so the inner loop only converts weights.
     std::vector<float> xf;
     const float* xp = static_cast<const float*>(x.data);
@@ -199,6 +267,14 @@ void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
         for (int64_t k = 0; k < x.cols; ++k) xf[m * x.cols + k] = bf16_to_f32(src[k]);
       }
       xp = xf.data(), ldx = x.cols;
+    }
+    if (kn_gemv) {
+      switch (w.dtype) {
+        case DType::f32: return gemv_kn<DType::f32>(xp, x.rows, ldx, w, y, ldy);
+        case DType::bf16: return gemv_kn<DType::bf16>(xp, x.rows, ldx, w, y, ldy);
+        case DType::f16: return gemv_kn<DType::f16>(xp, x.rows, ldx, w, y, ldy);
+        default: return gemv_kn<DType::fp8_e4m3>(xp, x.rows, ldx, w, y, ldy);
+      }
     }
     switch (w.dtype) {
       case DType::f32:

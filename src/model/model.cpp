@@ -213,16 +213,20 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     ScopedTime st{&times_.projections};
     const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
     const size_t esize = dtype_size(kvb.dtype);
-    for (int64_t h = 0; h < H; ++h) {
-      WeightView uk = kvb;
-      uk.kn = true;
-      uk.row0 = h * (nope + vdim);
-      uk.data = static_cast<const char*>(kvb.data) + uk.row0 * kvb.ld * esize;
-      uk.rows = C;
-      uk.cols = nope;
-      gemm(GemmInput{DType::f32, q.data() + h * qk, T, nope, H * qk}, uk, q_abs.data() + h * A,
-           H * A);
-    }
+    // One head per task: each head's GEMM runs whole on one thread (nested calls are serial),
+    // which beats 2 * H short parallel GEMMs at decode.
+    parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
+      for (int64_t h = h0; h < h1; ++h) {
+        WeightView uk = kvb;
+        uk.kn = true;
+        uk.row0 = h * (nope + vdim);
+        uk.data = static_cast<const char*>(kvb.data) + uk.row0 * kvb.ld * esize;
+        uk.rows = C;
+        uk.cols = nope;
+        gemm(GemmInput{DType::f32, q.data() + h * qk, T, nope, H * qk}, uk, q_abs.data() + h * A,
+             H * A);
+      }
+    });
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < H; ++h)
         std::memcpy(&q_abs[(t * H + h) * A + C], &q[(t * H + h) * qk + nope], size_t(rope) * 4);
@@ -354,14 +358,16 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     std::vector<float> o(static_cast<size_t>(T * H * vdim));
     const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
     const size_t esize = dtype_size(kvb.dtype);
-    for (int64_t h = 0; h < H; ++h) {
-      WeightView uv = kvb;
-      uv.row0 = h * (nope + vdim) + nope;
-      uv.data = static_cast<const char*>(kvb.data) + uv.row0 * kvb.ld * esize;
-      uv.rows = vdim;
-      gemm(GemmInput{DType::f32, o_lat.data() + h * C, T, C, H * C}, uv, o.data() + h * vdim,
-           H * vdim);
-    }
+    parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
+      for (int64_t h = h0; h < h1; ++h) {
+        WeightView uv = kvb;
+        uv.row0 = h * (nope + vdim) + nope;
+        uv.data = static_cast<const char*>(kvb.data) + uv.row0 * kvb.ld * esize;
+        uv.rows = vdim;
+        gemm(GemmInput{DType::f32, o_lat.data() + h * C, T, C, H * C}, uv, o.data() + h * vdim,
+             H * vdim);
+      }
+    });
     linear(o.data(), T, H * vdim, w.o_proj, out, D);
   }
 }

@@ -177,12 +177,12 @@ inline VF load_fp8_n(const uint8_t* p, int n) {
 // special: checkpoints hold no NaN weights. Goes through f16, whose layout e4m3 maps onto by a
 // shift.
 inline void load_fp8_2v_scaled(const uint8_t* p, VF* lo, VF* hi) {
-  __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  __m128i w0 = _mm_unpacklo_epi8(_mm_setzero_si128(), b);  // byte << 8
-  __m128i w1 = _mm_unpackhi_epi8(_mm_setzero_si128(), b);
-  const __m128i sign = _mm_set1_epi16(short(0x8000)), magm = _mm_set1_epi16(0x3f80);
-  w0 = _mm_or_si128(_mm_and_si128(w0, sign), _mm_and_si128(_mm_srli_epi16(w0, 1), magm));
-  w1 = _mm_or_si128(_mm_and_si128(w1, sign), _mm_and_si128(_mm_srli_epi16(w1, 1), magm));
+  // byte << 8 = s eeee mmm 0000 0000; an arithmetic shift right by one copies s into bit 14,
+  // which the mask clears: s 0 eeee mmm 0000000 is the f16 of 2^-8 times the e4m3 value.
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i mask = _mm_set1_epi16(short(0xbf80));
+  const __m128i w0 = _mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1), mask);
+  const __m128i w1 = _mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1), mask);
   lo->v = _mm256_cvtph_ps(w0);
   hi->v = _mm256_cvtph_ps(w1);
 }

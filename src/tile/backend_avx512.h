@@ -145,10 +145,10 @@ inline VF load_fp8_n(const uint8_t* p, int n) {
 }
 // 2*kLanes fp8 codes -> two vectors, 2^-8 times the true values (see backend_avx2.h).
 inline void load_fp8_2v_scaled(const uint8_t* p, VF* lo, VF* hi) {
-  __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  // As in backend_avx2.h: (byte << 8) >> 1 (arithmetic), sign copy masked off, read as f16.
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   __m512i w = _mm512_slli_epi16(_mm512_cvtepu8_epi16(b), 8);
-  w = _mm512_or_si512(_mm512_and_si512(w, _mm512_set1_epi16(short(0x8000))),
-                      _mm512_and_si512(_mm512_srli_epi16(w, 1), _mm512_set1_epi16(0x3f80)));
+  w = _mm512_and_si512(_mm512_srai_epi16(w, 1), _mm512_set1_epi16(short(0xbf80)));
   lo->v = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
   hi->v = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
 }

@@ -183,38 +183,44 @@ BigFp8 make_big(int64_t rows, int64_t cols, uint32_t seed) {
 }
 
 TEST(Gemm, SubViewOfABlockScaledWeightInBothLayouts) {
-  // One "head" of kv_b_proj: rows [r0, r0 + n) of a [300, 200] weight, as W[N, K] (x . W^T) and,
-  // like W_UK, as storage [K, N] (x . W with K = the head's rows).
-  const BigFp8 big = make_big(300, 200, 21);
-  const int64_t r0 = 70, n_rows = 90;  // starts and ends mid-block
-  for (int64_t M : {1, 5, 30}) {
-    std::vector<float> xf = testing::random_floats(M * 200, 22);
-    // (a) [N, K] storage: N = 90 rows from r0, K = 200.
-    WeightView a{DType::fp8_e4m3, big.q.data() + r0 * 200, n_rows, 200, 200,
-                 big.scales.data(), big.scale_ld, false, r0, 0};
-    // (b) [K, N] storage: K = 90 rows from r0, N = 200 columns.
-    WeightView b{DType::fp8_e4m3, big.q.data() + r0 * 200, 200, n_rows, 200,
-                 big.scales.data(), big.scale_ld, true, r0, 0};
-    std::vector<float> xb = testing::random_floats(M * n_rows, 23);
-    for_each_isa([&](Isa) {
-      std::vector<float> ya(M * n_rows), yb(M * 200);
-      gemm(GemmInput{DType::f32, xf.data(), M, 200, 200}, a, ya.data(), n_rows);
-      gemm(GemmInput{DType::f32, xb.data(), M, n_rows, n_rows}, b, yb.data(), 200);
-      for (int64_t m = 0; m < M; ++m) {
-        for (int64_t n = 0; n < n_rows; ++n) {
-          double ref = 0, mag = 0;
-          for (int64_t k = 0; k < 200; ++k)
-            ref += xf[m * 200 + k] * big.at(r0 + n, k), mag += std::fabs(xf[m * 200 + k] * big.at(r0 + n, k));
-          ASSERT_NEAR(ya[m * n_rows + n], ref, 2e-5 * mag + 1e-6) << "[N,K] m=" << m << " n=" << n;
+  // One "head" of kv_b_proj: rows [r0, r0 + n) of a [300, W] weight, as W[N, K] (x . W^T) and,
+  // like W_UK, as storage [K, N] (x . W with K = the head's rows). W = 256 takes the streaming
+  // [K, N] GEMV for small M, W = 200 the packed path.
+  for (int64_t width : {200, 256}) {
+    const BigFp8 big = make_big(300, width, 21);
+    const int64_t r0 = 70, n_rows = 90;  // starts and ends mid-block
+    for (int64_t M : {1, 3, 5, 30}) {
+      SCOPED_TRACE("width " + std::to_string(width) + " M " + std::to_string(M));
+      std::vector<float> xf = testing::random_floats(M * width, 22);
+      WeightView a{DType::fp8_e4m3, big.q.data() + r0 * width, n_rows, width, width,
+                   big.scales.data(), big.scale_ld, false, r0, 0};
+      WeightView b{DType::fp8_e4m3, big.q.data() + r0 * width, width, n_rows, width,
+                   big.scales.data(), big.scale_ld, true, r0, 0};
+      std::vector<float> xb = testing::random_floats(M * n_rows, 23);
+      for_each_isa([&](Isa) {
+        std::vector<float> ya(M * n_rows), yb(M * width);
+        gemm(GemmInput{DType::f32, xf.data(), M, width, width}, a, ya.data(), n_rows);
+        gemm(GemmInput{DType::f32, xb.data(), M, n_rows, n_rows}, b, yb.data(), width);
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t n = 0; n < n_rows; ++n) {
+            double ref = 0, mag = 0;
+            for (int64_t k = 0; k < width; ++k) {
+              const double p = xf[m * width + k] * big.at(r0 + n, k);
+              ref += p, mag += std::fabs(p);
+            }
+            ASSERT_NEAR(ya[m * n_rows + n], ref, 2e-5 * mag + 1e-6) << "[N,K] m=" << m << " n=" << n;
+          }
+          for (int64_t n = 0; n < width; ++n) {
+            double ref = 0, mag = 0;
+            for (int64_t k = 0; k < n_rows; ++k) {
+              const double p = xb[m * n_rows + k] * big.at(r0 + k, n);
+              ref += p, mag += std::fabs(p);
+            }
+            ASSERT_NEAR(yb[m * width + n], ref, 2e-5 * mag + 1e-6) << "[K,N] m=" << m << " n=" << n;
+          }
         }
-        for (int64_t n = 0; n < 200; ++n) {
-          double ref = 0, mag = 0;
-          for (int64_t k = 0; k < n_rows; ++k)
-            ref += xb[m * n_rows + k] * big.at(r0 + k, n), mag += std::fabs(xb[m * n_rows + k] * big.at(r0 + k, n));
-          ASSERT_NEAR(yb[m * 200 + n], ref, 2e-5 * mag + 1e-6) << "[K,N] m=" << m << " n=" << n;
-        }
-      }
-    });
+      });
+    }
   }
 }
 
