@@ -510,6 +510,16 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
   return out;
 }
 
+void Model::truncate_sequence(int seq, int64_t length) {
+  if (length < 0 || length > cache_.length(seq))
+    throw std::out_of_range("truncate_sequence: length " + std::to_string(length) +
+                            " is not within the sequence's " + std::to_string(cache_.length(seq)));
+  cache_.set_length(seq, length);
+  if (size_t(seq) < mtp_seq_.size() && mtp_seq_[size_t(seq)] >= 0 &&
+      mtp_cache_->length(mtp_seq_[size_t(seq)]) > length)
+    mtp_cache_->set_length(mtp_seq_[size_t(seq)], length);
+}
+
 Tensor Model::mtp_forward(int seq, const float* hidden, const std::vector<int32_t>& next_tokens) {
   if (weights_.mtp().empty())
     throw std::runtime_error("mtp_forward: the checkpoint has no MTP module");

@@ -63,6 +63,8 @@ class Model {
   int create_sequence() { return cache_.create_sequence(); }
   void free_sequence(int seq) { cache_.free_sequence(seq); }
   int64_t sequence_length(int seq) const { return cache_.length(seq); }
+  // Forgets the tokens of `seq` past `length` (e.g. where a new chat turn diverges).
+  void truncate_sequence(int seq, int64_t length);
 
   ForwardOutput forward(const std::vector<BatchEntry>& batch);
 
