@@ -1,5 +1,7 @@
 #include "model/sampler.h"
 
+#include "model/sampler_kernels.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -112,10 +114,7 @@ void Sampler::reset() {
 float Sampler::prepare(const float* logits) {
   if (!logits) throw std::invalid_argument("Sampler::sample: logits is null");
   float* x = x_.data();
-  for (int i = 0; i < vocab_; ++i) {
-    const float v = logits[i];
-    x[i] = std::isnan(v) ? kNegInf : v + 0.0f;  // + 0.0f turns -0 into +0
-  }
+  sampler_canonicalize(logits, x, vocab_);
   const float rep = params_.repetition_penalty;
   const float pres = params_.presence_penalty, freq = params_.frequency_penalty;
   if (rep != 1.0f || pres != 0.0f || freq != 0.0f) {
@@ -127,27 +126,13 @@ float Sampler::prepare(const float* logits) {
       x[tok] = std::isnan(v) ? kNegInf : v + 0.0f;
     }
   }
-  // Finite candidates, the max, and the argmax (first index of the max: ties -> smallest id).
-  cand_.resize(vocab_);
-  int32_t* c = cand_.data();
-  size_t n = 0;
-  float m = kNegInf;
-  int32_t best = -1;
-  for (int i = 0; i < vocab_; ++i) {
-    const float v = x[i];
-    c[n] = i;
-    n += v > kNegInf;
-    if (v > m) {
-      m = v;
-      best = i;
-    }
-  }
-  cand_.resize(n);
-  if (n == 0)
+  const float m = sampler_max(x, vocab_);
+  if (m == kNegInf)
     throw std::invalid_argument(
         "Sampler::sample: logits: every logit is -inf or NaN (after penalties); no token can be "
         "sampled");
-  best_ = best;
+  best_ = int32_t(std::find(x, x + vocab_, m) - x);  // first max: ties -> smallest id
+  dense_ = true;
   return m;
 }
 
@@ -158,12 +143,30 @@ void Sampler::select_prefix(double target, Weight weight) {
   const float* x = x_.data();
   keep_.clear();
   double acc = 0;  // weight of everything already kept (all of it ranks above `bucket_`)
-  const std::vector<int32_t>* cur = &cand_;
   for (int level = 0; level < 3; ++level) {
     const int shift = kShift[level];
     const uint32_t mask = (1u << kBits[level]) - 1;
-    hist_.assign(size_t(mask) + 1, 0.0);
-    for (int32_t id : *cur) hist_[(order_key(x[id]) >> shift) & mask] += weight(id);
+    // Visits the candidates of this level: every finite token of the vocabulary (dense, level 0),
+    // the list cand_ (level 0), or the crossing bucket of the previous level.
+    auto for_each = [&](auto&& f) {
+      if (level > 0) {
+        for (int32_t id : bucket_) f(id);
+      } else if (dense_) {
+        for (int32_t id = 0; id < vocab_; ++id)
+          if (x[id] > kNegInf) f(id);
+      } else {
+        for (int32_t id : cand_) f(id);
+      }
+    };
+    // Four interleaved histograms break the add-to-same-bucket dependency chains (flat logits).
+    const size_t nb = size_t(mask) + 1;
+    hist_.assign(4 * nb, 0.0);
+    uint32_t lane = 0;
+    for_each([&](int32_t id) {
+      hist_[(lane++ & 3) * nb + ((order_key(x[id]) >> shift) & mask)] += weight(id);
+    });
+    for (size_t b = 0; b < nb; ++b)
+      hist_[b] += hist_[nb + b] + hist_[2 * nb + b] + hist_[3 * nb + b];
     int cross = -1;
     for (int b = int(mask); b >= 0; --b) {
       if (hist_[b] == 0.0) continue;
@@ -174,55 +177,75 @@ void Sampler::select_prefix(double target, Weight weight) {
       acc += hist_[b];
     }
     if (cross < 0) {  // rounding left the target out of reach: the whole set is the prefix
-      keep_.insert(keep_.end(), cur->begin(), cur->end());
+      for_each([&](int32_t id) { keep_.push_back(id); });
       std::swap(cand_, keep_);
+      dense_ = false;
       return;
     }
     next_.clear();
-    for (int32_t id : *cur) {
+    for_each([&](int32_t id) {
       const uint32_t b = (order_key(x[id]) >> shift) & mask;
       if (b > uint32_t(cross))
         keep_.push_back(id);
       else if (b == uint32_t(cross))
         next_.push_back(id);
-    }
+    });
     std::swap(bucket_, next_);
-    cur = &bucket_;
   }
   // One logit value left: cut in id order.
-  std::sort(bucket_.begin(), bucket_.end());
+  if (!std::is_sorted(bucket_.begin(), bucket_.end())) std::sort(bucket_.begin(), bucket_.end());
   for (int32_t id : bucket_) {
     keep_.push_back(id);
     acc += weight(id);
     if (acc >= target) break;
   }
   std::swap(cand_, keep_);
+  dense_ = false;
 }
 
 double Sampler::build_candidates(const float* logits) {
   const float m = prepare(logits);
   const float* x = x_.data();
   float* w = w_.data();
-  if (params_.top_k > 0 && size_t(params_.top_k) < cand_.size())
+  if (params_.top_k > 0 && params_.top_k < vocab_)
     select_prefix(double(params_.top_k), [](int32_t) { return 1.0; });
 
   // Softmax weights relative to the max token (weight 1).
   double z = 0;
   if (m == kPosInf) {  // the limit of the softmax: uniform over the +inf tokens
-    for (int32_t id : cand_) z += (w[id] = x[id] == kPosInf ? 1.0f : 0.0f);
+    if (dense_) {
+      for (int32_t id = 0; id < vocab_; ++id) z += (w[id] = x[id] == kPosInf ? 1.0f : 0.0f);
+    } else {
+      for (int32_t id : cand_) z += (w[id] = x[id] == kPosInf ? 1.0f : 0.0f);
+    }
   } else {
-    const float inv_t = 1.0f / params_.temperature;
-    for (int32_t id : cand_) {
-      const float d = x[id] - m;
-      z += (w[id] = d == 0.0f ? 1.0f : std::exp(d * inv_t));
+    // A temperature so small that 1/T overflows acts as 1/T = FLT_MAX (still only the max counts).
+    const float inv_t = std::min(1.0f / params_.temperature, std::numeric_limits<float>::max());
+    if (dense_) {
+      z = sampler_softmax_weights(x, w, vocab_, m, inv_t);
+    } else {  // gather the few candidates so they get the very same exp as the dense path
+      const size_t n = cand_.size();
+      xs_.resize(n);
+      ws_.resize(n);
+      for (size_t j = 0; j < n; ++j) xs_[j] = x[cand_[j]];
+      z = sampler_softmax_weights(xs_.data(), ws_.data(), int64_t(n), m, inv_t);
+      for (size_t j = 0; j < n; ++j) w[cand_[j]] = ws_[j];
     }
   }
   if (params_.top_p < 1.0f)
     select_prefix(double(params_.top_p) * z, [w](int32_t id) { return double(w[id]); });
   if (params_.min_p > 0.0f) {
     const float min_p = params_.min_p;
-    std::erase_if(cand_, [w, min_p](int32_t id) { return w[id] < min_p; });
+    if (dense_) {
+      cand_.clear();
+      for (int32_t id = 0; id < vocab_; ++id)
+        if (w[id] >= min_p) cand_.push_back(id);
+      dense_ = false;
+    } else {
+      std::erase_if(cand_, [w, min_p](int32_t id) { return w[id] < min_p; });
+    }
   }
+  if (dense_) return z;
   double s = 0;
   for (int32_t id : cand_) s += w[id];
   return s;
@@ -238,13 +261,22 @@ int32_t Sampler::sample(const float* logits) {
   const double u = rng_.next_double() * s;
   double cum = 0;
   int32_t last = -1;
-  for (int32_t id : cand_) {
-    if (w[id] <= 0.0f) continue;
-    cum += w[id];
-    last = id;
-    if (cum > u) return id;
+  if (dense_) {
+    for (int32_t id = 0; id < vocab_; ++id) {
+      if (w[id] <= 0.0f) continue;
+      cum += w[id];
+      last = id;
+      if (cum > u) return id;
+    }
+  } else {
+    for (int32_t id : cand_) {
+      if (w[id] <= 0.0f) continue;
+      cum += w[id];
+      last = id;
+      if (cum > u) return id;
+    }
   }
-  return last;  // u rounded up to s
+  return last;  // rounding: u reached the total
 }
 
 std::vector<TokenProb> Sampler::distribution(const float* logits) {
@@ -255,8 +287,13 @@ std::vector<TokenProb> Sampler::distribution(const float* logits) {
     return out;
   }
   const double s = build_candidates(logits);
-  for (int32_t id : cand_)
-    if (w_[id] > 0.0f) out.push_back({id, double(w_[id]) / s});
+  if (dense_) {
+    for (int32_t id = 0; id < vocab_; ++id)
+      if (w_[id] > 0.0f) out.push_back({id, double(w_[id]) / s});
+  } else {
+    for (int32_t id : cand_)
+      if (w_[id] > 0.0f) out.push_back({id, double(w_[id]) / s});
+  }
   std::sort(out.begin(), out.end(), [](const TokenProb& a, const TokenProb& b) {
     return a.prob != b.prob ? a.prob > b.prob : a.token < b.token;
   });

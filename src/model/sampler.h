@@ -22,8 +22,10 @@
 // bucket above the crossing one is kept whole, so the result is exactly the prefix of the full
 // sort (logit descending, id ascending), with sums accumulated in double. Each level visits only
 // the survivors of the previous one, so the cost is about two passes over the vocabulary plus one
-// exp per finite logit (needed anyway for the softmax normalizer). min-p keeps tokens whose weight
-// exp((logit - max) / T) is >= min_p (the max token has weight 1, so this is p >= min_p * p_max).
+// vectorized exp per logit (needed anyway for the softmax normalizer); without top-k / top-p /
+// min-p no candidate list is built at all. min-p keeps tokens whose weight exp((logit - max) / T)
+// is >= min_p (the max token has weight exactly 1, so this is p >= min_p * p_max). Weights below
+// float's normal range (p / p_max < 1.2e-38) count as 0.
 //
 // Determinism: a self-contained xoshiro256** generator seeded through splitmix64, and a draw that
 // walks the final candidates in an order fixed by the logits, so a seed gives the same tokens on
@@ -92,10 +94,12 @@ class Sampler {
   int count_in_window(int32_t token) const;
 
  private:
-  // Fills x_ with the penalized logits and cand_ with the finite tokens; returns the max logit.
+  // Fills x_ with the penalized logits, best_ with the argmax; returns the max logit. The
+  // candidates are then every finite token (dense_).
   float prepare(const float* logits);
   int32_t argmax() const;
-  // Leaves in cand_ / w_ the final candidates with their unnormalized weights; returns the sum.
+  // Leaves the final candidates (dense_ or cand_) with their unnormalized weights in w_; returns
+  // their sum.
   double build_candidates(const float* logits);
   // Keeps in cand_ the shortest best-first prefix whose weight total reaches `target`.
   template <class Weight>
@@ -116,6 +120,8 @@ class Sampler {
   std::vector<int32_t> bucket_;  // selection: members of the crossing bucket
   std::vector<int32_t> next_;    // selection: members of the next level's crossing bucket
   std::vector<double> hist_;     // selection histogram
+  std::vector<float> xs_, ws_;   // gathered logits / weights of a candidate list
+  bool dense_ = true;            // candidates: every finite token (true) or cand_ (false)
 };
 
 }  // namespace dsinfer
