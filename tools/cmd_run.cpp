@@ -28,7 +28,9 @@ namespace dsinfer::cli {
 namespace {
 
 std::atomic<bool> g_interrupt{false};
-void on_sigint(int) { g_interrupt = true; }
+void on_sigint(int) {
+  g_interrupt = true;
+}
 
 struct RunArgs {
   std::string model, prompt, file, format, precision = "bf16", attention = "sparse";
@@ -52,7 +54,8 @@ void print_stats(const GenerateStats& st) {
                "\n[prompt %lld tokens | TTFT %.2f s | prefill %.1f tok/s | generated %lld tokens | "
                "TPOT %.1f ms | decode %.1f tok/s | peak memory %.2f GiB | stop: %s]\n",
                (long long)st.prompt_tokens, st.ttft_s, prefill_tps, (long long)st.generated_tokens,
-               tpot * 1e3, tpot > 0 ? 1.0 / tpot : 0.0, peak_rss_gib(), stop_reason_name(st.reason));
+               tpot * 1e3, tpot > 0 ? 1.0 / tpot : 0.0, peak_rss_gib(),
+               stop_reason_name(st.reason));
 }
 
 void progress(int64_t done, int64_t total) {
@@ -175,8 +178,9 @@ int run_main(const RunArgs& a) {
     return 0;
   }
   // Interactive chat: a line per user turn; Ctrl-C stops the answer, Ctrl-D quits.
-  std::fprintf(stderr, "interactive chat: type a message and press Enter; Ctrl-C stops an "
-                       "answer, Ctrl-D quits.\n");
+  std::fprintf(stderr,
+               "interactive chat: type a message and press Enter; Ctrl-C stops an "
+               "answer, Ctrl-D quits.\n");
   std::string line;
   for (;;) {
     std::fprintf(stderr, "> ");
@@ -190,36 +194,44 @@ int run_main(const RunArgs& a) {
   return 0;
 }
 
-CommandRegistrar run_cmd({"run", "Generate text from a prompt or chat interactively", [](CLI::App& app) {
-  auto a = std::make_shared<RunArgs>();
-  app.add_option("-m,--model", a->model, "Model directory (config.json, safetensors, tokenizer.json)")->required();
-  app.add_option("-p,--prompt", a->prompt, "Prompt text");
-  app.add_option("-f,--file", a->file, "Read the prompt from a file");
-  app.add_flag("--chat", a->chat, "Wrap the prompt in the model's chat format (default)");
-  app.add_flag("--raw", a->raw, "Complete the prompt as plain text (BOS + prompt)");
-  app.add_flag("--think", a->think, "Thinking mode (V3.1/V3.2 formats)");
-  app.add_option("--format", a->format, "Chat format: v3, v3.1, v3.2 (default: from the model)");
-  app.add_option("-n,--max-tokens", a->max_tokens, "Tokens to generate at most (default 256)");
-  app.add_option("-c,--ctx", a->ctx, "Context limit in tokens (default: the model's maximum)");
-  app.add_option("-t,--threads", a->threads, "Threads (default: all cores)");
-  app.add_option("--temp", a->sampling.temperature, "Temperature (0 = greedy; default 0.6)");
-  app.add_option("--top-k", a->sampling.top_k, "Top-k (0 = off)");
-  app.add_option("--top-p", a->sampling.top_p, "Top-p (1 = off)");
-  app.add_option("--min-p", a->sampling.min_p, "Min-p (0 = off)");
-  app.add_option("--repeat-penalty", a->sampling.repetition_penalty, "Repetition penalty (1 = off)");
-  app.add_option("--presence-penalty", a->sampling.presence_penalty, "Presence penalty");
-  app.add_option("--frequency-penalty", a->sampling.frequency_penalty, "Frequency penalty");
-  app.add_option("--seed", a->sampling.seed, "Sampling seed");
-  app.add_option("--stop", a->stop, "Stop string (repeatable)");
-  app.add_option("--precision", a->precision, "bf16 or f32")->check(CLI::IsMember({"bf16", "f32"}));
-  app.add_option("--attention", a->attention, "sparse (DSA) or dense")->check(CLI::IsMember({"sparse", "dense"}));
-  app.add_option("--prefill-chunk", a->prefill_chunk, "Prompt tokens per forward call (default 512)");
-  app.add_flag("-q,--quiet", a->quiet, "No progress or timing lines on stderr");
-  return std::function<int()>([a] {
-    if (a->chat && a->raw) throw std::runtime_error("give --chat or --raw, not both");
-    return run_main(*a);
-  });
-}});
+CommandRegistrar run_cmd(
+    {"run", "Generate text from a prompt or chat interactively", [](CLI::App& app) {
+       auto a = std::make_shared<RunArgs>();
+       app.add_option("-m,--model", a->model,
+                      "Model directory (config.json, safetensors, tokenizer.json)")
+           ->required();
+       app.add_option("-p,--prompt", a->prompt, "Prompt text");
+       app.add_option("-f,--file", a->file, "Read the prompt from a file");
+       app.add_flag("--chat", a->chat, "Wrap the prompt in the model's chat format (default)");
+       app.add_flag("--raw", a->raw, "Complete the prompt as plain text (BOS + prompt)");
+       app.add_flag("--think", a->think, "Thinking mode (V3.1/V3.2 formats)");
+       app.add_option("--format", a->format,
+                      "Chat format: v3, v3.1, v3.2 (default: from the model)");
+       app.add_option("-n,--max-tokens", a->max_tokens, "Tokens to generate at most (default 256)");
+       app.add_option("-c,--ctx", a->ctx, "Context limit in tokens (default: the model's maximum)");
+       app.add_option("-t,--threads", a->threads, "Threads (default: all cores)");
+       app.add_option("--temp", a->sampling.temperature, "Temperature (0 = greedy; default 0.6)");
+       app.add_option("--top-k", a->sampling.top_k, "Top-k (0 = off)");
+       app.add_option("--top-p", a->sampling.top_p, "Top-p (1 = off)");
+       app.add_option("--min-p", a->sampling.min_p, "Min-p (0 = off)");
+       app.add_option("--repeat-penalty", a->sampling.repetition_penalty,
+                      "Repetition penalty (1 = off)");
+       app.add_option("--presence-penalty", a->sampling.presence_penalty, "Presence penalty");
+       app.add_option("--frequency-penalty", a->sampling.frequency_penalty, "Frequency penalty");
+       app.add_option("--seed", a->sampling.seed, "Sampling seed");
+       app.add_option("--stop", a->stop, "Stop string (repeatable)");
+       app.add_option("--precision", a->precision, "bf16 or f32")
+           ->check(CLI::IsMember({"bf16", "f32"}));
+       app.add_option("--attention", a->attention, "sparse (DSA) or dense")
+           ->check(CLI::IsMember({"sparse", "dense"}));
+       app.add_option("--prefill-chunk", a->prefill_chunk,
+                      "Prompt tokens per forward call (default 512)");
+       app.add_flag("-q,--quiet", a->quiet, "No progress or timing lines on stderr");
+       return std::function<int()>([a] {
+         if (a->chat && a->raw) throw std::runtime_error("give --chat or --raw, not both");
+         return run_main(*a);
+       });
+     }});
 
 }  // namespace
 }  // namespace dsinfer::cli

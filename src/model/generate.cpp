@@ -57,11 +57,16 @@ class StopFilter {
 
 const char* stop_reason_name(StopReason r) {
   switch (r) {
-    case StopReason::eos: return "eos";
-    case StopReason::stop_string: return "stop string";
-    case StopReason::max_tokens: return "max tokens";
-    case StopReason::context_full: return "context full";
-    case StopReason::interrupted: return "interrupted";
+    case StopReason::eos:
+      return "eos";
+    case StopReason::stop_string:
+      return "stop string";
+    case StopReason::max_tokens:
+      return "max tokens";
+    case StopReason::context_full:
+      return "context full";
+    case StopReason::interrupted:
+      return "interrupted";
   }
   return "?";
 }
@@ -89,11 +94,13 @@ GenerateStats generate(Model& model, int seq, const std::vector<int32_t>& prompt
   for (size_t s = 0; s < prompt.size(); s += size_t(chunk)) {
     BatchEntry e;
     e.seq = seq;
-    e.tokens.assign(prompt.begin() + s, prompt.begin() + std::min(prompt.size(), s + size_t(chunk)));
+    e.tokens.assign(prompt.begin() + s,
+                    prompt.begin() + std::min(prompt.size(), s + size_t(chunk)));
     ForwardOutput out = model.forward({e});
     if (s + size_t(chunk) >= prompt.size())
       logits.assign(out.logits.data<float>(), out.logits.data<float>() + c.vocab_size);
-    if (cb.on_prefill) cb.on_prefill(int64_t(std::min(prompt.size(), s + size_t(chunk))), int64_t(prompt.size()));
+    if (cb.on_prefill)
+      cb.on_prefill(int64_t(std::min(prompt.size(), s + size_t(chunk))), int64_t(prompt.size()));
     if (cb.interrupt && cb.interrupt->load()) {
       st.prefill_s = now_s() - t0;
       st.reason = StopReason::interrupted;
@@ -115,7 +122,8 @@ GenerateStats generate(Model& model, int seq, const std::vector<int32_t>& prompt
       first_token_time = now_s();
       st.ttft_s = first_token_time - t0;
     }
-    const bool is_stop_token = c.is_eos(tok) ||
+    const bool is_stop_token =
+        c.is_eos(tok) ||
         std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), tok) != opt.stop_tokens.end();
     if (is_stop_token) {
       st.reason = StopReason::eos;

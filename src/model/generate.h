@@ -17,9 +17,9 @@ namespace dsinfer {
 
 struct GenerateOptions {
   int64_t max_tokens = 256;
-  int64_t context_limit = 0;       // 0: the model's max_position_embeddings
-  int64_t prefill_chunk = 512;     // tokens per forward call while prefilling
-  std::vector<std::string> stop;   // stop strings (never printed)
+  int64_t context_limit = 0;         // 0: the model's max_position_embeddings
+  int64_t prefill_chunk = 512;       // tokens per forward call while prefilling
+  std::vector<std::string> stop;     // stop strings (never printed)
   std::vector<int32_t> stop_tokens;  // besides the model's EOS ids
 };
 
@@ -36,9 +36,9 @@ struct GenerateStats {
 };
 
 struct GenerateCallbacks {
-  std::function<void(const std::string&)> on_text;                  // streamed text pieces
-  std::function<void(int64_t done, int64_t total)> on_prefill;      // after each prefill chunk
-  const std::atomic<bool>* interrupt = nullptr;                     // polled between tokens
+  std::function<void(const std::string&)> on_text;              // streamed text pieces
+  std::function<void(int64_t done, int64_t total)> on_prefill;  // after each prefill chunk
+  const std::atomic<bool>* interrupt = nullptr;                 // polled between tokens
 };
 
 // Appends `prompt` to `seq` (which may already hold a conversation) and generates.

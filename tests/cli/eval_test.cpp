@@ -40,8 +40,9 @@ const Tiny& tiny() {
 
 int run(const std::string& args, std::string* err = nullptr) {
   const std::string errf = tiny().root + "/err.txt";
-  const int rc = std::system((std::string(DSINFER_BIN_DIR) + "/dsinfer eval -m " + tiny().dir + " " +
-                              args + " 2> " + errf).c_str());
+  const int rc = std::system(
+      (std::string(DSINFER_BIN_DIR) + "/dsinfer eval -m " + tiny().dir + " " + args + " 2> " + errf)
+          .c_str());
   if (err) {
     std::ifstream in(errf);
     *err = std::string(std::istreambuf_iterator<char>(in), {});
@@ -61,13 +62,14 @@ TEST(EvalCli, WritesEveryPositionsLogitsAndChunkingsAgree) {
   const ModelConfig c = load_config(tiny().dir + "/config.json");
   std::string tokens;
   const int n = 2 * c.index_topk + 7;  // past index_topk: the sparse path
-  for (int i = 0; i < n; ++i) tokens += (i ? "," : "") + std::to_string((i * 37 + 11) % c.vocab_size);
-  {
-    std::ofstream(tiny().root + "/tokens.txt") << tokens;
-  }
+  for (int i = 0; i < n; ++i)
+    tokens += (i ? "," : "") + std::to_string((i * 37 + 11) % c.vocab_size);
+  { std::ofstream(tiny().root + "/tokens.txt") << tokens; }
   const std::string common = " --precision f32 --indexer-quant none --logits-out " + tiny().root;
   ASSERT_EQ(run("--tokens " + tokens + common + "/whole.bin"), 0);
-  ASSERT_EQ(run("--tokens @" + tiny().root + "/tokens.txt --prefill-chunk 1" + common + "/decode.bin"), 0);
+  ASSERT_EQ(
+      run("--tokens @" + tiny().root + "/tokens.txt --prefill-chunk 1" + common + "/decode.bin"),
+      0);
   ASSERT_EQ(run("--tokens " + tokens + " --prefill-chunk 5" + common + "/chunk.bin"), 0);
   const auto whole = read_floats(tiny().root + "/whole.bin");
   ASSERT_EQ(whole.size(), size_t(n) * c.vocab_size);
@@ -77,7 +79,8 @@ TEST(EvalCli, WritesEveryPositionsLogitsAndChunkingsAgree) {
     for (int p = 0; p < n; ++p) {
       double diff = 0, mag = 1e-30;
       for (int t = 0; t < c.vocab_size; ++t) {
-        diff = std::max(diff, double(std::fabs(v[p * c.vocab_size + t] - whole[p * c.vocab_size + t])));
+        diff = std::max(diff,
+                        double(std::fabs(v[p * c.vocab_size + t] - whole[p * c.vocab_size + t])));
         mag = std::max(mag, double(std::fabs(whole[p * c.vocab_size + t])));
       }
       ASSERT_LT(diff / mag, 1e-5) << other << " position " << p;
@@ -99,9 +102,7 @@ TEST(EvalCli, RejectsBadTokenLists) {
   const ModelConfig c = load_config(tiny().dir + "/config.json");
   std::string many;
   for (int i = 0; i <= c.max_position_embeddings; ++i) many += "1,";
-  {
-    std::ofstream(tiny().root + "/many.txt") << many;
-  }
+  { std::ofstream(tiny().root + "/many.txt") << many; }
   EXPECT_NE(run("--tokens @" + tiny().root + "/many.txt" + out, &err), 0);
   EXPECT_NE(err.find("max_position_embeddings"), std::string::npos) << err;
 }

@@ -44,10 +44,9 @@ struct Result {
 
 // Runs `dsinfer ARGS` with `input` on stdin; captures stdout and stderr separately.
 Result dsinfer(const std::string& args, const std::string& input = "") {
-  const std::string base = fs::temp_directory_path() / ("dsinfer-run-" + std::to_string(::getpid()));
-  {
-    std::ofstream(base + ".in") << input;
-  }
+  const std::string base =
+      fs::temp_directory_path() / ("dsinfer-run-" + std::to_string(::getpid()));
+  { std::ofstream(base + ".in") << input; }
   const std::string cmd = std::string(DSINFER_BIN_DIR) + "/dsinfer " + args + " < " + base +
                           ".in > " + base + ".out 2> " + base + ".err";
   const int rc = std::system(cmd.c_str());
@@ -62,7 +61,8 @@ Result dsinfer(const std::string& args, const std::string& input = "") {
 
 TEST(RunCli, GreedyOutputIsReproducibleAcrossRunsAndThreadCounts) {
   const std::string args = "run -m " + tiny_dir() + " -p 'The engine reads' -n 24 --temp 0 -q";
-  const Result a = dsinfer(args + " -t 1"), b = dsinfer(args + " -t 2"), c = dsinfer(args + " -t 2");
+  const Result a = dsinfer(args + " -t 1"), b = dsinfer(args + " -t 2"),
+               c = dsinfer(args + " -t 2");
   ASSERT_EQ(a.status, 0) << a.err;
   EXPECT_FALSE(a.out.empty());
   EXPECT_EQ(a.out, b.out);
@@ -85,7 +85,8 @@ TEST(RunCli, PrintsTheTimingSummary) {
 }
 
 TEST(RunCli, InteractiveChatKeepsHistoryAcrossTurns) {
-  const Result r = dsinfer("run -m " + tiny_dir() + " -n 6 --temp 0", "first question\nsecond one\n");
+  const Result r =
+      dsinfer("run -m " + tiny_dir() + " -n 6 --temp 0", "first question\nsecond one\n");
   ASSERT_EQ(r.status, 0) << r.err;
   // Two answers, each followed by its summary; the second turn's prompt reuses the cached first.
   size_t first = r.err.find("[prompt "), second = r.err.find("[prompt ", first + 1);
@@ -105,7 +106,8 @@ TEST(RunCli, ErrorsAreOneClearLine) {
   EXPECT_NE(r.err.find("no tokenizer.json"), std::string::npos) << r.err;
   fs::remove_all(empty);
 
-  r = dsinfer("run -m " + tiny_dir() + " -c 8 -p 'a prompt that is certainly longer than eight tokens'");
+  r = dsinfer("run -m " + tiny_dir() +
+              " -c 8 -p 'a prompt that is certainly longer than eight tokens'");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("does not fit the context"), std::string::npos) << r.err;
 }
