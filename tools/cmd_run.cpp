@@ -105,7 +105,10 @@ class Session {
   GenerateStats turn(const std::string& user_text, bool chat) {
     std::vector<int32_t> full;
     if (chat) {
-      history_.push_back(ChatMessage{"user", user_text});
+      ChatMessage m;
+      m.role = "user";
+      m.content = user_text;
+      history_.push_back(m);
       full = encode_chat(*tokenizer_, format_, history_, ChatOptions{true, args_.think});
     } else {
       full = cached_;
@@ -151,7 +154,12 @@ class Session {
     cached_.insert(cached_.end(), prompt.begin(), prompt.end());
     const int64_t fed = model_->sequence_length(seq_) - int64_t(cached_.size());
     cached_.insert(cached_.end(), st.tokens.begin(), st.tokens.begin() + fed);
-    if (chat) history_.push_back(ChatMessage{"assistant", st.text});
+    if (chat) {
+      ChatMessage m;
+      m.role = "assistant";
+      m.content = st.text;
+      history_.push_back(m);
+    }
     return st;
   }
 
