@@ -2,7 +2,7 @@
 # The main job on the built-in default, for a newcomer without weights:
 #  1. generate the synthetic `mini` model once (real DeepSeek-V3.2 attention shapes, random
 #     weights, ~0.5 GB FP8) under models/,
-#  2. run `dsinfer run` on a long built-in prompt (this repo's kernel docs, a few thousand tokens)
+#  2. run `dsinfer run` on a long built-in prompt (this repo's DSA kernel notes, ~3,000 tokens)
 #     with DSA, then the same with dense attention, and print both timing summaries,
 #  3. show where DSA's advantage goes at long context (decode kernels, 4K .. 128K tokens).
 # The synthetic model's text is meaningless: it shows the engine's speed, not its wisdom.
@@ -24,7 +24,7 @@ trap 'rm -f "$prompt"' EXIT
 {
   echo "Summarize the following design notes of an inference engine in three sentences."
   echo
-  cat docs/dsa-kernels.md docs/tile-layer.md
+  cat docs/dsa-kernels.md
 } > "$prompt"
 
 for attention in sparse dense; do
@@ -35,6 +35,6 @@ done
 
 echo
 echo "== DSA vs dense attention per decoded token at long context (kernels, 671B attention shapes)"
-"$bin" bench kernels --sweep -t "$(nproc)" | sed -n '/^DSA vs dense/,/^$/p'
+"$bin" bench kernels --sweep -t "$(nproc)" 2>/dev/null | sed -n '/^DSA vs dense/,/^name /p' | sed '$d'
 echo
 echo "With a real checkpoint: $bin run -m /path/to/DeepSeek-V3.2-Exp"
