@@ -114,3 +114,26 @@ TEST(RunCli, ErrorsAreOneClearLine) {
 
 }  // namespace
 }  // namespace dsinfer
+
+namespace dsinfer {
+namespace {
+
+// The mini preset has the real attention shapes (H = 128, top-k 2048): run it through the CLI
+// too, greedy, at two thread counts.
+TEST(RunCli, MiniCheckpointGreedyIsReproducibleAcrossThreadCounts) {
+  char tmpl[] = "/tmp/dsinfer-mini-XXXXXX";
+  const std::string root = mkdtemp(tmpl);
+  GenModelOptions o;
+  o.preset = GenPreset::mini;
+  o.output_dir = root + "/mini";
+  generate_model(o);
+  const std::string args = "run -m " + o.output_dir + " -p 'Hello there' -n 6 --temp 0 -q";
+  const Result a = dsinfer(args + " -t 1"), b = dsinfer(args + " -t 2");
+  fs::remove_all(root);
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_FALSE(a.out.empty());
+  EXPECT_EQ(a.out, b.out);
+}
+
+}  // namespace
+}  // namespace dsinfer
