@@ -43,16 +43,28 @@ void gemv_block(const float* x, int64_t ldx, const WeightView& w, int64_t n0, fl
       s_exact[j] = set1(sc);
     }
     int64_t k = kb;
+    // FP8: when all RN rows share a block scale, scale x (RM products) instead of the weights
+    // (2 * RN products): the conversion, not memory, bounds this loop on narrow machines.
+    const bool scale_x = WT == DType::fp8_e4m3 &&
+                         (w.row0 + n0) / kFp8BlockSize == (w.row0 + n0 + RN - 1) / kFp8BlockSize;
+    constexpr int64_t kAhead = 512;  // bytes: keep each weight row's stream ahead of the loop
     for (; k + 2 * kLanes <= kend; k += 2 * kLanes) {
+      VF x0[RM], x1[RM];
+#pragma GCC unroll 16
+      for (int i = 0; i < RM; ++i) {
+        x0[i] = load(x + i * ldx + k), x1[i] = load(x + i * ldx + k + kLanes);
+        if (scale_x) x0[i] = mul(x0[i], s[0]), x1[i] = mul(x1[i], s[0]);
+      }
 #pragma GCC unroll 16
       for (int j = 0; j < RN; ++j) {
+        prefetch(rows[j] + k * int64_t(esize) + kAhead);
         VF w0, w1;
         load_weights_2v<WT>(rows[j], k, &w0, &w1);
-        if constexpr (WT == DType::fp8_e4m3) w0 = mul(w0, s[j]), w1 = mul(w1, s[j]);
+        if (WT == DType::fp8_e4m3 && !scale_x) w0 = mul(w0, s[j]), w1 = mul(w1, s[j]);
 #pragma GCC unroll 16
         for (int i = 0; i < RM; ++i) {
-          acc[i][j] = fma(load(x + i * ldx + k), w0, acc[i][j]);
-          acc[i][j] = fma(load(x + i * ldx + k + kLanes), w1, acc[i][j]);
+          acc[i][j] = fma(x0[i], w0, acc[i][j]);
+          acc[i][j] = fma(x1[i], w1, acc[i][j]);
         }
       }
     }
@@ -142,9 +154,12 @@ void gemv_kn(const float* x, int64_t M, int64_t ldx, const WeightView& w, float*
     for (int64_t c = c0; c < c1; ++c)
       for (int64_t m = 0; m < M;) {
         const int64_t left = M - m, n0 = c * 2 * kLanes;
-        if (left >= 4) gemv_kn_chunk<WT, 4>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 4;
-        else if (left >= 2) gemv_kn_chunk<WT, 2>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 2;
-        else gemv_kn_chunk<WT, 1>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 1;
+        if (left >= 4)
+          gemv_kn_chunk<WT, 4>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 4;
+        else if (left >= 2)
+          gemv_kn_chunk<WT, 2>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 2;
+        else
+          gemv_kn_chunk<WT, 1>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 1;
       }
   });
 }
@@ -253,8 +268,8 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
 void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
   // [K, N] storage: a streaming GEMV when whole chunks of columns tile N and no chunk straddles
   // a scale block (N a multiple of 2 * kLanes, the view starting on a chunk boundary).
-  const bool kn_gemv = w.kn && x.rows <= kGemvMaxRows && w.rows % (2 * kLanes) == 0 &&
-                       w.col0 % (2 * kLanes) == 0;
+  const bool kn_gemv =
+      w.kn && x.rows <= kGemvMaxRows && w.rows % (2 * kLanes) == 0 && w.col0 % (2 * kLanes) == 0;
   if (x.rows <= kGemvMaxRows && (!w.kn || kn_gemv)) {
     // x is tiny here: widen it to f32 once so the inner loop only converts weights.
     std::vector<float> xf;
@@ -270,10 +285,14 @@ void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
     }
     if (kn_gemv) {
       switch (w.dtype) {
-        case DType::f32: return gemv_kn<DType::f32>(xp, x.rows, ldx, w, y, ldy);
-        case DType::bf16: return gemv_kn<DType::bf16>(xp, x.rows, ldx, w, y, ldy);
-        case DType::f16: return gemv_kn<DType::f16>(xp, x.rows, ldx, w, y, ldy);
-        default: return gemv_kn<DType::fp8_e4m3>(xp, x.rows, ldx, w, y, ldy);
+        case DType::f32:
+          return gemv_kn<DType::f32>(xp, x.rows, ldx, w, y, ldy);
+        case DType::bf16:
+          return gemv_kn<DType::bf16>(xp, x.rows, ldx, w, y, ldy);
+        case DType::f16:
+          return gemv_kn<DType::f16>(xp, x.rows, ldx, w, y, ldy);
+        default:
+          return gemv_kn<DType::fp8_e4m3>(xp, x.rows, ldx, w, y, ldy);
       }
     }
     switch (w.dtype) {

@@ -13,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "kernels/indexer.h"
 #include "kernels/topk_select.h"
+#include "tile/mma.h"
 #include "tile/tile.h"
 
 namespace dsinfer::DSINFER_ISA_NS {
@@ -64,21 +65,8 @@ inline float load_key(const IndexerKeys& keys, int64_t s, float* dst) {
 
 // S[MR][NV] = kb[MR][128] . qp[128][kNR]
 inline void score_tile(const float* kb, const float* qp, VF (&acc)[kMR][kNV]) {
-#pragma GCC unroll 16
-  for (int i = 0; i < kMR; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < kNV; ++v) acc[i][v] = zero();
-  for (int d = 0; d < kD; ++d) {
-    VF bv[kNV];
-#pragma GCC unroll 16
-    for (int v = 0; v < kNV; ++v) bv[v] = load(qp + d * kNR + v * kLanes);
-#pragma GCC unroll 16
-    for (int i = 0; i < kMR; ++i) {
-      const VF a = set1(kb[i * kD + d]);
-#pragma GCC unroll 16
-      for (int v = 0; v < kNV; ++v) acc[i][v] = fma(a, bv[v], acc[i][v]);
-    }
-  }
+  clear(acc);
+  mma_outer(acc, kD, kb, kD, 1, qp, kNR);
 }
 
 struct Plan {

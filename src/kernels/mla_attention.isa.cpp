@@ -17,6 +17,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/mla_attention.h"
+#include "tile/mma.h"
 #include "tile/tile.h"
 
 namespace dsinfer::DSINFER_ISA_NS {
@@ -91,21 +92,8 @@ inline void prefetch_row(const MlaCacheView& cv, int64_t s, int C, int R) {
 template <int RK>
 inline void score_tile(const float* qg, const float* kf, int DQ, float* st) {
   VF acc[RK][kHV];
-#pragma GCC unroll 16
-  for (int r = 0; r < RK; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < kHV; ++v) acc[r][v] = zero();
-  for (int d = 0; d < DQ; ++d) {
-    VF q[kHV];
-#pragma GCC unroll 4
-    for (int v = 0; v < kHV; ++v) q[v] = load(qg + d * kHG + v * kLanes);
-#pragma GCC unroll 16
-    for (int r = 0; r < RK; ++r) {
-      const VF kv = set1(kf[r * DQ + d]);
-#pragma GCC unroll 4
-      for (int v = 0; v < kHV; ++v) acc[r][v] = fma(kv, q[v], acc[r][v]);
-    }
-  }
+  clear(acc);
+  mma_outer(acc, DQ, kf, DQ, 1, qg, kHG);
 #pragma GCC unroll 16
   for (int r = 0; r < RK; ++r)
 #pragma GCC unroll 4

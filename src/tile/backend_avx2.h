@@ -181,8 +181,10 @@ inline void load_fp8_2v_scaled(const uint8_t* p, VF* lo, VF* hi) {
   // which the mask clears: s 0 eeee mmm 0000000 is the f16 of 2^-8 times the e4m3 value.
   const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   const __m128i mask = _mm_set1_epi16(short(0xbf80));
-  const __m128i w0 = _mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1), mask);
-  const __m128i w1 = _mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1), mask);
+  const __m128i w0 =
+      _mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1), mask);
+  const __m128i w1 =
+      _mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1), mask);
   lo->v = _mm256_cvtph_ps(w0);
   hi->v = _mm256_cvtph_ps(w1);
 }

@@ -83,7 +83,8 @@ inline float reduce_max(VF a) {
 }
 
 inline VF exp(VF x) {
-  const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(89.0f);  // scalef overflows to +inf
+  const __m512 lo = _mm512_set1_ps(-87.33654f),
+               hi = _mm512_set1_ps(89.0f);  // scalef overflows to +inf
   __mmask16 under = _mm512_cmp_ps_mask(x.v, lo, _CMP_LT_OQ);
   __m512 xc = _mm512_min_ps(_mm512_max_ps(x.v, lo), hi);
   __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),

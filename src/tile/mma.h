@@ -9,6 +9,34 @@
 
 namespace dsinfer::DSINFER_ISA_NS::tile {
 
+// ---- the register micro-kernel -----------------------------------------------------------------
+// acc[i][v] += sum_{k < K} a[i * a_row + k * a_k] * b[k * ldb + v * kLanes .. + kLanes): RM rows
+// of A broadcast against NV vectors of each B row, RM x NV accumulators in registers. Every
+// "broadcast A, stream B" product is this loop: the GEMM panels (A packed k-major), the lightning
+// indexer's key x head scores and the attention's key x head scores (A = key rows).
+template <int RM, int NV>
+inline void clear(VF (&acc)[RM][NV]) {
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = zero();
+}
+template <int RM, int NV>
+inline void mma_outer(VF (&acc)[RM][NV], int K, const float* a, int64_t a_row, int64_t a_k,
+                      const float* b, int64_t ldb) {
+  for (int k = 0; k < K; ++k) {
+    VF bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) bv[v] = load(b + k * ldb + v * kLanes);
+#pragma GCC unroll 16
+    for (int i = 0; i < RM; ++i) {
+      const VF av = set1(a[i * a_row + k * a_k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[i][v] = fma(av, bv[v], acc[i][v]);
+    }
+  }
+}
+
 namespace detail {
 
 // RM rows of C x all N columns (in NV-vector column blocks) of mma_AB.

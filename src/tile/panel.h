@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "core/weight_view.h"
+#include "tile/mma.h"
 #include "tile/tile.h"
 
 namespace dsinfer::DSINFER_ISA_NS::tile {
@@ -132,21 +133,8 @@ inline void mma_panel_f32(int kc, const float* a, const float* b, float* c, int6
   if (accumulate)
     for (int i = 0; i < rows; ++i) prefetch(c + i * ldc), prefetch(c + i * ldc + kPanelNR - 1);
   VF acc[kPanelMR][kPanelNV];
-#pragma GCC unroll 16
-  for (int i = 0; i < kPanelMR; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < kPanelNV; ++v) acc[i][v] = zero();
-  for (int k = 0; k < kc; ++k) {
-    VF bv[kPanelNV];
-#pragma GCC unroll 16
-    for (int v = 0; v < kPanelNV; ++v) bv[v] = load(b + k * kPanelNR + v * kLanes);
-#pragma GCC unroll 16
-    for (int i = 0; i < kPanelMR; ++i) {
-      const VF av = set1(a[k * kPanelMR + i]);
-#pragma GCC unroll 16
-      for (int v = 0; v < kPanelNV; ++v) acc[i][v] = fma(av, bv[v], acc[i][v]);
-    }
-  }
+  clear(acc);
+  mma_outer(acc, kc, a, 1, kPanelMR, b, kPanelNR);
   store_accumulators(acc, c, ldc, rows, cols, accumulate);
 }
 
