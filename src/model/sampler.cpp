@@ -20,17 +20,6 @@ constexpr float kPosInf = std::numeric_limits<float>::infinity();
                               ", got " + std::to_string(got));
 }
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-inline uint64_t rotl(uint64_t x, int k) {
-  return (x << k) | (x >> (64 - k));
-}
-
 // Order-preserving map of a canonical float (no NaN, no -0) to u32: larger float, larger key.
 inline uint32_t order_key(float f) {
   uint32_t u;
@@ -54,23 +43,6 @@ void validate_sampling_params(const SamplingParams& p) {
     bad_param("frequency_penalty", "finite (0 = off)", p.frequency_penalty);
   if (p.penalty_last_n < -1)
     bad_param("penalty_last_n", ">= -1 (-1 = all tokens, 0 = off)", p.penalty_last_n);
-}
-
-void Xoshiro256::seed_with(uint64_t seed) {
-  uint64_t st = seed;
-  for (auto& w : s_) w = splitmix64(st);
-}
-
-uint64_t Xoshiro256::next() {
-  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
 }
 
 Sampler::Sampler(const SamplingParams& params, int vocab_size)

@@ -32,6 +32,8 @@
 // every platform and standard library.
 #pragma once
 
+#include "core/rng.h"
+
 #include <array>
 #include <cstdint>
 #include <deque>
@@ -59,18 +61,6 @@ void validate_sampling_params(const SamplingParams& p);
 struct TokenProb {
   int32_t token;
   double prob;
-};
-
-// xoshiro256** (Blackman & Vigna), seeded by splitmix64: identical streams everywhere.
-class Xoshiro256 {
- public:
-  explicit Xoshiro256(uint64_t seed = 0) { seed_with(seed); }
-  void seed_with(uint64_t seed);
-  uint64_t next();
-  double next_double() { return double(next() >> 11) * 0x1.0p-53; }  // uniform in [0, 1)
-
- private:
-  std::array<uint64_t, 4> s_{};
 };
 
 class Sampler {
