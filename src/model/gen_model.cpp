@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <stdexcept>
 
 #include "core/dtype.h"
@@ -235,9 +234,15 @@ void write_text(const fs::path& path, const std::string& text) {
   if (!out) throw std::runtime_error(path.string() + ": write failed");
 }
 
-const std::regex& shard_name_pattern() {
-  static const std::regex re(R"(model-\d{5}-of-\d{5}\.safetensors)");
-  return re;
+// "model-00001-of-00003.safetensors": the shard names this writer produces.
+bool is_shard_name(const std::string& name) {
+  static constexpr std::string_view kPattern = "model-#####-of-#####.safetensors";
+  if (name.size() != kPattern.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const bool digit = name[i] >= '0' && name[i] <= '9';
+    if (kPattern[i] == '#' ? !digit : name[i] != kPattern[i]) return false;
+  }
+  return true;
 }
 
 const char* const kOwnFiles[] = {"config.json", "generation_config.json", "tokenizer.json",
@@ -259,7 +264,7 @@ void prepare_directory(const fs::path& dir, bool force) {
         dir.string() + ": directory is not empty (pass --force to overwrite the model in it)");
   for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
-    bool own = std::regex_match(name, shard_name_pattern()) ||
+    bool own = is_shard_name(name) ||
                std::find(std::begin(kOwnFiles), std::end(kOwnFiles), name) != std::end(kOwnFiles);
     if (own && e.is_regular_file()) fs::remove(e.path());
   }
