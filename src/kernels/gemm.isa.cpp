@@ -47,7 +47,6 @@ void gemv_block(const float* x, int64_t ldx, const WeightView& w, int64_t n0, fl
     // (2 * RN products): the conversion, not memory, bounds this loop on narrow machines.
     const bool scale_x = WT == DType::fp8_e4m3 &&
                          (w.row0 + n0) / kFp8BlockSize == (w.row0 + n0 + RN - 1) / kFp8BlockSize;
-    constexpr int64_t kAhead = 512;  // bytes: keep each weight row's stream ahead of the loop
     for (; k + 2 * kLanes <= kend; k += 2 * kLanes) {
       VF x0[RM], x1[RM];
 #pragma GCC unroll 16
@@ -57,7 +56,6 @@ void gemv_block(const float* x, int64_t ldx, const WeightView& w, int64_t n0, fl
       }
 #pragma GCC unroll 16
       for (int j = 0; j < RN; ++j) {
-        prefetch(rows[j] + k * int64_t(esize) + kAhead);
         VF w0, w1;
         load_weights_2v<WT>(rows[j], k, &w0, &w1);
         if (WT == DType::fp8_e4m3 && !scale_x) w0 = mul(w0, s[j]), w1 = mul(w1, s[j]);
