@@ -15,9 +15,6 @@
 namespace dsinfer::tokenizer {
 namespace {
 
-constexpr std::string_view kUser = "<｜User｜>";
-constexpr std::string_view kAssistant = "<｜Assistant｜>";
-constexpr std::string_view kEos = "<｜end▁of▁sentence｜>";
 constexpr std::string_view kDsml = "｜DSML｜";
 
 std::invalid_argument message_error(size_t i, const ChatMessage& m, const std::string& problem) {

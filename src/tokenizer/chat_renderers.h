@@ -9,6 +9,11 @@
 
 namespace dsinfer::tokenizer {
 
+// The DeepSeek chat markers every format writes (full-width bars, as in the tokenizer).
+inline constexpr std::string_view kUser = "<｜User｜>";
+inline constexpr std::string_view kAssistant = "<｜Assistant｜>";
+inline constexpr std::string_view kEos = "<｜end▁of▁sentence｜>";
+
 std::string render_deepseek_v3(std::span<const ChatMessage> messages, const ChatOptions& options,
                                std::string_view bos_token);
 std::string render_deepseek_v3_1(std::span<const ChatMessage> messages, const ChatOptions& options,

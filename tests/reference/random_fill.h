@@ -1,19 +1,9 @@
-// Seeded random inputs for the reference-operator tests, so every failure is reproducible.
+// Seeded random inputs for the reference-operator tests, so every failure is reproducible: the
+// project-wide helpers of tests/test_util.h under the name these tests use.
 #pragma once
 
-#include <cstdint>
-#include <random>
-#include <vector>
+#include "test_util.h"
 
 namespace dsinfer::ref::testing {
-
-inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f,
-                                        float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
+using dsinfer::testing::random_floats;
 }  // namespace dsinfer::ref::testing
