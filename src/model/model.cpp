@@ -101,16 +101,18 @@ Model::Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint che
                          options.precision == Precision::f32 ? DType::f32 : DType::bf16,
                          config_.has_indexer, options.indexer_fp8}) {
   inv_freq_ = config_.rope_inv_freq();
-  for (int l = 0; l < weights_.num_layers(); ++l) {
-    const LayerWeights& lw = weights_.layer(l);
-    router_bias_.push_back(lw.moe ? to_f32(lw.moe->e_score_correction_bias) : std::vector<float>{});
-  }
   if (!weights_.mtp().empty()) {
     mtp_cache_ = std::make_unique<KvCache>(
         CacheLayout{1, config_.kv_lora_rank, config_.qk_rope_head_dim,
                     options.precision == Precision::f32 ? DType::f32 : DType::bf16,
                     config_.has_indexer, options.indexer_fp8});
   }
+}
+
+const std::vector<float>& Model::param(const Tensor& t) {
+  auto it = params_.find(t.raw());
+  if (it == params_.end()) it = params_.emplace(t.raw(), to_f32(t)).first;
+  return it->second;
 }
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
@@ -176,14 +178,14 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     if (c.has_q_lora()) {
       qr.resize(size_t(T * c.q_lora_rank));
       linear(x, T, D, w.q_a_proj, qr.data(), c.q_lora_rank);
-      rms_norm(qr.data(), T, c.q_lora_rank, c.q_lora_rank, to_f32(w.q_a_layernorm), eps, qr.data(),
+      rms_norm(qr.data(), T, c.q_lora_rank, c.q_lora_rank, param(w.q_a_layernorm), eps, qr.data(),
                c.q_lora_rank);
       linear(qr.data(), T, c.q_lora_rank, w.q_b_proj, q.data(), H * qk);
     } else {
       linear(x, T, D, w.q_proj, q.data(), H * qk);
     }
     linear(x, T, D, w.kv_a_proj_with_mqa, kv.data(), A);
-    rms_norm(kv.data(), T, C, A, to_f32(w.kv_a_layernorm), eps, kv.data(), A);
+    rms_norm(kv.data(), T, C, A, param(w.kv_a_layernorm), eps, kv.data(), A);
     ref::rope_interleaved(kv.data() + C, T, 1, A, int(rope), b.positions.data(), inv_freq_.data());
     ref::rope_interleaved(q.data() + nope, T, int(H), qk, int(rope), b.positions.data(),
                           inv_freq_.data());
@@ -248,7 +250,7 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     ScopedTime st{&times_.indexer};
     std::vector<float> ki(static_cast<size_t>(T * kIndexerDim));
     linear(x, T, D, iw.wk, ki.data(), kIndexerDim);
-    const std::vector<float> knw = to_f32(iw.k_norm_weight), knb = to_f32(iw.k_norm_bias);
+    const std::vector<float>&knw = param(iw.k_norm_weight), &knb = param(iw.k_norm_bias);
     layer_norm(ki.data(), T, kIndexerDim, knw.data(), knb.data(), 1e-6f, ki.data());
     auto rope_fn = c.indexer_rope_interleave ? ref::rope_interleaved : rope_halves;
     rope_fn(ki.data(), T, 1, kIndexerDim, int(rope), b.positions.data(), inv_freq_.data());
@@ -397,17 +399,7 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
   gemm(GemmInput{DType::f32, x, T, D, D}, view_of(moe.gate, Tensor()), logits.data(), E);
   std::vector<int32_t> ids(static_cast<size_t>(T * k));
   std::vector<float> gw(static_cast<size_t>(T * k));
-  const int layer = int(&lw - &weights_.layer(0));
-  const std::vector<float>& bias = layer >= 0 && layer < int(router_bias_.size())
-                                       ? router_bias_[size_t(layer)]
-                                       : std::vector<float>{};
-  std::vector<float> mtp_bias;
-  const float* bias_ptr = bias.empty() ? nullptr : bias.data();
-  if (!bias_ptr) {
-    mtp_bias = to_f32(moe.e_score_correction_bias);
-    bias_ptr = mtp_bias.data();
-  }
-  ref::moe_route(logits.data(), bias_ptr, T,
+  ref::moe_route(logits.data(), param(moe.e_score_correction_bias).data(), T,
                  ref::MoeRouting{int(E), c.n_group, c.topk_group, int(k), c.norm_topk_prob,
                                  float(c.routed_scaling_factor)},
                  ids.data(), gw.data());
@@ -441,13 +433,13 @@ void Model::decoder_layer(KvCache& cache, int cl, const LayerWeights& w, Batch& 
   std::vector<float> x(static_cast<size_t>(T * D)), y(static_cast<size_t>(T * D));
   {
     ScopedTime st{&times_.other};
-    rms_norm(b.h.data(), T, D, D, to_f32(w.input_layernorm), eps, x.data(), D);
+    rms_norm(b.h.data(), T, D, D, param(w.input_layernorm), eps, x.data(), D);
   }
   attention(cache, cl, w.attn, b, x.data(), y.data());
   for (int64_t i = 0; i < T * D; ++i) b.h[i] += y[i];
   {
     ScopedTime st{&times_.other};
-    rms_norm(b.h.data(), T, D, D, to_f32(w.post_attention_layernorm), eps, x.data(), D);
+    rms_norm(b.h.data(), T, D, D, param(w.post_attention_layernorm), eps, x.data(), D);
   }
   mlp(w, b, x.data(), y.data());
   for (int64_t i = 0; i < T * D; ++i) b.h[i] += y[i];
@@ -491,7 +483,7 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
   ForwardOutput out;
   ScopedTime st{&times_.head};
   out.hidden = Tensor::empty(DType::f32, {b.T, D});
-  rms_norm(b.h.data(), b.T, D, D, to_f32(weights_.norm()), float(c.rms_norm_eps),
+  rms_norm(b.h.data(), b.T, D, D, param(weights_.norm()), float(c.rms_norm_eps),
            out.hidden.data<float>(), D);
   std::vector<int64_t> rows;
   for (size_t e = 0; e < batch.size(); ++e) {
@@ -533,8 +525,8 @@ Tensor Model::mtp_forward(int seq, const float* hidden, const std::vector<int32_
   std::vector<float> e(static_cast<size_t>(n * D)), cat(static_cast<size_t>(n * 2 * D));
   embed(m.embed_tokens, next_tokens, e.data());
   const float eps = float(c.rms_norm_eps);
-  rms_norm(e.data(), n, D, D, to_f32(m.enorm), eps, cat.data(), 2 * D);
-  rms_norm(hidden, n, D, D, to_f32(m.hnorm), eps, cat.data() + D, 2 * D);
+  rms_norm(e.data(), n, D, D, param(m.enorm), eps, cat.data(), 2 * D);
+  rms_norm(hidden, n, D, D, param(m.hnorm), eps, cat.data() + D, 2 * D);
   std::vector<BatchEntry> entries{BatchEntry{mseq, next_tokens, true}};
   Batch b;
   b.entries = &entries;
@@ -548,7 +540,7 @@ Tensor Model::mtp_forward(int seq, const float* hidden, const std::vector<int32_
   linear(cat.data(), n, 2 * D, m.eh_proj, b.h.data(), D);
   decoder_layer(*mtp_cache_, 0, m.layer, b);
   std::vector<float> hn(static_cast<size_t>(n * D));
-  rms_norm(b.h.data(), n, D, D, to_f32(m.shared_head_norm), eps, hn.data(), D);
+  rms_norm(b.h.data(), n, D, D, param(m.shared_head_norm), eps, hn.data(), D);
   Tensor logits = Tensor::empty(DType::f32, {n, c.vocab_size});
   linear(hn.data(), n, D, m.shared_head_head, logits.data<float>(), c.vocab_size);
   return logits;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/tensor.h"
@@ -100,9 +101,12 @@ class Model {
   CheckpointWeights weights_;
   KvCache cache_;
   std::vector<float> inv_freq_;
-  std::vector<std::vector<float>> router_bias_;  // per layer, f32 (empty for dense layers)
-  std::unique_ptr<KvCache> mtp_cache_;           // the MTP module's own cache (one layer)
-  std::vector<int> mtp_seq_;                     // MTP cache sequence of each main sequence
+  // f32 copies of the small parameter tensors (norm weights, biases), made once on first use
+  // and keyed by the tensor's data, so hot paths never convert them again.
+  const std::vector<float>& param(const Tensor& t);
+  std::unordered_map<const void*, std::vector<float>> params_;
+  std::unique_ptr<KvCache> mtp_cache_;  // the MTP module's own cache (one layer)
+  std::vector<int> mtp_seq_;            // MTP cache sequence of each main sequence
   OpTimes times_;
 };
 
