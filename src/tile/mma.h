@@ -47,17 +47,7 @@ inline void mma_ab_block(Tile<M, N>& c, const Tile<M, K>& a, const Tile<K, N>& b
   for (int i = 0; i < RM; ++i)
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[i][v] = c.vec(i0 + i, j0 + v);
-  for (int k = 0; k < a.cols; ++k) {
-    VF bv[NV];
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) bv[v] = b.vec(k, j0 + v);
-#pragma GCC unroll 16
-    for (int i = 0; i < RM; ++i) {
-      const VF av = set1(a.v[i0 + i][k]);
-#pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) acc[i][v] = fma(av, bv[v], acc[i][v]);
-    }
-  }
+  mma_outer(acc, a.cols, &a.v[i0][0], K, 1, &b.v[0][j0 * kLanes], N);
 #pragma GCC unroll 16
   for (int i = 0; i < RM; ++i)
 #pragma GCC unroll 16
