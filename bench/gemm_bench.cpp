@@ -1,4 +1,5 @@
 // `dsinfer bench gemm`: linear-layer shapes of the model, against the probe and OpenBLAS.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -156,10 +157,22 @@ void run_shape(const Shape& s, int threads, const Options& opts, Report& report)
   report.add(std::move(r), threads);
 }
 
-SuiteRegistrar gemm_suite("gemm", "GEMM/GEMV for linear layers",
+SuiteRegistrar gemm_suite("gemm",
+                          "GEMM/GEMV for linear layers (--sweep: the model's decode GEMV shapes)",
                           [](const Options& opts, Report& report) {
                             std::vector<Shape> shapes;
-                            if (opts.quick) {
+                            if (std::find(opts.args.begin(), opts.args.end(), "--sweep") !=
+                                opts.args.end()) {
+                              // The decode GEMVs of DeepSeek-V3.2 attention (the mini preset has
+                              // these shapes): wq_b, wo, indexer wq_b, wq_a. Short rows (1.5 KB
+                              // of fp8) are harder to stream than the 4K squares.
+                              for (int64_t m : {1, 8})
+                                for (auto [n, k] : {std::pair<int64_t, int64_t>{24576, 1536},
+                                                    {1024, 16384},
+                                                    {8192, 1536},
+                                                    {1536, 1024}})
+                                  shapes.push_back({m, n, k, DType::bf16, DType::fp8_e4m3});
+                            } else if (opts.quick) {
                               shapes = {{256, 256, 256, DType::bf16, DType::bf16},
                                         {1, 512, 512, DType::bf16, DType::fp8_e4m3}};
                             } else {

@@ -2,25 +2,6 @@
 
 namespace dsinfer {
 
-size_t dtype_size(DType t) {
-  switch (t) {
-    case DType::f32:
-    case DType::i32:
-      return 4;
-    case DType::bf16:
-    case DType::f16:
-      return 2;
-    case DType::fp8_e4m3:
-    case DType::ue8m0:
-    case DType::i8:
-    case DType::u8:
-      return 1;
-    case DType::i64:
-      return 8;
-  }
-  return 0;
-}
-
 std::string_view dtype_name(DType t) {
   switch (t) {
     case DType::f32:

@@ -11,7 +11,24 @@ namespace dsinfer {
 
 enum class DType : uint8_t { f32, bf16, f16, fp8_e4m3, ue8m0, i8, i32, i64, u8 };
 
-size_t dtype_size(DType t);
+constexpr size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::f32:
+    case DType::i32:
+      return 4;
+    case DType::bf16:
+    case DType::f16:
+      return 2;
+    case DType::fp8_e4m3:
+    case DType::ue8m0:
+    case DType::i8:
+    case DType::u8:
+      return 1;
+    case DType::i64:
+      return 8;
+  }
+  return 0;
+}
 std::string_view dtype_name(DType t);
 // Parses safetensors names ("F32", "BF16", "F8_E4M3", ...); returns false when unknown.
 bool dtype_from_safetensors(std::string_view name, DType* out);

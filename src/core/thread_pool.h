@@ -39,6 +39,8 @@ class ThreadPool {
   // Runs fn(worker) exactly once on each of the size() workers, concurrently. Nested inside a
   // task, it runs fn once, serially, as the calling worker.
   void run_on_all(const std::function<void(int worker)>& fn);
+  // True on a thread running one of this pool's tasks (where parallel_for runs serially).
+  bool inside_task() const { return nested_worker() >= 0; }
 
  private:
   void worker_loop(int worker);

@@ -1,6 +1,9 @@
 // GEMM / GEMV kernels written in the tile layer (compiled once per ISA).
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <vector>
 
@@ -15,155 +18,8 @@ using namespace tile;
 
 namespace {
 
-// ---- GEMV: rows of x against RN weight rows at a time, K streamed once ----------------------
-// acc[i][j] holds kLanes partial sums of x[i] . W[n0 + j]; FP8 block scales multiply the
-// converted weights (one scale per row per 128 columns), shared by all RM rows of x.
-template <DType WT, int RM, int RN>
-void gemv_block(const float* x, int64_t ldx, const WeightView& w, int64_t n0, float* y,
-                int64_t ldy) {
-  const int64_t K = w.cols;
-  const size_t esize = dtype_size(WT);
-  const char* rows[RN];
-#pragma GCC unroll 16
-  for (int j = 0; j < RN; ++j) rows[j] = static_cast<const char*>(w.data) + (n0 + j) * w.ld * esize;
-  VF acc[RM][RN];
-#pragma GCC unroll 16
-  for (int i = 0; i < RM; ++i)
-#pragma GCC unroll 16
-    for (int j = 0; j < RN; ++j) acc[i][j] = zero();
-
-  // K in segments that never cross a block-scale column boundary (the view may start mid-block).
-  for (int64_t kb = 0; kb < K;) {
-    const int64_t kend = std::min(K, kb + (kFp8BlockSize - (w.col0 + kb) % kFp8BlockSize));
-    VF s[RN], s_exact[RN];
-#pragma GCC unroll 16
-    for (int j = 0; j < RN; ++j) {
-      const float sc = WT == DType::fp8_e4m3 ? w.scale_at(n0 + j, kb) : 1.0f;
-      s[j] = set1(WT == DType::fp8_e4m3 ? sc * kFp8StreamScale : sc);
-      s_exact[j] = set1(sc);
-    }
-    int64_t k = kb;
-    // FP8: when all RN rows share a block scale, scale x (RM products) instead of the weights
-    // (2 * RN products): the conversion, not memory, bounds this loop on narrow machines.
-    const bool scale_x = WT == DType::fp8_e4m3 &&
-                         (w.row0 + n0) / kFp8BlockSize == (w.row0 + n0 + RN - 1) / kFp8BlockSize;
-    for (; k + 2 * kLanes <= kend; k += 2 * kLanes) {
-      VF x0[RM], x1[RM];
-#pragma GCC unroll 16
-      for (int i = 0; i < RM; ++i) {
-        x0[i] = load(x + i * ldx + k), x1[i] = load(x + i * ldx + k + kLanes);
-        if (scale_x) x0[i] = mul(x0[i], s[0]), x1[i] = mul(x1[i], s[0]);
-      }
-#pragma GCC unroll 16
-      for (int j = 0; j < RN; ++j) {
-        VF w0, w1;
-        load_weights_2v<WT>(rows[j], k, &w0, &w1);
-        if (WT == DType::fp8_e4m3 && !scale_x) w0 = mul(w0, s[j]), w1 = mul(w1, s[j]);
-#pragma GCC unroll 16
-        for (int i = 0; i < RM; ++i) {
-          acc[i][j] = fma(x0[i], w0, acc[i][j]);
-          acc[i][j] = fma(x1[i], w1, acc[i][j]);
-        }
-      }
-    }
-    for (; k < kend; k += kLanes) {  // tail: exact conversion, partial vectors
-      const int n = int(std::min<int64_t>(kLanes, kend - k));
-#pragma GCC unroll 16
-      for (int j = 0; j < RN; ++j) {
-        VF wv = load_weights_n<WT>(rows[j], k, n);
-        if constexpr (WT == DType::fp8_e4m3) wv = mul(wv, s_exact[j]);
-#pragma GCC unroll 16
-        for (int i = 0; i < RM; ++i) acc[i][j] = fma(load_n(x + i * ldx + k, n), wv, acc[i][j]);
-      }
-    }
-    kb = kend;
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < RM; ++i)
-#pragma GCC unroll 16
-    for (int j = 0; j < RN; ++j) y[i * ldy + n0 + j] = reduce_add(acc[i][j]);
-}
-
-template <DType WT, int RM>
-void gemv_rows(const float* x, int64_t ldx, const WeightView& w, int64_t n_begin, int64_t n_end,
-               float* y, int64_t ldy) {
-  constexpr int RN = RM >= 3 ? 2 : RM == 2 ? 4 : 8;
-  int64_t n = n_begin;
-  for (; n + RN <= n_end; n += RN) gemv_block<WT, RM, RN>(x, ldx, w, n, y, ldy);
-  for (; n < n_end; ++n) gemv_block<WT, RM, 1>(x, ldx, w, n, y, ldy);
-}
-
-template <DType WT>
-void gemv(const float* x, int64_t M, int64_t ldx, const WeightView& w, float* y, int64_t ldy) {
-  // Work unit: 32 weight rows, all x rows (the 32 rows stay in L1/L2 across x's row groups).
-  const int64_t grain = 32;
-  parallel_for(w.rows, grain, [&](int64_t n0, int64_t n1, int) {
-    for (int64_t m = 0; m < M;) {
-      const int64_t left = M - m;
-      const float* xm = x + m * ldx;
-      float* ym = y + m * ldy;
-      if (left >= 4)
-        gemv_rows<WT, 4>(xm, ldx, w, n0, n1, ym, ldy), m += 4;
-      else if (left == 3)
-        gemv_rows<WT, 3>(xm, ldx, w, n0, n1, ym, ldy), m += 3;
-      else if (left == 2)
-        gemv_rows<WT, 2>(xm, ldx, w, n0, n1, ym, ldy), m += 2;
-      else
-        gemv_rows<WT, 1>(xm, ldx, w, n0, n1, ym, ldy), m += 1;
-    }
-  });
-}
-
-// ---- GEMV for [K, N] storage: y[m, :] += x[m, k] * W[k, :], rows of W streamed once -----------
-// Work unit: a chunk of 2 * kLanes output columns (inside one 128-column scale block) for all K;
-// the RM x 2 accumulators stay in registers.
-template <DType WT, int RM>
-void gemv_kn_chunk(const float* x, int64_t ldx, const WeightView& w, int64_t n0, float* y,
-                   int64_t ldy) {
-  const size_t esize = dtype_size(WT);
-  VF acc[RM][2];
-#pragma GCC unroll 16
-  for (int i = 0; i < RM; ++i) acc[i][0] = zero(), acc[i][1] = zero();
-  const char* base = static_cast<const char*>(w.data) + n0 * esize;
-  float sc = 1.0f;
-  for (int64_t k = 0; k < w.cols; ++k) {
-    if constexpr (WT == DType::fp8_e4m3)
-      if ((w.row0 + k) % kFp8BlockSize == 0 || k == 0) sc = w.scale_at(k, n0) * kFp8StreamScale;
-    VF w0, w1;
-    load_weights_2v<WT>(base + k * w.ld * esize, 0, &w0, &w1);
-#pragma GCC unroll 16
-    for (int i = 0; i < RM; ++i) {
-      const VF xk = set1(WT == DType::fp8_e4m3 ? x[i * ldx + k] * sc : x[i * ldx + k]);
-      acc[i][0] = fma(xk, w0, acc[i][0]);
-      acc[i][1] = fma(xk, w1, acc[i][1]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < RM; ++i) {
-    store(y + i * ldy + n0, acc[i][0]);
-    store(y + i * ldy + n0 + kLanes, acc[i][1]);
-  }
-}
-
-template <DType WT>
-void gemv_kn(const float* x, int64_t M, int64_t ldx, const WeightView& w, float* y, int64_t ldy) {
-  const int64_t chunks = w.rows / (2 * kLanes);
-  parallel_for(chunks, 4, [&](int64_t c0, int64_t c1, int) {
-    for (int64_t c = c0; c < c1; ++c)
-      for (int64_t m = 0; m < M;) {
-        const int64_t left = M - m, n0 = c * 2 * kLanes;
-        if (left >= 4)
-          gemv_kn_chunk<WT, 4>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 4;
-        else if (left >= 2)
-          gemv_kn_chunk<WT, 2>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 2;
-        else
-          gemv_kn_chunk<WT, 1>(x + m * ldx, ldx, w, n0, y + m * ldy, ldy), m += 1;
-      }
-  });
-}
-
-// ---- GEMM: packed panels and the register micro-kernel ---------------------------------------
-// Per-thread scratch that only grows (slot 0: packed A, 1: packed B): decode calls this many
+// Per-thread scratch that only grows (slot 0: packed A, 1: packed B, 2: GEMV x,
+// 3: GEMV partial sums): decode calls this many
 // times per token, and allocating (and zero-filling) panels each time cost more than the math.
 template <class T>
 T* scratch(int slot, size_t elems) {
@@ -172,7 +28,7 @@ T* scratch(int slot, size_t elems) {
     size_t n = 0;
     ~Buf() { std::free(p); }
   };
-  thread_local Buf bufs[2];
+  thread_local Buf bufs[4];
   Buf& b = bufs[slot];
   if (b.n < elems) {
     std::free(b.p);
@@ -182,6 +38,290 @@ T* scratch(int slot, size_t elems) {
   }
   return b.p;
 }
+// ---- GEMV (M <= kGemvMaxRows): y[m, n] = x[m, :] . W[n, :] ---------------------------------
+// Weight rows are streamed one at a time in storage order: a single sequential stream, which the
+// hardware prefetcher follows, plus a software prefetch kPrefetchBytes ahead. (Streaming 8 rows at
+// once to share x's loads measured 2x slower on the model's 1.5 KB fp8 rows: 8 short streams.)
+// All M rows of x ride along, so every weight is converted once per call.
+// x is first copied, as f32 padded with zeros to whole steps, into a per-thread buffer xs. For FP8
+// that copy also carries the weights' block scale and 2^120 (see load_fp8_raw), redone per block
+// of 128 weight rows, so the inner loop is convert + FMA. With M >= 3, K is cut into chunks whose
+// x rows stay in L1 (all rows of a task per chunk), partial sums kept in a per-thread buffer.
+constexpr int kStep = 4 * kLanes;           // weights per row per inner step
+constexpr int64_t kPrefetchBytes = 2048;    // software prefetch distance in the weight stream
+constexpr int64_t kXChunkBytes = 16 << 10;  // x's rows of one K chunk (M >= 3)
+constexpr int64_t kGemvGrain = 32;          // weight rows per task
+
+// Independent accumulators per x row: enough FMA chains in flight to hide the FMA latency.
+template <int RM>
+constexpr int kAccs = RM <= 2   ? 4
+                      : RM <= 4 ? 2
+                                : 1;
+
+// Where the software prefetch points while one row segment is read: it walks from `pf` to the end
+// of its segment `end`, then continues at `next` (0: stop). Addresses only, never dereferenced.
+struct PrefetchRun {
+  uintptr_t pf = 0, end = UINTPTR_MAX, next = 0;
+  void advance(int64_t bytes) {
+    pf += uintptr_t(bytes);
+    if (pf >= end) pf = next ? next + (pf - end) : 0, end = UINTPTR_MAX;
+  }
+};
+
+// out[i] = xs[i, 0 : len) . row[0 : len), len a multiple of kStep.
+template <DType WT, int RM>
+void dot_row(const float* xs, int64_t ldxs, const char* row, int64_t len, PrefetchRun pr,
+             float* out) {
+  constexpr int A = kAccs<RM>;
+  constexpr int64_t step_bytes = kStep * int64_t(dtype_size(WT));
+  VF acc[RM][A];
+#pragma GCC unroll 8
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 4
+    for (int a = 0; a < A; ++a) acc[i][a] = zero();
+  for (int64_t k = 0; k < len; k += kStep) {
+    if (pr.pf) {
+#pragma GCC unroll 4
+      for (int64_t b = 0; b < step_bytes; b += 64)
+        prefetch(reinterpret_cast<const void*>(pr.pf + b));
+      pr.advance(step_bytes);
+    }
+    VF wv[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) wv[v] = load_weights_raw<WT>(row, k + v * kLanes);
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v)
+#pragma GCC unroll 8
+      for (int i = 0; i < RM; ++i)
+        acc[i][v % A] = fma(load(xs + i * ldxs + k + v * kLanes), wv[v], acc[i][v % A]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < RM; ++i) {
+    VF s = acc[i][0];
+#pragma GCC unroll 4
+    for (int a = 1; a < A; ++a) s = add(s, acc[i][a]);
+    out[i] = reduce_add(s);
+  }
+}
+
+// The whole-row dot products of all M rows of x: groups of up to 8 rows share each weight load.
+template <DType WT>
+void dot_row_all(const float* xs, int64_t ldxs, int64_t M, const char* row, int64_t len,
+                 const PrefetchRun& pr, float* out) {
+  for (int64_t m = 0; m < M;) {
+    const int64_t left = M - m;
+    const float* xm = xs + m * ldxs;
+    // Only the first group prefetches: the others re-read the row from L1.
+    const PrefetchRun p = m == 0 ? pr : PrefetchRun{};
+    if (left >= 8)
+      dot_row<WT, 8>(xm, ldxs, row, len, p, out + m), m += 8;
+    else if (left >= 4)
+      dot_row<WT, 4>(xm, ldxs, row, len, p, out + m), m += 4;
+    else if (left >= 2)
+      dot_row<WT, 2>(xm, ldxs, row, len, p, out + m), m += 2;
+    else
+      dot_row<WT, 1>(xm, ldxs, row, len, p, out + m), m += 1;
+  }
+}
+
+// Per-thread copy of x for one call (and, for FP8, one block of 128 weight rows).
+struct GemvX {
+  uint64_t call = 0;
+  int64_t block = -1;
+  float post = 1.0f;  // y = dot * post (FP8: undoes the headroom taken from 2^120)
+};
+
+// Fills xs [M, ldxs] from x; for FP8 scaled by the block scales of weight row n and 2^120. When
+// x * scale is large, 2^120 would overflow: the factor is cut to 2^(120 - d) and post = 2^d.
+template <DType WT>
+void fill_x(const GemmInput& x, const WeightView& w, int64_t n, float* xs, int64_t ldxs,
+            float* post) {
+  const int64_t M = x.rows, K = x.cols;
+  for (int64_t m = 0; m < M; ++m) {
+    float* dst = xs + m * ldxs;
+    if (x.dtype == DType::bf16) {
+      const bf16* src = static_cast<const bf16*>(x.data) + m * x.ld;
+      for (int64_t k = 0; k < K; ++k) dst[k] = bf16_to_f32(src[k]);
+    } else {
+      std::copy_n(static_cast<const float*>(x.data) + m * x.ld, K, dst);
+    }
+    std::fill(dst + K, dst + ldxs, 0.0f);
+  }
+  *post = 1.0f;
+  if constexpr (WT == DType::fp8_e4m3) {
+    // Segments of K inside one scale block (the view may start mid-block).
+    float amax = 0;
+    for (int64_t kb = 0; kb < K;) {
+      const int64_t kend = std::min(K, kb + (kFp8BlockSize - (w.col0 + kb) % kFp8BlockSize));
+      const float sc = std::fabs(w.scale_at(n, kb));
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = kb; k < kend; ++k) amax = std::max(amax, sc * std::fabs(xs[m * ldxs + k]));
+      kb = kend;
+    }
+    // Largest |x * scale| times 2^(120 - d) stays below 2^126 (products with the weights, at most
+    // 448 * 2^-120, and their sums stay finite).
+    const int e = std::isfinite(amax) && amax > 0 ? std::ilogb(amax) : 0;
+    const int d = std::max(0, e - 5);
+    *post = std::ldexp(1.0f, d);
+    const float raw = std::ldexp(kFp8RawScale, -d);
+    for (int64_t kb = 0; kb < K;) {
+      const int64_t kend = std::min(K, kb + (kFp8BlockSize - (w.col0 + kb) % kFp8BlockSize));
+      const float f = w.scale_at(n, kb) * raw;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = kb; k < kend; ++k) xs[m * ldxs + k] *= f;
+      kb = kend;
+    }
+  }
+}
+
+template <DType WT>
+void gemv(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
+  constexpr int64_t esize = int64_t(dtype_size(WT));
+  const int64_t M = x.rows, K = w.cols;
+  const int64_t ldxs = (K + kStep - 1) / kStep * kStep;
+  const int64_t row_bytes = w.ld * esize;
+  // K chunk: all of K for M <= 2 (x is read from L2 at a rate DRAM cannot outrun); otherwise
+  // M rows x kc f32 of x stay in L1.
+  const int64_t kc =
+      M <= 2 ? ldxs : std::max<int64_t>(kStep, kXChunkBytes / (4 * M) / kStep * kStep);
+  static std::atomic<uint64_t> calls{0};
+  const uint64_t call = ++calls;
+
+  parallel_for(w.rows, kGemvGrain, [&](int64_t n0, int64_t n1, int) {
+    thread_local GemvX state;
+    float* xs = scratch<float>(2, size_t(M * ldxs));
+    if (state.call != call) state = GemvX{call, -1, 1.0f};
+    auto prepare = [&](int64_t n) {  // xs ready for weight row n
+      const int64_t block = WT == DType::fp8_e4m3 ? (w.row0 + n) / kFp8BlockSize : 0;
+      if (state.block != block) fill_x<WT>(x, w, n, xs, ldxs, &state.post), state.block = block;
+    };
+    const char* base = static_cast<const char*>(w.data);
+    const int64_t rows = n1 - n0;
+    float* part = scratch<float>(3, size_t(rows * M));
+    alignas(64) char tail[kStep * 4] = {};
+    for (int64_t c0 = 0; c0 < K; c0 += kc) {
+      const int64_t len = std::min(kc, K - c0);
+      const int64_t body = len / kStep * kStep, seg_bytes = len * esize;
+      const int64_t ahead_segs = kPrefetchBytes / seg_bytes, ahead_off = kPrefetchBytes % seg_bytes;
+      int64_t c_next = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t n = n0 + r;
+        prepare(n);
+        const char* row = base + n * row_bytes + c0 * esize;
+        // Prefetch kPrefetchBytes ahead in visit order: segment j is row j of this chunk, then
+        // row j - rows of the next chunk (no divisions here: this runs once per row segment).
+        auto segment = [&](int64_t j) -> uintptr_t {
+          if (j >= rows)
+            j -= rows, c_next = c0 + kc;
+          else
+            c_next = c0;
+          if (j >= rows || c_next >= K) return 0;
+          return reinterpret_cast<uintptr_t>(base + (n0 + j) * row_bytes + c_next * esize);
+        };
+        PrefetchRun pr;
+        if (const uintptr_t at = segment(r + ahead_segs))
+          pr = {at + uintptr_t(ahead_off), at + uintptr_t(seg_bytes), segment(r + ahead_segs + 1)};
+        float out[kGemvMaxRows], out_tail[kGemvMaxRows];
+        dot_row_all<WT>(xs + c0, ldxs, M, row, body, pr, out);
+        if (body < len) {  // the row's last < kStep weights, from a zero-padded copy
+          std::memcpy(tail, row + body * esize, size_t((len - body) * esize));
+          std::memset(tail + (len - body) * esize, 0, size_t((kStep - (len - body)) * esize));
+          dot_row_all<WT>(xs + c0 + body, ldxs, M, tail, kStep, PrefetchRun{}, out_tail);
+          for (int64_t m = 0; m < M; ++m) out[m] += out_tail[m];
+        }
+        float* pr_out = part + r * M;
+        if (c0 + kc >= K) {
+          for (int64_t m = 0; m < M; ++m)
+            y[m * ldy + n] = ((c0 > 0 ? pr_out[m] : 0.0f) + out[m]) * state.post;
+        } else {
+          for (int64_t m = 0; m < M; ++m) pr_out[m] = (c0 > 0 ? pr_out[m] : 0.0f) + out[m];
+        }
+      }
+    }
+  });
+}
+
+// ---- GEMV for [K, N] storage: y[m, :] += x[m, k] * W[k, :] --------------------------------
+// Storage rows (one per k) are streamed in order, kKnRows at a time, each converted once and
+// multiplied into all M rows of y, which stay in L1. A task is a range of columns (all of N when
+// the call is already inside a parallel task, e.g. one head of MLA's absorbed W_UK).
+constexpr int kKnRows = 4;
+
+template <DType WT>
+void gemv_kn(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
+  constexpr int64_t esize = int64_t(dtype_size(WT));
+  const int64_t M = x.rows, K = w.cols, N = w.rows;
+  const char* base = static_cast<const char*>(w.data);
+  auto scale = [&](int64_t k, int64_t n) {
+    return WT == DType::fp8_e4m3 ? w.scale_at(k, n) : 1.0f;
+  };
+  // x as f32; for FP8, 2^120 (times 2^-d, see fill_x) is folded into the broadcast x values.
+  std::vector<float> xf(size_t(M * K));
+  float amax = 0;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) {
+      xf[m * K + k] = x.dtype == DType::bf16
+                          ? bf16_to_f32(static_cast<const bf16*>(x.data)[m * x.ld + k])
+                          : static_cast<const float*>(x.data)[m * x.ld + k];
+      amax = std::max(amax, std::fabs(xf[m * K + k]));
+    }
+  float raw = 1.0f, post = 1.0f;
+  if constexpr (WT == DType::fp8_e4m3) {
+    float smax = 0;
+    for (int64_t k = 0; k < K; k += kFp8BlockSize - (w.row0 + k) % kFp8BlockSize)
+      for (int64_t n = 0; n < N; n += kFp8BlockSize - (w.col0 + n) % kFp8BlockSize)
+        smax = std::max(smax, std::fabs(scale(k, n)));
+    const float m = amax * smax;
+    const int d = std::max(0, std::isfinite(m) && m > 0 ? std::ilogb(m) - 5 : 0);
+    raw = std::ldexp(kFp8RawScale, -d), post = std::ldexp(1.0f, d);
+  }
+  const int64_t cw = thread_pool().inside_task()
+                         ? N
+                         : std::clamp<int64_t>(
+                               (N / (4 * num_threads()) + kLanes - 1) / kLanes * kLanes, 128, 1024);
+  parallel_for((N + cw - 1) / cw, 1, [&](int64_t t0, int64_t t1, int) {
+    float* acc = scratch<float>(3, size_t(M * cw));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n0 = t * cw, nn = std::min(cw, N - n0);
+      std::fill(acc, acc + M * nn, 0.0f);
+      for (int64_t k = 0; k < K; k += kKnRows) {
+        const int rk = int(std::min<int64_t>(kKnRows, K - k));
+        const char* rows[kKnRows];
+        for (int r = 0; r < kKnRows; ++r)
+          rows[r] = base + (k + std::min(r, rk - 1)) * w.ld * esize + n0 * esize;
+        // Column segments inside one scale block: the broadcast x values carry that block's scale.
+        for (int64_t c = 0; c < nn;) {
+          const int64_t cend =
+              std::min(nn, c + (kFp8BlockSize - (w.col0 + n0 + c) % kFp8BlockSize));
+          // The next group of rows, segment by segment: one group (~kKnRows rows) ahead.
+          for (int r = 0; r < kKnRows; ++r)
+            for (int64_t b = c * esize; b < cend * esize; b += 64)
+              prefetch(rows[r] + kKnRows * w.ld * esize + b);
+          alignas(64) float bx[kGemvMaxRows][kKnRows];
+          for (int64_t m = 0; m < M; ++m)
+            for (int r = 0; r < kKnRows; ++r)
+              bx[m][r] = r < rk ? xf[m * K + k + r] * scale(k + r, n0 + c) * raw : 0.0f;
+          for (int64_t j = c; j < cend; j += kLanes) {
+            VF wv[kKnRows];
+#pragma GCC unroll 4
+            for (int r = 0; r < kKnRows; ++r) wv[r] = load_weights_raw<WT>(rows[r], j);
+            for (int64_t m = 0; m < M; ++m) {
+              VF a = load(acc + m * nn + j);
+#pragma GCC unroll 4
+              for (int r = 0; r < kKnRows; ++r) a = fma(set1(bx[m][r]), wv[r], a);
+              store(acc + m * nn + j, a);
+            }
+          }
+          c = cend;
+        }
+      }
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t j = 0; j < nn; ++j) y[m * ldy + n0 + j] = acc[m * nn + j] * post;
+    }
+  });
+}
+
+// ---- GEMM: packed panels and the register micro-kernel ---------------------------------------
 constexpr int kKc = 512;  // K block
 // A strips per L2-resident group: about 96 rows x kc (~100 KB of f32).
 constexpr int64_t kStripsPerMc = (48 + kPanelMR - 1) / kPanelMR;
@@ -264,44 +404,21 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
 }  // namespace
 
 void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
-  // [K, N] storage: a streaming GEMV when whole chunks of columns tile N and no chunk straddles
-  // a scale block (N a multiple of 2 * kLanes, the view starting on a chunk boundary).
+  // [K, N] storage: a streaming GEMV when whole vectors of columns tile N and no vector straddles
+  // a scale block (N a multiple of kLanes, the view starting on a vector boundary).
   const bool kn_gemv =
-      w.kn && x.rows <= kGemvMaxRows && w.rows % (2 * kLanes) == 0 && w.col0 % (2 * kLanes) == 0;
+      w.kn && x.rows <= kGemvMaxRows && w.rows % kLanes == 0 && w.col0 % kLanes == 0;
   if (x.rows <= kGemvMaxRows && (!w.kn || kn_gemv)) {
-    // x is tiny here: widen it to f32 once so the inner loop only converts weights.
-    std::vector<float> xf;
-    const float* xp = static_cast<const float*>(x.data);
-    int64_t ldx = x.ld;
-    if (x.dtype == DType::bf16) {
-      xf.resize(x.rows * x.cols);
-      for (int64_t m = 0; m < x.rows; ++m) {
-        const bf16* src = static_cast<const bf16*>(x.data) + m * x.ld;
-        for (int64_t k = 0; k < x.cols; ++k) xf[m * x.cols + k] = bf16_to_f32(src[k]);
-      }
-      xp = xf.data(), ldx = x.cols;
-    }
-    if (kn_gemv) {
-      switch (w.dtype) {
-        case DType::f32:
-          return gemv_kn<DType::f32>(xp, x.rows, ldx, w, y, ldy);
-        case DType::bf16:
-          return gemv_kn<DType::bf16>(xp, x.rows, ldx, w, y, ldy);
-        case DType::f16:
-          return gemv_kn<DType::f16>(xp, x.rows, ldx, w, y, ldy);
-        default:
-          return gemv_kn<DType::fp8_e4m3>(xp, x.rows, ldx, w, y, ldy);
-      }
-    }
     switch (w.dtype) {
       case DType::f32:
-        return gemv<DType::f32>(xp, x.rows, ldx, w, y, ldy);
+        return kn_gemv ? gemv_kn<DType::f32>(x, w, y, ldy) : gemv<DType::f32>(x, w, y, ldy);
       case DType::bf16:
-        return gemv<DType::bf16>(xp, x.rows, ldx, w, y, ldy);
+        return kn_gemv ? gemv_kn<DType::bf16>(x, w, y, ldy) : gemv<DType::bf16>(x, w, y, ldy);
       case DType::f16:
-        return gemv<DType::f16>(xp, x.rows, ldx, w, y, ldy);
+        return kn_gemv ? gemv_kn<DType::f16>(x, w, y, ldy) : gemv<DType::f16>(x, w, y, ldy);
       default:
-        return gemv<DType::fp8_e4m3>(xp, x.rows, ldx, w, y, ldy);
+        return kn_gemv ? gemv_kn<DType::fp8_e4m3>(x, w, y, ldy)
+                       : gemv<DType::fp8_e4m3>(x, w, y, ldy);
     }
   }
   // bf16 pair panels only where no precision is lost beyond bf16 activations: bf16 weights, and

@@ -172,21 +172,14 @@ inline VF load_fp8_n(const uint8_t* p, int n) {
   for (int i = 0; i < n; ++i) tmp[i] = p[i];
   return load_fp8(tmp);
 }
-// Fast fp8 -> f32 for weights: 2*kLanes codes to two vectors (values of codes 0..7, 8..15), each
-// value 2^-8 times the true one (the caller folds 2^8 into the block scale). NaN codes are not
-// special: checkpoints hold no NaN weights. Goes through f16, whose layout e4m3 maps onto by a
-// shift.
-inline void load_fp8_2v_scaled(const uint8_t* p, VF* lo, VF* hi) {
-  // byte << 8 = s eeee mmm 0000 0000; an arithmetic shift right by one copies s into bit 14,
-  // which the mask clears: s 0 eeee mmm 0000000 is the f16 of 2^-8 times the e4m3 value.
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i mask = _mm_set1_epi16(short(0xbf80));
-  const __m128i w0 =
-      _mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1), mask);
-  const __m128i w1 =
-      _mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1), mask);
-  lo->v = _mm256_cvtph_ps(w0);
-  hi->v = _mm256_cvtph_ps(w1);
+// Fast fp8 -> f32 for streamed weights: kLanes codes, each as 2^-120 times its value (the caller
+// folds 2^120 into what it multiplies by). The code's exponent and mantissa bits land in f32's
+// (sign-extend, shift left 20, keep sign + 7 bits): exact for every code including subnormals,
+// which become f32 denormals. NaN codes are not special: checkpoints hold no NaN weights.
+inline VF load_fp8_raw(const uint8_t* p) {
+  const __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return {_mm256_castsi256_ps(
+      _mm256_and_si256(_mm256_slli_epi32(x, 20), _mm256_set1_epi32(int(0x87f00000u))))};
 }
 
 // ---- bf16 pair dot products (emulated: widen to f32, two FMAs) ---------------------------------

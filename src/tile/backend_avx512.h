@@ -144,14 +144,11 @@ inline VF load_fp8(const uint8_t* p) {
 inline VF load_fp8_n(const uint8_t* p, int n) {
   return fp8_bits_to_f32(_mm_maskz_loadu_epi8(lane_mask(n), p));
 }
-// 2*kLanes fp8 codes -> two vectors, 2^-8 times the true values (see backend_avx2.h).
-inline void load_fp8_2v_scaled(const uint8_t* p, VF* lo, VF* hi) {
-  // As in backend_avx2.h: (byte << 8) >> 1 (arithmetic), sign copy masked off, read as f16.
-  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  __m512i w = _mm512_slli_epi16(_mm512_cvtepu8_epi16(b), 8);
-  w = _mm512_and_si512(_mm512_srai_epi16(w, 1), _mm512_set1_epi16(short(0xbf80)));
-  lo->v = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
-  hi->v = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
+// kLanes fp8 codes as 2^-120 times their values (see backend_avx2.h).
+inline VF load_fp8_raw(const uint8_t* p) {
+  const __m512i x = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return {_mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_slli_epi32(x, 20), _mm512_set1_epi32(int(0x87f00000u))))};
 }
 
 // ---- bf16 pair dot products -------------------------------------------------------------------

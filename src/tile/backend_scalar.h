@@ -112,11 +112,15 @@ inline VF load_fp8(const uint8_t* p) {
 inline VF load_fp8_n(const uint8_t* p, int n) {
   DSINFER_LANEWISE(i < n ? fp8_e4m3_to_f32(fp8_e4m3{p[i]}) : 0.0f);
 }
-inline void load_fp8_2v_scaled(const uint8_t* p, VF* lo, VF* hi) {
+// kLanes fp8 codes as 2^-120 times their values: the code's exponent and mantissa bits placed
+// in f32's (see backend_avx2.h). Exact, subnormal codes included; NaN codes are not special.
+inline VF load_fp8_raw(const uint8_t* p) {
+  VF r;
   for (int i = 0; i < kLanes; ++i) {
-    lo->v[i] = fp8_e4m3_to_f32(fp8_e4m3{p[i]}) * (1.0f / 256);
-    hi->v[i] = fp8_e4m3_to_f32(fp8_e4m3{p[kLanes + i]}) * (1.0f / 256);
+    const uint32_t bits = (uint32_t(p[i] & 0x80) << 24) | (uint32_t(p[i] & 0x7f) << 20);
+    std::memcpy(&r.v[i], &bits, 4);
   }
+  return r;
 }
 
 inline VB load_pairs(const uint16_t* p) {

@@ -218,38 +218,20 @@ inline void mma_panel_pairs(int kc, const uint16_t* a, const uint16_t* b, float*
 namespace dsinfer::DSINFER_ISA_NS::tile {
 
 // ---- weight streaming (GEMV: each weight is read once, converted in registers) -----------------
-// 2 * kLanes consecutive weights of one row starting at element k, as two f32 vectors.
-// f32 / bf16 / f16 are exact. fp8 uses the fast decode, which yields 2^-8 times the code's value:
-// kFp8StreamScale folds that back into the block scale.
-inline constexpr float kFp8StreamScale = 256.0f;
+// kLanes consecutive weights of one row from element k as f32. f32 / bf16 / f16 are exact; fp8
+// uses the fast decode (load_fp8_raw), which yields 2^-120 times each value: the caller multiplies
+// x by kFp8RawScale (and the block scale) instead.
+inline constexpr float kFp8RawScale = 0x1p120f;
 template <DType WT>
-inline void load_weights_2v(const void* row, int64_t k, VF* lo, VF* hi) {
-  if constexpr (WT == DType::f32) {
-    const float* p = static_cast<const float*>(row) + k;
-    *lo = load(p), *hi = load(p + kLanes);
-  } else if constexpr (WT == DType::f16) {
-    const uint16_t* p = static_cast<const uint16_t*>(row) + k;
-    *lo = load_f16(p), *hi = load_f16(p + kLanes);
-  } else if constexpr (WT == DType::bf16) {
-    const uint16_t* p = static_cast<const uint16_t*>(row) + k;
-    *lo = load_bf16(p), *hi = load_bf16(p + kLanes);
-  } else {
-    load_fp8_2v_scaled(static_cast<const uint8_t*>(row) + k, lo, hi);
-  }
-}
-// n (< kLanes) weights from element k, exact values (fp8 included), zero past n.
-template <DType WT>
-inline VF load_weights_n(const void* row, int64_t k, int n) {
+inline VF load_weights_raw(const void* row, int64_t k) {
   if constexpr (WT == DType::f32)
-    return load_n(static_cast<const float*>(row) + k, n);
+    return load(static_cast<const float*>(row) + k);
+  else if constexpr (WT == DType::f16)
+    return load_f16(static_cast<const uint16_t*>(row) + k);
   else if constexpr (WT == DType::bf16)
-    return load_bf16_n(static_cast<const uint16_t*>(row) + k, n);
-  else if constexpr (WT == DType::f16) {
-    alignas(64) float tmp[kLanes] = {};
-    for (int i = 0; i < n; ++i) tmp[i] = f16_to_f32(f16{static_cast<const uint16_t*>(row)[k + i]});
-    return load(tmp);
-  } else
-    return load_fp8_n(static_cast<const uint8_t*>(row) + k, n);
+    return load_bf16(static_cast<const uint16_t*>(row) + k);
+  else
+    return load_fp8_raw(static_cast<const uint8_t*>(row) + k);
 }
 
 }  // namespace dsinfer::DSINFER_ISA_NS::tile

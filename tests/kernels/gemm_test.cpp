@@ -102,14 +102,55 @@ void run_case(const Case& c, DType xt, DType wt) {
   });
 }
 
-const Case kCases[] = {{1, 1, 1},      {1, 7, 5},     {1, 130, 300},  {3, 17, 129},
-                       {8, 64, 256},   {8, 33, 1000}, {9, 50, 77},    {17, 200, 520},
-                       {33, 129, 257}, {64, 96, 640}, {100, 300, 130}};
+const Case kCases[] = {{1, 1, 1},
+                       {1, 7, 5},
+                       {1, 130, 300},
+                       {3, 17, 129},
+                       {8, 64, 256},
+                       {8, 33, 1000},
+                       {9, 50, 77},
+                       {17, 200, 520},
+                       {33, 129, 257},
+                       {64, 96, 640},
+                       {100, 300, 130},
+                       // GEMV with K cut into L1-sized chunks (M >= 3) and a K tail in the last
+                       {2, 45, 3001},
+                       {5, 40, 2100},
+                       {7, 33, 4100},
+                       {8, 19, 1500}};
 
 TEST(Gemm, AllDtypeCombinationsAndAwkwardShapes) {
   for (const Case& c : kCases)
     for (DType xt : {DType::f32, DType::bf16})
       for (DType wt : {DType::f32, DType::bf16, DType::fp8_e4m3}) run_case(c, xt, wt);
+}
+
+// FP8 GEMV folds 2^120 into x times the block scale: with large activations and scales that
+// would overflow f32 unless the kernel takes the headroom it needs (and gives it back after).
+TEST(Gemm, Fp8GemvWithLargeActivationsAndScales) {
+  const int64_t N = 150, K = 700;
+  Weight w = make_weight(DType::fp8_e4m3, N, K, 41);
+  for (float& s : w.scales) s *= 64.0f;  // up to ~1.3, as in a checkpoint with large weights
+  for (float amp : {1e-20f, 1.0f, 3e4f, 1e9f}) {
+    for (int64_t M : {1, 4, 8}) {
+      SCOPED_TRACE("amplitude " + std::to_string(amp) + " M " + std::to_string(M));
+      std::vector<float> xf = testing::random_floats(M * K, 42);
+      for (float& v : xf) v *= amp;
+      GemmInput x{DType::f32, xf.data(), M, K, K};
+      std::vector<float> ref(M * N);
+      gemm_reference(x, w.view, ref.data(), N);
+      double mag = 0;
+      for (float v : ref) mag = std::max(mag, double(std::fabs(v)));
+      for_each_isa([&](Isa) {
+        std::vector<float> y(M * N);
+        gemm(x, w.view, y.data(), N);
+        for (int64_t i = 0; i < M * N; ++i) {
+          ASSERT_TRUE(std::isfinite(y[i])) << i;
+          ASSERT_NEAR(y[i], ref[i], 1e-5 * mag) << i;
+        }
+      });
+    }
+  }
 }
 
 TEST(Gemm, SingleAndManyThreadsAgreeExactly) {
@@ -192,10 +233,26 @@ TEST(Gemm, SubViewOfABlockScaledWeightInBothLayouts) {
     for (int64_t M : {1, 3, 5, 30}) {
       SCOPED_TRACE("width " + std::to_string(width) + " M " + std::to_string(M));
       std::vector<float> xf = testing::random_floats(M * width, 22);
-      WeightView a{DType::fp8_e4m3, big.q.data() + r0 * width, n_rows, width, width,
-                   big.scales.data(), big.scale_ld, false, r0, 0};
-      WeightView b{DType::fp8_e4m3, big.q.data() + r0 * width, width, n_rows, width,
-                   big.scales.data(), big.scale_ld, true, r0, 0};
+      WeightView a{DType::fp8_e4m3,
+                   big.q.data() + r0 * width,
+                   n_rows,
+                   width,
+                   width,
+                   big.scales.data(),
+                   big.scale_ld,
+                   false,
+                   r0,
+                   0};
+      WeightView b{DType::fp8_e4m3,
+                   big.q.data() + r0 * width,
+                   width,
+                   n_rows,
+                   width,
+                   big.scales.data(),
+                   big.scale_ld,
+                   true,
+                   r0,
+                   0};
       std::vector<float> xb = testing::random_floats(M * n_rows, 23);
       for_each_isa([&](Isa) {
         std::vector<float> ya(M * n_rows), yb(M * width);
@@ -208,7 +265,8 @@ TEST(Gemm, SubViewOfABlockScaledWeightInBothLayouts) {
               const double p = xf[m * width + k] * big.at(r0 + n, k);
               ref += p, mag += std::fabs(p);
             }
-            ASSERT_NEAR(ya[m * n_rows + n], ref, 2e-5 * mag + 1e-6) << "[N,K] m=" << m << " n=" << n;
+            ASSERT_NEAR(ya[m * n_rows + n], ref, 2e-5 * mag + 1e-6)
+                << "[N,K] m=" << m << " n=" << n;
           }
           for (int64_t n = 0; n < width; ++n) {
             double ref = 0, mag = 0;

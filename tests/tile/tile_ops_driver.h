@@ -17,8 +17,10 @@ DSINFER_DECLARE_PER_ISA(void, tt_load_f32, (const float*, int64_t, int, int, flo
 DSINFER_DECLARE_PER_ISA(void, tt_load_bf16, (const bf16*, int64_t, int, int, float*));
 DSINFER_DECLARE_PER_ISA(void, tt_load_fp8_scaled,
                         (const fp8_e4m3*, int64_t, const float*, int, int, float*));
-DSINFER_DECLARE_PER_ISA(int, tt_gather, (const float*, int64_t, const int32_t*, int, int, float*,
-                                         bool*));
+// The GEMV weight decode (panel.h load_weights_raw<fp8>): n codes (a multiple of 64) to f32.
+DSINFER_DECLARE_PER_ISA(void, tt_load_fp8_raw, (const uint8_t*, int, float*));
+DSINFER_DECLARE_PER_ISA(int, tt_gather,
+                        (const float*, int64_t, const int32_t*, int, int, float*, bool*));
 DSINFER_DECLARE_PER_ISA(void, tt_store_bf16, (const float*, int, int, bf16*, int64_t));
 DSINFER_DECLARE_PER_ISA(void, tt_map, (tile_test::MapOp, float, const float*, float*));
 DSINFER_DECLARE_PER_ISA(void, tt_reduce, (const float*, int, int, float*, float*, float*, float*));

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "tile/mma.h"
+#include "tile/panel.h"
 #include "tile/tile_ops.h"
 #include "tile_ops_driver.h"
 
@@ -12,7 +13,9 @@ using tile_test::kRows;
 using T = tile::Tile<kRows, kCols>;
 
 namespace {
-void to_array(const T& t, float* out) { std::memcpy(out, t.v, sizeof t.v); }
+void to_array(const T& t, float* out) {
+  std::memcpy(out, t.v, sizeof t.v);
+}
 void from_array(T& t, const float* in, int rows, int cols) {
   std::memcpy(t.v, in, sizeof t.v);
   t.rows = rows, t.cols = cols;
@@ -37,6 +40,10 @@ void tt_load_fp8_scaled(const fp8_e4m3* src, int64_t ld, const float* scale, int
   tile::load_scaled(t, src, ld, scale, rows, cols);
   to_array(t, out);
 }
+void tt_load_fp8_raw(const uint8_t* src, int n, float* out) {
+  for (int i = 0; i < n; i += simd::kLanes)
+    simd::store(out + i, tile::load_weights_raw<DType::fp8_e4m3>(src, i));
+}
 int tt_gather(const float* base, int64_t ld, const int32_t* idx, int n, int cols, float* out,
               bool* valid) {
   T t;
@@ -54,10 +61,18 @@ void tt_map(tile_test::MapOp op, float s, const float* in, float* out) {
   T t;
   from_array(t, in, kRows, kCols);
   switch (op) {
-    case tile_test::MapOp::scale: tile::scale(t, s); break;
-    case tile_test::MapOp::relu: tile::relu(t); break;
-    case tile_test::MapOp::exp: tile::exp(t); break;
-    case tile_test::MapOp::silu: tile::silu(t); break;
+    case tile_test::MapOp::scale:
+      tile::scale(t, s);
+      break;
+    case tile_test::MapOp::relu:
+      tile::relu(t);
+      break;
+    case tile_test::MapOp::exp:
+      tile::exp(t);
+      break;
+    case tile_test::MapOp::silu:
+      tile::silu(t);
+      break;
   }
   to_array(t, out);
 }
@@ -122,7 +137,8 @@ void tt_softmax_blocks(const float* scores, int rows, int total, int block, floa
     }
   }
   for (int r = 0; r < rows; ++r) {
-    for (int c = 0; c < total; ++c) probs[r * ld + c] = sm.l[r] > 0 ? probs[r * ld + c] / sm.l[r] : 0;
+    for (int c = 0; c < total; ++c)
+      probs[r * ld + c] = sm.l[r] > 0 ? probs[r * ld + c] / sm.l[r] : 0;
     lse[r] = sm.lse(r);
   }
 }

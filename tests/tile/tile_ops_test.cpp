@@ -45,6 +45,23 @@ TEST(TileOps, LoadConvertsAndZeroFillsPastTheValidExtent) {
   });
 }
 
+// Every code except the two NaNs (checkpoints hold none), subnormals included: the fast decode
+// gives exactly 2^-120 times the value, so that kFp8RawScale restores it exactly.
+TEST(TileOps, RawFp8WeightDecodeIsExactForEveryCode) {
+  std::vector<uint8_t> codes(256);
+  for (int i = 0; i < 256; ++i) codes[i] = uint8_t(i);
+  for_each_isa([&](Isa) {
+    std::vector<float> out(256);
+    DSINFER_DISPATCH(tt_load_fp8_raw)(codes.data(), 256, out.data());
+    for (int i = 0; i < 256; ++i) {
+      if ((i & 0x7f) == 0x7f) continue;
+      const float want = fp8_e4m3_to_f32(fp8_e4m3{uint8_t(i)});
+      ASSERT_EQ(double(out[i]) * 0x1p120, double(want)) << "code " << i;
+      ASSERT_EQ(std::signbit(out[i]), std::signbit(want)) << "code " << i;
+    }
+  });
+}
+
 TEST(TileOps, GatherSkipsMinusOneIndices) {
   const int64_t ld = 64, n_rows = 40;
   std::vector<float> base = testing::random_floats(n_rows * ld, 4);
@@ -100,8 +117,10 @@ TEST(TileOps, ElementwiseMaps) {
     EXPECT_EQ(out[1], 1.0f);
     for (int i = 0; i < kN; ++i) {
       const double ref = std::exp(double(in[i]));
-      if (ref > std::numeric_limits<float>::max()) ASSERT_EQ(out[i], INFINITY) << in[i];
-      else ASSERT_NEAR(out[i], ref, 2e-6 * ref + 1e-37) << in[i];
+      if (ref > std::numeric_limits<float>::max())
+        ASSERT_EQ(out[i], INFINITY) << in[i];
+      else
+        ASSERT_NEAR(out[i], ref, 2e-6 * ref + 1e-37) << in[i];
     }
     DSINFER_DISPATCH(tt_map)(tile_test::MapOp::silu, 0, in.data(), out.data());
     for (int i = 1; i < kN; ++i) {
@@ -120,17 +139,19 @@ TEST(TileOps, RowAndColumnReductionsRespectTheExtent) {
       for (int r = 0; r < e.rows; ++r)
         for (int c = 0; c < e.cols; ++c) t[r * kCols + c] = in[r * kCols + c] - 6.0f;
       std::vector<float> rmax(kRows), rsum(kRows), cmax(kCols), csum(kCols);
-      DSINFER_DISPATCH(tt_reduce)(t.data(), e.rows, e.cols, rmax.data(), rsum.data(), cmax.data(),
-                                  csum.data());
+      DSINFER_DISPATCH(tt_reduce)
+      (t.data(), e.rows, e.cols, rmax.data(), rsum.data(), cmax.data(), csum.data());
       for (int r = 0; r < e.rows; ++r) {
         double m = -INFINITY, s = 0;
-        for (int c = 0; c < e.cols; ++c) m = std::max(m, double(t[r * kCols + c])), s += t[r * kCols + c];
+        for (int c = 0; c < e.cols; ++c)
+          m = std::max(m, double(t[r * kCols + c])), s += t[r * kCols + c];
         ASSERT_EQ(rmax[r], float(m)) << r;
         ASSERT_NEAR(rsum[r], s, 1e-4);
       }
       for (int c = 0; c < e.cols; ++c) {
         double m = -INFINITY, s = 0;
-        for (int r = 0; r < e.rows; ++r) m = std::max(m, double(t[r * kCols + c])), s += t[r * kCols + c];
+        for (int r = 0; r < e.rows; ++r)
+          m = std::max(m, double(t[r * kCols + c])), s += t[r * kCols + c];
         ASSERT_EQ(cmax[c], float(m));
         ASSERT_NEAR(csum[c], s, 1e-4);
       }
@@ -153,7 +174,8 @@ TEST(TileOps, RowAndColumnBroadcasts) {
 }
 
 TEST(TileOps, MmaAgainstPlainLoops) {
-  std::vector<float> a = testing::random_floats(kN, 11), b = testing::random_floats(kCols * kCols, 12);
+  std::vector<float> a = testing::random_floats(kN, 11),
+                     b = testing::random_floats(kCols * kCols, 12);
   for_each_isa([&](Isa) {
     for (Extent e : {Extent{16, 64}, Extent{1, 1}, Extent{7, 13}, Extent{9, 64}, Extent{16, 33}}) {
       std::vector<float> c(kN);
@@ -182,7 +204,7 @@ TEST(TileOps, MmaAgainstPlainLoops) {
 TEST(TileOps, OnlineSoftmaxMatchesOneShotSoftmax) {
   const int ld = kCols * 4;
   std::vector<float> s = testing::random_floats(kRows * ld, 13, -20, 20);
-  for (int c = 0; c < ld; ++c) s[2 * ld + c] = -INFINITY;  // a row with no valid key
+  for (int c = 0; c < ld; ++c) s[2 * ld + c] = -INFINITY;   // a row with no valid key
   for (int c = 0; c < 100; ++c) s[3 * ld + c] = -INFINITY;  // first blocks fully masked
   for_each_isa([&](Isa) {
     for (int total : {1, 37, 64, 200, 256})
