@@ -50,7 +50,7 @@ T* scratch(int slot, size_t elems) {
 constexpr int kStep = 4 * kLanes;           // weights per row per inner step
 constexpr int64_t kPrefetchBytes = 2048;    // software prefetch distance in the weight stream
 constexpr int64_t kXChunkBytes = 16 << 10;  // x's rows of one K chunk (M >= 3)
-constexpr int64_t kGemvGrain = 32;          // weight rows per task
+constexpr int64_t kGemvMaxGrain = 256;      // weight rows per task, at most (longer streams)
 
 // Independent accumulators per x row: enough FMA chains in flight to hide the FMA latency.
 template <int RM>
@@ -187,7 +187,10 @@ void gemv(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
   static std::atomic<uint64_t> calls{0};
   const uint64_t call = ++calls;
 
-  parallel_for(w.rows, kGemvGrain, [&](int64_t n0, int64_t n1, int) {
+  // Tasks as long as possible (each is one stream) while every thread still gets about 4.
+  const int64_t grain =
+      std::clamp<int64_t>(w.rows / (4 * num_threads()) / 32 * 32, 32, kGemvMaxGrain);
+  parallel_for(w.rows, grain, [&](int64_t n0, int64_t n1, int) {
     thread_local GemvX state;
     float* xs = scratch<float>(2, size_t(M * ldxs));
     if (state.call != call) state = GemvX{call, -1, 1.0f};
