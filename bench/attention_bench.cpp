@@ -100,7 +100,9 @@ SuiteRegistrar attention_suite("attention",
                                             {"sparse_attn_decode", 32768, 1, 128, 2048},
                                             {"sparse_attn_decode", 32768, 4, 128, 2048},
                                             {"dense_attn_prefill", 32768, 8, 128, 0},
-                                            {"dense_attn_decode", 32768, 1, 128, 0}};
+                                            {"dense_attn_decode", 32768, 1, 128, 0},
+                                            // the model's decode at 1K depth (dense: N <= topk)
+                                            {"dense_attn_decode", 1024, 1, 128, 0}};
                                  }
                                  for (int t : opts.threads)
                                    for (const Case& c : cases) run_case(c, t, opts, report);

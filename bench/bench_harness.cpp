@@ -36,7 +36,9 @@ const PeakProbe& Report::probe(int threads) {
   auto it = probes_.find(threads);
   if (it != probes_.end()) return it->second;
   set_num_threads(threads);
-  PeakProbe p = measure_peak();
+  // 15 repeats: on a shared machine a neighbour can hold a core for a while, and only the best
+  // run shows the peak.
+  PeakProbe p = measure_peak(15);
   std::fprintf(stderr,
                "probe: %d thread(s), isa %s: bf16 %.1f GFLOP/s, f32 %.1f GFLOP/s, read %.1f GB/s\n",
                threads, p.isa, p.bf16_gflops, p.f32_gflops, p.read_gbs);

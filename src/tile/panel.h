@@ -10,6 +10,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "core/weight_view.h"
@@ -61,7 +62,14 @@ inline void weight_row_f32(const WeightRef& w, int64_t r, int64_t c0, int len, f
       while (k < len) {
         const int64_t cabs = w.col0 + c0 + k;  // column in the scale grid
         const int end = int(std::min<int64_t>(len, k + (kFp8BlockSize - cabs % kFp8BlockSize)));
-        const VF s = set1(w.scale_at(r, c0 + k));
+        const float sc = w.scale_at(r, c0 + k);
+        const VF s = set1(sc);
+        // The fast decode (2^-120 of each value, see load_fp8_raw) where the scale can carry
+        // 2^120 without overflowing: one rounding of value * scale either way, same result.
+        if (std::fabs(sc) < 0x1p7f) {
+          const VF s_raw = set1(sc * 0x1p120f);
+          for (; k + kLanes <= end; k += kLanes) store(out + k, mul(load_fp8_raw(p + k), s_raw));
+        }
         for (; k + kLanes <= end; k += kLanes) store(out + k, mul(load_fp8(p + k), s));
         if (k < end) store_n(out + k, mul(load_fp8_n(p + k, end - k), s), end - k), k = end;
       }
