@@ -180,6 +180,7 @@ void gemv(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
   const int64_t M = x.rows, K = w.cols;
   const int64_t ldxs = (K + kStep - 1) / kStep * kStep;
   const int64_t row_bytes = w.ld * esize;
+  const char* base = static_cast<const char*>(w.data);
   // K chunk: all of K for M <= 2 (x is read from L2 at a rate DRAM cannot outrun); otherwise
   // M rows x kc f32 of x stay in L1.
   const int64_t kc =
@@ -187,40 +188,25 @@ void gemv(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
   static std::atomic<uint64_t> calls{0};
   const uint64_t call = ++calls;
 
-  // Tasks as long as possible (each is one stream) while every thread still gets about 4.
-  const int64_t grain =
-      std::clamp<int64_t>(w.rows / (4 * num_threads()) / 32 * 32, 32, kGemvMaxGrain);
-  parallel_for(w.rows, grain, [&](int64_t n0, int64_t n1, int) {
-    thread_local GemvX state;
-    float* xs = scratch<float>(2, size_t(M * ldxs));
-    if (state.call != call) state = GemvX{call, -1, 1.0f};
-    auto prepare = [&](int64_t n) {  // xs ready for weight row n
-      const int64_t block = WT == DType::fp8_e4m3 ? (w.row0 + n) / kFp8BlockSize : 0;
-      if (state.block != block) fill_x<WT>(x, w, n, xs, ldxs, &state.post), state.block = block;
-    };
-    const char* base = static_cast<const char*>(w.data);
+  // Rows [n0, n1) (inside one FP8 scale block) against xs, chunk by chunk; partial sums in part.
+  auto run = [&](int64_t n0, int64_t n1, const float* xs, float post, float* part) {
     const int64_t rows = n1 - n0;
-    float* part = scratch<float>(3, size_t(rows * M));
     alignas(64) char tail[kStep * 4] = {};
     for (int64_t c0 = 0; c0 < K; c0 += kc) {
       const int64_t len = std::min(kc, K - c0);
       const int64_t body = len / kStep * kStep, seg_bytes = len * esize;
       const int64_t ahead_segs = kPrefetchBytes / seg_bytes, ahead_off = kPrefetchBytes % seg_bytes;
-      int64_t c_next = 0;
+      // Prefetch kPrefetchBytes ahead in visit order: segment j is row j of this chunk, then
+      // row j - rows of the next chunk (no divisions: this runs once per row segment).
+      auto segment = [&](int64_t j) -> uintptr_t {
+        int64_t c = c0;
+        if (j >= rows) j -= rows, c += kc;
+        if (j >= rows || c >= K) return 0;
+        return reinterpret_cast<uintptr_t>(base + (n0 + j) * row_bytes + c * esize);
+      };
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t n = n0 + r;
-        prepare(n);
         const char* row = base + n * row_bytes + c0 * esize;
-        // Prefetch kPrefetchBytes ahead in visit order: segment j is row j of this chunk, then
-        // row j - rows of the next chunk (no divisions here: this runs once per row segment).
-        auto segment = [&](int64_t j) -> uintptr_t {
-          if (j >= rows)
-            j -= rows, c_next = c0 + kc;
-          else
-            c_next = c0;
-          if (j >= rows || c_next >= K) return 0;
-          return reinterpret_cast<uintptr_t>(base + (n0 + j) * row_bytes + c_next * esize);
-        };
         PrefetchRun pr;
         if (const uintptr_t at = segment(r + ahead_segs))
           pr = {at + uintptr_t(ahead_off), at + uintptr_t(seg_bytes), segment(r + ahead_segs + 1)};
@@ -232,14 +218,33 @@ void gemv(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
           dot_row_all<WT>(xs + c0 + body, ldxs, M, tail, kStep, PrefetchRun{}, out_tail);
           for (int64_t m = 0; m < M; ++m) out[m] += out_tail[m];
         }
-        float* pr_out = part + r * M;
-        if (c0 + kc >= K) {
-          for (int64_t m = 0; m < M; ++m)
-            y[m * ldy + n] = ((c0 > 0 ? pr_out[m] : 0.0f) + out[m]) * state.post;
-        } else {
-          for (int64_t m = 0; m < M; ++m) pr_out[m] = (c0 > 0 ? pr_out[m] : 0.0f) + out[m];
+        float* p = part + r * M;
+        const bool first = c0 == 0, last = c0 + kc >= K;
+        for (int64_t m = 0; m < M; ++m) {
+          const float v = (first ? 0.0f : p[m]) + out[m];
+          if (last)
+            y[m * ldy + n] = v * post;
+          else
+            p[m] = v;
         }
       }
+    }
+  };
+
+  // Tasks as long as possible (each is one stream) while every thread still gets about 4.
+  const int64_t grain =
+      std::clamp<int64_t>(w.rows / (4 * num_threads()) / 32 * 32, 32, kGemvMaxGrain);
+  parallel_for(w.rows, grain, [&](int64_t n0, int64_t n1, int) {
+    thread_local GemvX state;
+    float* xs = scratch<float>(2, size_t(M * ldxs));
+    float* part = scratch<float>(3, size_t((n1 - n0) * M));
+    if (state.call != call) state = GemvX{call, -1, 1.0f};
+    // FP8: runs of rows inside one block of 128, each with its x prescale (kept across tasks).
+    for (int64_t s0 = n0, s1; s0 < n1; s0 = s1) {
+      const int64_t block = WT == DType::fp8_e4m3 ? (w.row0 + s0) / kFp8BlockSize : 0;
+      s1 = WT == DType::fp8_e4m3 ? std::min(n1, (block + 1) * kFp8BlockSize - w.row0) : n1;
+      if (state.block != block) fill_x<WT>(x, w, s0, xs, ldxs, &state.post), state.block = block;
+      run(s0, s1, xs, state.post, part);
     }
   });
 }
