@@ -77,6 +77,17 @@ double decode_weight_bytes(const Model& m) {
   return bytes;
 }
 
+// FLOPs one decode step spends on attention and the indexer at a context depth (spec §7):
+// absorbed MLA reads (kv_lora + rope) per key for scores and kv_lora for P.V, per head; the
+// indexer scores every key with index_n_heads x index_head_dim once DSA is active.
+double decode_attention_flops(const ModelConfig& c, int64_t depth, bool dsa) {
+  const bool sparse = dsa && c.has_indexer && depth + 1 > c.index_topk;
+  const double keys = sparse ? double(c.index_topk) : double(depth + 1);
+  double f = 2.0 * c.num_attention_heads * keys * (2.0 * c.kv_lora_rank + c.qk_rope_head_dim);
+  if (sparse) f += 2.0 * c.index_n_heads * double(depth + 1) * c.index_head_dim;
+  return f * c.num_hidden_layers;
+}
+
 std::vector<int32_t> random_tokens(int64_t n, int vocab, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int32_t> t(size_t(n), 0);
@@ -159,6 +170,12 @@ void run_mode(const std::string& dir, AttentionMode mode, int threads, const Opt
     r.peak = PeakKind::read;
     r.extra["roofline_ms"] = wbytes / (probe.read_gbs * 1e9) * 1e3;
     r.extra["x_roofline"] = r.median_ms / r.extra["roofline_ms"];
+    // The floor with attention counted too: weights at the read probe plus attention and indexer
+    // FLOPs at the bf16 peak (at short depths on a small model the attention is not negligible).
+    const double attn_peak_ms = decode_attention_flops(c, depth, mode == AttentionMode::sparse) /
+                                (probe.bf16_gflops * 1e9) * 1e3;
+    r.extra["attn_at_peak_ms"] = attn_peak_ms;
+    r.extra["x_floor"] = r.median_ms / (r.extra["roofline_ms"] + attn_peak_ms);
     add_breakdown(r, sum, 1e3 / steps);
     report.add(r, threads);
   }
