@@ -31,7 +31,8 @@ constexpr int kHG = kHV * kLanes;           // heads per head group
 constexpr int kRK = kLanes == 16 ? 12 : 6;  // keys per score micro-tile
 constexpr int kRV = kLanes == 16 ? 8 : 4;   // value columns per PV micro-tile
 constexpr int kBK = 24;                     // keys per block (softmax step)
-constexpr int64_t kMinSplitKeys = 256;      // fewest keys worth a separate split
+constexpr int64_t kMinSplitKeys = 512;      // fewest keys worth a separate split (measured: 256 was
+                                            // 4-7% slower at 1-2K keys, more merging)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct Workspace {
@@ -239,10 +240,12 @@ void merge_splits(const Plan& p, int64_t th) {
   float L = 0.0f;
   for (int s = 0; s < S; ++s) L += (wgt[s] = std::exp(p.part_lse[(t * S + s) * p.H + h] - mx));
   for (int s = 0; s < S; ++s) wgt[s] /= L;
-  for (int v = 0; v < C; ++v) {
-    float acc = 0.0f;
-    for (int s = 0; s < S; ++s) acc += wgt[s] * p.part_o[((t * S + s) * p.H + h) * int64_t(C) + v];
-    o[v] = acc;
+  // Split by split, so the loop over v is contiguous (vectorized).
+  std::fill(o, o + C, 0.0f);
+  for (int s = 0; s < S; ++s) {
+    const float* po = p.part_o + ((t * S + s) * p.H + h) * int64_t(C);
+    const float ws = wgt[s];
+    for (int v = 0; v < C; ++v) o[v] += ws * po[v];
   }
   p.a->lse[th] = mx + std::log(L);
 }
