@@ -57,7 +57,7 @@ CommandRegistrar eval_cmd(
     {"eval", "Run tokens through a model and write every position's logits", [](CLI::App& app) {
        struct Args {
          std::string model, tokens, logits_out, precision = "bf16", indexer_quant = "fp8",
-                                                attention = "sparse";
+                                                attention = "sparse", form = "auto";
          int64_t chunk = 0;
          int threads = 0;
          bool verbose = false;
@@ -76,6 +76,10 @@ CommandRegistrar eval_cmd(
            ->check(CLI::IsMember({"fp8", "none"}));
        app.add_option("--attention", a->attention, "sparse (DSA) or dense")
            ->check(CLI::IsMember({"sparse", "dense"}));
+       app.add_option("--attention-form", a->form,
+                      "auto (by cost), absorbed (MLA over the latent cache) or mha (prefill over "
+                      "expanded keys and values)")
+           ->check(CLI::IsMember({"auto", "absorbed", "mha"}));
        app.add_option("-t,--threads", a->threads, "Threads (default: all cores)");
        app.add_flag("-v,--verbose", a->verbose, "Report load time, memory and per-operator times");
        return std::function<int()>([a] {
@@ -86,6 +90,7 @@ CommandRegistrar eval_cmd(
          opt.precision = a->precision == "f32" ? Precision::f32 : Precision::bf16;
          opt.indexer_fp8 = a->indexer_quant == "fp8";
          opt.attention = a->attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
+         opt.attention_form = attention_form_from_name(a->form);
          const auto t0 = std::chrono::steady_clock::now();
          std::unique_ptr<Model> model = Model::load(a->model, opt);
          const double load_s =

@@ -33,7 +33,7 @@ void on_sigint(int) {
 }
 
 struct RunArgs {
-  std::string model, prompt, file, format, precision = "bf16", attention = "sparse";
+  std::string model, prompt, file, format, precision = "bf16", attention = "sparse", form = "auto";
   bool chat = false, raw = false, think = false, quiet = false;
   int64_t max_tokens = 256, ctx = 0, prefill_chunk = 512;
   int threads = 0;
@@ -86,6 +86,7 @@ class Session {
     ModelOptions mo;
     mo.precision = a.precision == "f32" ? Precision::f32 : Precision::bf16;
     mo.attention = a.attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
+    mo.attention_form = attention_form_from_name(a.form);
     if (!a.quiet) std::fprintf(stderr, "loading %s ...\n", a.model.c_str());
     model_ = Model::load(a.model, mo);
     tokenizer_.emplace(Tokenizer::load(a.model));
@@ -232,6 +233,10 @@ CommandRegistrar run_cmd(
            ->check(CLI::IsMember({"bf16", "f32"}));
        app.add_option("--attention", a->attention, "sparse (DSA) or dense")
            ->check(CLI::IsMember({"sparse", "dense"}));
+       app.add_option("--attention-form", a->form,
+                      "auto (by cost), absorbed (MLA over the latent cache) or mha (prefill over "
+                      "expanded keys and values)")
+           ->check(CLI::IsMember({"auto", "absorbed", "mha"}));
        app.add_option("--prefill-chunk", a->prefill_chunk,
                       "Prompt tokens per forward call (default 512)");
        app.add_flag("-q,--quiet", a->quiet, "No progress or timing lines on stderr");

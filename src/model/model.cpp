@@ -13,6 +13,7 @@
 #include "kernels/gemm.h"
 #include "kernels/indexer.h"
 #include "kernels/indexer_prolog.h"
+#include "kernels/mha_attention.h"
 #include "kernels/mla_attention.h"
 #include "kernels/reference/moe_router.h"
 #include "kernels/reference/norms.h"
@@ -161,6 +162,18 @@ void Model::embed(const Tensor& table, const std::vector<int32_t>& tokens, float
   }
 }
 
+AttentionForm attention_form_from_name(const std::string& name) {
+  if (name == "auto") return AttentionForm::automatic;
+  if (name == "absorbed") return AttentionForm::absorbed;
+  if (name == "mha") return AttentionForm::mha;
+  throw std::invalid_argument("attention form '" + name + "': expected auto, absorbed or mha");
+}
+
+// MHA needs enough queries per chunk to pay for expanding the context's keys, and is picked only
+// when its multiply-adds are below kMhaCostMargin times the absorbed form's.
+constexpr int64_t kMhaMinQueries = 16;
+constexpr double kMhaCostMargin = 1.25;
+
 // ---- attention: MLA prolog, indexer + top-k, sparse/dense attention, output projection ---------
 void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& b, const float* x,
                       float* out) {
@@ -208,10 +221,15 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     }
   }
 
+  // Which form of attention: non-absorbed MHA over keys and values expanded per head (cheaper
+  // for prefill chunks up to several thousand tokens) or absorbed MLA over the latent cache.
+  const bool sparse_mode = options_.attention == AttentionMode::sparse && c.has_indexer;
+  const bool use_mha = prefer_mha(b, sparse_mode);
+
   // Absorbed query [T, H, C + rope]: q_lat[h] = q_nope[h] . W_UK[h] (W_UK[h] = rows
   // h * (nope + v) .. + nope of kv_b_proj, used as stored [K = nope, N = C]), then q_pe.
-  std::vector<float> q_abs(static_cast<size_t>(T * H * A));
-  {
+  std::vector<float> q_abs(use_mha ? 0 : static_cast<size_t>(T * H * A));
+  if (!use_mha) {
     ScopedTime st{&times_.projections};
     const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
     const size_t esize = dtype_size(kvb.dtype);
@@ -235,7 +253,6 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
   }
 
   // Which entries need the indexer: sparse mode and a sequence longer than index_topk.
-  const bool sparse_mode = options_.attention == AttentionMode::sparse && c.has_indexer;
   std::vector<MlaCacheView> views(entries.size());
   for (size_t e = 0; e < entries.size(); ++e) {
     cache.set_length(entries[e].seq, b.positions[b.first[e + 1] - 1] + 1);
@@ -333,6 +350,14 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     }
   }
 
+  std::vector<float> o(static_cast<size_t>(T * H * vdim));
+  if (use_mha) {
+    ScopedTime st{&times_.attention};
+    mha_attention(cache, cl, w, b, views, any_sparse ? idx.data() : nullptr, q.data(), o.data());
+    linear(o.data(), T, H * vdim, w.o_proj, out, D);
+    return;
+  }
+
   // Attention over the latent cache.
   std::vector<float> o_lat(static_cast<size_t>(T * H * C)), lse(static_cast<size_t>(T * H));
   {
@@ -357,7 +382,6 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
   // o[h] = W_UV[h] o_lat[h] (rows h * (nope + v) + nope .. + v of kv_b_proj), then o_proj.
   {
     ScopedTime st{&times_.projections};
-    std::vector<float> o(static_cast<size_t>(T * H * vdim));
     const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
     const size_t esize = dtype_size(kvb.dtype);
     parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
@@ -371,6 +395,106 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
       }
     });
     linear(o.data(), T, H * vdim, w.o_proj, out, D);
+  }
+}
+
+// The cost of both forms of attention for this batch, in multiply-adds per head: absorbed MLA
+// reads (2C + R) per visible key; MHA expands (nope + v) x C per context token, then (qk + v)
+// per causal key (top-k is a mask there, so it visits every causal key). MHA is used when every
+// entry is a prefill chunk (decode steps gain nothing from it) and it is clearly cheaper.
+bool Model::prefer_mha(const Batch& b, bool sparse_mode) const {
+  const ModelConfig& c = config_;
+  if (options_.attention_form == AttentionForm::absorbed) return false;
+  const double C = double(c.kv_lora_rank), R = double(c.qk_rope_head_dim);
+  const double qk = double(c.qk_nope_head_dim) + R, v = double(c.v_head_dim);
+  double absorbed = 0, mha = 0;
+  for (size_t e = 0; e + 1 < b.first.size(); ++e) {
+    const int64_t t0 = b.first[e], t1 = b.first[e + 1];
+    if (t1 - t0 < kMhaMinQueries && options_.attention_form != AttentionForm::mha) return false;
+    const int64_t L = b.positions[t1 - 1] + 1;
+    const bool sparse = sparse_mode && L > c.index_topk;
+    mha += double(L) * (double(c.qk_nope_head_dim) + v) * C;
+    for (int64_t t = t0; t < t1; ++t) {
+      const double keys = double(b.positions[t]) + 1;
+      absorbed += (sparse ? std::min(keys, double(c.index_topk)) : keys) * (2 * C + R);
+      mha += keys * (qk + v);
+    }
+  }
+  if (options_.attention_form == AttentionForm::mha) return true;
+  return mha * kMhaCostMargin < absorbed;
+}
+
+// Non-absorbed attention of a batch of prefill chunks: per entry, the context's latent rows are
+// gathered once; per head (in parallel), k_nope and v are expanded from them with W_UK / W_UV
+// (kv_b_proj rows of the head), keys are laid out transposed with the shared k_pe, and the MHA
+// flash kernel runs over the entry's queries (DSA's top-k as a mask). o is [T, H, v].
+void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, const Batch& b,
+                          const std::vector<MlaCacheView>& views, const int32_t* idx,
+                          const float* q, float* o) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim;
+  const int64_t vdim = c.v_head_dim, C = c.kv_lora_rank, qk = nope + rope, K = c.index_topk;
+  const auto& entries = *b.entries;
+  const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
+  const size_t esize = dtype_size(kvb.dtype);
+  for (size_t e = 0; e < entries.size(); ++e) {
+    const int seq = entries[e].seq;
+    const int64_t t0 = b.first[e], n = b.first[e + 1] - t0, L = views[e].n_tokens;
+    // The context's latent and rope rows, contiguous f32.
+    std::vector<float> lat(static_cast<size_t>(L * C)), pe(static_cast<size_t>(L * rope));
+    parallel_for(L, 256, [&](int64_t s0, int64_t s1, int) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const void* cr = cache.c_row(cl, seq, s);
+        const void* pr = cache.k_pe_row(cl, seq, s);
+        if (cache.layout().mla_dtype == DType::f32) {
+          std::memcpy(&lat[s * C], cr, size_t(C) * 4);
+          std::memcpy(&pe[s * rope], pr, size_t(rope) * 4);
+        } else {
+          for (int64_t i = 0; i < C; ++i)
+            lat[s * C + i] = bf16_to_f32(static_cast<const bf16*>(cr)[i]);
+          for (int64_t i = 0; i < rope; ++i)
+            pe[s * rope + i] = bf16_to_f32(static_cast<const bf16*>(pr)[i]);
+        }
+      }
+    });
+    // DSA: the entry's top-k lists as a bit mask over the context.
+    const int64_t ldmask = (L + 63) / 64;
+    std::vector<uint64_t> mask;
+    if (idx && L > K) {
+      mask.assign(static_cast<size_t>(n * ldmask), 0);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < K; ++j) {
+          const int32_t s = idx[(t0 + t) * K + j];
+          if (s >= 0) mask[t * ldmask + s / 64] |= uint64_t(1) << (s % 64);
+        }
+    }
+    parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
+      std::vector<float> y(static_cast<size_t>(L * (nope + vdim)));
+      std::vector<float> kt(static_cast<size_t>(mha_keys_size(L, int(qk))), 0.0f);
+      for (int64_t h = h0; h < h1; ++h) {
+        WeightView kv_h = kvb;  // rows h * (nope + v) .. + nope + v: W_UK[h] then W_UV[h]
+        kv_h.row0 = h * (nope + vdim);
+        kv_h.data = static_cast<const char*>(kvb.data) + kv_h.row0 * kvb.ld * esize;
+        kv_h.rows = nope + vdim;
+        gemm(GemmInput{DType::f32, lat.data(), L, C, C}, kv_h, y.data(), nope + vdim);
+        // Keys [k_nope | k_pe], transposed in blocks (mha_attention.h).
+        for (int64_t s = 0; s < L; ++s) {
+          for (int64_t d = 0; d < nope; ++d)
+            kt[mha_key_index(s, int(d), int(qk))] = y[s * (nope + vdim) + d];
+          for (int64_t r = 0; r < rope; ++r)
+            kt[mha_key_index(s, int(nope + r), int(qk))] = pe[s * rope + r];
+        }
+        MhaHeadArgs a;
+        a.q = q + (t0 * H + h) * qk, a.ldq = H * qk, a.n_queries = n;
+        a.dqk = int(qk), a.dv = int(vdim);
+        a.kt = kt.data(), a.v = y.data() + nope, a.ldv = nope + vdim, a.n_keys = L;
+        a.positions = b.positions.data() + t0;
+        a.mask = mask.empty() ? nullptr : mask.data(), a.ldmask = ldmask;
+        a.scale = float(c.softmax_scale());
+        a.o = o + (t0 * H + h) * vdim, a.ldo = H * vdim;
+        mha_attention_head(a);
+      }
+    });
   }
 }
 

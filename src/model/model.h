@@ -28,10 +28,18 @@ enum class AttentionMode {
   dense,   // plain causal MLA over every key, indexer skipped (the baseline; V3 checkpoints)
 };
 
+// The form attention is computed in (the same math, different cost): absorbed MLA over the
+// latent cache, or non-absorbed MHA over per-head keys and values expanded from it (cheaper for
+// prefill chunks of up to several thousand tokens). `automatic` picks per batch by cost.
+enum class AttentionForm { automatic, absorbed, mha };
+// "auto", "absorbed" or "mha" (anything else: std::invalid_argument naming the value).
+AttentionForm attention_form_from_name(const std::string& name);
+
 struct ModelOptions {
   Precision precision = Precision::bf16;
   bool indexer_fp8 = true;  // false: the indexer runs on f32 q/k with unit scales
   AttentionMode attention = AttentionMode::sparse;
+  AttentionForm attention_form = AttentionForm::automatic;
 };
 
 // Seconds spent per operator class since the last reset (for `bench model` and `eval -v`).
@@ -91,6 +99,10 @@ class Model {
   void attention(KvCache& cache, int cache_layer, const AttentionWeights& w, Batch& b,
                  const float* x, float* out);
   void mlp(const LayerWeights& w, Batch& b, const float* x, float* out);
+  bool prefer_mha(const Batch& b, bool sparse_mode) const;
+  void mha_attention(KvCache& cache, int cache_layer, const AttentionWeights& w, const Batch& b,
+                     const std::vector<MlaCacheView>& views, const int32_t* idx, const float* q,
+                     float* o);
   void linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight& w, float* y,
               int64_t ldy);
   void embed(const Tensor& table, const std::vector<int32_t>& tokens, float* out) const;

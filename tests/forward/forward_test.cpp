@@ -135,6 +135,30 @@ TEST(Forward, DenseV3CheckpointMatchesTheReference) {
   EXPECT_LT(worst_relative(got, want, c.vocab_size), 1e-4);
 }
 
+// The two forms of attention (absorbed MLA over the latent cache, MHA over expanded keys and
+// values with DSA's top-k as a mask) compute the same function: both against the reference, in
+// the sparse regime (mask exercised), dense V3, with chunked prefill (a cached prefix), and
+// mixed with decode steps.
+TEST(Forward, MhaAndAbsorbedAttentionAgreeWithTheReference) {
+  for (GenArch arch : {GenArch::v32, GenArch::v3}) {
+    for (AttentionForm form : {AttentionForm::mha, AttentionForm::absorbed}) {
+      SCOPED_TRACE(std::string(arch == GenArch::v32 ? "v32" : "v3") +
+                   (form == AttentionForm::mha ? " mha" : " absorbed"));
+      ModelOptions o = f32_options(false);
+      o.attention_form = form;
+      auto model = Model::load(model_dir(arch, GenDtype::bf16), o);
+      const ModelConfig& c = model->config();
+      const int n = arch == GenArch::v32 ? 3 * c.index_topk + 7 : 45;
+      const auto tokens = random_tokens(n, c.vocab_size, 11);
+      const auto want =
+          testing::reference_forward(c, model->weights(), tokens, {false, arch == GenArch::v3});
+      EXPECT_LT(worst_relative(run(*model, tokens, 0), want, c.vocab_size), 1e-4);
+      // Chunks of 20: later chunks attend over a cached prefix (MHA: expanded from the cache).
+      EXPECT_LT(worst_relative(run(*model, tokens, 20), want, c.vocab_size), 1e-4);
+    }
+  }
+}
+
 TEST(Forward, ShortSequencesAreDenseAttention) {
   // With at most index_topk tokens every key is selected: DSA equals the dense reference.
   auto model = Model::load(model_dir(GenArch::v32, GenDtype::fp8), f32_options(true));

@@ -1,0 +1,65 @@
+#include "kernels/mha_attention.h"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "core/dispatch.h"
+
+namespace dsinfer {
+
+DSINFER_DECLARE_PER_ISA(void, mha_head_kernel, (const MhaHeadArgs&));
+
+namespace {
+
+void check_args(const MhaHeadArgs& a) {
+  auto fail = [](const char* what) {
+    throw std::invalid_argument(std::string("mha_attention_head: ") + what);
+  };
+  if (a.n_queries < 0 || a.n_keys < 0 || a.dqk <= 0 || a.dv <= 0) fail("bad shape");
+  if (a.n_queries == 0) return;
+  if (!a.q || !a.o || !a.positions || (a.n_keys > 0 && (!a.kt || !a.v))) fail("null pointer");
+  if (a.ldq < a.dqk || a.ldo < a.dv || a.ldv < a.dv || (a.mask && a.ldmask < (a.n_keys + 63) / 64))
+    fail("bad leading dimension");
+}
+
+bool visible(const MhaHeadArgs& a, int64_t t, int64_t s) {
+  if (s > a.positions[t]) return false;
+  return !a.mask || (a.mask[t * a.ldmask + s / 64] >> (s % 64) & 1);
+}
+
+}  // namespace
+
+void mha_attention_head(const MhaHeadArgs& a) {
+  check_args(a);
+  if (a.n_queries == 0) return;
+  DSINFER_DISPATCH(mha_head_kernel)(a);
+}
+
+void mha_attention_head_reference(const MhaHeadArgs& a) {
+  check_args(a);
+  std::vector<double> score(size_t(a.n_keys));
+  for (int64_t t = 0; t < a.n_queries; ++t) {
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t s = 0; s < a.n_keys; ++s) {
+      if (!visible(a, t, s)) continue;
+      double d = 0;
+      for (int i = 0; i < a.dqk; ++i)
+        d += double(a.q[t * a.ldq + i]) * a.kt[mha_key_index(s, i, a.dqk)];
+      score[s] = d * a.scale;
+      mx = std::max(mx, score[s]);
+    }
+    std::vector<double> acc(size_t(a.dv), 0.0);
+    double l = 0;
+    for (int64_t s = 0; s < a.n_keys; ++s) {
+      if (!visible(a, t, s)) continue;
+      const double p = std::exp(score[s] - mx);
+      l += p;
+      for (int c = 0; c < a.dv; ++c) acc[c] += p * a.v[s * a.ldv + c];
+    }
+    for (int c = 0; c < a.dv; ++c) a.o[t * a.ldo + c] = l > 0 ? float(acc[c] / l) : 0.0f;
+  }
+}
+
+}  // namespace dsinfer

@@ -1,0 +1,150 @@
+// Non-absorbed MHA flash attention for one head (see mha_attention.h), compiled once per ISA.
+//
+// Query blocks of kBQ rows; for each block of kBK keys:
+//   S[kBQ, kBK] = scale * Q . Kt[:, keys]        (mma_outer: Q broadcast, key columns in lanes)
+//   causal / top-k mask -> -inf; OnlineSoftmax turns S into P and rescales O
+//   O[kBQ, dv] += P . V[keys, :]                 (mma_outer: P broadcast, value columns in lanes)
+// Keys come in zero-padded blocks and values are copied into one, so tails need no code.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/mha_attention.h"
+#include "tile/mma.h"
+#include "tile/tile_ops.h"
+
+namespace dsinfer::DSINFER_ISA_NS {
+
+using namespace tile;
+
+namespace {
+
+constexpr int kRM = kLanes == 16 ? 8 : 6;  // query rows per micro-tile
+constexpr int kNV = 2;                     // vectors of columns per micro-tile
+constexpr int kCW = kNV * kLanes;          // columns per micro-tile
+constexpr int kBQ = 8 * kRM;               // queries per block (amortizes the block copies)
+constexpr int kBK = kMhaKeyBlock;          // keys per block (one mask word)
+static_assert(kBK % kCW == 0);
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// The n lowest bits set (n <= 64).
+inline uint64_t low_bits(int n) {
+  return n >= 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1;
+}
+
+struct Workspace {
+  std::vector<float> q, o, v;
+};
+
+// acc tile rows [i0, i0 + kRM) x columns [j0, j0 + kCW) of c (row stride ldc) += a . b.
+inline void mma_into(float* c, int64_t ldc, int i0, int j0, int K, const float* a, int64_t lda,
+                     const float* b, int64_t ldb, bool load_c) {
+  VF acc[kRM][kNV];
+#pragma GCC unroll 8
+  for (int i = 0; i < kRM; ++i)
+#pragma GCC unroll 2
+    for (int n = 0; n < kNV; ++n)
+      acc[i][n] = load_c ? load(c + (i0 + i) * ldc + j0 + n * kLanes) : zero();
+  mma_outer(acc, K, a + i0 * lda, lda, 1, b + j0, ldb);
+#pragma GCC unroll 8
+  for (int i = 0; i < kRM; ++i)
+#pragma GCC unroll 2
+    for (int n = 0; n < kNV; ++n) store(c + (i0 + i) * ldc + j0 + n * kLanes, acc[i][n]);
+}
+
+}  // namespace
+
+void mha_head_kernel(const MhaHeadArgs& a) {
+  const int dqk = a.dqk, dv = a.dv;
+  const int dvp = (dv + kCW - 1) / kCW * kCW;
+  const int64_t ldv = dvp + kLanes;  // the value block's row stride (no L1 set aliasing)
+  thread_local Workspace w;
+  w.q.resize(size_t(kBQ) * dqk);
+  w.o.resize(size_t(kBQ) * dvp);
+  w.v.resize(size_t(kBK) * ldv);
+  Tile<kBQ, kBK> s;
+  OnlineSoftmax<kBQ> sm;
+  float alpha[kBQ];
+
+  for (int64_t q0 = 0; q0 < a.n_queries; q0 += kBQ) {
+    const int nq = int(std::min<int64_t>(kBQ, a.n_queries - q0));
+    int64_t max_pos = -1, min_pos = std::numeric_limits<int64_t>::max();
+    for (int r = 0; r < nq; ++r) {
+      max_pos = std::max<int64_t>(max_pos, a.positions[q0 + r]);
+      min_pos = std::min<int64_t>(min_pos, a.positions[q0 + r]);
+    }
+    // The block's queries, zero rows past nq; O = 0.
+    std::fill(w.q.begin(), w.q.end(), 0.0f);
+    for (int r = 0; r < nq; ++r)
+      std::memcpy(&w.q[size_t(r) * dqk], a.q + (q0 + r) * a.ldq, size_t(dqk) * 4);
+    std::fill(w.o.begin(), w.o.end(), 0.0f);
+    sm.reset();
+
+    const int64_t kend = std::min<int64_t>(a.n_keys, max_pos + 1);
+    for (int64_t k0 = 0; k0 < kend; k0 += kBK) {
+      const int nk = int(std::min<int64_t>(kBK, kend - k0));
+      if (a.mask) {  // no query of the block selected any key here: nothing to do
+        uint64_t any = 0;
+        for (int r = 0; r < nq; ++r) any |= a.mask[(q0 + r) * a.ldmask + k0 / kBK];
+        if (!any) continue;
+      }
+      // The key block is read in place (contiguous, zero-padded by the layout); the value block
+      // is copied zero-padded to whole micro-tiles, with a stride that does not alias in L1.
+      const float* kt = a.kt + (k0 / kBK) * dqk * kBK;
+      for (int j = 0; j < kBK; ++j) {
+        float* dst = &w.v[size_t(j) * ldv];
+        int c = 0;
+        if (j < nk) {
+          const float* src = a.v + (k0 + j) * a.ldv;
+          for (; c + kLanes <= dv; c += kLanes) store(dst + c, load(src + c));
+          for (; c < dv; ++c) dst[c] = src[c];
+        }
+        for (; c < dvp; ++c) dst[c] = 0.0f;
+      }
+
+      // The next block's values are wanted after this block's math: fetch them meanwhile.
+      if (k0 + kBK < kend)
+        for (int64_t j = k0 + kBK; j < std::min(kend, k0 + 2 * kBK); ++j)
+          for (int c = 0; c < dv; c += 64 / int(sizeof(float))) prefetch(a.v + j * a.ldv + c);
+
+      // S = scale * Q . Kt
+      // Column slices outer: one slice of the key block (dqk x kCW) stays in L1 for all rows.
+      for (int j0 = 0; j0 < kBK; j0 += kCW)
+        for (int i0 = 0; i0 < kBQ; i0 += kRM)
+          mma_into(&s.v[0][0], kBK, i0, j0, dqk, w.q.data(), dqk, kt, kBK, false);
+      s.rows = nq, s.cols = nk;
+      scale(s, a.scale);
+      // Causal and top-k mask: -inf for the keys past each query and (with a mask) the keys it
+      // did not select, found bit by bit (blocks every query fully sees skip this).
+      if (a.mask || k0 + nk - 1 > min_pos)
+        for (int r = 0; r < nq; ++r) {
+          const int64_t pos = a.positions[q0 + r];
+          const int n_causal = int(std::clamp<int64_t>(pos + 1 - k0, 0, nk));  // keys <= pos
+          uint64_t visible = low_bits(n_causal);
+          if (a.mask) visible &= a.mask[(q0 + r) * a.ldmask + k0 / kBK];
+          uint64_t hidden = low_bits(nk) & ~visible;
+          for (; hidden; hidden &= hidden - 1) s.v[r][__builtin_ctzll(hidden)] = kNegInf;
+        }
+      sm.step(s, alpha);
+
+      // O = O * alpha + P . V
+      for (int r = 0; r < nq; ++r) {
+        const VF al = set1(alpha[r]);
+        for (int c = 0; c < dvp; c += kLanes)
+          store(&w.o[size_t(r) * dvp + c], mul(load(&w.o[size_t(r) * dvp + c]), al));
+      }
+      for (int j0 = 0; j0 < dvp; j0 += kCW)
+        for (int i0 = 0; i0 < kBQ; i0 += kRM)
+          mma_into(w.o.data(), dvp, i0, j0, nk, &s.v[0][0], kBK, w.v.data(), ldv, true);
+    }
+
+    for (int r = 0; r < nq; ++r) {
+      const float l = sm.l[r], inv = l > 0 ? 1.0f / l : 0.0f;
+      float* o = a.o + (q0 + r) * a.ldo;
+      for (int c = 0; c < dv; ++c) o[c] = w.o[size_t(r) * dvp + c] * inv;
+    }
+  }
+}
+
+}  // namespace dsinfer::DSINFER_ISA_NS
