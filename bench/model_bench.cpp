@@ -103,12 +103,15 @@ void add_breakdown(Result& r, const OpTimes& t, double scale_ms) {
   r.extra["head_ms"] = t.head * scale_ms;
 }
 
-void run_mode(const std::string& dir, AttentionMode mode, int threads, const Options& opts,
-              Report& report) {
+// One attention mode: prefill at several prompt lengths, then (unless prefill_only) decode at
+// several depths. `form` forces absorbed or MHA attention (auto: the model's per-batch choice).
+void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, bool prefill_only,
+              int threads, const Options& opts, Report& report) {
   const PeakProbe& probe = report.probe(threads);
   set_num_threads(threads);
   ModelOptions mo;
   mo.attention = mode;
+  mo.attention_form = form;
   std::unique_ptr<Model> model = Model::load(dir, mo);
   const ModelConfig& c = model->config();
   const char* mode_name = mode == AttentionMode::sparse ? "dsa" : "dense";
@@ -133,12 +136,15 @@ void run_mode(const std::string& dir, AttentionMode mode, int threads, const Opt
     Result r;
     r.name = "model_prefill";
     r.params = {{"prompt", P}, {"attention", mode_name}};
+    if (form != AttentionForm::automatic)
+      r.params["form"] = std::string(form == AttentionForm::mha ? "mha" : "absorbed");
     r.median_ms = sec * 1e3;
     r.extra["tokens_per_s"] = P / sec;
     add_breakdown(r, model->op_times(), 1e3);
     report.add(r, threads);
   }
 
+  if (prefill_only) return;
   const double wbytes = decode_weight_bytes(*model);
   const std::vector<int64_t> depths =
       opts.quick ? std::vector<int64_t>{1024} : std::vector<int64_t>{1024, 16384, 65536, 131072};
@@ -181,20 +187,31 @@ void run_mode(const std::string& dir, AttentionMode mode, int threads, const Opt
   }
 }
 
-SuiteRegistrar model_suite("model", "whole-model prefill and decode at depth, DSA vs dense",
-                           [](const Options& opts, Report& report) {
-                             const std::string dir =
-                                 opts.model_dir.empty() ? default_model_dir() : opts.model_dir;
-                             bool sparse = true, dense = true;
-                             for (const std::string& a : opts.args) {
-                               if (a == "sparse") dense = false;
-                               if (a == "dense") sparse = false;
-                             }
-                             for (int t : opts.threads) {
-                               if (sparse) run_mode(dir, AttentionMode::sparse, t, opts, report);
-                               if (dense) run_mode(dir, AttentionMode::dense, t, opts, report);
-                             }
-                           });
+SuiteRegistrar model_suite(
+    "model",
+    "whole-model prefill and decode at depth, DSA vs dense (--sweep: "
+    "prefill with absorbed vs MHA attention)",
+    [](const Options& opts, Report& report) {
+      const std::string dir = opts.model_dir.empty() ? default_model_dir() : opts.model_dir;
+      bool sparse = true, dense = true, sweep = false;
+      for (const std::string& a : opts.args) {
+        if (a == "sparse") dense = false;
+        if (a == "dense") sparse = false;
+        if (a == "--sweep") sweep = true;
+      }
+      std::vector<AttentionMode> modes;
+      if (sparse) modes.push_back(AttentionMode::sparse);
+      if (dense) modes.push_back(AttentionMode::dense);
+      for (int t : opts.threads)
+        for (AttentionMode m : modes) {
+          if (!sweep) {
+            run_mode(dir, m, AttentionForm::automatic, false, t, opts, report);
+            continue;
+          }
+          for (AttentionForm f : {AttentionForm::absorbed, AttentionForm::mha})
+            run_mode(dir, m, f, true, t, opts, report);
+        }
+    });
 
 }  // namespace
 }  // namespace dsinfer::bench

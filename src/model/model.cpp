@@ -399,8 +399,8 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
 }
 
 // The cost of both forms of attention for this batch, in multiply-adds per head: absorbed MLA
-// reads (2C + R) per visible key; MHA expands (nope + v) x C per context token, then (qk + v)
-// per causal key (top-k is a mask there, so it visits every causal key). MHA is used when every
+// projects each query in and out of the latent space ((nope + v) x C) and reads (2C + R) per
+// visible key; MHA expands (nope + v) x C per context token, then (qk + v) per causal key (top-k is a mask there, so it visits every causal key). MHA is used when every
 // entry is a prefill chunk (decode steps gain nothing from it) and it is clearly cheaper.
 bool Model::prefer_mha(const Batch& b, bool sparse_mode) const {
   const ModelConfig& c = config_;
@@ -414,6 +414,8 @@ bool Model::prefer_mha(const Batch& b, bool sparse_mode) const {
     const int64_t L = b.positions[t1 - 1] + 1;
     const bool sparse = sparse_mode && L > c.index_topk;
     mha += double(L) * (double(c.qk_nope_head_dim) + v) * C;
+    // The absorbed form projects every query into the latent space and every output back out.
+    absorbed += double(t1 - t0) * (double(c.qk_nope_head_dim) + v) * C;
     for (int64_t t = t0; t < t1; ++t) {
       const double keys = double(b.positions[t]) + 1;
       absorbed += (sparse ? std::min(keys, double(c.index_topk)) : keys) * (2 * C + R);
