@@ -400,8 +400,9 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
 
 // The cost of both forms of attention for this batch, in multiply-adds per head: absorbed MLA
 // projects each query in and out of the latent space ((nope + v) x C) and reads (2C + R) per
-// visible key; MHA expands (nope + v) x C per context token, then (qk + v) per causal key (top-k is a mask there, so it visits every causal key). MHA is used when every
-// entry is a prefill chunk (decode steps gain nothing from it) and it is clearly cheaper.
+// visible key; MHA expands (nope + v) x C per context token, then (qk + v) per causal key (top-k is
+// a mask there, so it visits every causal key). MHA is used when every entry is a prefill chunk
+// (decode steps gain nothing from it) and it is clearly cheaper.
 bool Model::prefer_mha(const Batch& b, bool sparse_mode) const {
   const ModelConfig& c = config_;
   if (options_.attention_form == AttentionForm::absorbed) return false;
@@ -471,8 +472,14 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
         }
     }
     parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
-      std::vector<float> y(static_cast<size_t>(L * (nope + vdim)));
-      std::vector<float> kt(static_cast<size_t>(mha_keys_size(L, int(qk))), 0.0f);
+      // Per-thread buffers that persist across layers (fresh ones page-fault every time).
+      thread_local std::vector<float> y, kt;
+      if (y.size() < size_t(L * (nope + vdim))) y.resize(size_t(L * (nope + vdim)));
+      if (kt.size() < size_t(mha_keys_size(L, int(qk))))
+        kt.resize(size_t(mha_keys_size(L, int(qk))));
+      // The last key block's padding must be zero.
+      for (int64_t s = L; s < (L + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock; ++s)
+        for (int64_t d = 0; d < qk; ++d) kt[mha_key_index(s, int(d), int(qk))] = 0.0f;
       for (int64_t h = h0; h < h1; ++h) {
         WeightView kv_h = kvb;  // rows h * (nope + v) .. + nope + v: W_UK[h] then W_UV[h]
         kv_h.row0 = h * (nope + vdim);
