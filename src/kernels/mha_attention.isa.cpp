@@ -89,18 +89,25 @@ void mha_head_kernel(const MhaHeadArgs& a) {
         for (int r = 0; r < nq; ++r) any |= a.mask[(q0 + r) * a.ldmask + k0 / kBK];
         if (!any) continue;
       }
-      // The key block is read in place (contiguous, zero-padded by the layout); the value block
-      // is copied zero-padded to whole micro-tiles, with a stride that does not alias in L1.
+      // The key block is read in place (contiguous, zero-padded by the layout). So is a whole
+      // value block when its rows are whole micro-tiles and their stride does not alias in L1
+      // (a multiple of 64 floats puts every row in the same few sets); otherwise it is copied
+      // zero-padded, with such a stride.
       const float* kt = a.kt + (k0 / kBK) * dqk * kBK;
-      for (int j = 0; j < kBK; ++j) {
-        float* dst = &w.v[size_t(j) * ldv];
-        int c = 0;
-        if (j < nk) {
-          const float* src = a.v + (k0 + j) * a.ldv;
-          for (; c + kLanes <= dv; c += kLanes) store(dst + c, load(src + c));
-          for (; c < dv; ++c) dst[c] = src[c];
+      const float* vb = a.v + k0 * a.ldv;
+      int64_t ldvb = a.ldv;
+      if (nk < kBK || dv != dvp || a.ldv % 64 == 0) {
+        for (int j = 0; j < kBK; ++j) {
+          float* dst = &w.v[size_t(j) * ldv];
+          int c = 0;
+          if (j < nk) {
+            const float* src = a.v + (k0 + j) * a.ldv;
+            for (; c + kLanes <= dv; c += kLanes) store(dst + c, load(src + c));
+            for (; c < dv; ++c) dst[c] = src[c];
+          }
+          for (; c < dvp; ++c) dst[c] = 0.0f;
         }
-        for (; c < dvp; ++c) dst[c] = 0.0f;
+        vb = w.v.data(), ldvb = ldv;
       }
 
       // The next block's values are wanted after this block's math: fetch them meanwhile.
@@ -136,7 +143,7 @@ void mha_head_kernel(const MhaHeadArgs& a) {
       }
       for (int j0 = 0; j0 < dvp; j0 += kCW)
         for (int i0 = 0; i0 < kBQ; i0 += kRM)
-          mma_into(w.o.data(), dvp, i0, j0, nk, &s.v[0][0], kBK, w.v.data(), ldv, true);
+          mma_into(w.o.data(), dvp, i0, j0, nk, &s.v[0][0], kBK, vb, ldvb, true);
     }
 
     for (int r = 0; r < nq; ++r) {

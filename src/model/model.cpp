@@ -473,8 +473,11 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
     }
     parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
       // Per-thread buffers that persist across layers (fresh ones page-fault every time).
+      // y rows [k_nope | v] padded by 16 floats: a stride that is a multiple of 64 floats would
+      // put the kernel's value rows in the same few L1 sets (it would copy them instead).
+      const int64_t ldy = nope + vdim + 16;
       thread_local std::vector<float> y, kt;
-      if (y.size() < size_t(L * (nope + vdim))) y.resize(size_t(L * (nope + vdim)));
+      if (y.size() < size_t(L * ldy)) y.resize(size_t(L * ldy));
       if (kt.size() < size_t(mha_keys_size(L, int(qk))))
         kt.resize(size_t(mha_keys_size(L, int(qk))));
       // The last key block's padding must be zero.
@@ -485,18 +488,17 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
         kv_h.row0 = h * (nope + vdim);
         kv_h.data = static_cast<const char*>(kvb.data) + kv_h.row0 * kvb.ld * esize;
         kv_h.rows = nope + vdim;
-        gemm(GemmInput{DType::f32, lat.data(), L, C, C}, kv_h, y.data(), nope + vdim);
+        gemm(GemmInput{DType::f32, lat.data(), L, C, C}, kv_h, y.data(), ldy);
         // Keys [k_nope | k_pe], transposed in blocks (mha_attention.h).
         for (int64_t s = 0; s < L; ++s) {
-          for (int64_t d = 0; d < nope; ++d)
-            kt[mha_key_index(s, int(d), int(qk))] = y[s * (nope + vdim) + d];
+          for (int64_t d = 0; d < nope; ++d) kt[mha_key_index(s, int(d), int(qk))] = y[s * ldy + d];
           for (int64_t r = 0; r < rope; ++r)
             kt[mha_key_index(s, int(nope + r), int(qk))] = pe[s * rope + r];
         }
         MhaHeadArgs a;
         a.q = q + (t0 * H + h) * qk, a.ldq = H * qk, a.n_queries = n;
         a.dqk = int(qk), a.dv = int(vdim);
-        a.kt = kt.data(), a.v = y.data() + nope, a.ldv = nope + vdim, a.n_keys = L;
+        a.kt = kt.data(), a.v = y.data() + nope, a.ldv = ldy, a.n_keys = L;
         a.positions = b.positions.data() + t0;
         a.mask = mask.empty() ? nullptr : mask.data(), a.ldmask = ldmask;
         a.scale = float(c.softmax_scale());
