@@ -103,10 +103,11 @@ void add_breakdown(Result& r, const OpTimes& t, double scale_ms) {
   r.extra["head_ms"] = t.head * scale_ms;
 }
 
-// One attention mode: prefill at several prompt lengths, then (unless prefill_only) decode at
-// several depths. `form` forces absorbed or MHA attention (auto: the model's per-batch choice).
-void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, bool prefill_only,
-              int threads, const Options& opts, Report& report) {
+// One attention mode: prefill at several prompt lengths, then decode at several depths. A forced
+// `form` (absorbed or MHA, instead of the model's per-batch choice) is a prefill comparison only:
+// decode steps always take the absorbed form.
+void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, int threads,
+              const Options& opts, Report& report) {
   const PeakProbe& probe = report.probe(threads);
   set_num_threads(threads);
   ModelOptions mo;
@@ -144,7 +145,7 @@ void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, bo
     report.add(r, threads);
   }
 
-  if (prefill_only) return;
+  if (form != AttentionForm::automatic) return;
   const double wbytes = decode_weight_bytes(*model);
   const std::vector<int64_t> depths =
       opts.quick ? std::vector<int64_t>{1024} : std::vector<int64_t>{1024, 16384, 65536, 131072};
@@ -205,11 +206,11 @@ SuiteRegistrar model_suite(
       for (int t : opts.threads)
         for (AttentionMode m : modes) {
           if (!sweep) {
-            run_mode(dir, m, AttentionForm::automatic, false, t, opts, report);
+            run_mode(dir, m, AttentionForm::automatic, t, opts, report);
             continue;
           }
           for (AttentionForm f : {AttentionForm::absorbed, AttentionForm::mha})
-            run_mode(dir, m, f, true, t, opts, report);
+            run_mode(dir, m, f, t, opts, report);
         }
     });
 

@@ -1,6 +1,7 @@
 // A linear layer's weight as stored in the checkpoint: f32, bf16, f16, or fp8 e4m3 with
 // 128 x 128 block scales (`scale_inv`, as in the HF checkpoints: the real weight is
-// w[r][c] * scale_inv[r / 128][c / 128] for storage row r and column c; edge blocks may be partial).
+// w[r][c] * scale_inv[r / 128][c / 128] for storage row r and column c; edge blocks may be
+// partial).
 //
 // Logically it is always W[N, K] for y = x . W^T. Storage is row-major [N, K] (the usual Linear
 // layout) or, with `kn`, [K, N] (e.g. MLA's W_UK used as q_nope . W_UK). A view may start inside
@@ -8,6 +9,7 @@
 // block-scale grid, and scale_inv points at that grid's first row.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "core/dtype.h"
@@ -30,6 +32,20 @@ struct WeightView {
   float scale_at(int64_t r, int64_t c) const {
     return scale_inv[((row0 + r) / kFp8BlockSize) * scale_ld + (col0 + c) / kFp8BlockSize];
   }
+  // Storage rows [first, first + n) as a view of their own (same scale grid).
+  WeightView storage_rows(int64_t first, int64_t n) const {
+    WeightView v = *this;
+    v.row0 = row0 + first;
+    v.data = static_cast<const char*>(data) + first * ld * int64_t(dtype_size(dtype));
+    (kn ? v.cols : v.rows) = n;
+    return v;
+  }
 };
+
+// Where the scale block holding position i ends, capped at `end`, along an axis whose position 0
+// is `offset` in the scale grid (row0 or col0): loops step through segments of one scale each.
+inline int64_t scale_block_end(int64_t i, int64_t end, int64_t offset) {
+  return std::min(end, i + (kFp8BlockSize - (offset + i) % kFp8BlockSize));
+}
 
 }  // namespace dsinfer

@@ -124,6 +124,29 @@ void dot_row_all(const float* xs, int64_t ldxs, int64_t M, const char* row, int6
   }
 }
 
+// Row m of x as f32.
+inline void x_row_f32(const GemmInput& x, int64_t m, float* dst) {
+  if (x.dtype == DType::bf16) {
+    const bf16* src = static_cast<const bf16*>(x.data) + m * x.ld;
+    for (int64_t k = 0; k < x.cols; ++k) dst[k] = bf16_to_f32(src[k]);
+  } else {
+    std::copy_n(static_cast<const float*>(x.data) + m * x.ld, x.cols, dst);
+  }
+}
+
+// The FP8 fast decode leaves weights 2^-120 too small; x carries the factor back. When the
+// largest |x * scale| is large, 2^120 would overflow: x takes 2^(120 - d) (`raw`) so that it stays
+// below 2^126 (products with the weights, at most 448 * 2^-120, and their sums stay finite), and
+// y is multiplied by `post` = 2^d.
+struct Fp8Headroom {
+  float raw, post;
+  explicit Fp8Headroom(float max_x_scale) {
+    const int e = std::isfinite(max_x_scale) && max_x_scale > 0 ? std::ilogb(max_x_scale) : 0;
+    const int d = std::max(0, e - 5);
+    raw = std::ldexp(kFp8RawScale, -d), post = std::ldexp(1.0f, d);
+  }
+};
+
 // Per-thread copy of x for one call (and, for FP8, one block of 128 weight rows).
 struct GemvX {
   uint64_t call = 0;
@@ -131,45 +154,33 @@ struct GemvX {
   float post = 1.0f;  // y = dot * post (FP8: undoes the headroom taken from 2^120)
 };
 
-// Fills xs [M, ldxs] from x; for FP8 scaled by the block scales of weight row n and 2^120. When
-// x * scale is large, 2^120 would overflow: the factor is cut to 2^(120 - d) and post = 2^d.
+// Fills xs [M, ldxs] from x, zero-padded; for FP8 times the block scales of weight row n and the
+// Fp8Headroom factor (whose post it returns in *post).
 template <DType WT>
 void fill_x(const GemmInput& x, const WeightView& w, int64_t n, float* xs, int64_t ldxs,
             float* post) {
   const int64_t M = x.rows, K = x.cols;
   for (int64_t m = 0; m < M; ++m) {
-    float* dst = xs + m * ldxs;
-    if (x.dtype == DType::bf16) {
-      const bf16* src = static_cast<const bf16*>(x.data) + m * x.ld;
-      for (int64_t k = 0; k < K; ++k) dst[k] = bf16_to_f32(src[k]);
-    } else {
-      std::copy_n(static_cast<const float*>(x.data) + m * x.ld, K, dst);
-    }
-    std::fill(dst + K, dst + ldxs, 0.0f);
+    x_row_f32(x, m, xs + m * ldxs);
+    std::fill(xs + m * ldxs + K, xs + (m + 1) * ldxs, 0.0f);
   }
   *post = 1.0f;
   if constexpr (WT == DType::fp8_e4m3) {
     // Segments of K inside one scale block (the view may start mid-block).
     float amax = 0;
-    for (int64_t kb = 0; kb < K;) {
-      const int64_t kend = std::min(K, kb + (kFp8BlockSize - (w.col0 + kb) % kFp8BlockSize));
+    for (int64_t kb = 0, kend; kb < K; kb = kend) {
+      kend = scale_block_end(kb, K, w.col0);
       const float sc = std::fabs(w.scale_at(n, kb));
       for (int64_t m = 0; m < M; ++m)
         for (int64_t k = kb; k < kend; ++k) amax = std::max(amax, sc * std::fabs(xs[m * ldxs + k]));
-      kb = kend;
     }
-    // Largest |x * scale| times 2^(120 - d) stays below 2^126 (products with the weights, at most
-    // 448 * 2^-120, and their sums stay finite).
-    const int e = std::isfinite(amax) && amax > 0 ? std::ilogb(amax) : 0;
-    const int d = std::max(0, e - 5);
-    *post = std::ldexp(1.0f, d);
-    const float raw = std::ldexp(kFp8RawScale, -d);
-    for (int64_t kb = 0; kb < K;) {
-      const int64_t kend = std::min(K, kb + (kFp8BlockSize - (w.col0 + kb) % kFp8BlockSize));
-      const float f = w.scale_at(n, kb) * raw;
+    const Fp8Headroom hr(amax);
+    *post = hr.post;
+    for (int64_t kb = 0, kend; kb < K; kb = kend) {
+      kend = scale_block_end(kb, K, w.col0);
+      const float f = w.scale_at(n, kb) * hr.raw;
       for (int64_t m = 0; m < M; ++m)
         for (int64_t k = kb; k < kend; ++k) xs[m * ldxs + k] *= f;
-      kb = kend;
     }
   }
 }
@@ -263,25 +274,18 @@ void gemv_kn(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
   auto scale = [&](int64_t k, int64_t n) {
     return WT == DType::fp8_e4m3 ? w.scale_at(k, n) : 1.0f;
   };
-  // x as f32; for FP8, 2^120 (times 2^-d, see fill_x) is folded into the broadcast x values.
+  // x as f32; for FP8 the Fp8Headroom factor is folded into the broadcast x values.
   std::vector<float> xf(size_t(M * K));
-  float amax = 0;
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t k = 0; k < K; ++k) {
-      xf[m * K + k] = x.dtype == DType::bf16
-                          ? bf16_to_f32(static_cast<const bf16*>(x.data)[m * x.ld + k])
-                          : static_cast<const float*>(x.data)[m * x.ld + k];
-      amax = std::max(amax, std::fabs(xf[m * K + k]));
-    }
+  for (int64_t m = 0; m < M; ++m) x_row_f32(x, m, &xf[m * K]);
   float raw = 1.0f, post = 1.0f;
   if constexpr (WT == DType::fp8_e4m3) {
-    float smax = 0;
-    for (int64_t k = 0; k < K; k += kFp8BlockSize - (w.row0 + k) % kFp8BlockSize)
-      for (int64_t n = 0; n < N; n += kFp8BlockSize - (w.col0 + n) % kFp8BlockSize)
+    float amax = 0, smax = 0;
+    for (float v : xf) amax = std::max(amax, std::fabs(v));
+    for (int64_t k = 0; k < K; k = scale_block_end(k, K, w.row0))
+      for (int64_t n = 0; n < N; n = scale_block_end(n, N, w.col0))
         smax = std::max(smax, std::fabs(scale(k, n)));
-    const float m = amax * smax;
-    const int d = std::max(0, std::isfinite(m) && m > 0 ? std::ilogb(m) - 5 : 0);
-    raw = std::ldexp(kFp8RawScale, -d), post = std::ldexp(1.0f, d);
+    const Fp8Headroom hr(amax * smax);
+    raw = hr.raw, post = hr.post;
   }
   const int64_t cw = thread_pool().inside_task()
                          ? N
@@ -299,8 +303,7 @@ void gemv_kn(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
           rows[r] = base + (k + std::min(r, rk - 1)) * w.ld * esize + n0 * esize;
         // Column segments inside one scale block: the broadcast x values carry that block's scale.
         for (int64_t c = 0; c < nn;) {
-          const int64_t cend =
-              std::min(nn, c + (kFp8BlockSize - (w.col0 + n0 + c) % kFp8BlockSize));
+          const int64_t cend = scale_block_end(c, nn, w.col0 + n0);
           // The next group of rows, segment by segment: one group (~kKnRows rows) ahead.
           for (int r = 0; r < kKnRows; ++r)
             for (int64_t b = c * esize; b < cend * esize; b += 64)

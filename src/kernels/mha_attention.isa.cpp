@@ -37,22 +37,6 @@ struct Workspace {
   std::vector<float> q, o, v;
 };
 
-// acc tile rows [i0, i0 + kRM) x columns [j0, j0 + kCW) of c (row stride ldc) += a . b.
-inline void mma_into(float* c, int64_t ldc, int i0, int j0, int K, const float* a, int64_t lda,
-                     const float* b, int64_t ldb, bool load_c) {
-  VF acc[kRM][kNV];
-#pragma GCC unroll 8
-  for (int i = 0; i < kRM; ++i)
-#pragma GCC unroll 2
-    for (int n = 0; n < kNV; ++n)
-      acc[i][n] = load_c ? load(c + (i0 + i) * ldc + j0 + n * kLanes) : zero();
-  mma_outer(acc, K, a + i0 * lda, lda, 1, b + j0, ldb);
-#pragma GCC unroll 8
-  for (int i = 0; i < kRM; ++i)
-#pragma GCC unroll 2
-    for (int n = 0; n < kNV; ++n) store(c + (i0 + i) * ldc + j0 + n * kLanes, acc[i][n]);
-}
-
 }  // namespace
 
 void mha_head_kernel(const MhaHeadArgs& a) {
@@ -119,7 +103,8 @@ void mha_head_kernel(const MhaHeadArgs& a) {
       // Column slices outer: one slice of the key block (dqk x kCW) stays in L1 for all rows.
       for (int j0 = 0; j0 < kBK; j0 += kCW)
         for (int i0 = 0; i0 < kBQ; i0 += kRM)
-          mma_into(&s.v[0][0], kBK, i0, j0, dqk, w.q.data(), dqk, kt, kBK, false);
+          mma_outer_at<kRM, kNV>(&s.v[i0][j0], kBK, false, dqk, &w.q[size_t(i0) * dqk], dqk, 1,
+                                 kt + j0, kBK);
       s.rows = nq, s.cols = nk;
       scale(s, a.scale);
       // Causal and top-k mask: -inf for the keys past each query and (with a mask) the keys it
@@ -143,7 +128,8 @@ void mha_head_kernel(const MhaHeadArgs& a) {
       }
       for (int j0 = 0; j0 < dvp; j0 += kCW)
         for (int i0 = 0; i0 < kBQ; i0 += kRM)
-          mma_into(w.o.data(), dvp, i0, j0, nk, &s.v[0][0], kBK, vb, ldvb, true);
+          mma_outer_at<kRM, kNV>(&w.o[size_t(i0) * dvp + j0], dvp, true, nk, &s.v[i0][0], kBK, 1,
+                                 vb + j0, ldvb);
     }
 
     for (int r = 0; r < nq; ++r) {

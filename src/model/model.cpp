@@ -232,17 +232,12 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
   if (!use_mha) {
     ScopedTime st{&times_.projections};
     const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
-    const size_t esize = dtype_size(kvb.dtype);
     // One head per task: each head's GEMM runs whole on one thread (nested calls are serial),
     // which beats 2 * H short parallel GEMMs at decode.
     parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
       for (int64_t h = h0; h < h1; ++h) {
-        WeightView uk = kvb;
-        uk.kn = true;
-        uk.row0 = h * (nope + vdim);
-        uk.data = static_cast<const char*>(kvb.data) + uk.row0 * kvb.ld * esize;
-        uk.rows = C;
-        uk.cols = nope;
+        WeightView uk = kvb.storage_rows(h * (nope + vdim), nope);
+        uk.kn = true, uk.rows = C, uk.cols = nope;  // used as stored: [K = nope, N = C]
         gemm(GemmInput{DType::f32, q.data() + h * qk, T, nope, H * qk}, uk, q_abs.data() + h * A,
              H * A);
       }
@@ -383,13 +378,9 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
   {
     ScopedTime st{&times_.projections};
     const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
-    const size_t esize = dtype_size(kvb.dtype);
     parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
       for (int64_t h = h0; h < h1; ++h) {
-        WeightView uv = kvb;
-        uv.row0 = h * (nope + vdim) + nope;
-        uv.data = static_cast<const char*>(kvb.data) + uv.row0 * kvb.ld * esize;
-        uv.rows = vdim;
+        const WeightView uv = kvb.storage_rows(h * (nope + vdim) + nope, vdim);
         gemm(GemmInput{DType::f32, o_lat.data() + h * C, T, C, H * C}, uv, o.data() + h * vdim,
              H * vdim);
       }
@@ -408,15 +399,16 @@ bool Model::prefer_mha(const Batch& b, bool sparse_mode) const {
   if (options_.attention_form == AttentionForm::absorbed) return false;
   const double C = double(c.kv_lora_rank), R = double(c.qk_rope_head_dim);
   const double qk = double(c.qk_nope_head_dim) + R, v = double(c.v_head_dim);
+  const double expand = (double(c.qk_nope_head_dim) + v) * C;  // [k_nope | v] of one token
   double absorbed = 0, mha = 0;
   for (size_t e = 0; e + 1 < b.first.size(); ++e) {
     const int64_t t0 = b.first[e], t1 = b.first[e + 1];
     if (t1 - t0 < kMhaMinQueries && options_.attention_form != AttentionForm::mha) return false;
     const int64_t L = b.positions[t1 - 1] + 1;
     const bool sparse = sparse_mode && L > c.index_topk;
-    mha += double(L) * (double(c.qk_nope_head_dim) + v) * C;
+    mha += double(L) * expand;
     // The absorbed form projects every query into the latent space and every output back out.
-    absorbed += double(t1 - t0) * (double(c.qk_nope_head_dim) + v) * C;
+    absorbed += double(t1 - t0) * expand;
     for (int64_t t = t0; t < t1; ++t) {
       const double keys = double(b.positions[t]) + 1;
       absorbed += (sparse ? std::min(keys, double(c.index_topk)) : keys) * (2 * C + R);
@@ -439,7 +431,6 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
   const int64_t vdim = c.v_head_dim, C = c.kv_lora_rank, qk = nope + rope, K = c.index_topk;
   const auto& entries = *b.entries;
   const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
-  const size_t esize = dtype_size(kvb.dtype);
   for (size_t e = 0; e < entries.size(); ++e) {
     const int seq = entries[e].seq;
     const int64_t t0 = b.first[e], n = b.first[e + 1] - t0, L = views[e].n_tokens;
@@ -484,10 +475,8 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
       for (int64_t s = L; s < (L + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock; ++s)
         for (int64_t d = 0; d < qk; ++d) kt[mha_key_index(s, int(d), int(qk))] = 0.0f;
       for (int64_t h = h0; h < h1; ++h) {
-        WeightView kv_h = kvb;  // rows h * (nope + v) .. + nope + v: W_UK[h] then W_UV[h]
-        kv_h.row0 = h * (nope + vdim);
-        kv_h.data = static_cast<const char*>(kvb.data) + kv_h.row0 * kvb.ld * esize;
-        kv_h.rows = nope + vdim;
+        // W_UK[h] then W_UV[h]
+        const WeightView kv_h = kvb.storage_rows(h * (nope + vdim), nope + vdim);
         gemm(GemmInput{DType::f32, lat.data(), L, C, C}, kv_h, y.data(), ldy);
         // Keys [k_nope | k_pe], transposed in blocks (mha_attention.h).
         for (int64_t s = 0; s < L; ++s) {

@@ -37,31 +37,37 @@ inline void mma_outer(VF (&acc)[RM][NV], int K, const float* a, int64_t a_row, i
   }
 }
 
+// The same product on an RM x (NV vectors) block of C in memory (row stride ldc): the block is
+// loaded (accumulate) or zeroed, multiplied in registers, and stored back.
+template <int RM, int NV>
+inline void mma_outer_at(float* c, int64_t ldc, bool accumulate, int K, const float* a,
+                         int64_t a_row, int64_t a_k, const float* b, int64_t ldb) {
+  VF acc[RM][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = accumulate ? load(c + i * ldc + v * kLanes) : zero();
+  mma_outer(acc, K, a, a_row, a_k, b, ldb);
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) store(c + i * ldc + v * kLanes, acc[i][v]);
+}
+
 namespace detail {
 
 // RM rows of C x all N columns (in NV-vector column blocks) of mma_AB.
 template <int RM, int NV, int M, int N, int K>
 inline void mma_ab_block(Tile<M, N>& c, const Tile<M, K>& a, const Tile<K, N>& b, int i0, int j0) {
-  VF acc[RM][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < RM; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) acc[i][v] = c.vec(i0 + i, j0 + v);
-  mma_outer(acc, a.cols, &a.v[i0][0], K, 1, &b.v[0][j0 * kLanes], N);
-#pragma GCC unroll 16
-  for (int i = 0; i < RM; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) c.set_vec(i0 + i, j0 + v, acc[i][v]);
+  mma_outer_at<RM, NV>(&c.v[i0][j0 * kLanes], N, true, a.cols, &a.v[i0][0], K, 1,
+                       &b.v[0][j0 * kLanes], N);
 }
 
 // RM x RN block of mma_ABt: RM rows of A against RN rows of B, vector partial sums along K.
 template <int RM, int RN, int M, int N, int K>
 inline void mma_abt_block(Tile<M, N>& c, const Tile<M, K>& a, const Tile<N, K>& b, int i0, int j0) {
   VF acc[RM][RN];
-#pragma GCC unroll 16
-  for (int i = 0; i < RM; ++i)
-#pragma GCC unroll 16
-    for (int j = 0; j < RN; ++j) acc[i][j] = zero();
+  clear(acc);
   const int kv = (a.cols + kLanes - 1) / kLanes;
   for (int k = 0; k < kv; ++k) {
     VF bv[RN];

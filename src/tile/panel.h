@@ -31,6 +31,9 @@ inline constexpr int kPanelNV = kPanelNR / kLanes;
 
 using WeightRef = WeightView;
 
+// The fast fp8 decode (load_fp8_raw) yields 2^-120 of each value; this factor restores it.
+inline constexpr float kFp8RawScale = 0x1p120f;
+
 // One storage row segment data[r, c0 : c0 + len) as f32 (scaled for FP8), len <= kMaxSegment.
 // For the usual [N, K] storage that is W[n = r, k0 = c0 ...]; for [K, N] it is W^T[k = r, n0 = c0
 // ...].
@@ -60,14 +63,13 @@ inline void weight_row_f32(const WeightRef& w, int64_t r, int64_t c0, int len, f
       const uint8_t* p = static_cast<const uint8_t*>(w.data) + r * w.ld + c0;
       int k = 0;
       while (k < len) {
-        const int64_t cabs = w.col0 + c0 + k;  // column in the scale grid
-        const int end = int(std::min<int64_t>(len, k + (kFp8BlockSize - cabs % kFp8BlockSize)));
+        const int end = int(scale_block_end(k, len, w.col0 + c0));
         const float sc = w.scale_at(r, c0 + k);
         const VF s = set1(sc);
         // The fast decode (2^-120 of each value, see load_fp8_raw) where the scale can carry
         // 2^120 without overflowing: one rounding of value * scale either way, same result.
         if (std::fabs(sc) < 0x1p7f) {
-          const VF s_raw = set1(sc * 0x1p120f);
+          const VF s_raw = set1(sc * kFp8RawScale);
           for (; k + kLanes <= end; k += kLanes) store(out + k, mul(load_fp8_raw(p + k), s_raw));
         }
         for (; k + kLanes <= end; k += kLanes) store(out + k, mul(load_fp8(p + k), s));
@@ -229,7 +231,6 @@ namespace dsinfer::DSINFER_ISA_NS::tile {
 // kLanes consecutive weights of one row from element k as f32. f32 / bf16 / f16 are exact; fp8
 // uses the fast decode (load_fp8_raw), which yields 2^-120 times each value: the caller multiplies
 // x by kFp8RawScale (and the block scale) instead.
-inline constexpr float kFp8RawScale = 0x1p120f;
 template <DType WT>
 inline VF load_weights_raw(const void* row, int64_t k) {
   if constexpr (WT == DType::f32)
