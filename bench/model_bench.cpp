@@ -14,7 +14,7 @@
 
 #include "bench_harness.h"
 #include "core/thread_pool.h"
-#include "model/gen_model.h"
+#include "synthetic/gen_model.h"
 #include "model/model.h"
 
 namespace dsinfer::bench {

@@ -5,7 +5,7 @@
 
 #include "bench_harness.h"
 #include "core/thread_pool.h"
-#include "model/sampler.h"
+#include "engine/sampler.h"
 
 namespace dsinfer::bench {
 namespace {

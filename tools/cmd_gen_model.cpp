@@ -1,11 +1,11 @@
-// `dsinfer gen-model`: writes a random DeepSeek-V3.2 / V3 model directory (model/gen_model.h).
+// `dsinfer gen-model`: writes a random DeepSeek-V3.2 / V3 model directory (synthetic/gen_model.h).
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "command.h"
 #include "core/thread_pool.h"
-#include "model/gen_model.h"
+#include "synthetic/gen_model.h"
 
 namespace dsinfer::cli {
 namespace {

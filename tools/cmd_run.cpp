@@ -17,9 +17,9 @@
 
 #include "command.h"
 #include "core/thread_pool.h"
-#include "model/generate.h"
+#include "engine/engine.h"
+#include "engine/sampler.h"
 #include "model/model.h"
-#include "model/sampler.h"
 #include "tokenizer/chat_format.h"
 #include "tokenizer/streaming_decoder.h"
 #include "tokenizer/tokenizer.h"
@@ -35,7 +35,7 @@ void on_sigint(int) {
 struct RunArgs {
   std::string model, prompt, file, format, precision = "bf16", attention = "sparse", form = "auto";
   bool chat = false, raw = false, think = false, quiet = false;
-  int64_t max_tokens = 256, ctx = 0, prefill_chunk = 2048;
+  int64_t max_tokens = 256, ctx = 0, prefill_chunk = 2048, kv_cache_tokens = 0;
   int threads = 0;
   SamplingParams sampling;
   std::vector<std::string> stop;
@@ -47,15 +47,25 @@ double peak_rss_gib() {
   return double(ru.ru_maxrss) / (1 << 20);  // KiB -> GiB
 }
 
-void print_stats(const GenerateStats& st) {
-  const double prefill_tps = st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0;
-  const double tpot = st.generated_tokens > 1 ? st.decode_s / double(st.generated_tokens - 1) : 0;
+// What one turn produced, for the summary line.
+struct TurnStats {
+  int64_t prompt_tokens = 0, cached_tokens = 0, generated = 0;
+  double ttft_s = 0, prefill_s = 0, decode_s = 0;
+  FinishReason reason = FinishReason::length;
+  std::string text, error;
+};
+
+void print_stats(const TurnStats& st) {
+  const int64_t computed = st.prompt_tokens - st.cached_tokens;
+  const double prefill_tps = st.prefill_s > 0 ? computed / st.prefill_s : 0;
+  const double tpot = st.generated > 1 ? st.decode_s / double(st.generated - 1) : 0;
   std::fprintf(stderr,
-               "\n[prompt %lld tokens | TTFT %.2f s | prefill %.1f tok/s | generated %lld tokens | "
-               "TPOT %.1f ms | decode %.1f tok/s | peak memory %.2f GiB | stop: %s]\n",
-               (long long)st.prompt_tokens, st.ttft_s, prefill_tps, (long long)st.generated_tokens,
-               tpot * 1e3, tpot > 0 ? 1.0 / tpot : 0.0, peak_rss_gib(),
-               stop_reason_name(st.reason));
+               "\n[prompt %lld tokens (%lld cached) | TTFT %.2f s | prefill %.1f tok/s | generated "
+               "%lld tokens | TPOT %.1f ms | decode %.1f tok/s | peak memory %.2f GiB | stop: "
+               "%s]\n",
+               (long long)st.prompt_tokens, (long long)st.cached_tokens, st.ttft_s, prefill_tps,
+               (long long)st.generated, tpot * 1e3, tpot > 0 ? 1.0 / tpot : 0.0, peak_rss_gib(),
+               finish_reason_name(st.reason));
 }
 
 void progress(int64_t done, int64_t total) {
@@ -75,6 +85,8 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// One model behind an engine; each turn is one request (a chat turn re-sends the conversation,
+// whose earlier turns the prefix cache holds).
 class Session {
  public:
   explicit Session(const RunArgs& a) : args_(a) {
@@ -87,90 +99,105 @@ class Session {
     mo.precision = a.precision == "f32" ? Precision::f32 : Precision::bf16;
     mo.attention = a.attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
     mo.attention_form = attention_form_from_name(a.form);
+    mo.kv_cache_tokens = a.kv_cache_tokens;
     if (!a.quiet) std::fprintf(stderr, "loading %s ...\n", a.model.c_str());
-    model_ = Model::load(a.model, mo);
+    std::unique_ptr<Model> model = Model::load(a.model, mo);
     tokenizer_.emplace(Tokenizer::load(a.model));
     format_ = a.format.empty() ? default_chat_format(a.model)
                                : chat_format_from_name(a.format).value_or(ChatFormat::deepseek_v3);
     if (!a.format.empty() && !chat_format_from_name(a.format))
       throw std::runtime_error("--format " + a.format + ": expected v3, v3.1 or v3.2");
-    seq_ = model_->create_sequence();
     if (!a.quiet)
-      std::fprintf(stderr, "model: %s, %d layers, %.2f GiB of weights mapped; chat format %s\n",
-                   model_->config().architecture.c_str(), model_->config().num_hidden_layers,
-                   double(model_->weights().resident_bytes()) / (1 << 30),
-                   std::string(chat_format_name(format_)).c_str());
+      std::fprintf(stderr,
+                   "model: %s, %d layers, %.2f GiB of weights mapped; chat format %s; KV cache "
+                   "%lld tokens (%.2f GiB)\n",
+                   model->config().architecture.c_str(), model->config().num_hidden_layers,
+                   double(model->weights().resident_bytes()) / (1 << 30),
+                   std::string(chat_format_name(format_)).c_str(),
+                   (long long)model->cache().capacity_tokens(),
+                   double(model->cache().bytes_reserved()) / (1 << 30));
+    EngineOptions eo;
+    eo.max_running = 1;
+    eo.max_batch_tokens = std::max<int64_t>(1, a.prefill_chunk);
+    eo.context_limit = a.ctx;
+    engine_.emplace(std::move(model), *tokenizer_, eo);
   }
 
   // One user turn (chat) or one raw completion; streams the answer to stdout.
-  GenerateStats turn(const std::string& user_text, bool chat) {
-    std::vector<int32_t> full;
+  TurnStats turn(const std::string& user_text, bool chat) {
+    std::vector<int32_t> prompt;
     if (chat) {
       ChatMessage m;
       m.role = "user";
       m.content = user_text;
       history_.push_back(m);
-      full = encode_chat(*tokenizer_, format_, history_, ChatOptions{true, args_.think});
+      prompt = encode_chat(*tokenizer_, format_, history_, ChatOptions{true, args_.think});
     } else {
-      full = cached_;
+      prompt = transcript_;
+      if (prompt.empty()) prompt.push_back(tokenizer_->bos_id());
       const auto more = tokenizer_->encode(user_text, true);
-      if (cached_.empty()) full.push_back(tokenizer_->bos_id());
-      full.insert(full.end(), more.begin(), more.end());
+      prompt.insert(prompt.end(), more.begin(), more.end());
     }
-    // Reuse the cache for the common prefix with what it holds; feed the rest.
-    size_t common = 0;
-    while (common < cached_.size() && common < full.size() && cached_[common] == full[common])
-      ++common;
-    if (common == full.size()) --common;  // always feed at least one token
-    model_->truncate_sequence(seq_, int64_t(common));
-    cached_.resize(common);
-    const std::vector<int32_t> prompt(full.begin() + common, full.end());
-
-    Sampler sampler(args_.sampling, model_->config().vocab_size);
-    for (size_t i = 0; i < common; ++i) sampler.accept(cached_[i]);
-    StreamingDecoder decoder(*tokenizer_, true);
-    GenerateOptions go;
-    go.max_tokens = args_.max_tokens;
-    go.context_limit = args_.ctx;
-    go.prefill_chunk = args_.prefill_chunk;
-    go.stop = args_.stop;
-    GenerateCallbacks cb;
-    cb.on_text = [](const std::string& t) {
-      std::fwrite(t.data(), 1, t.size(), stdout);
-      std::fflush(stdout);
-    };
-    if (!args_.quiet) cb.on_prefill = progress;
-    cb.interrupt = &g_interrupt;
+    Request r;
+    r.prompt = prompt;
+    r.sampling = args_.sampling;
+    r.max_tokens = args_.max_tokens;
+    r.stop = args_.stop;
+    r.report_prefill = !args_.quiet;
+    TurnStats st;
+    st.prompt_tokens = int64_t(prompt.size());
+    RequestHandle h = engine_->submit(std::move(r));
+    std::vector<int32_t> generated;
     g_interrupt = false;
     auto old = std::signal(SIGINT, on_sigint);
-    GenerateStats st;
-    try {
-      st = generate(*model_, seq_, prompt, sampler, decoder, go, cb);
-    } catch (...) {
-      std::signal(SIGINT, old);
-      throw;
+    bool cancelled = false;
+    for (;;) {
+      std::optional<RequestEvent> ev = h.next(0.1);
+      if (g_interrupt && !cancelled) h.cancel(), cancelled = true;
+      if (!ev) continue;
+      if (ev->kind == RequestEvent::Kind::prefill) {
+        progress(ev->prefilled, ev->usage.prompt_tokens);
+        continue;
+      }
+      write_out(ev->text);
+      st.text += ev->text;
+      for (const GeneratedToken& t : ev->tokens) generated.push_back(t.token);
+      if (ev->kind != RequestEvent::Kind::finished) continue;
+      st.reason = ev->reason;
+      st.error = ev->error;
+      st.cached_tokens = ev->usage.cached_tokens;
+      st.generated = ev->usage.completion_tokens;
+      st.ttft_s = ev->times.ttft_s;
+      st.prefill_s = ev->times.ttft_s - ev->times.queued_s;
+      st.decode_s = ev->times.total_s - ev->times.ttft_s;
+      break;
     }
     std::signal(SIGINT, old);
-    // What the cache now holds: the prompt and every generated token that was fed back.
-    cached_.insert(cached_.end(), prompt.begin(), prompt.end());
-    const int64_t fed = model_->sequence_length(seq_) - int64_t(cached_.size());
-    cached_.insert(cached_.end(), st.tokens.begin(), st.tokens.begin() + fed);
+    if (st.reason == FinishReason::error) throw std::runtime_error(st.error);
     if (chat) {
       ChatMessage m;
       m.role = "assistant";
       m.content = st.text;
       history_.push_back(m);
+    } else {
+      transcript_ = prompt;
+      transcript_.insert(transcript_.end(), generated.begin(), generated.end());
     }
     return st;
   }
 
  private:
+  static void write_out(const std::string& t) {
+    if (t.empty()) return;
+    std::fwrite(t.data(), 1, t.size(), stdout);
+    std::fflush(stdout);
+  }
+
   const RunArgs& args_;
-  std::unique_ptr<Model> model_;
   std::optional<Tokenizer> tokenizer_;
   ChatFormat format_ = ChatFormat::deepseek_v3;
-  int seq_ = 0;
-  std::vector<int32_t> cached_;
+  std::optional<Engine> engine_;
+  std::vector<int32_t> transcript_;  // raw mode: everything so far
   std::vector<ChatMessage> history_;
 };
 
@@ -181,7 +208,7 @@ int run_main(const RunArgs& a) {
   const bool chat = !a.raw;
   if (!a.prompt.empty() || !a.file.empty()) {
     const std::string text = a.prompt.empty() ? read_file(a.file) : a.prompt;
-    GenerateStats st = session.turn(text, chat);
+    TurnStats st = session.turn(text, chat);
     std::printf("\n");
     if (!a.quiet) print_stats(st);
     return 0;
@@ -195,7 +222,7 @@ int run_main(const RunArgs& a) {
     std::fprintf(stderr, "> ");
     if (!std::getline(std::cin, line)) break;
     if (line.empty()) continue;
-    GenerateStats st = session.turn(line, chat);
+    TurnStats st = session.turn(line, chat);
     std::printf("\n");
     if (!a.quiet) print_stats(st);
   }
@@ -240,6 +267,8 @@ CommandRegistrar run_cmd(
        app.add_option("--prefill-chunk", a->prefill_chunk,
                       "Prompt tokens per forward call (default 2048: long chunks keep the GEMMs "
                       "and MHA prefill efficient)");
+       app.add_option("--kv-cache-tokens", a->kv_cache_tokens,
+                      "KV cache budget in tokens (default: half the free memory)");
        app.add_flag("-q,--quiet", a->quiet, "No progress or timing lines on stderr");
        return std::function<int()>([a] {
          if (a->chat && a->raw) throw std::runtime_error("give --chat or --raw, not both");

@@ -23,6 +23,18 @@ AlignedStorage::~AlignedStorage() {
   std::free(ptr_);
 }
 
+LazyStorage::LazyStorage(size_t bytes) : bytes_(bytes) {
+  ptr_ = ::mmap(nullptr, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (ptr_ == MAP_FAILED) {
+    ptr_ = nullptr;
+    throw std::bad_alloc();
+  }
+}
+LazyStorage::~LazyStorage() {
+  if (ptr_) ::munmap(ptr_, bytes_ ? bytes_ : 1);
+}
+
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
@@ -73,6 +85,12 @@ void check_shape(const std::vector<int64_t>& shape) {
 Tensor Tensor::empty(DType dtype, std::vector<int64_t> shape) {
   check_shape(shape);
   auto storage = std::make_shared<AlignedStorage>(size_t(product(shape)) * dtype_size(dtype));
+  return view(storage, 0, dtype, std::move(shape));
+}
+
+Tensor Tensor::lazy(DType dtype, std::vector<int64_t> shape) {
+  check_shape(shape);
+  auto storage = std::make_shared<LazyStorage>(size_t(product(shape)) * dtype_size(dtype));
   return view(storage, 0, dtype, std::move(shape));
 }
 

@@ -33,6 +33,20 @@ class AlignedStorage final : public Storage {
   size_t bytes_;
 };
 
+// Anonymous memory mapped without committing it: the OS supplies a zero page when each page is
+// first touched, so a large, mostly unused buffer (a KV cache budget) costs only what is used.
+class LazyStorage final : public Storage {
+ public:
+  explicit LazyStorage(size_t bytes);
+  ~LazyStorage() override;
+  void* data() override { return ptr_; }
+  size_t bytes() const override { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_;
+};
+
 // A read-only memory map of a whole file. Throws std::runtime_error naming the file on failure.
 class MappedFile final : public Storage {
  public:
@@ -55,6 +69,8 @@ class Tensor {
   Tensor() = default;
   // A new zero-filled contiguous tensor.
   static Tensor empty(DType dtype, std::vector<int64_t> shape);
+  // The same over LazyStorage: reads as zeros, memory committed page by page as it is written.
+  static Tensor lazy(DType dtype, std::vector<int64_t> shape);
   // A contiguous view of memory the caller keeps alive.
   static Tensor borrow(void* data, DType dtype, std::vector<int64_t> shape);
   // A contiguous view into `storage` at byte offset `offset`.

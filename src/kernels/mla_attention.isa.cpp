@@ -8,8 +8,13 @@
 //   O^T[v, heads]   = O^T * alpha + kf[key, v] . P[key, heads]
 // Qp (the scaled query, [group][d][kHG]) and O^T ([group][v][kHG]) are packed per unit and stay
 // in L2; the micro-kernels keep their accumulators in registers. Invalid (-1) indices are
-// dropped up front, so no masking is needed inside the blocks. Splits of one query are merged
-// by log-sum-exp weights.
+// dropped up front, so no masking is needed inside the blocks.
+//
+// Batch invariance: a query's key splits depend only on its own key count (split_count), and
+// its splits are merged by log-sum-exp weights in split order, whether the splits ran as
+// parallel units (few queries: decode) or one after another inside one unit (many queries).
+// So a query's output is bitwise the same whatever else is in the call and however many
+// threads run it; and a dense query equals a sparse one whose index list is 0 .. n-1.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -31,8 +36,8 @@ constexpr int kHG = kHV * kLanes;           // heads per head group
 constexpr int kRK = kLanes == 16 ? 12 : 6;  // keys per score micro-tile
 constexpr int kRV = kLanes == 16 ? 8 : 4;   // value columns per PV micro-tile
 constexpr int kBK = 24;                     // keys per block (softmax step)
-constexpr int64_t kMinSplitKeys = 512;      // fewest keys worth a separate split (measured: 256 was
-                                            // 4-7% slower at 1-2K keys, more merging)
+constexpr int64_t kSplitKeys = 512;  // keys per split (measured: 256 was 4-7% slower at 1-2K keys)
+constexpr int kMaxSplits = 16;       // beyond 8K keys, splits grow instead of multiplying
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct Workspace {
@@ -45,10 +50,20 @@ struct Plan {
   const int32_t* keys = nullptr;     // sparse: compacted valid indices
   const int64_t* key_off = nullptr;  // sparse: [T + 1] offsets into keys
   const int32_t* positions = nullptr;
-  int S = 1, HS = 1;          // key splits per query, head-group splits
-  float* part_o = nullptr;    // [T * S][H][C] when S > 1
-  float* part_lse = nullptr;  // [T * S][H]
+  // Parallel splits (few queries): units are (query, split, head-group range), split_off[t] is
+  // the first global split of query t, and splits of queries with more than one write their
+  // partial results to part_o [split][H][C] / part_lse [split][H].
+  bool parallel_splits = false;
+  int HS = 1;
+  const int64_t* split_off = nullptr;
+  float* part_o = nullptr;
+  float* part_lse = nullptr;
 };
+
+// Key splits of a query with n keys: a function of n alone (batch invariance).
+int split_count(int64_t n) {
+  return int(std::clamp<int64_t>((n + kSplitKeys - 1) / kSplitKeys, 1, kMaxSplits));
+}
 
 const MlaCacheView& cache_of(const MlaAttnArgs& a, int64_t t) {
   return a.caches[a.cache_of_query ? a.cache_of_query[t] : 0];
@@ -162,18 +177,14 @@ void block_step(const Plan& p, Workspace& w, int g, int n) {
   for (; v0 < C; ++v0) pv_tile<1>(og, st, kf, DQ, n, alpha, v0);
 }
 
-// Runs unit u = ((t * S) + s) * HS + hs.
-void run_unit(const Plan& p, Workspace& w, int64_t u) {
+// Split s of S of query t for head groups [g0, g1): the normalized output of those heads goes to
+// o_base[h * C], its log-sum-exp to lse_base[h].
+void run_split(const Plan& p, Workspace& w, int64_t t, int s, int S, int g0, int g1, float* o_base,
+               float* lse_base) {
   const MlaAttnArgs& a = *p.a;
-  const int hs = int(u % p.HS);
-  const int64_t ts = u / p.HS;
-  const int s = int(ts % p.S);
-  const int64_t t = ts / p.S;
-  const int g0 = int(int64_t(p.G) * hs / p.HS), g1 = int(int64_t(p.G) * (hs + 1) / p.HS);
-  if (g0 == g1) return;
   const int H = p.H, C = p.C, R = p.R, DQ = p.DQ;
   const int64_t n = key_count(p, t);
-  const int64_t kbeg = n * s / p.S, kend = n * (s + 1) / p.S;
+  const int64_t kbeg = n * s / S, kend = n * (s + 1) / S;
   const MlaCacheView& cv = cache_of(a, t);
   const int32_t* keys = p.keys ? p.keys + p.key_off[t] : nullptr;
   auto key_at = [&](int64_t j) -> int64_t { return keys ? keys[j] : j; };
@@ -204,9 +215,6 @@ void run_unit(const Plan& p, Workspace& w, int64_t u) {
     for (int g = g0; g < g1; ++g) block_step(p, w, g, nb);
   }
 
-  // Normalize into the output (one split) or the split's partial result.
-  float* o_base = p.S == 1 ? a.o_lat + t * H * int64_t(C) : p.part_o + ts * H * int64_t(C);
-  float* lse_base = p.S == 1 ? a.lse + t * H : p.part_lse + ts * H;
   for (int h = g0 * kHG; h < std::min(H, g1 * kHG); ++h) {
     const int g = h / kHG, hl = h % kHG;
     const float L = w.l[h];
@@ -223,31 +231,63 @@ void run_unit(const Plan& p, Workspace& w, int64_t u) {
   }
 }
 
-// Merges the S partial (o, lse) of each (t, h) by log-sum-exp weights.
-void merge_splits(const Plan& p, int64_t th) {
-  const int64_t t = th / p.H;
-  const int h = int(th % p.H);
-  const int C = p.C, S = p.S;
+// o_lat / lse of head h of query t from its S partial results (po [S][H][C], plse [S][H]),
+// weighted by log-sum-exp and summed in split order.
+void merge_head(const Plan& p, int64_t t, int h, int S, const float* po, const float* plse) {
+  const int C = p.C, H = p.H;
   float mx = kNegInf;
-  for (int s = 0; s < S; ++s) mx = std::max(mx, p.part_lse[(t * S + s) * p.H + h]);
-  float* o = p.a->o_lat + th * int64_t(C);
+  for (int s = 0; s < S; ++s) mx = std::max(mx, plse[s * H + h]);
+  float* o = p.a->o_lat + (t * H + h) * int64_t(C);
   if (mx == kNegInf) {
     std::fill(o, o + C, 0.0f);
-    p.a->lse[th] = kNegInf;
+    p.a->lse[t * H + h] = kNegInf;
     return;
   }
-  float wgt[64];
+  float wgt[kMaxSplits];
   float L = 0.0f;
-  for (int s = 0; s < S; ++s) L += (wgt[s] = std::exp(p.part_lse[(t * S + s) * p.H + h] - mx));
+  for (int s = 0; s < S; ++s) L += (wgt[s] = std::exp(plse[s * H + h] - mx));
   for (int s = 0; s < S; ++s) wgt[s] /= L;
   // Split by split, so the loop over v is contiguous (vectorized).
   std::fill(o, o + C, 0.0f);
   for (int s = 0; s < S; ++s) {
-    const float* po = p.part_o + ((t * S + s) * p.H + h) * int64_t(C);
+    const float* ps = po + (int64_t(s) * H + h) * C;
     const float ws = wgt[s];
-    for (int v = 0; v < C; ++v) o[v] += ws * po[v];
+    for (int v = 0; v < C; ++v) o[v] += ws * ps[v];
   }
-  p.a->lse[th] = mx + std::log(L);
+  p.a->lse[t * H + h] = mx + std::log(L);
+}
+
+// All splits of query t, one after another, merged (many queries: one unit per query).
+void run_query(const Plan& p, Workspace& w, int64_t t) {
+  const MlaAttnArgs& a = *p.a;
+  const int H = p.H, C = p.C;
+  const int S = split_count(key_count(p, t));
+  if (S == 1) {
+    run_split(p, w, t, 0, 1, 0, p.G, a.o_lat + t * H * int64_t(C), a.lse + t * H);
+    return;
+  }
+  thread_local std::vector<float> po, plse;
+  if (po.size() < size_t(S) * H * C) po.resize(size_t(S) * H * C);
+  if (plse.size() < size_t(S) * H) plse.resize(size_t(S) * H);
+  for (int s = 0; s < S; ++s)
+    run_split(p, w, t, s, S, 0, p.G, po.data() + int64_t(s) * H * C, plse.data() + s * H);
+  for (int h = 0; h < H; ++h) merge_head(p, t, h, S, po.data(), plse.data());
+}
+
+// Unit u of the parallel-splits plan: global split u / HS, head-group range u % HS.
+void run_split_unit(const Plan& p, Workspace& w, int64_t u, int64_t T) {
+  const MlaAttnArgs& a = *p.a;
+  const int H = p.H, C = p.C;
+  const int hs = int(u % p.HS);
+  const int64_t gs = u / p.HS;
+  const int64_t t = std::upper_bound(p.split_off, p.split_off + T + 1, gs) - p.split_off - 1;
+  const int s = int(gs - p.split_off[t]), S = int(p.split_off[t + 1] - p.split_off[t]);
+  const int g0 = int(int64_t(p.G) * hs / p.HS), g1 = int(int64_t(p.G) * (hs + 1) / p.HS);
+  if (g0 == g1) return;
+  if (S == 1)
+    run_split(p, w, t, 0, 1, g0, g1, a.o_lat + t * H * int64_t(C), a.lse + t * H);
+  else
+    run_split(p, w, t, s, S, g0, g1, p.part_o + gs * H * int64_t(C), p.part_lse + gs * H);
 }
 
 }  // namespace
@@ -278,30 +318,32 @@ void mla_attention_kernel(const MlaAttnArgs& a, const int32_t* idx, int k,
     p.key_off = key_off.data();
   }
 
-  // Enough units for every thread: split keys (then head groups) when there are few queries.
+  // Few queries (decode): every split of every query (and head-group ranges) is a unit, so all
+  // threads have work. Many queries: one unit per query, its splits run in turn.
   const int P = num_threads();
   const int64_t target = 4 * int64_t(P);
-  int64_t max_keys = 0;
-  for (int64_t t = 0; t < T; ++t) max_keys = std::max(max_keys, key_count(p, t));
-  if (T < target) {
-    const int64_t by_keys = std::max<int64_t>(1, (max_keys + kMinSplitKeys - 1) / kMinSplitKeys);
-    p.S = int(std::min<int64_t>({(target + T - 1) / T, by_keys, 64}));
-    p.HS = int(std::min<int64_t>(p.G, std::max<int64_t>(1, (target + T * p.S - 1) / (T * p.S))));
+  std::vector<int64_t> split_off;
+  p.parallel_splits = T < target;
+  if (p.parallel_splits) {
+    split_off.resize(size_t(T) + 1);
+    split_off[0] = 0;
+    for (int64_t t = 0; t < T; ++t) split_off[t + 1] = split_off[t] + split_count(key_count(p, t));
+    p.split_off = split_off.data();
+    const int64_t splits = split_off[T];
+    p.HS = int(std::min<int64_t>(p.G, std::max<int64_t>(1, (target + splits - 1) / splits)));
   }
   // Scratch persists per thread across calls (no page faults on every decode step).
   auto grow = [](std::vector<float>& v, size_t n) {
     if (v.size() < n) v.resize(n);
   };
   thread_local std::vector<float> part_o, part_lse;
-  if (p.S > 1) {
-    grow(part_o, size_t(T) * p.S * p.H * p.C);
-    grow(part_lse, size_t(T) * p.S * p.H);
+  if (p.parallel_splits) {
+    grow(part_o, size_t(split_off[T]) * p.H * p.C);
+    grow(part_lse, size_t(split_off[T]) * p.H);
     p.part_o = part_o.data();
     p.part_lse = part_lse.data();
   }
-
-  const int64_t units = T * p.S * p.HS;
-  parallel_for(units, 1, [&](int64_t u0, int64_t u1, int) {
+  auto workspace = [&]() -> Workspace& {
     thread_local Workspace w;
     grow(w.qp, size_t(p.G) * p.DQ * kHG);
     grow(w.ot, size_t(p.G) * p.C * kHG);
@@ -309,12 +351,28 @@ void mla_attention_kernel(const MlaAttnArgs& a, const int32_t* idx, int k,
     grow(w.st, size_t(kBK) * kHG);
     grow(w.m, size_t(p.G) * kHG);
     grow(w.l, size_t(p.G) * kHG);
-    for (int64_t u = u0; u < u1; ++u) run_unit(p, w, u);
-  });
-  if (p.S > 1)
-    parallel_for(T * p.H, 16, [&](int64_t b, int64_t e, int) {
-      for (int64_t th = b; th < e; ++th) merge_splits(p, th);
+    return w;
+  };
+  if (!p.parallel_splits) {
+    parallel_for(T, 1, [&](int64_t t0, int64_t t1, int) {
+      Workspace& w = workspace();
+      for (int64_t t = t0; t < t1; ++t) run_query(p, w, t);
     });
+    return;
+  }
+  parallel_for(split_off[T] * p.HS, 1, [&](int64_t u0, int64_t u1, int) {
+    Workspace& w = workspace();
+    for (int64_t u = u0; u < u1; ++u) run_split_unit(p, w, u, T);
+  });
+  parallel_for(T * p.H, 16, [&](int64_t b, int64_t e, int) {
+    for (int64_t th = b; th < e; ++th) {
+      const int64_t t = th / p.H;
+      const int S = int(split_off[t + 1] - split_off[t]);
+      if (S > 1)
+        merge_head(p, t, int(th % p.H), S, p.part_o + split_off[t] * p.H * int64_t(p.C),
+                   p.part_lse + split_off[t] * p.H);
+    }
+  });
 }
 
 }  // namespace dsinfer::DSINFER_ISA_NS

@@ -1,16 +1,23 @@
 // Paged caches for many sequences (spec §6): per layer, the MLA latent c and rotated k_pe rows
 // (f32 or bf16) and the indexer's key cache (128 FP8 codes + f32 scale = 132 bytes per token, or
-// f32 keys when the indexer runs unquantized). Memory is handed out in blocks of 64 tokens; a
-// sequence owns a block table shared by all layers, and grows on demand. Pools grow by doubling,
-// so views (pointers) are valid until the next reserve().
+// f32 keys when the indexer runs unquantized). The layers are the decoder layers, then the MTP
+// module's, so a block holds every cache the model keeps for its 64 positions.
+//
+// The memory is a fixed budget of blocks, reserved once (address space only: the OS commits a
+// page when it is first written, so an unused budget costs nothing) and handed out by a
+// BlockPool: a sequence is a block table plus a length, blocks may be shared between sequences
+// (a cached prefix), and views stay valid for the cache's lifetime.
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"
 #include "kernels/indexer.h"
 #include "kernels/kv_cache_view.h"
+#include "model/block_pool.h"
 
 namespace dsinfer {
 
@@ -23,17 +30,41 @@ struct CacheLayout {
   bool indexer_fp8 = true;  // false: f32 keys [128]
 };
 
+// Thrown when the budget cannot supply the blocks a sequence needs.
+struct KvCacheFull : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The default budget in tokens: half of the memory available now (MemAvailable) beyond the mapped
+// weights (which still have to be paged in), at least 16 blocks.
+int64_t default_kv_cache_tokens(size_t bytes_per_token, size_t weight_bytes);
+
 class KvCache {
  public:
-  explicit KvCache(const CacheLayout& layout);
+  // capacity_tokens is rounded up to whole blocks (at least one).
+  KvCache(const CacheLayout& layout, int64_t capacity_tokens);
 
   int create_sequence();
-  void free_sequence(int seq);  // its blocks return to the free list
+  void free_sequence(int seq);  // drops its references (cached blocks stay findable)
   bool has_sequence(int seq) const;
   int64_t length(int seq) const;  // tokens whose cache rows are written
   void set_length(int seq, int64_t len);
-  // Makes room for `tokens` positions (allocating blocks, maybe growing the pools).
+  // Tokens of the MTP layer written for `seq` (it trails the main layers: see Model::mtp_forward).
+  int64_t mtp_length(int seq) const;
+  void set_mtp_length(int seq, int64_t len);
+
+  // Makes room for `tokens` positions. try_reserve returns false, changing nothing, when the
+  // budget cannot supply the blocks; reserve throws KvCacheFull.
+  bool try_reserve(int seq, int64_t tokens);
   void reserve(int seq, int64_t tokens);
+  // Blocks a sequence of `tokens` positions needs beyond what `seq` holds.
+  int64_t blocks_needed(int seq, int64_t tokens) const;
+  // Appends already written blocks (a cached prefix) to `seq`, which must end on a block
+  // boundary; takes a reference on each and extends the length over them.
+  void attach_blocks(int seq, const std::vector<int32_t>& blocks);
+  // Forgets positions past `len` and releases the blocks that no longer hold any.
+  void truncate(int seq, int64_t len);
+  const std::vector<int32_t>& block_table(int seq) const;
 
   // Row addresses of position `pos` of `seq` (reserved) in `layer`.
   void* c_row(int layer, int seq, int64_t pos);
@@ -41,33 +72,39 @@ class KvCache {
   uint8_t* indexer_token(int layer, int seq, int64_t pos);  // fp8: 128 codes then the f32 scale
   float* indexer_key_f32(int layer, int seq, int64_t pos);  // unquantized: 128 floats
 
-  // Views for the attention kernels and the indexer (n_tokens = length(seq)).
-  MlaCacheView mla_view(int layer, int seq) const;
-  IndexerKeys indexer_keys_fp8(int layer, int seq) const;
+  // Views for the attention kernels and the indexer over the first n_tokens positions (-1: the
+  // sequence's length).
+  MlaCacheView mla_view(int layer, int seq, int64_t n_tokens = -1) const;
+  IndexerKeys indexer_keys_fp8(int layer, int seq, int64_t n_tokens = -1) const;
 
   const CacheLayout& layout() const { return layout_; }
-  int64_t blocks_in_use() const { return int64_t(capacity_blocks_) - int64_t(free_.size()); }
-  size_t bytes_reserved() const;  // all pools
+  BlockPool& pool() { return pool_; }
+  const BlockPool& pool() const { return pool_; }
+  int64_t capacity_blocks() const { return pool_.capacity(); }
+  int64_t capacity_tokens() const { return capacity_blocks() * kKvBlockTokens; }
+  int64_t blocks_in_use() const { return pool_.referenced(); }
+  size_t bytes_reserved() const;  // the whole budget (address space)
   size_t bytes_per_token() const;
+  int live_sequences() const;
 
  private:
   struct Sequence {
     bool live = false;
-    int64_t length = 0;
+    int64_t length = 0, mtp_length = 0;
     std::vector<int32_t> blocks;
   };
   struct LayerPools {
     Tensor c, k_pe;  // [capacity * 64, latent] / [capacity * 64, rope]
     Tensor index;    // fp8: [capacity, 64 * 132] bytes; f32: [capacity * 64, 128]
   };
-  void grow(int64_t min_blocks);
+  Sequence& seq_at(int seq);
+  const Sequence& seq_at(int seq) const;
   int64_t row(int seq, int64_t pos) const;
 
   CacheLayout layout_;
+  BlockPool pool_;
   std::vector<LayerPools> pools_;
   std::vector<Sequence> seqs_;
-  std::vector<int32_t> free_;
-  int64_t capacity_blocks_ = 0;
 };
 
 }  // namespace dsinfer

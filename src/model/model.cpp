@@ -85,29 +85,42 @@ struct Model::Batch {
   std::vector<int32_t> positions;  // [T] absolute position of each token
   std::vector<int32_t> entry_of;   // [T] entry index of each token
   std::vector<int64_t> first;      // [entries + 1] first token of each entry
+  std::vector<int64_t> end;        // [entries] position after each entry's last token
+  std::vector<int64_t> n_mha;      // [entries] leading tokens of each entry in the MHA form
   std::vector<float> h;            // [T, D] residual stream
 };
 
-// Parameter tensors (norm weights, router bias) are small: keep f32 copies.
-struct NormCache {
-  std::vector<float> w;
-};
+namespace {
+
+CacheLayout cache_layout(const ModelConfig& c, const ModelOptions& o, bool has_mtp) {
+  return CacheLayout{c.num_hidden_layers + (has_mtp ? 1 : 0),
+                     c.kv_lora_rank,
+                     c.qk_rope_head_dim,
+                     o.precision == Precision::f32 ? DType::f32 : DType::bf16,
+                     c.has_indexer,
+                     o.indexer_fp8};
+}
+
+int64_t cache_budget(const ModelConfig& c, const ModelOptions& o, const CheckpointWeights& w) {
+  if (o.kv_cache_tokens > 0) return o.kv_cache_tokens;
+  const KvCache probe(cache_layout(c, o, !w.mtp().empty()), 1);
+  return default_kv_cache_tokens(probe.bytes_per_token(), w.resident_bytes());
+}
+
+}  // namespace
 
 Model::Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint checkpoint)
     : config_(std::move(config)),
       options_(options),
       checkpoint_(std::move(checkpoint)),
       weights_(CheckpointWeights::load(config_, checkpoint_)),
-      cache_(CacheLayout{config_.num_hidden_layers, config_.kv_lora_rank, config_.qk_rope_head_dim,
-                         options.precision == Precision::f32 ? DType::f32 : DType::bf16,
-                         config_.has_indexer, options.indexer_fp8}) {
+      cache_(cache_layout(config_, options_, !weights_.mtp().empty()),
+             cache_budget(config_, options_, weights_)) {
+  if (options_.mha_segment < kKvBlockTokens || options_.mha_segment % kKvBlockTokens != 0)
+    throw std::invalid_argument("mha_segment " + std::to_string(options_.mha_segment) +
+                                " is not a positive multiple of " + std::to_string(kKvBlockTokens));
   inv_freq_ = config_.rope_inv_freq();
-  if (!weights_.mtp().empty()) {
-    mtp_cache_ = std::make_unique<KvCache>(
-        CacheLayout{1, config_.kv_lora_rank, config_.qk_rope_head_dim,
-                    options.precision == Precision::f32 ? DType::f32 : DType::bf16,
-                    config_.has_indexer, options.indexer_fp8});
-  }
+  mha_limit_ = compute_mha_limit();
 }
 
 const std::vector<float>& Model::param(const Tensor& t) {
@@ -124,6 +137,9 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
   log_info("loaded %s: %d layers, %.2f GiB of weights mapped, in %.2f s", dir.c_str(),
            m->config_.num_hidden_layers, double(m->weights_.resident_bytes()) / (1 << 30),
            now_s() - t0);
+  log_info("kv cache: %lld tokens (%.2f GiB at %zu bytes/token)%s",
+           (long long)m->cache_.capacity_tokens(), double(m->cache_.bytes_reserved()) / (1 << 30),
+           m->cache_.bytes_per_token(), options.kv_cache_tokens > 0 ? "" : ", the default");
   return m;
 }
 
@@ -169,10 +185,42 @@ AttentionForm attention_form_from_name(const std::string& name) {
   throw std::invalid_argument("attention form '" + name + "': expected auto, absorbed or mha");
 }
 
-// MHA needs enough queries per chunk to pay for expanding the context's keys, and is picked only
-// when its multiply-adds are below kMhaCostMargin times the absorbed form's.
-constexpr int64_t kMhaMinQueries = 16;
-constexpr double kMhaCostMargin = 1.25;
+// ---- attention form and the MHA region ---------------------------------------------------------
+// A token's attention form must not depend on its batch or chunk (batch invariance), so it is a
+// rule on the token alone: prompt tokens of whole mha_segment-token segments below mha_limit()
+// use MHA, everything else the absorbed form. The limit is where MHA stops paying for itself even
+// in its worst case, a chunk of a single segment (its whole context is expanded for it): per head,
+// MHA costs L * (nope + v) * C to expand L context tokens plus (qk + v) per causal key (top-k is a
+// mask there, so it visits every causal key); the absorbed form projects each query in and out of
+// the latent space ((nope + v) * C) and reads (2C + R) per visible key. The scheduler keeps
+// segments whole, so real chunks amortize the expansion over more queries than that.
+int64_t Model::compute_mha_limit() const {
+  const ModelConfig& c = config_;
+  const int64_t S = options_.mha_segment, max_pos = c.max_position_embeddings;
+  if (options_.attention_form == AttentionForm::absorbed) return 0;
+  if (options_.attention_form == AttentionForm::mha) return kAllPrompt;
+  const bool sparse = options_.attention == AttentionMode::sparse && c.has_indexer;
+  const double C = double(c.kv_lora_rank), R = double(c.qk_rope_head_dim);
+  const double qk = double(c.qk_nope_head_dim) + R, v = double(c.v_head_dim);
+  const double expand = (double(c.qk_nope_head_dim) + v) * C;
+  for (int64_t end = S; end <= max_pos; end += S) {
+    double mha = double(end) * expand, absorbed = 0;
+    for (int64_t p = end - S; p < end; ++p) {
+      const double keys = double(p + 1);
+      mha += keys * (qk + v);
+      absorbed += expand + (sparse ? std::min(keys, double(c.index_topk)) : keys) * (2 * C + R);
+    }
+    if (mha > absorbed) return end - S;
+  }
+  return max_pos / S * S;
+}
+
+bool Model::uses_mha(int64_t pos, int64_t prompt_len) const {
+  if (pos >= prompt_len) return false;
+  if (options_.attention_form == AttentionForm::mha) return true;
+  const int64_t S = options_.mha_segment;
+  return (pos / S + 1) * S <= std::min(prompt_len, mha_limit_);
+}
 
 // ---- attention: MLA prolog, indexer + top-k, sparse/dense attention, output projection ---------
 void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& b, const float* x,
@@ -221,44 +269,17 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     }
   }
 
-  // Which form of attention: non-absorbed MHA over keys and values expanded per head (cheaper
-  // for prefill chunks up to several thousand tokens) or absorbed MLA over the latent cache.
+  // DSA, per token: a query at position p sees every causal key while p < index_topk (the
+  // indexer would keep them all) and the indexer's top-k after that.
   const bool sparse_mode = options_.attention == AttentionMode::sparse && c.has_indexer;
-  const bool use_mha = prefer_mha(b, sparse_mode);
-
-  // Absorbed query [T, H, C + rope]: q_lat[h] = q_nope[h] . W_UK[h] (W_UK[h] = rows
-  // h * (nope + v) .. + nope of kv_b_proj, used as stored [K = nope, N = C]), then q_pe.
-  std::vector<float> q_abs(use_mha ? 0 : static_cast<size_t>(T * H * A));
-  if (!use_mha) {
-    ScopedTime st{&times_.projections};
-    const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
-    // One head per task: each head's GEMM runs whole on one thread (nested calls are serial),
-    // which beats 2 * H short parallel GEMMs at decode.
-    parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
-      for (int64_t h = h0; h < h1; ++h) {
-        WeightView uk = kvb.storage_rows(h * (nope + vdim), nope);
-        uk.kn = true, uk.rows = C, uk.cols = nope;  // used as stored: [K = nope, N = C]
-        gemm(GemmInput{DType::f32, q.data() + h * qk, T, nope, H * qk}, uk, q_abs.data() + h * A,
-             H * A);
-      }
-    });
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t h = 0; h < H; ++h)
-        std::memcpy(&q_abs[(t * H + h) * A + C], &q[(t * H + h) * qk + nope], size_t(rope) * 4);
-  }
-
-  // Which entries need the indexer: sparse mode and a sequence longer than index_topk.
-  std::vector<MlaCacheView> views(entries.size());
-  for (size_t e = 0; e < entries.size(); ++e) {
-    cache.set_length(entries[e].seq, b.positions[b.first[e + 1] - 1] + 1);
-    views[e] = cache.mla_view(cl, entries[e].seq);
-  }
-  std::vector<int32_t> idx;
+  const int64_t K = c.index_topk;
   bool any_sparse = false;
+  for (int64_t t = 0; t < T; ++t) any_sparse |= sparse_mode && b.positions[t] + 1 > K;
+  std::vector<int32_t> idx;
   if (c.has_indexer && w.indexer) {
     // The indexer's keys are cached in every mode (a later sparse step needs them).
     const IndexerWeights& iw = *w.indexer;
-    const int64_t HI = c.index_n_heads, K = c.index_topk;
+    const int64_t HI = c.index_n_heads;
     ScopedTime st{&times_.indexer};
     std::vector<float> ki(static_cast<size_t>(T * kIndexerDim));
     linear(x, T, D, iw.wk, ki.data(), kIndexerDim);
@@ -287,7 +308,6 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
         }
       }
 
-    for (size_t e = 0; e < entries.size(); ++e) any_sparse |= sparse_mode && views[e].n_tokens > K;
     if (any_sparse) {
       // Queries of the indexer: qi = qr . wq_b^T [T, HI, 128], RoPE first, Hadamard, FP8.
       std::vector<float> qi(static_cast<size_t>(T * HI * kIndexerDim)),
@@ -307,15 +327,15 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
         for (int64_t i = 0; i < T * HI; ++i) wts[i] *= wscale;
       }
       idx.assign(size_t(T * K), -1);
+      for (int64_t t = 0; t < T; ++t)  // early positions: every causal key, in order
+        for (int64_t s = 0; s <= b.positions[t] && s < K; ++s) idx[t * K + s] = int32_t(s);
       for (size_t e = 0; e < entries.size(); ++e) {
-        const int64_t t0 = b.first[e], n = b.first[e + 1] - t0;
-        int32_t* out_idx = idx.data() + t0 * K;
-        if (!(sparse_mode && views[e].n_tokens > K)) {  // short: every causal key
-          for (int64_t t = 0; t < n; ++t)
-            for (int64_t s = 0; s <= b.positions[t0 + t] && s < K; ++s)
-              out_idx[t * K + s] = int32_t(s);
-          continue;
-        }
+        // The entry's tokens past index_topk (positions grow along an entry: a suffix).
+        int64_t t0 = b.first[e];
+        const int64_t t1 = b.first[e + 1];
+        while (t0 < t1 && b.positions[t0] + 1 <= K) ++t0;
+        if (t0 == t1) continue;
+        const int64_t n = t1 - t0;
         std::vector<int64_t> n_valid(static_cast<size_t>(n));
         for (int64_t t = 0; t < n; ++t) n_valid[t] = b.positions[t0 + t] + 1;
         IndexerQueries iq;
@@ -324,14 +344,14 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
         iq.w = wts.data() + t0 * HI;
         IndexerKeys keys;
         std::vector<float> kf;
+        const int64_t N = b.end[e];
         if (options_.indexer_fp8) {
           iq.dtype = DType::fp8_e4m3;
           iq.q = q8.data() + t0 * HI * kIndexerDim;
-          keys = cache.indexer_keys_fp8(cl, entries[e].seq);
+          keys = cache.indexer_keys_fp8(cl, entries[e].seq, N);
         } else {
           iq.dtype = DType::f32;
           iq.q = qi.data() + t0 * HI * kIndexerDim;
-          const int64_t N = views[e].n_tokens;
           kf.resize(size_t(N * kIndexerDim));
           for (int64_t s = 0; s < N; ++s)
             std::memcpy(&kf[s * kIndexerDim], cache.indexer_key_f32(cl, entries[e].seq, s),
@@ -340,100 +360,129 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
           keys.n_keys = N;
           keys.k = kf.data();
         }
-        indexer_topk(iq, keys, n_valid.data(), int(K), out_idx, nullptr);
+        indexer_topk(iq, keys, n_valid.data(), int(K), idx.data() + t0 * K, nullptr);
       }
     }
   }
 
+  // Attention: MHA for each entry's leading MHA tokens, the absorbed form for the rest.
   std::vector<float> o(static_cast<size_t>(T * H * vdim));
-  if (use_mha) {
+  std::vector<int64_t> absorbed_rows;
+  bool any_mha = false;
+  for (size_t e = 0; e < entries.size(); ++e) {
+    any_mha |= b.n_mha[e] > 0;
+    for (int64_t t = b.first[e] + b.n_mha[e]; t < b.first[e + 1]; ++t) absorbed_rows.push_back(t);
+  }
+  const int32_t* idx_p = any_sparse ? idx.data() : nullptr;
+  if (any_mha) {
     ScopedTime st{&times_.attention};
-    mha_attention(cache, cl, w, b, views, any_sparse ? idx.data() : nullptr, q.data(), o.data());
-    linear(o.data(), T, H * vdim, w.o_proj, out, D);
-    return;
+    mha_attention(cache, cl, w, b, idx_p, q.data(), o.data());
+  }
+  if (!absorbed_rows.empty())
+    absorbed_attention(cache, cl, w, b, absorbed_rows, idx_p, q.data(), o.data());
+  ScopedTime st{&times_.projections};
+  linear(o.data(), T, H * vdim, w.o_proj, out, D);
+}
+
+// Absorbed MLA over the latent cache for the batch tokens `rows` (ascending), from q [T, H, qk]
+// into o [T, H, v]:
+//   q_lat[h] = q_nope[h] . W_UK[h] (W_UK[h] = rows h * (nope + v) .. + nope of kv_b_proj, used as
+//   stored: [K = nope, N = C]), then attention over the latent rows, then o[h] = W_UV[h] o_lat[h].
+void Model::absorbed_attention(KvCache& cache, int cl, const AttentionWeights& w, const Batch& b,
+                               const std::vector<int64_t>& rows, const int32_t* idx, const float* q,
+                               float* o) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim;
+  const int64_t vdim = c.v_head_dim, C = c.kv_lora_rank, qk = nope + rope, A = C + rope;
+  const int64_t K = c.index_topk, n = int64_t(rows.size());
+  const auto& entries = *b.entries;
+  const bool all = n == b.T;  // rows are 0 .. T-1: no gathering
+  // The rows' queries, their caches, positions and top-k lists, compacted.
+  std::vector<float> qg;
+  std::vector<int32_t> pos(static_cast<size_t>(n)), cache_of(static_cast<size_t>(n)), idx_g;
+  if (!all) qg.resize(size_t(n * H * qk));
+  if (idx && !all) idx_g.resize(size_t(n * K));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = rows[size_t(i)];
+    pos[size_t(i)] = b.positions[t];
+    cache_of[size_t(i)] = b.entry_of[t];
+    if (!all) std::memcpy(&qg[i * H * qk], q + t * H * qk, size_t(H * qk) * 4);
+    if (idx && !all) std::memcpy(&idx_g[i * K], idx + t * K, size_t(K) * 4);
+  }
+  const float* qr = all ? q : qg.data();
+  std::vector<MlaCacheView> views(entries.size());
+  for (size_t e = 0; e < entries.size(); ++e)
+    views[e] = cache.mla_view(cl, entries[e].seq, b.end[e]);
+
+  std::vector<float> q_abs(static_cast<size_t>(n * H * A));
+  const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
+  {
+    ScopedTime st{&times_.projections};
+    // One head per task: each head's GEMM runs whole on one thread (nested calls are serial),
+    // which beats 2 * H short parallel GEMMs at decode.
+    parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
+      for (int64_t h = h0; h < h1; ++h) {
+        WeightView uk = kvb.storage_rows(h * (nope + vdim), nope);
+        uk.kn = true, uk.rows = C, uk.cols = nope;  // used as stored: [K = nope, N = C]
+        gemm(GemmInput{DType::f32, qr + h * qk, n, nope, H * qk}, uk, q_abs.data() + h * A, H * A);
+      }
+    });
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t h = 0; h < H; ++h)
+        std::memcpy(&q_abs[(i * H + h) * A + C], &qr[(i * H + h) * qk + nope], size_t(rope) * 4);
   }
 
-  // Attention over the latent cache.
-  std::vector<float> o_lat(static_cast<size_t>(T * H * C)), lse(static_cast<size_t>(T * H));
+  std::vector<float> o_lat(static_cast<size_t>(n * H * C)), lse(static_cast<size_t>(n * H));
   {
     ScopedTime st{&times_.attention};
     MlaAttnArgs a;
     a.q = q_abs.data();
-    a.n_queries = T;
+    a.n_queries = n;
     a.n_heads = int(H);
     a.latent_dim = int(C);
     a.rope_dim = int(rope);
     a.scale = float(c.softmax_scale());
     a.caches = views.data();
-    a.cache_of_query = b.entry_of.data();
+    a.cache_of_query = cache_of.data();
     a.o_lat = o_lat.data();
     a.lse = lse.data();
-    if (any_sparse)
-      sparse_mla_attention(a, idx.data(), c.index_topk);
+    if (idx)
+      sparse_mla_attention(a, all ? idx : idx_g.data(), int(K));
     else
-      dense_mla_attention(a, b.positions.data());
+      dense_mla_attention(a, pos.data());
   }
 
-  // o[h] = W_UV[h] o_lat[h] (rows h * (nope + v) + nope .. + v of kv_b_proj), then o_proj.
-  {
-    ScopedTime st{&times_.projections};
-    const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
-    parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
-      for (int64_t h = h0; h < h1; ++h) {
-        const WeightView uv = kvb.storage_rows(h * (nope + vdim) + nope, vdim);
-        gemm(GemmInput{DType::f32, o_lat.data() + h * C, T, C, H * C}, uv, o.data() + h * vdim,
-             H * vdim);
-      }
-    });
-    linear(o.data(), T, H * vdim, w.o_proj, out, D);
-  }
-}
-
-// The cost of both forms of attention for this batch, in multiply-adds per head: absorbed MLA
-// projects each query in and out of the latent space ((nope + v) x C) and reads (2C + R) per
-// visible key; MHA expands (nope + v) x C per context token, then (qk + v) per causal key (top-k is
-// a mask there, so it visits every causal key). MHA is used when every entry is a prefill chunk
-// (decode steps gain nothing from it) and it is clearly cheaper.
-bool Model::prefer_mha(const Batch& b, bool sparse_mode) const {
-  const ModelConfig& c = config_;
-  if (options_.attention_form == AttentionForm::absorbed) return false;
-  const double C = double(c.kv_lora_rank), R = double(c.qk_rope_head_dim);
-  const double qk = double(c.qk_nope_head_dim) + R, v = double(c.v_head_dim);
-  const double expand = (double(c.qk_nope_head_dim) + v) * C;  // [k_nope | v] of one token
-  double absorbed = 0, mha = 0;
-  for (size_t e = 0; e + 1 < b.first.size(); ++e) {
-    const int64_t t0 = b.first[e], t1 = b.first[e + 1];
-    if (t1 - t0 < kMhaMinQueries && options_.attention_form != AttentionForm::mha) return false;
-    const int64_t L = b.positions[t1 - 1] + 1;
-    const bool sparse = sparse_mode && L > c.index_topk;
-    mha += double(L) * expand;
-    // The absorbed form projects every query into the latent space and every output back out.
-    absorbed += double(t1 - t0) * expand;
-    for (int64_t t = t0; t < t1; ++t) {
-      const double keys = double(b.positions[t]) + 1;
-      absorbed += (sparse ? std::min(keys, double(c.index_topk)) : keys) * (2 * C + R);
-      mha += keys * (qk + v);
+  ScopedTime st{&times_.projections};
+  std::vector<float> og;
+  if (!all) og.resize(size_t(n * H * vdim));
+  float* od = all ? o : og.data();
+  parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const WeightView uv = kvb.storage_rows(h * (nope + vdim) + nope, vdim);
+      gemm(GemmInput{DType::f32, o_lat.data() + h * C, n, C, H * C}, uv, od + h * vdim, H * vdim);
     }
-  }
-  if (options_.attention_form == AttentionForm::mha) return true;
-  return mha * kMhaCostMargin < absorbed;
+  });
+  if (!all)
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(o + rows[size_t(i)] * H * vdim, &og[i * H * vdim], size_t(H * vdim) * 4);
 }
 
-// Non-absorbed attention of a batch of prefill chunks: per entry, the context's latent rows are
-// gathered once; per head (in parallel), k_nope and v are expanded from them with W_UK / W_UV
-// (kv_b_proj rows of the head), keys are laid out transposed with the shared k_pe, and the MHA
-// flash kernel runs over the entry's queries (DSA's top-k as a mask). o is [T, H, v].
+// Non-absorbed attention of each entry's leading b.n_mha[e] tokens: the context's latent rows
+// are gathered once; per head (in parallel), k_nope and v are expanded from them with W_UK /
+// W_UV (kv_b_proj rows of the head), keys are laid out transposed with the shared k_pe, and the
+// MHA flash kernel runs over those queries (DSA's top-k as a mask). o is [T, H, v].
 void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, const Batch& b,
-                          const std::vector<MlaCacheView>& views, const int32_t* idx,
-                          const float* q, float* o) {
+                          const int32_t* idx, const float* q, float* o) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim;
   const int64_t vdim = c.v_head_dim, C = c.kv_lora_rank, qk = nope + rope, K = c.index_topk;
   const auto& entries = *b.entries;
   const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
   for (size_t e = 0; e < entries.size(); ++e) {
+    const int64_t t0 = b.first[e], n = b.n_mha[e];
+    if (n == 0) continue;
     const int seq = entries[e].seq;
-    const int64_t t0 = b.first[e], n = b.first[e + 1] - t0, L = views[e].n_tokens;
+    const int64_t L = b.positions[t0 + n - 1] + 1;  // the context of the MHA queries
     // The context's latent and rope rows, contiguous f32.
     std::vector<float> lat(static_cast<size_t>(L * C)), pe(static_cast<size_t>(L * rope));
     parallel_for(L, 256, [&](int64_t s0, int64_t s1, int) {
@@ -451,7 +500,8 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
         }
       }
     });
-    // DSA: the entry's top-k lists as a bit mask over the context.
+    // DSA: the queries' top-k lists as a bit mask over the context (early positions list every
+    // causal key, which the causal mask gives anyway).
     const int64_t ldmask = (L + 63) / 64;
     std::vector<uint64_t> mask;
     if (idx && L > K) {
@@ -575,16 +625,23 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
   Batch b;
   b.entries = &batch;
   b.first.push_back(0);
+  // Check every entry before anything changes.
+  std::vector<int> seqs;
   for (size_t e = 0; e < batch.size(); ++e) {
     const BatchEntry& en = batch[e];
     if (!cache_.has_sequence(en.seq))
       throw std::invalid_argument("forward: no sequence " + std::to_string(en.seq));
+    if (std::find(seqs.begin(), seqs.end(), en.seq) != seqs.end())
+      throw std::invalid_argument("forward: sequence " + std::to_string(en.seq) +
+                                  " has two entries in one batch");
+    seqs.push_back(en.seq);
     if (en.tokens.empty()) throw std::invalid_argument("forward: an entry has no tokens");
     const int64_t start = cache_.length(en.seq), end = start + int64_t(en.tokens.size());
     if (end > c.max_position_embeddings)
       throw std::invalid_argument(
           "forward: sequence of " + std::to_string(end) +
           " tokens exceeds max_position_embeddings = " + std::to_string(c.max_position_embeddings));
+    int64_t n_mha = 0;
     for (size_t i = 0; i < en.tokens.size(); ++i) {
       if (en.tokens[i] < 0 || en.tokens[i] >= c.vocab_size)
         throw std::invalid_argument("forward: token id " + std::to_string(en.tokens[i]) +
@@ -593,9 +650,23 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
                                     std::to_string(c.vocab_size) + ")");
       b.positions.push_back(int32_t(start + int64_t(i)));
       b.entry_of.push_back(int32_t(e));
+      // MHA tokens come first: the rule is monotone in the position within a sequence.
+      n_mha += uses_mha(start + int64_t(i), en.prompt_len) ? 1 : 0;
     }
     b.first.push_back(b.first.back() + int64_t(en.tokens.size()));
-    cache_.reserve(en.seq, end);
+    b.end.push_back(end);
+    b.n_mha.push_back(n_mha);
+  }
+  int64_t more_blocks = 0;
+  for (size_t e = 0; e < batch.size(); ++e)
+    more_blocks += cache_.blocks_needed(batch[e].seq, b.end[e]);
+  if (more_blocks > cache_.pool().available())
+    throw KvCacheFull("forward: the batch needs " + std::to_string(more_blocks) +
+                      " more cache blocks but only " + std::to_string(cache_.pool().available()) +
+                      " of " + std::to_string(cache_.capacity_blocks()) + " are unreferenced");
+  for (size_t e = 0; e < batch.size(); ++e) {
+    cache_.reserve(batch[e].seq, b.end[e]);
+    cache_.set_length(batch[e].seq, b.end[e]);
   }
   b.T = b.first.back();
   b.h.resize(size_t(b.T * D));
@@ -611,7 +682,8 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
            out.hidden.data<float>(), D);
   std::vector<int64_t> rows;
   for (size_t e = 0; e < batch.size(); ++e) {
-    out.first_row.push_back(int64_t(rows.size()));
+    out.first_row.push_back(batch[e].no_logits ? -1 : int64_t(rows.size()));
+    if (batch[e].no_logits) continue;
     if (batch[e].all_logits)
       for (int64_t t = b.first[e]; t < b.first[e + 1]; ++t) rows.push_back(t);
     else
@@ -626,43 +698,34 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
   return out;
 }
 
-void Model::truncate_sequence(int seq, int64_t length) {
-  if (length < 0 || length > cache_.length(seq))
-    throw std::out_of_range("truncate_sequence: length " + std::to_string(length) +
-                            " is not within the sequence's " + std::to_string(cache_.length(seq)));
-  cache_.set_length(seq, length);
-  if (size_t(seq) < mtp_seq_.size() && mtp_seq_[size_t(seq)] >= 0 &&
-      mtp_cache_->length(mtp_seq_[size_t(seq)]) > length)
-    mtp_cache_->set_length(mtp_seq_[size_t(seq)], length);
-}
-
 Tensor Model::mtp_forward(int seq, const float* hidden, const std::vector<int32_t>& next_tokens) {
   if (weights_.mtp().empty())
     throw std::runtime_error("mtp_forward: the checkpoint has no MTP module");
   const ModelConfig& c = config_;
   const MtpWeights& m = weights_.mtp()[0];
   const int64_t D = c.hidden_size, n = int64_t(next_tokens.size());
-  if (size_t(seq) >= mtp_seq_.size()) mtp_seq_.resize(size_t(seq) + 1, -1);
-  if (mtp_seq_[size_t(seq)] < 0) mtp_seq_[size_t(seq)] = mtp_cache_->create_sequence();
-  const int mseq = mtp_seq_[size_t(seq)];
+  const int64_t start = cache_.mtp_length(seq), end = start + n;
   // m = eh_proj([RMSNorm_e(embed(next)) | RMSNorm_h(hidden)]), then one decoder layer.
   std::vector<float> e(static_cast<size_t>(n * D)), cat(static_cast<size_t>(n * 2 * D));
   embed(m.embed_tokens, next_tokens, e.data());
   const float eps = float(c.rms_norm_eps);
   rms_norm(e.data(), n, D, D, param(m.enorm), eps, cat.data(), 2 * D);
   rms_norm(hidden, n, D, D, param(m.hnorm), eps, cat.data() + D, 2 * D);
-  std::vector<BatchEntry> entries{BatchEntry{mseq, next_tokens, true}};
+  std::vector<BatchEntry> entries{BatchEntry{seq, next_tokens, true}};
+  entries[0].prompt_len = 0;  // drafts are decode tokens: absorbed form
   Batch b;
   b.entries = &entries;
   b.first = {0, n};
+  b.end = {end};
+  b.n_mha = {0};
   b.T = n;
-  const int64_t start = mtp_cache_->length(mseq);
   for (int64_t i = 0; i < n; ++i)
     b.positions.push_back(int32_t(start + i)), b.entry_of.push_back(0);
-  mtp_cache_->reserve(mseq, start + n);
+  cache_.reserve(seq, end);
+  cache_.set_mtp_length(seq, end);
   b.h.resize(size_t(n * D));
   linear(cat.data(), n, 2 * D, m.eh_proj, b.h.data(), D);
-  decoder_layer(*mtp_cache_, 0, m.layer, b);
+  decoder_layer(cache_, c.num_hidden_layers, m.layer, b);
   std::vector<float> hn(static_cast<size_t>(n * D));
   rms_norm(b.h.data(), n, D, D, param(m.shared_head_norm), eps, hn.data(), D);
   Tensor logits = Tensor::empty(DType::f32, {n, c.vocab_size});

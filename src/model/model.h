@@ -28,9 +28,12 @@ enum class AttentionMode {
   dense,   // plain causal MLA over every key, indexer skipped (the baseline; V3 checkpoints)
 };
 
-// The form attention is computed in (the same math, different cost): absorbed MLA over the
-// latent cache, or non-absorbed MHA over per-head keys and values expanded from it (cheaper for
-// prefill chunks of up to several thousand tokens). `automatic` picks per batch by cost.
+// The form attention is computed in (the same math, different rounding and cost): absorbed MLA
+// over the latent cache, or non-absorbed MHA over per-head keys and values expanded from it
+// (cheaper for prompt chunks of up to several thousand tokens). The form is a property of each
+// token, never of the batch it happens to run in (see Model::uses_mha): `automatic` gives MHA to
+// the prompt tokens of whole mha_segment-token segments below a position limit found by cost,
+// `mha` to every prompt token, `absorbed` to none. Decode tokens are always absorbed.
 enum class AttentionForm { automatic, absorbed, mha };
 // "auto", "absorbed" or "mha" (anything else: std::invalid_argument naming the value).
 AttentionForm attention_form_from_name(const std::string& name);
@@ -40,6 +43,8 @@ struct ModelOptions {
   bool indexer_fp8 = true;  // false: the indexer runs on f32 q/k with unit scales
   AttentionMode attention = AttentionMode::sparse;
   AttentionForm attention_form = AttentionForm::automatic;
+  int64_t mha_segment = 512;    // automatic form: prompt segment size (a multiple of 64)
+  int64_t kv_cache_tokens = 0;  // the cache budget; 0: default_kv_cache_tokens()
 };
 
 // Seconds spent per operator class since the last reset (for `bench model` and `eval -v`).
@@ -48,15 +53,21 @@ struct OpTimes {
   double total() const { return projections + indexer + attention + moe + head + other; }
 };
 
+inline constexpr int64_t kAllPrompt = INT64_MAX;
+
 struct BatchEntry {
   int seq = 0;
   std::vector<int32_t> tokens;  // new tokens, appended after the sequence's cached ones
   bool all_logits = false;      // logits for every new token, else only the last
+  bool no_logits = false;       // no logits at all (a prompt chunk that is not the last)
+  // Positions below prompt_len are prompt tokens (their attention form may be MHA), the rest
+  // are generated ones (always absorbed).
+  int64_t prompt_len = kAllPrompt;
 };
 
 struct ForwardOutput {
   Tensor logits;                   // [rows, vocab] f32, entries in order
-  std::vector<int64_t> first_row;  // logits row of each entry's first output
+  std::vector<int64_t> first_row;  // logits row of each entry's first output (-1: none)
   Tensor hidden;                   // [T_total, hidden] final-normed states (the MTP input)
 };
 
@@ -73,13 +84,24 @@ class Model {
   void free_sequence(int seq) { cache_.free_sequence(seq); }
   int64_t sequence_length(int seq) const { return cache_.length(seq); }
   // Forgets the tokens of `seq` past `length` (e.g. where a new chat turn diverges).
-  void truncate_sequence(int seq, int64_t length);
+  void truncate_sequence(int seq, int64_t length) { cache_.truncate(seq, length); }
 
+  // Runs a batch. Each token's results are bitwise independent of the rest of the batch, of how
+  // its sequence was cut into chunks and of the thread count. Throws std::invalid_argument for
+  // bad entries and KvCacheFull when the budget cannot hold them (nothing is computed then).
   ForwardOutput forward(const std::vector<BatchEntry>& batch);
+
+  // Whether the prompt token at `pos` of a sequence whose prompt has prompt_len tokens is
+  // computed in the MHA form (the same for every 64-token cache block).
+  bool uses_mha(int64_t pos, int64_t prompt_len) const;
+  // The automatic form's MHA region: prompt positions below this limit (a multiple of
+  // mha_segment; 0: never MHA).
+  int64_t mha_limit() const { return mha_limit_; }
 
   // MTP draft (spec §4) for one sequence: given the main model's final-normed hidden states of
   // its newest tokens [n, hidden] and the tokens that followed each of them, returns the draft
-  // logits [n, vocab] of the token after those. Uses the MTP module's own cache for `seq`.
+  // logits [n, vocab] of the token after those. The MTP layer's cache is the last layer of the
+  // sequence's blocks; its positions trail the main layers' (cache().mtp_length).
   Tensor mtp_forward(int seq, const float* hidden, const std::vector<int32_t>& next_tokens);
   bool has_mtp() const { return !weights_.mtp().empty(); }
 
@@ -89,6 +111,7 @@ class Model {
   void fill_cache_synthetic(int seq, int64_t depth, uint32_t seed);
 
   OpTimes& op_times() { return times_; }
+  KvCache& cache() { return cache_; }
   const KvCache& cache() const { return cache_; }
   size_t cache_bytes() const { return cache_.bytes_reserved(); }
 
@@ -99,10 +122,12 @@ class Model {
   void attention(KvCache& cache, int cache_layer, const AttentionWeights& w, Batch& b,
                  const float* x, float* out);
   void mlp(const LayerWeights& w, Batch& b, const float* x, float* out);
-  bool prefer_mha(const Batch& b, bool sparse_mode) const;
+  int64_t compute_mha_limit() const;
   void mha_attention(KvCache& cache, int cache_layer, const AttentionWeights& w, const Batch& b,
-                     const std::vector<MlaCacheView>& views, const int32_t* idx, const float* q,
-                     float* o);
+                     const int32_t* idx, const float* q, float* o);
+  void absorbed_attention(KvCache& cache, int cache_layer, const AttentionWeights& w,
+                          const Batch& b, const std::vector<int64_t>& rows, const int32_t* idx,
+                          const float* q, float* o);
   void linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight& w, float* y,
               int64_t ldy);
   void embed(const Tensor& table, const std::vector<int32_t>& tokens, float* out) const;
@@ -117,8 +142,7 @@ class Model {
   // and keyed by the tensor's data, so hot paths never convert them again.
   const std::vector<float>& param(const Tensor& t);
   std::unordered_map<const void*, std::vector<float>> params_;
-  std::unique_ptr<KvCache> mtp_cache_;  // the MTP module's own cache (one layer)
-  std::vector<int> mtp_seq_;            // MTP cache sequence of each main sequence
+  int64_t mha_limit_ = 0;
   OpTimes times_;
 };
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "model/config.h"
-#include "model/gen_model.h"
+#include "synthetic/gen_model.h"
 
 namespace dsinfer {
 namespace {

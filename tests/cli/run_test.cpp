@@ -10,7 +10,7 @@
 #include <fstream>
 #include <string>
 
-#include "model/gen_model.h"
+#include "synthetic/gen_model.h"
 
 namespace dsinfer {
 namespace {

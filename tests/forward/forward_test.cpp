@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "model/gen_model.h"
+#include "synthetic/gen_model.h"
 #include "model/model.h"
 #include "reference_model.h"
 

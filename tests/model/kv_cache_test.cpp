@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 
 namespace dsinfer {
@@ -18,52 +19,83 @@ CacheLayout small_layout(bool fp8) {
   return l;
 }
 
-TEST(KvCache, GrowsOnDemandAndKeepsRowsAcrossGrowth) {
-  KvCache cache(small_layout(true));
-  const int a = cache.create_sequence(), b = cache.create_sequence();
+TEST(KvCache, RowsOfEveryLayerLiveInTheSequencesBlocks) {
+  KvCache cache(small_layout(true), 64 * 8);
+  const int a = cache.create_sequence();
   cache.reserve(a, 70);  // two blocks
   for (int64_t p = 0; p < 70; ++p) {
     static_cast<float*>(cache.c_row(1, a, p))[3] = float(p);
     static_cast<float*>(cache.k_pe_row(0, a, p))[7] = float(-p);
     cache.indexer_token(1, a, p)[131] = uint8_t(p);
   }
-  cache.reserve(b, 64 * 40);  // forces the pools to grow and be copied
-  for (int64_t p = 0; p < 70; ++p) {
-    EXPECT_EQ(static_cast<float*>(cache.c_row(1, a, p))[3], float(p));
-    EXPECT_EQ(static_cast<float*>(cache.k_pe_row(0, a, p))[7], float(-p));
-    EXPECT_EQ(cache.indexer_token(1, a, p)[131], uint8_t(p));
-  }
   cache.set_length(a, 70);
   const MlaCacheView v = cache.mla_view(1, a);
   EXPECT_EQ(v.n_tokens, 70);
   EXPECT_EQ(static_cast<const float*>(v.c)[v.row(65) * v.ld_c + 3], 65.0f);
+  EXPECT_EQ(cache.mla_view(1, a, 12).n_tokens, 12);
   const IndexerKeys k = cache.indexer_keys_fp8(1, a);
   EXPECT_EQ(indexer_page_token(const_cast<uint8_t*>(k.pages), k.block_table, 69)[131], 69);
 }
 
-TEST(KvCache, SequencesNeverShareBlocksAndFreedBlocksAreReused) {
-  KvCache cache(small_layout(false));
+TEST(KvCache, TheBudgetIsFixedAndFullReservationsFailCleanly) {
+  KvCache cache(small_layout(false), 64 * 4);
+  EXPECT_EQ(cache.capacity_blocks(), 4);
+  EXPECT_EQ(cache.capacity_tokens(), 256);
   const int a = cache.create_sequence(), b = cache.create_sequence();
-  cache.reserve(a, 200);
-  cache.reserve(b, 200);
-  for (int64_t p = 0; p < 200; ++p) {
-    cache.indexer_key_f32(0, a, p)[0] = 1.0f;
-    cache.indexer_key_f32(0, b, p)[0] = 2.0f;
-  }
-  for (int64_t p = 0; p < 200; ++p) EXPECT_EQ(cache.indexer_key_f32(0, a, p)[0], 1.0f);
-  const int64_t used = cache.blocks_in_use();
-  EXPECT_EQ(used, 8);  // 4 blocks each
+  cache.reserve(a, 200);  // 4 blocks: all of them
+  for (int64_t p = 0; p < 200; ++p) cache.indexer_key_f32(0, a, p)[0] = 1.0f;
+  EXPECT_EQ(cache.blocks_needed(b, 1), 1);
+  EXPECT_FALSE(cache.try_reserve(b, 1));
+  EXPECT_TRUE(cache.block_table(b).empty());  // nothing changed
+  EXPECT_THROW(cache.reserve(b, 1), KvCacheFull);
   cache.free_sequence(a);
+  EXPECT_EQ(cache.blocks_in_use(), 0);
+  EXPECT_TRUE(cache.try_reserve(b, 256));
   EXPECT_EQ(cache.blocks_in_use(), 4);
-  const int c = cache.create_sequence();
-  EXPECT_EQ(c, a);  // the slot is reused
-  cache.reserve(c, 256);
-  EXPECT_EQ(cache.blocks_in_use(), 8);
   EXPECT_EQ(cache.bytes_per_token(), size_t(2 * ((16 + 8) * 4 + 128 * 4)));
+  EXPECT_EQ(cache.bytes_reserved(), cache.bytes_per_token() * 256);
+}
+
+TEST(KvCache, SharedBlocksAreReferenceCountedAndTruncateReleasesWholeBlocks) {
+  KvCache cache(small_layout(true), 64 * 8);
+  const int a = cache.create_sequence();
+  cache.reserve(a, 128);
+  cache.set_length(a, 128);
+  const std::vector<int32_t> prefix = cache.block_table(a);
+  const int b = cache.create_sequence();
+  cache.attach_blocks(b, prefix);
+  EXPECT_EQ(cache.length(b), 128);
+  EXPECT_EQ(cache.pool().refs(prefix[0]), 2);
+  EXPECT_EQ(cache.c_row(0, a, 70), cache.c_row(0, b, 70));  // the same rows
+  cache.reserve(b, 130);
+  EXPECT_EQ(cache.blocks_in_use(), 3);
+  cache.free_sequence(a);
+  EXPECT_EQ(cache.pool().refs(prefix[0]), 1);
+  EXPECT_EQ(cache.blocks_in_use(), 3);
+  cache.set_length(b, 130);
+  cache.truncate(b, 65);  // keeps blocks 0 and 1
+  EXPECT_EQ(cache.block_table(b).size(), 2u);
+  EXPECT_EQ(cache.blocks_in_use(), 2);
+  EXPECT_THROW(cache.attach_blocks(b, prefix), std::logic_error);  // b no longer ends on a block
+  cache.truncate(b, 0);
+  EXPECT_EQ(cache.blocks_in_use(), 0);
+  cache.pool().check_consistency();
+}
+
+TEST(KvCache, MtpLengthTrailsAndIsClippedByTruncation) {
+  KvCache cache(small_layout(true), 64 * 2);
+  const int a = cache.create_sequence();
+  cache.reserve(a, 100);
+  cache.set_length(a, 100);
+  cache.set_mtp_length(a, 99);
+  EXPECT_EQ(cache.mtp_length(a), 99);
+  cache.truncate(a, 50);
+  EXPECT_EQ(cache.mtp_length(a), 50);
+  EXPECT_THROW(cache.set_mtp_length(a, 129), std::out_of_range);
 }
 
 TEST(KvCache, ErrorsNameTheProblem) {
-  KvCache cache(small_layout(true));
+  KvCache cache(small_layout(true), 64);
   const int a = cache.create_sequence();
   cache.reserve(a, 10);
   EXPECT_THROW(cache.c_row(0, a, 64), std::out_of_range);  // not reserved
@@ -73,7 +105,30 @@ TEST(KvCache, ErrorsNameTheProblem) {
   EXPECT_THROW(cache.free_sequence(a), std::invalid_argument);
   CacheLayout bad = small_layout(true);
   bad.mla_dtype = DType::fp8_e4m3;
-  EXPECT_THROW(KvCache{bad}, std::invalid_argument);
+  EXPECT_THROW((KvCache{bad, 64}), std::invalid_argument);
+}
+
+// Resident set size in bytes (Linux).
+size_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  long pages = 0, resident = 0;
+  if (f) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return size_t(resident) * 4096;
+}
+
+TEST(KvCache, TheBudgetCostsNothingUntilWritten) {
+  // 32 M tokens of this layout is 14 GiB of address space; only written pages are committed.
+  const size_t before = resident_bytes();
+  KvCache cache(small_layout(true), int64_t(32) << 20);
+  EXPECT_GT(cache.bytes_reserved(), size_t(8) << 30);
+  EXPECT_LT(resident_bytes(), before + (size_t(256) << 20));
+  const int a = cache.create_sequence();
+  cache.reserve(a, 64);
+  static_cast<float*>(cache.c_row(0, a, 0))[0] = 1.0f;
+  EXPECT_EQ(static_cast<float*>(cache.c_row(0, a, 1))[0], 0.0f);  // untouched pages read zero
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "model/checkpoint.h"
-#include "model/gen_model.h"
+#include "synthetic/gen_model.h"
 #include "model/model_test_util.h"
 
 namespace dsinfer::testing {

@@ -1,6 +1,6 @@
-#include "model/sampler.h"
+#include "engine/sampler.h"
 
-#include "model/sampler_kernels.h"
+#include "engine/sampler_kernels.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "model/gen_tokenizer.h"
+#include "synthetic/gen_tokenizer.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "model/gen_model.h"
+#include "synthetic/gen_model.h"
 
 #include "core/rng.h"
 
@@ -16,7 +16,7 @@
 #include "core/thread_pool.h"
 #include "core/weight_view.h"
 #include "model/checkpoint.h"
-#include "model/gen_tokenizer.h"
+#include "synthetic/gen_tokenizer.h"
 
 namespace dsinfer {
 

@@ -1,4 +1,4 @@
-#include "model/sampler_kernels.h"
+#include "engine/sampler_kernels.h"
 
 #include "core/dispatch.h"
 

@@ -1,7 +1,7 @@
 // Random DeepSeek-V3.2 / V3 checkpoints in the exact Hugging Face layout (`dsinfer gen-model`):
 // config.json, generation_config.json, sharded safetensors with model.safetensors.index.json,
 // FP8 (e4m3 + power-of-two 128 x 128 block scales) or BF16 weights, one MTP module, and a
-// byte-level BPE tokenizer (tokenizer.json, tokenizer_config.json; model/gen_tokenizer.h).
+// byte-level BPE tokenizer (tokenizer.json, tokenizer_config.json; synthetic/gen_tokenizer.h).
 //
 // The tensors are exactly checkpoint_schema()'s, scaled so activations stay O(1) through the
 // layers (docs/gen-model.md). Generation is seeded and deterministic: every 128-row block of every

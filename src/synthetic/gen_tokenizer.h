@@ -1,5 +1,5 @@
 // A small byte-level BPE tokenizer in the format of the real DeepSeek-V3 `tokenizer.json`, for
-// generated test models (model/gen_model.h): the same normalizer, pre-tokenizer (the three Split
+// generated test models (synthetic/gen_model.h): the same normalizer, pre-tokenizer (the three Split
 // regexes and ByteLevel), decoder and special tokens, with merges learned from a built-in English
 // text instead of 128K learned ones. Deterministic: the result depends on the vocabulary size only.
 #pragma once

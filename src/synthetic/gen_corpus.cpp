@@ -1,8 +1,8 @@
-// The English text the generated tokenizer learns its merges from (model/gen_tokenizer.h).
+// The English text the generated tokenizer learns its merges from (synthetic/gen_tokenizer.h).
 // Original prose; plain ASCII so the pre-tokenizer for learning can stay simple.
 #include <string_view>
 
-#include "model/gen_tokenizer.h"
+#include "synthetic/gen_tokenizer.h"
 
 namespace dsinfer {
 

@@ -1,6 +1,6 @@
 // Sampler: greedy, determinism, the drawn distribution, the exact top-k / top-p / min-p sets
 // (against a full-sort reference), penalties and their window, errors, and speed at 129K.
-#include "model/sampler.h"
+#include "engine/sampler.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,74 @@
+#include "engine/prefix_cache.h"
+
+#include <algorithm>
+
+#include "core/rng.h"
+
+namespace dsinfer {
+
+namespace {
+
+// The attention form of block j's tokens (the same for the whole block).
+uint32_t block_flags(const Model& model, const std::vector<int32_t>& tokens, int64_t prompt_len,
+                     int64_t j) {
+  (void)tokens;
+  return model.uses_mha(j * kKvBlockTokens, prompt_len) ? 1u : 0u;
+}
+
+BlockKey make_key(uint64_t parent_hash, int32_t parent, uint32_t parent_gen, uint32_t flags,
+                  const int32_t* tokens) {
+  BlockKey k;
+  k.parent = parent;
+  k.parent_gen = parent_gen;
+  k.flags = flags;
+  std::copy(tokens, tokens + kKvBlockTokens, k.tokens.begin());
+  uint64_t h = parent_hash ^ (uint64_t(flags) << 32), st = h;
+  h = splitmix64(st);
+  for (int32_t t : k.tokens) {
+    st = h ^ uint64_t(uint32_t(t));
+    h = splitmix64(st);
+  }
+  k.hash = h;
+  return k;
+}
+
+}  // namespace
+
+BlockKey block_key(const Model& model, const KvCache& cache, const std::vector<int32_t>& table,
+                   const std::vector<int32_t>& tokens, int64_t prompt_len, int64_t j) {
+  const BlockPool& pool = cache.pool();
+  const int32_t parent = j > 0 ? table[size_t(j - 1)] : -1;
+  // The parent's own key is registered (a block is registered only after its parent).
+  const uint64_t parent_hash = 0x5eedull + (parent >= 0 ? pool.key(parent).hash : 0);
+  return make_key(parent_hash, parent, parent >= 0 ? pool.generation(parent) : 0,
+                  block_flags(model, tokens, prompt_len, j), tokens.data() + j * kKvBlockTokens);
+}
+
+std::vector<int32_t> match_prefix(const Model& model, KvCache& cache,
+                                  const std::vector<int32_t>& tokens, int64_t prompt_len,
+                                  int64_t limit) {
+  std::vector<int32_t> found;
+  for (int64_t j = 0; (j + 1) * kKvBlockTokens <= limit; ++j) {
+    const int32_t b = cache.pool().lookup(block_key(model, cache, found, tokens, prompt_len, j));
+    if (b < 0) break;
+    found.push_back(b);
+  }
+  return found;
+}
+
+int64_t register_full_blocks(const Model& model, KvCache& cache, int seq,
+                             const std::vector<int32_t>& tokens, int64_t prompt_len,
+                             int64_t written, int64_t from) {
+  const std::vector<int32_t>& table = cache.block_table(seq);
+  const int64_t full = std::min<int64_t>(written / kKvBlockTokens, int64_t(table.size()));
+  for (int64_t j = from; j < full; ++j) {
+    const int32_t b = table[size_t(j)];
+    if (cache.pool().is_registered(b)) continue;  // a shared block found by lookup
+    // A parent that lost its registration (another block held its key) ends the chain.
+    if (j > 0 && !cache.pool().is_registered(table[size_t(j - 1)])) return j;
+    cache.pool().register_block(b, block_key(model, cache, table, tokens, prompt_len, j));
+  }
+  return std::max(from, full);
+}
+
+}  // namespace dsinfer
