@@ -11,7 +11,8 @@ namespace dsinfer::cli {
 namespace {
 
 CommandRegistrar bench_cmd(
-    {"bench", "Run benchmarks (gemm, kernels, model, probe, all)", [](CLI::App& app) {
+    {"bench", "Run benchmarks (probe, gemm, kernels, indexer, attention, model, engine, ...)",
+     [](CLI::App& app) {
        auto suite = std::make_shared<std::string>("all");
        auto opts = std::make_shared<bench::Options>();
        auto threads = std::make_shared<std::vector<int>>();
@@ -28,6 +29,15 @@ CommandRegistrar bench_cmd(
            ->check(CLI::IsMember({"sparse", "dense", "both"}));
        app.add_flag(
            "--sweep", [opts](int64_t) { opts->args.push_back("--sweep"); }, "Suite-specific sweep");
+       // `bench engine` load shape.
+       for (const char* name :
+            {"--requests", "--concurrency", "--input-len", "--output-len", "--shared-prefix"})
+         app.add_option_function<int64_t>(
+             name,
+             [opts, name](int64_t v) {
+               opts->args.insert(opts->args.end(), {name, std::to_string(v)});
+             },
+             "For `bench engine`");
        return std::function<int()>([=] {
          opts->threads = *threads;
          if (opts->threads.empty()) {

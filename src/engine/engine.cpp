@@ -89,6 +89,7 @@ RequestHandle Engine::submit(Request r) {
       std::make_unique<SequenceState>(id, id, std::move(r), ch, int(c.vocab_size), std::move(dec));
   s->submitted_s = now_s();
   inbox_.push_back(std::move(s));
+  idle_now_ = false;
   ++stats_.requests_submitted;
   lock.unlock();
   wake_.notify_all();
@@ -103,6 +104,12 @@ void Engine::shutdown(bool drain) {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+bool Engine::wait_idle(double timeout_s) const {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return idle_.wait_for(lock, std::chrono::duration<double>(timeout_s),
+                        [&] { return idle_now_ && inbox_.empty(); });
 }
 
 EngineStats Engine::stats() const {
@@ -130,6 +137,8 @@ void Engine::loop() {
         while (!live_.empty()) finish(live_.back().get(), FinishReason::cancelled);
         std::lock_guard<std::mutex> relock(mutex_);
         stats_ = local_;
+        idle_now_ = true;
+        idle_.notify_all();
         return;
       }
       if (stopping_ && drain_ && inbox_.empty() && live_.empty()) return;
@@ -156,6 +165,8 @@ void Engine::loop() {
     local_.preemptions = scheduler_.preemptions();
     local_.requests_submitted = stats_.requests_submitted;
     stats_ = local_;
+    idle_now_ = live_.empty() && inbox_.empty();
+    if (idle_now_) idle_.notify_all();
   }
 }
 
@@ -181,9 +192,11 @@ void Engine::cancel_requested() {
   }
 }
 
-void Engine::finish(SequenceState* s, FinishReason reason, const std::string& error) {
+void Engine::finish(SequenceState* s, FinishReason reason, const std::string& error,
+                    std::optional<GeneratedToken> end_token) {
   RequestEvent ev;
   ev.kind = RequestEvent::Kind::finished;
+  if (end_token) ev.tokens.push_back(std::move(*end_token));
   ev.reason = reason;
   ev.error = error;
   if (s->decoder && reason != FinishReason::stop) {
@@ -222,9 +235,19 @@ void Engine::emit_sample(SequenceState* s, const float* logits) {
   const int32_t tok = s->sampler.sample(logits);
   ++s->generated;
   if (s->first_token_s < 0) s->first_token_s = now_s();
-  if (!s->req.ignore_eos && c.is_eos(tok)) return finish(s, FinishReason::eos);
   const auto& st = s->req.stop_tokens;
-  if (std::find(st.begin(), st.end(), tok) != st.end()) return finish(s, FinishReason::stop);
+  const bool eos = !s->req.ignore_eos && c.is_eos(tok);
+  const bool stop_token = std::find(st.begin(), st.end(), tok) != st.end();
+  if (eos || stop_token) {
+    // Not part of the output; its logits still reach a caller who asked for them, in the
+    // finished event.
+    GeneratedToken end;
+    end.token = tok;
+    if (s->req.return_logits) end.logits.assign(logits, logits + c.vocab_size);
+    return finish(
+        s, eos ? FinishReason::eos : FinishReason::stop, {},
+        s->req.return_logits ? std::optional<GeneratedToken>(std::move(end)) : std::nullopt);
+  }
   s->sampler.accept(tok);
   s->tokens.push_back(tok);
   RequestEvent ev;
@@ -232,6 +255,7 @@ void Engine::emit_sample(SequenceState* s, const float* logits) {
   gt.token = tok;
   if (s->req.logprobs || s->req.top_logprobs > 0)
     token_logprobs(logits, int(c.vocab_size), s->req.top_logprobs, &gt);
+  if (s->req.return_logits) gt.logits.assign(logits, logits + c.vocab_size);
   ev.tokens.push_back(std::move(gt));
   bool hit = false;
   if (s->decoder) ev.text = s->stops.push(s->decoder->push(tok), &hit);

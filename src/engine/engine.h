@@ -71,7 +71,11 @@ class Engine {
   // them; then joins the thread. Idempotent.
   void shutdown(bool drain);
 
+  // As of the last finished step.
   EngineStats stats() const;
+  // Waits until no request is queued or running and the stats cover every step so far; false
+  // after timeout_s.
+  bool wait_idle(double timeout_s) const;
   const Model& model() const { return *model_; }
   const EngineOptions& options() const { return options_; }
   int64_t context_limit() const { return context_limit_; }
@@ -83,7 +87,8 @@ class Engine {
   void step();
   void take_new_requests();
   void cancel_requested();
-  void finish(SequenceState* s, FinishReason reason, const std::string& error = {});
+  void finish(SequenceState* s, FinishReason reason, const std::string& error = {},
+              std::optional<GeneratedToken> end_token = std::nullopt);
   void emit_sample(SequenceState* s, const float* logits);
   void fail_all(const std::string& error);
   void wake();
@@ -96,6 +101,8 @@ class Engine {
 
   mutable std::mutex mutex_;  // guards inbox_, stopping_, drain_, stats_, next_id_
   std::condition_variable wake_;
+  mutable std::condition_variable idle_;
+  bool idle_now_ = true;
   std::deque<std::unique_ptr<SequenceState>> inbox_;
   bool stopping_ = false, drain_ = false;
   uint64_t next_id_ = 1;

@@ -22,6 +22,7 @@ struct Request {
   bool ignore_eos = false;           // keep going past EOS (benchmarks)
   bool logprobs = false;             // the sampled token's log-probability
   int top_logprobs = 0;              // and the N most likely tokens', N <= kMaxTopLogprobs
+  bool return_logits = false;        // every generated token's whole logits row (tests, research)
   int priority = 0;                  // lower runs first; preemption takes the highest first
   bool report_prefill = false;       // also send `prefill` events while the prompt is computed
   std::string tag;                   // the caller's name for the request, for logs
@@ -45,6 +46,7 @@ struct GeneratedToken {
   int32_t token = 0;
   float logprob = 0;              // when Request::logprobs
   std::vector<TokenLogprob> top;  // Request::top_logprobs entries, most likely first
+  std::vector<float> logits;      // Request::return_logits: the raw logits row [vocab]
 };
 
 struct Usage {
@@ -60,7 +62,8 @@ struct RequestTimes {
 
 struct RequestEvent {
   enum class Kind { tokens, prefill, finished } kind = Kind::tokens;
-  std::vector<GeneratedToken> tokens;  // tokens: the new tokens (EOS / stop tokens excluded)
+  std::vector<GeneratedToken> tokens;  // tokens: the new tokens (EOS / stop tokens excluded);
+                                       // finished: with return_logits, the EOS / stop token
   std::string text;                    // the text they release (valid UTF-8; may lag the tokens
                                        // while it could still become a stop string)
   int64_t prefilled = 0;               // prefill: prompt tokens computed so far, of prompt_tokens

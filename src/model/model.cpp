@@ -589,6 +589,12 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
     const auto& sel = rows_of[size_t(e)];
     if (sel.empty()) continue;
     const int64_t n = int64_t(sel.size());
+    ++times_.experts_run;
+    for (const LinearWeight* lw :
+         {&moe.experts[size_t(e)].gate_proj, &moe.experts[size_t(e)].up_proj,
+          &moe.experts[size_t(e)].down_proj})
+      times_.expert_bytes +=
+          double(lw->w.nbytes() + (lw->scale_inv.defined() ? lw->scale_inv.nbytes() : 0));
     xe.resize(size_t(n * D));
     ye.resize(size_t(n * D));
     for (int64_t r = 0; r < n; ++r) std::memcpy(&xe[r * D], x + (sel[r] / k) * D, size_t(D) * 4);

@@ -51,6 +51,9 @@ struct ModelOptions {
 struct OpTimes {
   double projections = 0, indexer = 0, attention = 0, moe = 0, head = 0, other = 0;
   double total() const { return projections + indexer + attention + moe + head + other; }
+  // Routed experts run (one per layer and expert with at least one token) and their weight bytes.
+  int64_t experts_run = 0;
+  double expert_bytes = 0;
 };
 
 inline constexpr int64_t kAllPrompt = INT64_MAX;
@@ -111,6 +114,7 @@ class Model {
   void fill_cache_synthetic(int seq, int64_t depth, uint32_t seed);
 
   OpTimes& op_times() { return times_; }
+  const OpTimes& op_times() const { return times_; }
   KvCache& cache() { return cache_; }
   const KvCache& cache() const { return cache_; }
   size_t cache_bytes() const { return cache_.bytes_reserved(); }
