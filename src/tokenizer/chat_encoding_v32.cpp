@@ -2,7 +2,8 @@
 // that model): every user turn carries the opening of the assistant turn after it, with
 // <think> after the last user turn in thinking mode and </think> everywhere else; reasoning is
 // kept only for assistant turns after the last user turn; tool calls are written in DSML and
-// tool results are gathered in a <function_results> block.
+// tool results are gathered in a <function_results> block; the tools and response format of a
+// system message are described after its content (of a developer message: before it).
 //
 // One deliberate difference: encoding_dsv32 always ends a conversation whose last message is
 // a user turn (or the last tool result) with the next assistant turn's opening; here that
@@ -16,6 +17,67 @@ namespace dsinfer::tokenizer {
 namespace {
 
 constexpr std::string_view kDsml = "｜DSML｜";
+
+// The tool instructions of encoding_dsv32 (its TOOLS_SYSTEM_TEMPLATE with the DSML and thinking
+// tokens filled in). The model was trained on this text, so it has to match byte for byte; the
+// tools' function objects follow, one json.dumps line each, then "\n</functions>\n".
+constexpr std::string_view kToolsPrompt =
+    R"(## Tools
+You have access to a set of tools you can use to answer the user's question.
+You can invoke functions by writing a "<｜DSML｜function_calls>" block like the following as part of your reply to the user:
+<｜DSML｜function_calls>
+<｜DSML｜invoke name="$FUNCTION_NAME">
+<｜DSML｜parameter name="$PARAMETER_NAME" string="true|false">$PARAMETER_VALUE</｜DSML｜parameter>
+...
+</｜DSML｜invoke>
+<｜DSML｜invoke name="$FUNCTION_NAME2">
+...
+</｜DSML｜invoke>
+</｜DSML｜function_calls>
+String and scalar parameters should be specified as is without any escaping or quotes, while lists and objects should use JSON format. The "string" attribute should be set to "true" for string type parameters and "false" for other types (numbers, booleans, arrays, objects).
+If the thinking_mode is enabled, then after function results you should strongly consider outputting a thinking block. Here is an example:
+<｜DSML｜function_calls>
+...
+</｜DSML｜function_calls>
+<function_results>
+...
+</function_results>
+<think>...thinking about results</think>
+Here are the functions available in JSONSchema format:
+<functions>
+)";
+
+constexpr std::string_view kResponseFormatPrompt =
+    "## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n";
+
+// "\n\n" + the tools block (when there are tools) + "\n\n" + the response format block (when
+// there is one), as encoding_dsv32 appends them to a system message's content.
+// `where` names the tools in errors ("tools", "messages[0].tools").
+std::string tools_and_format(const nlohmann::ordered_json& tools,
+                             const nlohmann::ordered_json& response_format,
+                             const std::string& where) {
+  std::string out;
+  if (python_truthy(tools)) {
+    check_chat_tools(tools, where);
+    out += "\n\n";
+    out += kToolsPrompt;
+    for (size_t k = 0; k < tools.size(); ++k) {
+      if (k) out += '\n';
+      out += python_json_dumps(tools[k].at("function"));
+    }
+    out += "\n</functions>\n";
+  }
+  if (python_truthy(response_format)) {
+    out += "\n\n";
+    out += kResponseFormatPrompt;
+    out += python_json_dumps(response_format);
+  }
+  return out;
+}
+
+std::string where(size_t i) {
+  return "messages[" + std::to_string(i) + "]";
+}
 
 std::invalid_argument message_error(size_t i, const ChatMessage& m, const std::string& problem) {
   return std::invalid_argument("messages[" + std::to_string(i) + "] (" + m.role + "): " + problem);
@@ -63,28 +125,54 @@ std::string dsml_tool_calls(const std::vector<ChatToolCall>& calls, size_t i) {
 
 std::string render_deepseek_v3_2(std::span<const ChatMessage> messages, const ChatOptions& options,
                                  std::string_view bos_token) {
-  long last_user = -1;
-  for (size_t i = 0; i < messages.size(); ++i)
+  long last_user = -1, first_system = -1;
+  for (size_t i = 0; i < messages.size(); ++i) {
     if (messages[i].role == "user" || messages[i].role == "developer") last_user = long(i);
+    if (messages[i].role == "system" && first_system < 0) first_system = long(i);
+  }
   auto mode_token = [&](bool open) { return open && options.thinking ? "<think>" : "</think>"; };
 
+  // Request-level tools and response format belong to the first system message.
+  bool request_tools = python_truthy(options.tools);
+  bool request_format = python_truthy(options.response_format);
+  if (first_system >= 0) {
+    const ChatMessage& s = messages[size_t(first_system)];
+    if (request_tools && python_truthy(s.tools))
+      throw std::invalid_argument("tools: given both in the request and in messages[" +
+                                  std::to_string(first_system) + "] (system)");
+    if (request_format && python_truthy(s.response_format))
+      throw std::invalid_argument("response_format: given both in the request and in messages[" +
+                                  std::to_string(first_system) + "] (system)");
+  }
+
   std::string out(bos_token);
+  if (first_system < 0 && (request_tools || request_format))
+    out += tools_and_format(options.tools, options.response_format, "tools");
   for (size_t i = 0; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
-    if (!m.unrendered_fields.empty())
-      throw message_error(i, m,
-                          "\"" + m.unrendered_fields.front() +
-                              "\" is not supported; describe it in the system prompt");
+    if (m.role != "system" && m.role != "developer") {
+      for (auto [field, value] :
+           {std::pair{"tools", &m.tools}, std::pair{"response_format", &m.response_format}})
+        if (python_truthy(*value))
+          throw message_error(
+              i, m,
+              "\"" + std::string(field) + "\" is only rendered on system and developer messages");
+    }
     // The opening of the next assistant turn is only omitted at the very end.
     bool open_next = i + 1 < messages.size() || options.add_generation_prompt;
     bool is_last_user = long(i) == last_user;
     if (m.role == "system") {
       out += m.content.value_or("");
+      bool first = long(i) == first_system;
+      out += tools_and_format(first && request_tools ? options.tools : m.tools,
+                              first && request_format ? options.response_format : m.response_format,
+                              first && request_tools ? "tools" : where(i) + ".tools");
     } else if (m.role == "user" || m.role == "developer") {
       const std::string& content = required_content(m, i);
       out += kUser;
       if (m.role == "developer") {
         if (content.empty()) throw message_error(i, m, "content is empty");
+        out += tools_and_format(m.tools, m.response_format, where(i) + ".tools");
         out += "\n\n# The user's message is: ";
       }
       out += content;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "tokenizer/chat_renderers.h"
+#include "tokenizer/python_json.h"
 
 namespace dsinfer {
 
@@ -80,6 +81,17 @@ ChatFormat default_chat_format(const std::string& model_dir) {
 
 std::string render_chat(ChatFormat format, std::span<const ChatMessage> messages,
                         const ChatOptions& options, std::string_view bos_token) {
+  if (format != ChatFormat::deepseek_v3_2) {
+    // Neither Jinja template has a tools or response_format variable.
+    for (auto [field, value] : {std::pair{"tools", &options.tools},
+                                std::pair{"response_format", &options.response_format}})
+      if (tokenizer::python_truthy(*value))
+        throw std::invalid_argument(std::string(field) + ": the " +
+                                    std::string(chat_format_name(format)) +
+                                    " chat format has no rendering for request-level " + field +
+                                    " (its chat template ignores them); describe them in the "
+                                    "system prompt");
+  }
   switch (format) {
     case ChatFormat::deepseek_v3:
       return tokenizer::render_deepseek_v3(messages, options, bos_token);

@@ -26,6 +26,19 @@ struct ChatOptions {
   bool add_generation_prompt = false;
   // V3.1 / V3.2 thinking mode: the assistant turn opens with <think>.
   bool thinking = false;
+  // The request's OpenAI `tools` array and `response_format` (null: none). The V3.2 format
+  // renders them exactly as if they were attached to the first system message (one with empty
+  // content is put first when there is none), which is how DeepSeek-V3.2's encoder takes them;
+  // that message must not carry its own. Key order is rendered, so parse the request with
+  // nlohmann::ordered_json (Python's json.dumps, which the model was trained on, keeps the
+  // client's order; nlohmann::json would sort the keys). The V3 and V3.1 templates have no tool
+  // or response-format rendering, so those formats reject them (naming the field).
+  //
+  // There is no tool_choice: the V3.2 encoding has no way to express it (no prompt text, no
+  // marker). "none" can be honoured by leaving out `tools`; "required" or a named function would
+  // need constrained decoding, which is not the prompt's business.
+  nlohmann::ordered_json tools = nullptr;
+  nlohmann::ordered_json response_format = nullptr;
 };
 
 // "v3", "v3.1", "v3.2".

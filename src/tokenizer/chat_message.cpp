@@ -9,10 +9,11 @@ namespace dsinfer {
 using tokenizer::json_error;
 using tokenizer::json_required;
 using tokenizer::json_string;
+using Json = nlohmann::ordered_json;
 
 namespace {
 
-std::optional<std::string> optional_string(const nlohmann::json& obj, const char* key,
+std::optional<std::string> optional_string(const Json& obj, const char* key,
                                            const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return std::nullopt;
@@ -21,11 +22,11 @@ std::optional<std::string> optional_string(const nlohmann::json& obj, const char
   return it->get<std::string>();
 }
 
-ChatToolCall parse_tool_call(const nlohmann::json& t, const std::string& where) {
+ChatToolCall parse_tool_call(const Json& t, const std::string& where) {
   if (!t.is_object()) json_error(where, "expected an object");
   ChatToolCall call;
   if (auto type = optional_string(t, "type", where)) call.type = *type;
-  const nlohmann::json& fn = json_required(t, "function", where);
+  const Json& fn = json_required(t, "function", where);
   call.name = json_string(fn, "name", where + ".function");
   call.arguments = json_string(fn, "arguments", where + ".function");
   return call;
@@ -33,14 +34,26 @@ ChatToolCall parse_tool_call(const nlohmann::json& t, const std::string& where) 
 
 }  // namespace
 
-std::vector<ChatMessage> chat_messages_from_json(const nlohmann::json& messages) {
+void check_chat_tools(const Json& tools, const std::string& where) {
+  if (!tools.is_array())
+    json_error(where, "expected an array of {\"type\": \"function\", \"function\": {...}}, got " +
+                          tools.dump());
+  for (size_t k = 0; k < tools.size(); ++k) {
+    std::string at = where + "[" + std::to_string(k) + "]";
+    const Json& fn = json_required(tools[k], "function", at);
+    if (!fn.is_object()) json_error(at + ".function", "expected an object, got " + fn.dump());
+    json_string(fn, "name", at + ".function");
+  }
+}
+
+std::vector<ChatMessage> chat_messages_from_json(const Json& messages) {
   if (!messages.is_array())
     throw std::invalid_argument(
         "messages: expected a JSON array of {\"role\", \"content\"} objects");
   std::vector<ChatMessage> out;
   for (size_t i = 0; i < messages.size(); ++i) {
     std::string where = "messages[" + std::to_string(i) + "]";
-    const nlohmann::json& m = messages[i];
+    const Json& m = messages[i];
     if (!m.is_object()) json_error(where, "expected an object, got " + m.dump());
     ChatMessage msg;
     msg.role = json_string(m, "role", where);
@@ -57,17 +70,24 @@ std::vector<ChatMessage> chat_messages_from_json(const nlohmann::json& messages)
             parse_tool_call((*it)[k], where + ".tool_calls[" + std::to_string(k) + "]"));
     }
     msg.prefix = tokenizer::json_bool(m, "prefix", where, false);
-    for (const char* key : {"tools", "response_format"})
-      if (m.contains(key) && !m[key].is_null()) msg.unrendered_fields.push_back(key);
+    if (auto it = m.find("tools"); it != m.end() && !it->is_null()) {
+      check_chat_tools(*it, where + ".tools");
+      msg.tools = *it;
+    }
+    if (auto it = m.find("response_format"); it != m.end()) msg.response_format = *it;
     out.push_back(std::move(msg));
   }
   return out;
 }
 
+std::vector<ChatMessage> chat_messages_from_json(const nlohmann::json& messages) {
+  return chat_messages_from_json(Json(messages));
+}
+
 std::vector<ChatMessage> parse_chat_messages(std::string_view json_text) {
-  nlohmann::json j;
+  Json j;
   try {
-    j = nlohmann::json::parse(json_text);
+    j = Json::parse(json_text);
   } catch (const nlohmann::json::parse_error& e) {
     throw std::invalid_argument(std::string("messages: invalid JSON: ") + e.what());
   }

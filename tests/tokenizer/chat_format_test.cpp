@@ -188,6 +188,100 @@ TEST(ChatFormat, V32ToolCallsInDsml) {
             std::string::npos);
 }
 
+const char* kTools = R"([{"type": "function", "function": {"name": "get_weather",
+    "description": "Weather for a city", "parameters": {"type": "object",
+    "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])";
+
+std::string render_with(ChatFormat f, const std::string& messages_json, const char* tools,
+                        const char* response_format, bool thinking = false) {
+  ChatOptions options{.add_generation_prompt = true, .thinking = thinking};
+  if (tools) options.tools = nlohmann::ordered_json::parse(tools);
+  if (response_format) options.response_format = nlohmann::ordered_json::parse(response_format);
+  return render_chat(f, parse_chat_messages(messages_json), options, kBos);
+}
+
+std::string error_with(ChatFormat f, const std::string& messages_json, const char* tools,
+                       const char* response_format) {
+  try {
+    render_with(f, messages_json, tools, response_format);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(ChatFormat, V32RequestLevelToolsAreTheFirstSystemMessages) {
+  std::string tools = kTools, format = R"({"type": "json_object"})";
+  // With a system message: as if they were on it (the first one).
+  EXPECT_EQ(
+      render_with(ChatFormat::deepseek_v3_2,
+                  R"([{"role": "system", "content": "S"}, {"role": "system", "content": "T"},
+                            {"role": "user", "content": "hi"}])",
+                  kTools, format.c_str()),
+      render(ChatFormat::deepseek_v3_2,
+             R"([{"role": "system", "content": "S", "tools": )" + tools +
+                 R"(, "response_format": )" + format +
+                 R"(}, {"role": "system", "content": "T"}, {"role": "user", "content": "hi"}])",
+             true));
+  // Without one: as on a system message with empty content put first.
+  std::string via_request = render_with(
+      ChatFormat::deepseek_v3_2, R"([{"role": "user", "content": "hi"}])", kTools, nullptr, true);
+  EXPECT_EQ(via_request, render(ChatFormat::deepseek_v3_2,
+                                R"([{"role": "system", "content": "", "tools": )" + tools +
+                                    R"(}, {"role": "user", "content": "hi"}])",
+                                true, true));
+  // The functions are listed as json.dumps writes them, keys in the client's order.
+  EXPECT_NE(
+      via_request.find("<functions>\n{\"name\": \"get_weather\", \"description\": \"Weather for a "
+                       "city\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": "
+                       "{\"type\": \"string\"}}, \"required\": [\"city\"]}}\n</functions>\n"),
+      std::string::npos);
+  EXPECT_EQ(via_request.substr(0, kBos.size() + 11), kBos + "\n\n## Tools\n");
+  // An empty tools array is no tools (Python's truth value, as the official encoder tests it).
+  EXPECT_EQ(
+      render_with(ChatFormat::deepseek_v3_2, R"([{"role": "user", "content": "hi"}])", "[]", "{}"),
+      kBos + "<｜User｜>hi<｜Assistant｜></think>");
+  // Developer messages carry theirs before the user's message.
+  std::string tools_block =
+      via_request.substr(kBos.size(), via_request.find("<｜User｜>") - kBos.size());
+  EXPECT_EQ(
+      render(ChatFormat::deepseek_v3_2,
+             R"([{"role": "developer", "content": "hi", "tools": )" + tools + "}]", true),
+      kBos + "<｜User｜>" + tools_block + "\n\n# The user's message is: hi<｜Assistant｜></think>");
+
+  // Errors name the field.
+  EXPECT_NE(
+      error_with(ChatFormat::deepseek_v3_2,
+                 R"([{"role": "system", "content": "S", "tools": )" + tools + "}]", kTools, nullptr)
+          .find("tools: given both in the request and in messages[0] (system)"),
+      std::string::npos);
+  EXPECT_NE(error_with(ChatFormat::deepseek_v3_2, R"([{"role": "user", "content": "hi"}])",
+                       R"([{"type": "function"}])", nullptr)
+                .find("tools[0]: missing field \"function\""),
+            std::string::npos);
+  EXPECT_NE(error_with(ChatFormat::deepseek_v3_2, R"([{"role": "user", "content": "hi"}])",
+                       R"({"name": "f"})", nullptr)
+                .find("tools: expected an array"),
+            std::string::npos);
+  // The V3 and V3.1 templates have no tool rendering.
+  for (ChatFormat f : {ChatFormat::deepseek_v3, ChatFormat::deepseek_v3_1}) {
+    EXPECT_NE(error_with(f, R"([{"role": "user", "content": "hi"}])", kTools, nullptr)
+                  .find("tools: the v3"),
+              std::string::npos);
+    EXPECT_NE(error_with(f, R"([{"role": "user", "content": "hi"}])", nullptr, format.c_str())
+                  .find("response_format: the v3"),
+              std::string::npos);
+    // Message-level ones are ignored, as by the Jinja templates.
+    EXPECT_EQ(
+        render(f,
+               R"([{"role": "system", "content": "S", "tools": )" + tools +
+                   R"(}, {"role": "user", "content": "hi"}])",
+               true),
+        render(f, R"([{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}])",
+               true));
+  }
+}
+
 TEST(ChatFormat, ErrorsNameTheMessage) {
   EXPECT_NE(error_of(ChatFormat::deepseek_v3, R"([{"role": "wizard", "content": "x"}])")
                 .find("messages[0]: role \"wizard\""),
@@ -204,8 +298,9 @@ TEST(ChatFormat, ErrorsNameTheMessage) {
           .find("needs reasoning_content or tool_calls"),
       std::string::npos);
   EXPECT_NE(error_of(ChatFormat::deepseek_v3_2,
-                     R"([{"role": "system", "content": "s", "tools": [{"type": "function"}]}])")
-                .find("\"tools\" is not supported"),
+                     R"([{"role": "user", "content": "s", "tools": [{"type": "function",
+                         "function": {"name": "f"}}]}])")
+                .find("messages[0] (user): \"tools\" is only rendered on system and developer"),
             std::string::npos);
 }
 

@@ -99,5 +99,63 @@ TEST(MalformedInput, ChatMessages) {
   }
 }
 
+// Chat messages with every field the formats read (tools, response_format, developer and tool
+// roles, reasoning, tool calls), randomly damaged (members replaced by other types, removed,
+// roles changed to unknown ones), and request-level tools damaged too: each either renders or
+// is rejected with std::invalid_argument whose message starts with the field it is about.
+TEST(MalformedInput, ChatMessagesWithToolsAndRoles) {
+  json base = json::parse(R"([
+    {"role": "system", "content": "s", "response_format": {"type": "json_object"},
+     "tools": [{"type": "function", "function": {"name": "f", "description": "d",
+                "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}]},
+    {"role": "developer", "content": "dev", "tools": [{"type": "function", "function": {"name": "g"}}]},
+    {"role": "user", "content": "u"},
+    {"role": "assistant", "content": null, "reasoning_content": "r", "tool_calls": [
+      {"type": "function", "function": {"name": "f", "arguments": "{\"a\": \"x\", \"b\": [1]}"}},
+      {"type": "function", "function": {"name": "g", "arguments": "{}"}}]},
+    {"role": "tool", "content": "r1"}, {"role": "tool", "content": "r2"},
+    {"role": "assistant", "content": "x", "reasoning": "y"}])");
+  json request_tools = base[0]["tools"];
+  const std::vector<json> roles = {"wizard", "", "USER", "function", "tool", "developer", 7};
+  std::mt19937 rng(13);
+  int rendered = 0, rejected = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    json j = base;
+    for (int k = 0, n = 1 + int(rng() % 3); k < n; ++k) {
+      json& m = j[rng() % j.size()];
+      if (rng() % 4 == 0 && m.is_object()) {
+        m["role"] = roles[rng() % roles.size()];
+      } else {
+        damage(j, rng, 5);
+      }
+    }
+    ChatOptions options{.add_generation_prompt = rng() % 2 == 0, .thinking = rng() % 2 == 0};
+    if (rng() % 3 == 0) {
+      json t = request_tools;
+      if (rng() % 2) damage(t, rng, 4);
+      options.tools = t;
+    }
+    if (rng() % 5 == 0) options.response_format = random_value(rng);
+    for (ChatFormat f :
+         {ChatFormat::deepseek_v3, ChatFormat::deepseek_v3_1, ChatFormat::deepseek_v3_2}) {
+      try {
+        render_chat(f, chat_messages_from_json(nlohmann::ordered_json(j)), options, "<s>");
+        ++rendered;
+      } catch (const std::invalid_argument& e) {
+        ++rejected;
+        std::string what = e.what();
+        bool names_field = what.rfind("messages", 0) == 0 || what.rfind("tools", 0) == 0 ||
+                           what.rfind("response_format", 0) == 0 ||
+                           what.find("no thinking mode") != std::string::npos;
+        EXPECT_TRUE(names_field) << what;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "trial " << trial << ": " << e.what() << "\n" << j.dump();
+      }
+    }
+  }
+  EXPECT_GT(rendered, 100);
+  EXPECT_GT(rejected, 100);
+}
+
 }  // namespace
 }  // namespace dsinfer::testing
