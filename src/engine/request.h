@@ -16,6 +16,8 @@ inline constexpr int kMaxTopLogprobs = 20;
 struct Request {
   std::vector<int32_t> prompt;       // token ids, at least one
   SamplingParams sampling;           // per request, seeded
+  bool penalize_prompt = true;       // the penalties' window starts with the prompt (llama.cpp);
+                                     // false: generated tokens only (OpenAI)
   int64_t max_tokens = 256;          // > 0
   std::vector<std::string> stop;     // stop strings (never part of the text)
   std::vector<int32_t> stop_tokens;  // besides the model's EOS ids

@@ -26,8 +26,9 @@ struct SequenceState {
         sampler(req.sampling, vocab),
         decoder(std::move(dec)),
         stops(req.stop) {
-    // The penalties see the prompt too (as llama.cpp's do): the last penalty_last_n tokens.
-    for (int32_t t : req.prompt) sampler.accept(t);
+    // The penalties may see the prompt too (as llama.cpp's do): the last penalty_last_n tokens.
+    if (req.penalize_prompt)
+      for (int32_t t : req.prompt) sampler.accept(t);
   }
 
   const uint64_t id, arrival;

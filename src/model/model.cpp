@@ -104,6 +104,9 @@ CacheLayout cache_layout(const ModelConfig& c, const ModelOptions& o, bool has_m
 int64_t cache_budget(const ModelConfig& c, const ModelOptions& o, const CheckpointWeights& w) {
   if (o.kv_cache_tokens > 0) return o.kv_cache_tokens;
   const KvCache probe(cache_layout(c, o, !w.mtp().empty()), 1);
+  if (o.kv_cache_gib > 0)
+    return std::max<int64_t>(kKvBlockTokens, int64_t(o.kv_cache_gib * double(1 << 30) /
+                                                      double(probe.bytes_per_token())));
   return default_kv_cache_tokens(probe.bytes_per_token(), w.resident_bytes());
 }
 
@@ -139,7 +142,10 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
            now_s() - t0);
   log_info("kv cache: %lld tokens (%.2f GiB at %zu bytes/token)%s",
            (long long)m->cache_.capacity_tokens(), double(m->cache_.bytes_reserved()) / (1 << 30),
-           m->cache_.bytes_per_token(), options.kv_cache_tokens > 0 ? "" : ", the default");
+           m->cache_.bytes_per_token(), options.kv_cache_tokens > 0 || options.kv_cache_gib > 0 ? "" : ", the default");
+  if (m->mha_limit_ > 0 && m->mha_limit_ < kAllPrompt)
+    log_info("attention: prompt segments of %lld tokens below position %lld in the MHA form",
+             (long long)options.mha_segment, (long long)m->mha_limit_);
   return m;
 }
 

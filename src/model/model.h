@@ -44,7 +44,9 @@ struct ModelOptions {
   AttentionMode attention = AttentionMode::sparse;
   AttentionForm attention_form = AttentionForm::automatic;
   int64_t mha_segment = 512;    // automatic form: prompt segment size (a multiple of 64)
-  int64_t kv_cache_tokens = 0;  // the cache budget; 0: default_kv_cache_tokens()
+  int64_t kv_cache_tokens = 0;  // the cache budget; 0: kv_cache_bytes, else the default
+  double kv_cache_gib = 0;      // the budget in GiB when kv_cache_tokens is 0 (0: the default,
+                                // half the free memory: default_kv_cache_tokens())
 };
 
 // Seconds spent per operator class since the last reset (for `bench model` and `eval -v`).
