@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -44,6 +45,8 @@ int serve_main(ServeArgs& a) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  // One line per request at the info level, unless DSINFER_LOG says otherwise.
+  if (!std::getenv("DSINFER_LOG")) set_log_level(LogLevel::info);
   if (a.threads > 0) set_num_threads(a.threads);
   server::ServerOptions& o = a.o;
   if (!a.api_key_file.empty()) {

@@ -89,7 +89,8 @@ void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpRes
   ServerContext* cp = &ctx;
 
   // Applies one engine event to its choice; calls emit(delta json) for each piece of the message.
-  auto apply = [cp, states](int i, RequestEvent& ev, const std::function<void(const json&)>& emit) {
+  auto apply = [cp, states, id](int i, RequestEvent& ev,
+                                const std::function<void(const json&)>& emit) {
     ServerContext& ctx = *cp;
     ChoiceState& st = (*states)[size_t(i)];
     std::vector<ChatOutputDelta> deltas = st.parser.push(ev.text);
@@ -130,9 +131,7 @@ void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpRes
     if (ev.kind == RequestEvent::Kind::finished) {
       st.finish = ev;
       st.done = true;
-      ctx.metrics->request_finished(openai_finish_reason(ev.reason), ev.usage.prompt_tokens,
-                                    ev.usage.completion_tokens, ev.times.queued_s, ev.times.ttft_s,
-                                    ev.times.total_s);
+      record_finish(ctx, id, i, ev);
     }
   };
   auto finish_reason = [states](int i) {
@@ -194,10 +193,19 @@ void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpRes
   res.stream = [cp, choices, states, id, created, g, want_logprobs, apply,
                 finish_reason](const std::function<bool(const std::string&)>& write) {
     ServerContext& ctx = *cp;
+    // A client gone mid-stream: cancel what still runs (its blocks are freed) and count it.
     struct CancelOnExit {
+      ServerContext& ctx;
       Choices& c;
-      ~CancelOnExit() { c.cancel(); }
-    } guard{*choices};
+      const std::vector<ChoiceState>& states;
+      const std::string& id;
+      ~CancelOnExit() {
+        int unfinished = 0;
+        for (const ChoiceState& st : states) unfinished += !st.done;
+        c.cancel();
+        record_disconnect(ctx, id, unfinished);
+      }
+    } guard{ctx, *choices, *states, id};
     auto chunk = [&](int index, const json& delta, const json& logprobs, const json& finish) {
       return json{{"id", id},
                   {"object", "chat.completion.chunk"},

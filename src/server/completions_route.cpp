@@ -2,6 +2,8 @@
 // text, with echo, legacy logprobs and streaming.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "server/choices.h"
 #include "server/context.h"
 #include "server/server.h"
@@ -163,10 +165,7 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
                  reqs[i].logprobs ? legacy_logprobs(tok, ch.tokens, prefix.size()) : json(nullptr)},
                 {"finish_reason", openai_finish_reason(ch.finish.reason)}};
       resp["choices"].push_back(c);
-      ctx.metrics->request_finished(openai_finish_reason(ch.finish.reason),
-                                    ch.finish.usage.prompt_tokens,
-                                    ch.finish.usage.completion_tokens, ch.finish.times.queued_s,
-                                    ch.finish.times.ttft_s, ch.finish.times.total_s);
+      record_finish(ctx, id, int(i), ch.finish);
       completion += ch.finish.usage.completion_tokens;
       if (i % size_t(g.n) == 0)
         prompt_tokens += ch.finish.usage.prompt_tokens, cached += ch.finish.usage.cached_tokens;
@@ -195,7 +194,18 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
     };
     int64_t completion = 0, cached = 0, prompt_tokens = 0;
     std::vector<size_t> offsets(reqs.size(), 0);
-    double last_write = 0;
+    std::vector<bool> finished(reqs.size(), false);
+    // A client gone mid-stream: cancel what still runs (its blocks are freed) and count it.
+    struct CancelOnExit {
+      ServerContext& ctx;
+      std::vector<std::unique_ptr<Choices>>& choices;
+      const std::vector<bool>& finished;
+      const std::string& id;
+      ~CancelOnExit() {
+        for (auto& c : choices) c->cancel();
+        record_disconnect(ctx, id, int(std::count(finished.begin(), finished.end(), false)));
+      }
+    } guard{ctx, *choices, finished, id};
     for (size_t p = 0; p < choices->size(); ++p) {
       Choices& c = *(*choices)[p];
       if (echo)
@@ -211,7 +221,6 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
           if (!write(": keep-alive\n\n")) return;
           continue;
         }
-        (void)last_write;
         const size_t index = p * size_t(g.n) + size_t(ev->first);
         const RequestEvent& e = ev->second;
         if (e.kind == RequestEvent::Kind::prefill) continue;
@@ -227,10 +236,9 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
             write(sse(ApiError(500, "internal_error", e.error).to_json()));
             return;
           }
+          record_finish(ctx, id, int(index), e);
+          finished[index] = true;
           if (!write(sse(chunk(index, "", nullptr, openai_finish_reason(e.reason))))) return;
-          ctx.metrics->request_finished(openai_finish_reason(e.reason), e.usage.prompt_tokens,
-                                        e.usage.completion_tokens, e.times.queued_s, e.times.ttft_s,
-                                        e.times.total_s);
           completion += e.usage.completion_tokens;
           if (ev->first == 0)
             prompt_tokens += e.usage.prompt_tokens, cached += e.usage.cached_tokens;

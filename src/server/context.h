@@ -43,6 +43,11 @@ void check_model_name(const ServerContext& ctx, const nlohmann::json& body);
 int64_t resolve_max_tokens(const ServerContext& ctx, int64_t prompt_tokens,
                            std::optional<int64_t> requested);
 
+// A choice finished: metrics and the request's log line (id, tokens, cached, TTFT, TPOT, reason).
+void record_finish(ServerContext& ctx, const std::string& id, int index, const RequestEvent& ev);
+// A streaming client went away with `unfinished` choices still running (they are cancelled).
+void record_disconnect(ServerContext& ctx, const std::string& id, int unfinished);
+
 void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse& res);
 void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse& res);
 void handle_tokenize(ServerContext& ctx, const HttpRequest& req, HttpResponse& res);

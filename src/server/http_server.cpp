@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -13,6 +14,7 @@ namespace dsinfer::server {
 struct HttpServer::Impl {
   HttpOptions options;
   httplib::Server server;
+  int listen_fd = -1;  // seen by the socket-options hook, to raise the listen backlog
 };
 
 HttpServer::HttpServer(const HttpOptions& options) : impl_(std::make_unique<Impl>()) {
@@ -24,6 +26,14 @@ HttpServer::HttpServer(const HttpOptions& options) : impl_(std::make_unique<Impl
   s.set_read_timeout(options.read_timeout_s, 0);
   s.set_write_timeout(options.write_timeout_s, 0);
   s.set_keep_alive_max_count(1000);
+  // The library listens with a backlog of 5: a burst of clients (a load test opening 32 streams
+  // at once) overflows it and some connections fail. Keep the socket to listen again, deeper.
+  Impl* impl = impl_.get();
+  s.set_socket_options([impl](socket_t fd) {
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl->listen_fd = fd;
+  });
   // Errors httplib produces itself (oversized body, unknown route) in the OpenAI shape.
   s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -99,6 +109,8 @@ int HttpServer::bind() {
     throw std::runtime_error("cannot listen on " + o.host + ":" + std::to_string(o.port) +
                              " (in use, or not an address of this machine)");
   }
+  // A listening socket takes a new backlog from a second listen().
+  if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, 1024);
   return port;
 }
 

@@ -77,6 +77,12 @@ void Metrics::request_rejected(const std::string& why) {
   ++rejected_[why];
 }
 
+void Metrics::client_disconnected(int cancelled) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  disconnected_ += uint64_t(cancelled);
+  success_["abort"] += uint64_t(cancelled);
+}
+
 std::string Metrics::render(const EngineStats& st) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;
@@ -104,6 +110,8 @@ std::string Metrics::render(const EngineStats& st) const {
   counter("prompt_tokens_total", "Prompt tokens of finished requests.", double(prompt_tokens_));
   counter("generation_tokens_total", "Generated tokens of finished requests.",
           double(generation_tokens_));
+  counter("request_disconnected_total",
+          "Requests cancelled because their streaming client went away.", double(disconnected_));
   header(out, "dsinfer:request_success_total", "counter", "Finished requests by finish reason.");
   for (const auto& [reason, n] : success_)
     out += "dsinfer:request_success_total{" + labels_ + ",finished_reason=\"" + reason + "\"} " +

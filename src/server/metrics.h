@@ -37,6 +37,7 @@ class Metrics {
                         int64_t completion_tokens, double queue_s, double ttft_s, double e2e_s);
   void inter_token_latency(double seconds);
   void request_rejected(const std::string& why);  // 4xx/5xx before reaching the engine
+  void client_disconnected(int cancelled_choices);
   // The whole exposition; the gauges and engine counters come from `stats`.
   std::string render(const EngineStats& stats) const;
 
@@ -45,7 +46,7 @@ class Metrics {
   mutable std::mutex mutex_;
   Histogram ttft_, itl_, e2e_, queue_;
   std::map<std::string, uint64_t> success_, rejected_;
-  uint64_t prompt_tokens_ = 0, generation_tokens_ = 0;
+  uint64_t prompt_tokens_ = 0, generation_tokens_ = 0, disconnected_ = 0;
 };
 
 }  // namespace dsinfer::server

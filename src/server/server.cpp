@@ -47,6 +47,24 @@ std::string openai_finish_reason(FinishReason r) {
   return "stop";
 }
 
+void record_finish(ServerContext& ctx, const std::string& id, int index, const RequestEvent& ev) {
+  const std::string reason = openai_finish_reason(ev.reason);
+  ctx.metrics->request_finished(reason, ev.usage.prompt_tokens, ev.usage.completion_tokens,
+                                ev.times.queued_s, ev.times.ttft_s, ev.times.total_s);
+  const int64_t n = ev.usage.completion_tokens;
+  const double tpot = n > 1 ? (ev.times.total_s - ev.times.ttft_s) / double(n - 1) : 0;
+  log_info("%s/%d: prompt %lld (cached %lld), completion %lld, ttft %.3f s, tpot %.1f ms, %s%s%s",
+           id.c_str(), index, (long long)ev.usage.prompt_tokens, (long long)ev.usage.cached_tokens,
+           (long long)n, ev.times.ttft_s, tpot * 1e3, reason.c_str(), ev.error.empty() ? "" : ": ",
+           ev.error.c_str());
+}
+
+void record_disconnect(ServerContext& ctx, const std::string& id, int unfinished) {
+  if (unfinished <= 0) return;
+  ctx.metrics->client_disconnected(unfinished);
+  log_info("%s: the client went away; %d choice(s) cancelled", id.c_str(), unfinished);
+}
+
 void check_model_name(const ServerContext& ctx, const json& body) {
   auto m = string_field(body, "model");
   if (m && !m->empty() && *m != ctx.model_name)
@@ -96,8 +114,6 @@ void Server::load() {
     ctx_->tokenizer.emplace(Tokenizer::load(options_.model_dir));
     ctx_->format = default_chat_format(options_.model_dir);
     ctx_->sampling = load_sampling_defaults(options_.model_dir);
-    log_info("kv cache: %lld tokens (%.2f GiB)", (long long)model->cache().capacity_tokens(),
-             double(model->cache().bytes_reserved()) / (1 << 30));
     ctx_->engine = std::make_unique<Engine>(std::move(model), *ctx_->tokenizer, options_.engine);
     ctx_->created = unix_time();
     ready_ = true;
