@@ -4,9 +4,13 @@
 // of a bigger block-scaled weight (one head's rows).
 // Accumulation and y are f32. Threaded over the global thread pool.
 //
-// Two algorithms, picked by M:
-//  - GEMV (M <= kGemvMaxRows): each weight is streamed from memory once and converted in
-//    registers; memory-bound at decode.
+// Batch invariant: every y[m, n] is bitwise the same whatever M, the row's index m, the thread
+// count, the work split and the leading dimensions (one canonical summation order per ISA, see
+// gemm.isa.cpp), so a token's results never depend on what else is batched with it.
+//
+// Two algorithms, picked by M (for speed only: they give the same bits):
+//  - small M (M <= kGemvMaxRows, decode): groups of weight rows are transposed in registers into
+//    small L1 panels and multiplied into all M rows at once; each weight is read once.
 //  - GEMM: BLIS-style blocking; per thread, a K x Nc block of W is packed (converted) into an
 //    L2-resident panel and multiplied with all of x's packed row strips by a register micro-kernel.
 #pragma once
@@ -18,6 +22,7 @@
 
 namespace dsinfer {
 
+// Up to this many rows of x, gemm streams the weights (the small-M kernel).
 inline constexpr int64_t kGemvMaxRows = 8;
 
 struct GemmInput {

@@ -4,7 +4,11 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+
+#include "core/dtype.h"
 
 namespace dsinfer::DSINFER_ISA_NS::simd {
 
@@ -131,14 +135,17 @@ inline VF load_bf16_n(const uint16_t* p, int n) {
   for (int i = 0; i < n; ++i) tmp[i] = p[i];
   return load_bf16(tmp);
 }
-inline __m128i f32_to_bf16_bits(VF a) {
+// f32 bits rounded (to nearest even; NaN made quiet) so that the top 16 bits are the bf16.
+inline __m256i bf16_rounded(VF a) {
   __m256i u = _mm256_castps_si256(a.v);
   __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
   __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
   __m256 nan = _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q);
   __m256i q = _mm256_or_si256(u, _mm256_set1_epi32(0x400000));  // quiet NaN keeps NaN-ness
-  r = _mm256_blendv_epi8(r, q, _mm256_castps_si256(nan));
-  r = _mm256_srli_epi32(r, 16);
+  return _mm256_blendv_epi8(r, q, _mm256_castps_si256(nan));
+}
+inline __m128i f32_to_bf16_bits(VF a) {
+  __m256i r = _mm256_srli_epi32(bf16_rounded(a), 16);
   __m128i lo = _mm256_castsi256_si128(r), hi = _mm256_extracti128_si256(r, 1);
   return _mm_packus_epi32(lo, hi);
 }
@@ -201,9 +208,103 @@ inline VF dot_pairs(VF acc, VB a, VB b) {
   return {_mm256_fmadd_ps(ao, bo, _mm256_fmadd_ps(ae, be, acc.v))};
 }
 
+// (lo, hi) per lane as a bf16 pair, rounded as store_bf16 rounds.
+inline VB bf16_pairs(VF lo, VF hi) {
+  return {_mm256_or_si256(_mm256_srli_epi32(bf16_rounded(lo), 16),
+                          _mm256_and_si256(bf16_rounded(hi), _mm256_set1_epi32(int(0xffff0000u))))};
+}
+// The same for values that are already bf16 (low 16 bits zero, no NaN): no rounding to do.
+inline VB bf16_pairs_exact(VF lo, VF hi) {
+  return {_mm256_or_si256(
+      _mm256_srli_epi32(_mm256_castps_si256(lo.v), 16),
+      _mm256_and_si256(_mm256_castps_si256(hi.v), _mm256_set1_epi32(int(0xffff0000u))))};
+}
+inline void store_pairs(uint16_t* p, VB a) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a.v);
+}
+
+// ---- raw 32-bit words (weight transposes; pure data moves, every bit pattern kept) -------------
+inline VF load_words(const void* p) {
+  return {_mm256_loadu_ps(static_cast<const float*>(p))};
+}
+// The first `bytes` bytes at p (0 <= bytes <= 4 * kLanes), zeros after; reads nothing past them.
+inline VF load_words_n(const void* p, int bytes) {
+  alignas(32) uint8_t tmp[32] = {};
+  __builtin_memcpy(tmp, p, size_t(bytes));
+  return {_mm256_load_ps(reinterpret_cast<const float*>(tmp))};
+}
+inline VB as_pairs(VF words) {
+  return {_mm256_castps_si256(words.v)};
+}
+// r[i] lane j <-> r[j] lane i (8 x 8 words).
+inline void transpose(VF (&r)[kLanes]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i].v, r[i + 1].v);
+    t[i + 1] = _mm256_unpackhi_ps(r[i].v, r[i + 1].v);
+  }
+  // u[4i + j]: word 4L + j of rows 4i .. 4i + 3 in 128-bit lane L.
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j].v = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+    r[4 + j].v = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+  }
+}
+// The low / high bf16 of each word as f32.
+inline VF bf16_lo(VF w) {
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(w.v), 16))};
+}
+inline VF bf16_hi(VF w) {
+  return {_mm256_castsi256_ps(
+      _mm256_and_si256(_mm256_castps_si256(w.v), _mm256_set1_epi32(int(0xffff0000u))))};
+}
+// Byte J of each word decoded as load_fp8_raw decodes a code (2^-120 of its value).
+template <int J>
+inline VF fp8_raw_byte(VF w) {
+  __m256i x = _mm256_castps_si256(w.v);
+  if constexpr (J < 3) x = _mm256_slli_epi32(x, 24 - 8 * J);
+  return {_mm256_castsi256_ps(
+      _mm256_and_si256(_mm256_srai_epi32(x, 4), _mm256_set1_epi32(int(0x87f00000u))))};
+}
+
+// fp8 codes times powers of two, straight to bf16 pairs, for the 4 codes in each word: p01 =
+// (code 0, code 1), p23 = (code 2, code 3), each code's value times 2^(c - 120) with c << 7 in
+// every 16-bit half of add7 (3 <= c <= 126); exact for every code with a nonzero exponent field,
+// with kZeros also for zero codes; never for subnormal codes (fp8_exponent_zeros). Only native
+// bf16 ISAs use pairs; this is the reference.
+template <bool kZeros>
+inline void fp8_pairs_pow2(VF w, VF add7, VB& p01, VB& p23) {
+  alignas(64) float a[kLanes], s[kLanes];
+  store(a, add7);
+  for (int i = 0; i < kLanes; ++i) s[i] = std::ldexp(1.0f, int((f32_bits(a[i]) & 0xffffu) >> 7));
+  const VF sv = load(s);
+  p01 = bf16_pairs_exact(mul(fp8_raw_byte<0>(w), sv), mul(fp8_raw_byte<1>(w), sv));
+  p23 = bf16_pairs_exact(mul(fp8_raw_byte<2>(w), sv), mul(fp8_raw_byte<3>(w), sv));
+}
+// Over kLanes words of fp8 codes: 1 if some code has a zero exponent field (zero or subnormal),
+// 2 if some code is subnormal, 0 if neither.
+inline int fp8_exponent_zeros(const VF (&r)[kLanes]) {
+  alignas(64) uint8_t b[kLanes * kLanes * 4];
+  for (int i = 0; i < kLanes; ++i) store(reinterpret_cast<float*>(b) + i * kLanes, r[i]);
+  int z = 0;
+  for (uint8_t c : b)
+    if ((c & 0x78) == 0) z = (c & 0x07) ? 2 : std::max(z, 1);
+  return z;
+}
+
 // Hints.
 inline void prefetch(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
+// Into L2 only: for streams too wide to stage in L1 (many rows side by side). An asm statement:
+// GCC deletes loops whose only effect is __builtin_prefetch (C++ forward-progress rule).
+inline void prefetch_l2(const void* p) {
+  asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p)));
 }
 
 }  // namespace dsinfer::DSINFER_ISA_NS::simd

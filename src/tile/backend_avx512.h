@@ -111,13 +111,16 @@ inline VF load_bf16_n(const uint16_t* p, int n) {
   __m256i h = _mm256_maskz_loadu_epi16(lane_mask(n), p);
   return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))};
 }
-inline __m256i f32_to_bf16_bits(VF a) {
+// f32 bits rounded (to nearest even; NaN made quiet) so that the top 16 bits are the bf16.
+inline __m512i bf16_rounded(VF a) {
   __m512i u = _mm512_castps_si512(a.v);
   __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
   __mmask16 nan = _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q);
-  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
-  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+  return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+}
+inline __m256i f32_to_bf16_bits(VF a) {
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_rounded(a), 16));
 }
 inline void store_bf16(uint16_t* p, VF a) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), f32_to_bf16_bits(a));
@@ -173,8 +176,123 @@ inline VF dot_pairs(VF acc, VB a, VB b) {
 #endif
 }
 
+// (lo, hi) per lane as a bf16 pair, rounded as store_bf16 rounds.
+inline VB bf16_pairs(VF lo, VF hi) {
+  return {_mm512_or_si512(_mm512_srli_epi32(bf16_rounded(lo), 16),
+                          _mm512_and_si512(bf16_rounded(hi), _mm512_set1_epi32(int(0xffff0000u))))};
+}
+// The same for values that are already bf16 (low 16 bits zero, no NaN): no rounding to do.
+inline VB bf16_pairs_exact(VF lo, VF hi) {
+  return {_mm512_or_si512(
+      _mm512_srli_epi32(_mm512_castps_si512(lo.v), 16),
+      _mm512_and_si512(_mm512_castps_si512(hi.v), _mm512_set1_epi32(int(0xffff0000u))))};
+}
+inline void store_pairs(uint16_t* p, VB a) {
+  _mm512_storeu_si512(p, a.v);
+}
+
+// ---- raw 32-bit words (weight transposes; pure data moves, every bit pattern kept) -------------
+inline VF load_words(const void* p) {
+  return {_mm512_loadu_ps(p)};
+}
+// The first `bytes` bytes at p (0 <= bytes <= 4 * kLanes), zeros after; reads nothing past them.
+inline VF load_words_n(const void* p, int bytes) {
+  const __mmask64 m = bytes >= 64 ? ~__mmask64(0) : (__mmask64(1) << bytes) - 1;
+  return {_mm512_castsi512_ps(_mm512_maskz_loadu_epi8(m, p))};
+}
+inline VB as_pairs(VF words) {
+  return {_mm512_castps_si512(words.v)};
+}
+// r[i] lane j <-> r[j] lane i (16 x 16 words: 4 rounds of 16 shuffles).
+inline void transpose(VF (&r)[kLanes]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i].v, r[i + 1].v);
+    t[i + 1] = _mm512_unpackhi_ps(r[i].v, r[i + 1].v);
+  }
+  // u[4i + j]: words 4L + j of rows 4i .. 4i + 3 in 128-bit lane L.
+  __m512 u[16];
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+    u[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 a = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);  // lanes 0, 2 of rows 0-7
+    const __m512 b = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);  // lanes 1, 3
+    const __m512 c = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+    const __m512 d = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
+    r[j].v = _mm512_shuffle_f32x4(a, c, 0x88);
+    r[8 + j].v = _mm512_shuffle_f32x4(a, c, 0xdd);
+    r[4 + j].v = _mm512_shuffle_f32x4(b, d, 0x88);
+    r[12 + j].v = _mm512_shuffle_f32x4(b, d, 0xdd);
+  }
+}
+// The low / high bf16 of each word as f32.
+inline VF bf16_lo(VF w) {
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(w.v), 16))};
+}
+inline VF bf16_hi(VF w) {
+  return {_mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_castps_si512(w.v), _mm512_set1_epi32(int(0xffff0000u))))};
+}
+// Byte J of each word decoded as load_fp8_raw decodes a code (2^-120 of its value).
+template <int J>
+inline VF fp8_raw_byte(VF w) {
+  __m512i x = _mm512_castps_si512(w.v);
+  if constexpr (J < 3) x = _mm512_slli_epi32(x, 24 - 8 * J);
+  return {_mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_srai_epi32(x, 4), _mm512_set1_epi32(int(0x87f00000u))))};
+}
+
+// fp8 codes times powers of two, straight to bf16 pairs, for the 4 codes in each word: p01 =
+// (code 0, code 1), p23 = (code 2, code 3). Each code's value times 2^(c - 120), with c << 7 in
+// every 16-bit half of add7 (3 <= c <= 126): exactly bf16(code * 2^(c - 120)) for every code
+// with a nonzero exponent field, and with kZeros also for zero codes (+-0); never for subnormal
+// codes, which the caller excludes (fp8_exponent_zeros).
+template <bool kZeros>
+inline void fp8_pairs_pow2(VF w, VF add7, VB& p01, VB& p23) {
+  const __m512i x = _mm512_castps_si512(w.v), a = _mm512_castps_si512(add7.v);
+  // Each code into the high byte of a 16-bit half (low byte zero), then shifted to bf16's place:
+  // sign at bit 15 (and copies at 11..14, masked off), exponent and mantissa at bits 4..10.
+  const __m512i lo = _mm512_set4_epi32(0x0d800c80, 0x09800880, 0x05800480, 0x01800080);
+  const __m512i hi = _mm512_set4_epi32(0x0f800e80, 0x0b800a80, 0x07800680, 0x03800280);
+  const __m512i m = _mm512_set1_epi16(int16_t(0x87f0));
+  const __m512i e01 = _mm512_and_si512(_mm512_srai_epi16(_mm512_shuffle_epi8(x, lo), 4), m);
+  const __m512i e23 = _mm512_and_si512(_mm512_srai_epi16(_mm512_shuffle_epi8(x, hi), 4), m);
+  if constexpr (kZeros) {  // zero codes keep a zero exponent
+    const __m512i e = _mm512_set1_epi16(0x0780);
+    p01.v = _mm512_mask_add_epi16(e01, _mm512_test_epi16_mask(e01, e), e01, a);
+    p23.v = _mm512_mask_add_epi16(e23, _mm512_test_epi16_mask(e23, e), e23, a);
+  } else {
+    p01.v = _mm512_add_epi16(e01, a), p23.v = _mm512_add_epi16(e23, a);
+  }
+}
+// Over kLanes words of fp8 codes: 1 if some code has a zero exponent field (zero or subnormal),
+// 2 if some code is subnormal, 0 if neither.
+inline int fp8_exponent_zeros(const VF (&r)[kLanes]) {
+  const __m512i e = _mm512_set1_epi8(0x78), m = _mm512_set1_epi8(0x07);
+  __mmask64 z = 0;
+  for (int i = 0; i < kLanes; ++i) z |= _mm512_testn_epi8_mask(_mm512_castps_si512(r[i].v), e);
+  if (!z) return 0;
+  __mmask64 sub = 0;
+  for (int i = 0; i < kLanes; ++i) {
+    const __m512i x = _mm512_castps_si512(r[i].v);
+    sub |= _mm512_mask_test_epi8_mask(_mm512_testn_epi8_mask(x, e), x, m);
+  }
+  return sub ? 2 : 1;
+}
+
 inline void prefetch(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
+// Into L2 only: for streams too wide to stage in L1 (many rows side by side). An asm statement:
+// GCC deletes loops whose only effect is __builtin_prefetch (C++ forward-progress rule).
+inline void prefetch_l2(const void* p) {
+  asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p)));
 }
 
 }  // namespace dsinfer::DSINFER_ISA_NS::simd

@@ -2,6 +2,7 @@
 // enough for the compiler to map onto SSE2. It is the reference for the other backends' ops.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -139,8 +140,108 @@ inline VF dot_pairs(VF acc, VB a, VB b) {
                std::fma(bf16_to_f32(bf16{a.v[2 * i]}), bf16_to_f32(bf16{b.v[2 * i]}), acc.v[i])));
 }
 
+// (lo, hi) per lane as a bf16 pair, rounded as store_bf16 rounds.
+inline VB bf16_pairs(VF lo, VF hi) {
+  VB r;
+  for (int i = 0; i < kLanes; ++i)
+    r.v[2 * i] = f32_to_bf16(lo.v[i]).bits, r.v[2 * i + 1] = f32_to_bf16(hi.v[i]).bits;
+  return r;
+}
+// The same for values that are already bf16 (low 16 bits zero, no NaN): no rounding to do.
+inline VB bf16_pairs_exact(VF lo, VF hi) {
+  VB r;
+  for (int i = 0; i < kLanes; ++i)
+    r.v[2 * i] = uint16_t(f32_bits(lo.v[i]) >> 16),
+            r.v[2 * i + 1] = uint16_t(f32_bits(hi.v[i]) >> 16);
+  return r;
+}
+inline void store_pairs(uint16_t* p, VB a) {
+  std::memcpy(p, a.v, sizeof a.v);
+}
+
+// ---- raw 32-bit words (weight transposes; pure data moves, every bit pattern kept) -------------
+inline VF load_words(const void* p) {
+  VF r;
+  std::memcpy(r.v, p, sizeof r.v);
+  return r;
+}
+// The first `bytes` bytes at p (0 <= bytes <= 4 * kLanes), zeros after; reads nothing past them.
+inline VF load_words_n(const void* p, int bytes) {
+  VF r = zero();
+  std::memcpy(r.v, p, size_t(bytes));
+  return r;
+}
+inline VB as_pairs(VF words) {
+  VB r;
+  std::memcpy(r.v, words.v, sizeof r.v);
+  return r;
+}
+// r[i] lane j <-> r[j] lane i, as bit patterns.
+inline void transpose(VF (&r)[kLanes]) {
+  uint32_t t[kLanes][kLanes];
+  for (int i = 0; i < kLanes; ++i) std::memcpy(t[i], r[i].v, sizeof t[i]);
+  for (int i = 0; i < kLanes; ++i)
+    for (int j = 0; j < kLanes; ++j) std::memcpy(&r[i].v[j], &t[j][i], 4);
+}
+inline VF from_bits(const uint32_t (&b)[kLanes]) {
+  VF r;
+  std::memcpy(r.v, b, sizeof r.v);
+  return r;
+}
+// The low / high bf16 of each word as f32.
+inline VF bf16_lo(VF w) {
+  uint32_t b[kLanes];
+  for (int i = 0; i < kLanes; ++i) b[i] = f32_bits(w.v[i]) << 16;
+  return from_bits(b);
+}
+inline VF bf16_hi(VF w) {
+  uint32_t b[kLanes];
+  for (int i = 0; i < kLanes; ++i) b[i] = f32_bits(w.v[i]) & 0xffff0000u;
+  return from_bits(b);
+}
+// Byte J of each word decoded as load_fp8_raw decodes a code (2^-120 of its value).
+template <int J>
+inline VF fp8_raw_byte(VF w) {
+  uint32_t b[kLanes];
+  for (int i = 0; i < kLanes; ++i) {
+    const uint32_t c = (f32_bits(w.v[i]) >> (8 * J)) & 0xffu;
+    b[i] = ((c & 0x80u) << 24) | ((c & 0x7fu) << 20);
+  }
+  return from_bits(b);
+}
+
+// fp8 codes times powers of two, straight to bf16 pairs, for the 4 codes in each word: p01 =
+// (code 0, code 1), p23 = (code 2, code 3), each code's value times 2^(c - 120) with c << 7 in
+// every 16-bit half of add7 (3 <= c <= 126); exact for every code with a nonzero exponent field,
+// with kZeros also for zero codes; never for subnormal codes (fp8_exponent_zeros). Only native
+// bf16 ISAs use pairs; this is the reference.
+template <bool kZeros>
+inline void fp8_pairs_pow2(VF w, VF add7, VB& p01, VB& p23) {
+  alignas(64) float a[kLanes], s[kLanes];
+  store(a, add7);
+  for (int i = 0; i < kLanes; ++i) s[i] = std::ldexp(1.0f, int((f32_bits(a[i]) & 0xffffu) >> 7));
+  const VF sv = load(s);
+  p01 = bf16_pairs_exact(mul(fp8_raw_byte<0>(w), sv), mul(fp8_raw_byte<1>(w), sv));
+  p23 = bf16_pairs_exact(mul(fp8_raw_byte<2>(w), sv), mul(fp8_raw_byte<3>(w), sv));
+}
+// Over kLanes words of fp8 codes: 1 if some code has a zero exponent field (zero or subnormal),
+// 2 if some code is subnormal, 0 if neither.
+inline int fp8_exponent_zeros(const VF (&r)[kLanes]) {
+  alignas(64) uint8_t b[kLanes * kLanes * 4];
+  for (int i = 0; i < kLanes; ++i) store(reinterpret_cast<float*>(b) + i * kLanes, r[i]);
+  int z = 0;
+  for (uint8_t c : b)
+    if ((c & 0x78) == 0) z = (c & 0x07) ? 2 : std::max(z, 1);
+  return z;
+}
+
 inline void prefetch(const void* p) {
   __builtin_prefetch(p);
+}
+// Into L2 only: for streams too wide to stage in L1 (many rows side by side). An asm statement:
+// GCC deletes loops whose only effect is __builtin_prefetch (C++ forward-progress rule).
+inline void prefetch_l2(const void* p) {
+  asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p)));
 }
 
 #undef DSINFER_LANEWISE

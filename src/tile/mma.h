@@ -54,6 +54,39 @@ inline void mma_outer_at(float* c, int64_t ldc, bool accumulate, int K, const fl
     for (int v = 0; v < NV; ++v) store(c + i * ldc + v * kLanes, acc[i][v]);
 }
 
+// The bf16-pair form (vdpbf16ps where it is native): acc[i][v] = dot_pairs(acc[i][v], pair p of A
+// row i, pairs p of B) for p < KP in order. A's pair (i, p) is at a + i * a_row + p * a_p, B's
+// row p of NV * kLanes pairs at b + p * ldb (all in bf16 elements).
+template <int RM, int NV>
+inline void mma_pairs(VF (&acc)[RM][NV], int KP, const uint16_t* a, int64_t a_row, int64_t a_p,
+                      const uint16_t* b, int64_t ldb) {
+  for (int p = 0; p < KP; ++p) {
+    VB bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) bv[v] = load_pairs(b + p * ldb + v * 2 * kLanes);
+#pragma GCC unroll 16
+    for (int i = 0; i < RM; ++i) {
+      const VB av = broadcast_pair(a + i * a_row + p * a_p);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[i][v] = dot_pairs(acc[i][v], av, bv[v]);
+    }
+  }
+}
+template <int RM, int NV>
+inline void mma_pairs_at(float* c, int64_t ldc, bool accumulate, int KP, const uint16_t* a,
+                         int64_t a_row, int64_t a_p, const uint16_t* b, int64_t ldb) {
+  VF acc[RM][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = accumulate ? load(c + i * ldc + v * kLanes) : zero();
+  mma_pairs(acc, KP, a, a_row, a_p, b, ldb);
+#pragma GCC unroll 16
+  for (int i = 0; i < RM; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) store(c + i * ldc + v * kLanes, acc[i][v]);
+}
+
 namespace detail {
 
 // RM rows of C x all N columns (in NV-vector column blocks) of mma_AB.

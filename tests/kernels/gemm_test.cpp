@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -301,6 +305,309 @@ TEST(Gemm, F16Weights) {
         }
     });
   }
+}
+
+}  // namespace
+}  // namespace dsinfer
+
+// ---- batch invariance ---------------------------------------------------------------------------
+// A serving engine batches many sequences into one forward: every y[m, n] must be bitwise the
+// same whatever else is in the batch (M, the row's index), whatever the thread count and however
+// the weight is viewed (sub-views, N split). gemm has one canonical summation order per ISA.
+namespace dsinfer {
+namespace {
+
+// A random weight of any dtype stored [R, C] (fp8: 128 x 128 block scales, powers of two and
+// arbitrary values mixed), viewed as [N, K] or, with kn, [K, N] from any (r0, c0).
+struct StoredWeight {
+  DType dtype;
+  int64_t R, C;
+  std::vector<float> f32;
+  std::vector<bf16> b16;
+  std::vector<f16> h16;
+  std::vector<fp8_e4m3> f8;
+  std::vector<float> scales;
+  int64_t scale_ld = 0;
+
+  // normal_fp8: no codes with a zero exponent (the integer fp8 -> bf16 path), except a few exact
+  // zeros in rows from 64 on (its masked variant); otherwise every code, subnormals included.
+  StoredWeight(DType dt, int64_t r, int64_t c, uint32_t seed, bool normal_fp8 = false)
+      : dtype(dt), R(r), C(c) {
+    std::vector<float> v = testing::random_floats(R * C, seed);
+    if (dt == DType::f32) f32 = v;
+    if (dt == DType::bf16) b16 = testing::to_bf16(v);
+    if (dt == DType::f16)
+      for (float x : v) h16.push_back(f32_to_f16(x));
+    if (dt == DType::fp8_e4m3) {
+      f8 = testing::random_fp8(R * C, seed);
+      if (normal_fp8)
+        for (int64_t i = 0; i < R * C; ++i) {
+          if ((f8[i].bits & 0x78) == 0) f8[i].bits |= 0x08;
+          if (i / C >= 64 && i % 97 == 0) f8[i].bits &= 0x80;  // +-0
+        }
+      scale_ld = (C + 127) / 128;
+      scales = testing::random_floats(((R + 127) / 128) * scale_ld, seed + 1, 1e-3f, 2e-2f);
+      for (size_t i = 0; i < scales.size(); i += 2) scales[i] = std::ldexp(1.0f, -int(6 + i % 4));
+      for (size_t i = 3; i < scales.size(); i += 5) scales[i] = -scales[i];  // sign flips too
+    }
+  }
+  const void* data() const {
+    switch (dtype) {
+      case DType::f32:
+        return f32.data();
+      case DType::bf16:
+        return b16.data();
+      case DType::f16:
+        return h16.data();
+      default:
+        return f8.data();
+    }
+  }
+  // Storage rows [r0, r0 + nr) x columns [c0, c0 + nc).
+  WeightView view(int64_t r0, int64_t nr, int64_t c0, int64_t nc, bool kn) const {
+    WeightView w;
+    w.dtype = dtype;
+    w.data = static_cast<const char*>(data()) + (r0 * C + c0) * int64_t(dtype_size(dtype));
+    w.ld = C;
+    w.kn = kn;
+    w.rows = kn ? nc : nr;
+    w.cols = kn ? nr : nc;
+    w.row0 = r0, w.col0 = c0;
+    if (dtype == DType::fp8_e4m3) w.scale_inv = scales.data(), w.scale_ld = scale_ld;
+    return w;
+  }
+};
+
+// Activations [M, ld] in f32 and bf16; rows 2 and 3 (when present) are all +0 and all -0.
+struct Activations {
+  int64_t M, K, ld;
+  std::vector<float> f;
+  std::vector<bf16> b;
+  Activations(int64_t m, int64_t k, int64_t ldx, uint32_t seed, float amp = 1.0f)
+      : M(m), K(k), ld(ldx), f(testing::random_floats(m * ldx, seed)) {
+    for (float& v : f) v *= amp;
+    for (int64_t j = 0; j < K; ++j) {
+      if (M > 2) f[2 * ld + j] = 0.0f;
+      if (M > 3) f[3 * ld + j] = -0.0f;
+    }
+    b = testing::to_bf16(f);
+  }
+  // Rows [m0, m0 + rows).
+  GemmInput rows(DType dt, int64_t m0, int64_t n) const {
+    const void* p = dt == DType::f32 ? static_cast<const void*>(f.data() + m0 * ld)
+                                     : static_cast<const void*>(b.data() + m0 * ld);
+    return GemmInput{dt, p, n, K, ld};
+  }
+};
+
+std::vector<float> run_gemm(const GemmInput& x, const WeightView& w, int64_t ldy) {
+  std::vector<float> y(size_t(x.rows * ldy), -12345.0f);
+  gemm(x, w, y.data(), ldy);
+  return y;
+}
+
+// Rows [0, rows) x columns [0, N) of a (stride lda) and b (stride ldb) are bitwise equal.
+::testing::AssertionResult same_bits(const float* a, int64_t lda, const float* b, int64_t ldb,
+                                     int64_t rows, int64_t N) {
+  for (int64_t m = 0; m < rows; ++m)
+    if (std::memcmp(a + m * lda, b + m * ldb, size_t(N) * 4) != 0)
+      for (int64_t n = 0; n < N; ++n) {
+        uint32_t ua, ub;
+        std::memcpy(&ua, a + m * lda + n, 4), std::memcpy(&ub, b + m * ldb + n, 4);
+        if (ua != ub) {
+          char buf[96];
+          std::snprintf(buf, sizeof buf, "%.9g (0x%08x) vs %.9g (0x%08x)", a[m * lda + n], ua,
+                        b[m * ldb + n], ub);
+          return ::testing::AssertionFailure() << "row " << m << " col " << n << ": " << buf;
+        }
+      }
+  return ::testing::AssertionSuccess();
+}
+
+// W[n, k] of any view (either layout, any offset), exactly, as the reference sees it.
+double weight_value(const WeightView& w, int64_t n, int64_t k) {
+  const int64_t r = w.kn ? k : n, c = w.kn ? n : k, i = r * w.ld + c;
+  switch (w.dtype) {
+    case DType::f32:
+      return static_cast<const float*>(w.data)[i];
+    case DType::bf16:
+      return bf16_to_f32(static_cast<const bf16*>(w.data)[i]);
+    case DType::f16:
+      return f16_to_f32(static_cast<const f16*>(w.data)[i]);
+    default:
+      return double(fp8_e4m3_to_f32(static_cast<const fp8_e4m3*>(w.data)[i])) * w.scale_at(r, c);
+  }
+}
+
+// y against a double-precision reference, within tol * sum_k |x w| (bf16 pair panels round fp8
+// times an arbitrary scale to bf16: a looser tol).
+::testing::AssertionResult close_to_reference(const Activations& acts, DType xt,
+                                              const WeightView& w, const float* y, int64_t ldy,
+                                              double tol, int64_t row_step) {
+  for (int64_t m = 0; m < acts.M; m += row_step)
+    for (int64_t n = 0; n < w.rows; ++n) {
+      double ref = 0, mag = 0;
+      for (int64_t k = 0; k < acts.K; ++k) {
+        const double xv = xt == DType::f32 ? double(acts.f[m * acts.ld + k])
+                                           : double(bf16_to_f32(acts.b[m * acts.ld + k]));
+        const double p = xv * weight_value(w, n, k);
+        ref += p, mag += std::fabs(p);
+      }
+      if (!(std::fabs(y[m * ldy + n] - ref) <= tol * mag + 1e-30))
+        return ::testing::AssertionFailure()
+               << "m=" << m << " n=" << n << ": " << y[m * ldy + n] << " vs reference " << ref
+               << " (sum |x w| " << mag << ")";
+    }
+  return ::testing::AssertionSuccess();
+}
+
+// The whole check for one weight view and one activation matrix: the full batch against every
+// single row, a set of row ranges (M across the small-M / packed threshold) and other thread
+// counts, and the N split as separate views of W's row ranges.
+void expect_batch_invariant(const Activations& acts, DType xt, const WeightView& w,
+                            bool all_single_rows = true) {
+  const int64_t M = acts.M, N = w.rows, ldy = N + 3;
+  set_num_threads(2);
+  const std::vector<float> full = run_gemm(acts.rows(xt, 0, M), w, ldy);
+  const bool pairs = active_isa() == Isa::avx512bf16 && xt == DType::bf16 &&
+                     (w.dtype == DType::bf16 || w.dtype == DType::fp8_e4m3);
+  ASSERT_TRUE(close_to_reference(acts, xt, w, full.data(), ldy, pairs ? 1e-2 : 1e-4,
+                                 all_single_rows ? 1 : 5));
+  for (int64_t m = 0; m < M; ++m) {
+    if (!all_single_rows && m % 7 != 0 && m != M - 1) continue;
+    const std::vector<float> one = run_gemm(acts.rows(xt, m, 1), w, N);
+    ASSERT_TRUE(same_bits(full.data() + m * ldy, ldy, one.data(), N, 1, N))
+        << "row " << m << " alone";
+  }
+  const std::pair<int64_t, int64_t> ranges[] = {{0, 2},  {1, 4},  {3, 8},  {5, 9}, {0, 8},
+                                                {2, 16}, {7, 24}, {1, 33}, {0, M}};
+  for (auto [m0, n_rows] : ranges) {
+    if (m0 + n_rows > M) continue;
+    const std::vector<float> part = run_gemm(acts.rows(xt, m0, n_rows), w, N);
+    ASSERT_TRUE(same_bits(full.data() + m0 * ldy, ldy, part.data(), N, n_rows, N))
+        << "rows [" << m0 << ", " << m0 + n_rows << ")";
+  }
+  for (int threads : {1, 3}) {
+    set_num_threads(threads);
+    const std::vector<float> y = run_gemm(acts.rows(xt, 0, M), w, ldy);
+    ASSERT_TRUE(same_bits(full.data(), ldy, y.data(), ldy, M, N)) << threads << " threads";
+  }
+  set_num_threads(2);
+  // W's rows [n0, n1) alone give the same columns (lane positions and groups move).
+  for (auto [n0, n1] : {std::pair<int64_t, int64_t>{1, N}, {N / 3, N - N / 4}}) {
+    if (n1 <= n0) continue;
+    WeightView part = w;
+    if (w.kn) {  // a column range of the storage
+      part.rows = n1 - n0, part.col0 = w.col0 + n0;
+      part.data = static_cast<const char*>(w.data) + n0 * int64_t(dtype_size(w.dtype));
+    } else {
+      part = w.storage_rows(n0, n1 - n0);
+    }
+    for (int64_t m0 : {int64_t(0), M / 2}) {
+      const int64_t n_rows = std::min<int64_t>(M - m0, 9);
+      const std::vector<float> y = run_gemm(acts.rows(xt, m0, n_rows), part, n1 - n0);
+      ASSERT_TRUE(same_bits(full.data() + m0 * ldy + n0, ldy, y.data(), n1 - n0, n_rows, n1 - n0))
+          << "W rows [" << n0 << ", " << n1 << ") from x row " << m0;
+    }
+  }
+}
+
+const DType kWeightTypes[] = {DType::f32, DType::bf16, DType::f16, DType::fp8_e4m3};
+
+TEST(GemmInvariance, RowsBatchesThreadsAndNSplitForEveryDtypeAndKTail) {
+  const int saved = num_threads();
+  const int64_t kKs[] = {1, 7, 100, 128, 511, 512, 513, 1100, 2051};
+  const int64_t kNs[] = {1, 17, 70, 100, 33, 64, 129, 16, 80};
+  for_each_isa([&](Isa) {
+    for (size_t i = 0; i < std::size(kKs); ++i) {
+      const int64_t K = kKs[i], N = kNs[i], M = 40;
+      const Activations acts(M, K, K + (i % 2) * 5, uint32_t(100 + i));
+      for (int wi = 0; wi < 5; ++wi) {  // the four dtypes, then fp8 with only normal codes
+        const DType wt = wi < 4 ? kWeightTypes[wi] : DType::fp8_e4m3;
+        const StoredWeight sw(wt, N, K, uint32_t(200 + i), wi == 4);
+        for (DType xt : {DType::f32, DType::bf16}) {
+          SCOPED_TRACE("K=" + std::to_string(K) + " N=" + std::to_string(N) +
+                       " x=" + std::string(dtype_name(xt)) + " w=" + std::string(dtype_name(wt)) +
+                       (wi == 4 ? " (normal codes)" : ""));
+          expect_batch_invariant(acts, xt, sw.view(0, N, 0, K, false));
+          if (HasFatalFailure()) return set_num_threads(saved);
+        }
+      }
+    }
+  });
+  set_num_threads(saved);
+}
+
+// [K, N] storage (MLA's W_UK) and sub-views that start mid-block in rows and columns (one head
+// of kv_b_proj), both layouts.
+TEST(GemmInvariance, KnLayoutAndSubViews) {
+  const int saved = num_threads();
+  for_each_isa([&](Isa) {
+    for (DType wt : kWeightTypes) {
+      const StoredWeight sw(wt, 700, 600, 7);
+      struct V {
+        int64_t r0, nr, c0, nc;
+        bool kn;
+      };
+      const V views[] = {{70, 90, 0, 600, false},   {256, 128, 0, 512, true},
+                         {70, 90, 0, 200, true},    {3, 300, 131, 469, false},
+                         {129, 513, 5, 77, true},   {0, 700, 0, 600, true},
+                         {200, 37, 300, 300, false}};
+      for (const V& v : views)
+        for (DType xt : {DType::f32, DType::bf16}) {
+          SCOPED_TRACE("w=" + std::string(dtype_name(wt)) + " x=" + std::string(dtype_name(xt)) +
+                       " r0=" + std::to_string(v.r0) + " c0=" + std::to_string(v.c0) +
+                       (v.kn ? " kn" : " nk"));
+          const WeightView w = sw.view(v.r0, v.nr, v.c0, v.nc, v.kn);
+          const Activations acts(20, w.cols, w.cols, 9);
+          expect_batch_invariant(acts, xt, w, false);
+          if (HasFatalFailure()) return set_num_threads(saved);
+        }
+    }
+  });
+  set_num_threads(saved);
+}
+
+// M = 300 (many packed strips) against single rows and small batches.
+TEST(GemmInvariance, LargeBatch) {
+  const int saved = num_threads();
+  for_each_isa([&](Isa) {
+    for (DType wt : kWeightTypes)
+      for (DType xt : {DType::f32, DType::bf16}) {
+        SCOPED_TRACE("w=" + std::string(dtype_name(wt)) + " x=" + std::string(dtype_name(xt)));
+        const StoredWeight sw(wt, 150, 1100, 11);
+        const Activations acts(300, 1100, 1100, 12);
+        expect_batch_invariant(acts, xt, sw.view(0, 150, 0, 1100, false), false);
+        if (HasFatalFailure()) return set_num_threads(saved);
+      }
+  });
+  set_num_threads(saved);
+}
+
+// FP8 with large activations and scales (the old GEMV took a headroom factor over all rows of
+// the batch): rows of very different magnitudes, scales past 2^7 (the exact slow decode) and a
+// negative scale, both layouts.
+TEST(GemmInvariance, Fp8LargeActivationsAndScales) {
+  const int saved = num_threads();
+  StoredWeight sw(DType::fp8_e4m3, 300, 700, 13);
+  for (size_t i = 0; i < sw.scales.size(); ++i) sw.scales[i] *= i % 3 == 0 ? 64.0f : 1.0f;
+  sw.scales[1] = 300.0f, sw.scales[4] = -0.02f, sw.scales[sw.scale_ld + 2] = 0x1p9f;
+  Activations acts(24, 700, 700, 14);
+  const float amps[] = {1e-20f, 1.0f, 3e4f, 1e4f, 1e9f, 1e-3f};
+  for (int64_t m = 0; m < acts.M; ++m)
+    for (int64_t k = 0; k < acts.K; ++k) acts.f[m * acts.ld + k] *= amps[m % 6];
+  acts.b = testing::to_bf16(acts.f);
+  for_each_isa([&](Isa) {
+    for (DType xt : {DType::f32, DType::bf16}) {
+      SCOPED_TRACE(std::string(dtype_name(xt)));
+      expect_batch_invariant(acts, xt, sw.view(0, 300, 0, 700, false));
+      if (HasFatalFailure()) return set_num_threads(saved);
+      Activations acts_kn(24, 300, 300, 15);
+      expect_batch_invariant(acts_kn, xt, sw.view(0, 300, 0, 700, true));
+      if (HasFatalFailure()) return set_num_threads(saved);
+    }
+  });
+  set_num_threads(saved);
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ DSINFER_DECLARE_PER_ISA(void, tt_load_f32, (const float*, int64_t, int, int, flo
 DSINFER_DECLARE_PER_ISA(void, tt_load_bf16, (const bf16*, int64_t, int, int, float*));
 DSINFER_DECLARE_PER_ISA(void, tt_load_fp8_scaled,
                         (const fp8_e4m3*, int64_t, const float*, int, int, float*));
-// The GEMV weight decode (panel.h load_weights_raw<fp8>): n codes (a multiple of 64) to f32.
+// The fast fp8 weight decode (load_fp8_raw): n codes (a multiple of 64) to f32.
 DSINFER_DECLARE_PER_ISA(void, tt_load_fp8_raw, (const uint8_t*, int, float*));
 DSINFER_DECLARE_PER_ISA(int, tt_gather,
                         (const float*, int64_t, const int32_t*, int, int, float*, bool*));

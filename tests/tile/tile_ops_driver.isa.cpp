@@ -41,8 +41,7 @@ void tt_load_fp8_scaled(const fp8_e4m3* src, int64_t ld, const float* scale, int
   to_array(t, out);
 }
 void tt_load_fp8_raw(const uint8_t* src, int n, float* out) {
-  for (int i = 0; i < n; i += simd::kLanes)
-    simd::store(out + i, tile::load_weights_raw<DType::fp8_e4m3>(src, i));
+  for (int i = 0; i < n; i += simd::kLanes) simd::store(out + i, simd::load_fp8_raw(src + i));
 }
 int tt_gather(const float* base, int64_t ld, const int32_t* idx, int n, int cols, float* out,
               bool* valid) {
