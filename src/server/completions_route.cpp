@@ -18,8 +18,10 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// The prompts of the request as token ids (a string gets the BOS, as vLLM adds special tokens).
-std::vector<std::vector<int32_t>> prompts_of(const ServerContext& ctx, const json& body) {
+// The prompts of the request as token ids (a string gets the BOS, as vLLM adds special tokens),
+// and the text `echo` repeats: a string as given, token ids decoded.
+std::vector<std::vector<int32_t>> prompts_of(const ServerContext& ctx, const json& body,
+                                             std::vector<std::string>* echo_texts) {
   auto it = body.find("prompt");
   if (it == body.end() || it->is_null()) throw bad_request("prompt", "is required");
   const Tokenizer& tok = *ctx.tokenizer;
@@ -69,6 +71,14 @@ std::vector<std::vector<int32_t>> prompts_of(const ServerContext& ctx, const jso
   }
   for (size_t i = 0; i < out.size(); ++i)
     if (out[i].empty()) throw bad_request("prompt", "is empty");
+  // What echo repeats: each prompt string as given, token ids as their text.
+  auto echo_of = [&](const json& p, size_t i) {
+    return p.is_string() ? p.get<std::string>() : tok.decode(out[i]);
+  };
+  if (it->is_string() || (it->is_array() && it->front().is_number()))
+    echo_texts->push_back(echo_of(*it, 0));
+  else
+    for (size_t i = 0; i < it->size(); ++i) echo_texts->push_back(echo_of((*it)[i], i));
   return out;
 }
 
@@ -101,7 +111,8 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
   const bool echo = bool_field(body, "echo").value_or(false);
   if (auto suffix = string_field(body, "suffix"); suffix && !suffix->empty())
     throw bad_request("suffix", "is not supported");
-  const auto prompts = prompts_of(ctx, body);
+  std::vector<std::string> echo_texts;
+  const auto prompts = prompts_of(ctx, body, &echo_texts);
   std::vector<Request> reqs;
   std::vector<size_t> prompt_of;
   for (size_t p = 0; p < prompts.size(); ++p)
@@ -126,7 +137,7 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
         std::make_unique<Choices>(*ctx.engine, group, ctx.options->request_timeout_s));
   }
   const Tokenizer& tok = *ctx.tokenizer;
-  auto echo_text = [&, prompts](size_t p) { return tok.decode(prompts[p]); };
+  auto echo_text = [&](size_t p) { return echo_texts[p]; };
 
   struct Choice {
     std::string text;
@@ -178,7 +189,7 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
   res.content_type = "text/event-stream";
   ServerContext* cp = &ctx;
   res.stream = [cp, choices, id, created, g, reqs, prompt_of, echo,
-                prompts](const std::function<bool(const std::string&)>& write) {
+                echo_texts](const std::function<bool(const std::string&)>& write) {
     ServerContext& ctx = *cp;
     const Tokenizer& tok = *ctx.tokenizer;
     auto chunk = [&](size_t index, const std::string& text, const json& logprobs,
@@ -210,7 +221,7 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
       Choices& c = *(*choices)[p];
       if (echo)
         for (int i = 0; i < g.n; ++i) {
-          const std::string e = tok.decode(prompts[p]);
+          const std::string& e = echo_texts[p];
           offsets[p * size_t(g.n) + size_t(i)] = e.size();
           if (!write(sse(chunk(p * size_t(g.n) + size_t(i), e, nullptr, nullptr)))) return;
         }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cctype>
 #include <random>
 #include <set>
 #include <thread>
@@ -149,7 +150,13 @@ TEST(Server, StopsLogprobsAndCompletions) {
   EXPECT_EQ(full["object"], "text_completion");
   const std::string text = full["choices"][0]["text"];
   ASSERT_GT(text.size(), 8u);
-  const std::string stop = text.substr(text.size() / 2, 2);
+  // Two ASCII letters from the middle on (random text: a stop string must be valid UTF-8).
+  size_t at = text.size() / 2;
+  while (at + 1 < text.size() &&
+         !(std::isalpha((unsigned char)text[at]) && std::isalpha((unsigned char)text[at + 1])))
+    ++at;
+  ASSERT_LT(at + 1, text.size()) << text;
+  const std::string stop = text.substr(at, 2);
   auto [st2, cut] = s.post(
       "/v1/completions",
       {{"prompt", "Once upon a time"}, {"max_tokens", 30}, {"temperature", 0}, {"stop", stop}});
@@ -211,7 +218,9 @@ TEST(Server, ErrorsHaveTheOpenAIShapeAndStatus) {
     ASSERT_TRUE(r.contains("error")) << r.dump();
     EXPECT_TRUE(r["error"]["message"].is_string());
     EXPECT_TRUE(r["error"].contains("type") && r["error"].contains("code"));
-    if (!param.empty()) EXPECT_EQ(r["error"]["param"], param) << r.dump();
+    if (!param.empty()) {
+      EXPECT_EQ(r["error"]["param"], param) << r.dump();
+    }
   };
   json b = chat("x", 4);
   b["temperature"] = "hot";
@@ -393,7 +402,7 @@ TEST(Server, FuzzedBodiesNeverCrashIt) {
     for (int k = int(rng() % 4); k >= 0; --k)
       b[fields[rng() % fields.size()]] = values[rng() % values.size()];
     if (rng() % 3 == 0 && b.contains("messages") && b["messages"].is_array() &&
-        !b["messages"].empty())
+        !b["messages"].empty() && b["messages"][0].is_object())
       b["messages"][0][rng() % 2 ? "content" : "role"] = values[rng() % values.size()];
     if (b.contains("max_tokens") && b["max_tokens"].is_number() &&
         b["max_tokens"].get<double>() > 8)
@@ -404,7 +413,9 @@ TEST(Server, FuzzedBodiesNeverCrashIt) {
     auto [st, r] = s.post(path, b);
     EXPECT_TRUE(st == 200 || (st >= 400 && st < 500))
         << path << " " << b.dump() << " -> " << st << " " << r.dump();
-    if (st != 200) EXPECT_TRUE(r.contains("error")) << r.dump();
+    if (st != 200) {
+      EXPECT_TRUE(r.contains("error")) << r.dump();
+    }
   }
   EXPECT_EQ(s.get("/health").first, 200);
 }
