@@ -46,6 +46,11 @@ const PeakProbe& Report::probe(int threads) {
 }
 
 void Report::add(Result r, int threads) {
+  if (threads <= 0) {  // measured elsewhere (another process): no probe, no percentage
+    r.params["threads"] = 0;
+    results_.push_back(std::move(r));
+    return;
+  }
   const PeakProbe& p = probe(threads);
   switch (r.peak) {
     case PeakKind::bf16:

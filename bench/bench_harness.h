@@ -34,7 +34,8 @@ class Report {
  public:
   // Probes the machine for `threads` (and remembers it); call before timing at that count.
   const PeakProbe& probe(int threads);
-  // Fills pct_peak from the probe of the result's thread count, then records it.
+  // Fills pct_peak from the probe of the result's thread count, then records it (threads <= 0:
+  // a figure measured in another process, e.g. a server: recorded as it is).
   void add(Result r, int threads);
   void print_table() const;
   nlohmann::json to_json() const;
@@ -49,6 +50,7 @@ struct Options {
   std::string json_path;     // "" = none, "-" = stdout instead of the table
   bool quick = false;        // smaller shapes / fewer repeats (tests use it)
   std::string model_dir;     // suites that run a model (bench model); "" = the built-in default
+  std::string url;           // bench serve: the server
   std::vector<std::string> args;  // suite-specific extras (e.g. --sweep)
 };
 

@@ -29,7 +29,16 @@ CommandRegistrar bench_cmd(
            ->check(CLI::IsMember({"sparse", "dense", "both"}));
        app.add_flag(
            "--sweep", [opts](int64_t) { opts->args.push_back("--sweep"); }, "Suite-specific sweep");
-       // `bench engine` load shape.
+       app.add_option("--url", opts->url,
+                      "For `bench serve`: the server (default http://127.0.0.1:8080)");
+       app.add_option_function<double>(
+           "--request-rate",
+           [opts](double v) {
+             opts->args.insert(opts->args.end(), {"--request-rate", std::to_string(v)});
+           },
+           "For `bench serve`: Poisson arrivals at this many requests/s (instead of "
+           "--concurrency)");
+       // `bench engine` / `bench serve` load shape.
        for (const char* name :
             {"--requests", "--concurrency", "--input-len", "--output-len", "--shared-prefix"})
          app.add_option_function<int64_t>(
@@ -37,7 +46,7 @@ CommandRegistrar bench_cmd(
              [opts, name](int64_t v) {
                opts->args.insert(opts->args.end(), {name, std::to_string(v)});
              },
-             "For `bench engine`");
+             "For `bench engine` and `bench serve`");
        return std::function<int()>([=] {
          opts->threads = *threads;
          if (opts->threads.empty()) {

@@ -241,7 +241,8 @@ void Server::add_routes() {
                   {"object", "model"},
                   {"created", ctx_->created},
                   {"owned_by", "dsinfer"},
-                  {"max_model_len", ctx_->context_limit()}};
+                  {"max_model_len", ctx_->context_limit()},
+                  {"vocab_size", ctx_->engine->model().config().vocab_size}};
         res.body = json{{"object", "list"}, {"data", json::array({m})}}.dump();
       }));
   add("GET", "/metrics", api(false, [this](const HttpRequest&, HttpResponse& res) {
