@@ -86,12 +86,17 @@ ChatPrompt render_chat_request(const ServerContext& ctx, const ojson& body) {
     if (force_call && o.tools.is_null()) throw bad_request("tool_choice", "needs tools");
   }
   if (force_call) {
-    if (ctx.format != ChatFormat::deepseek_v3_2)
-      throw bad_request("tool_choice", "forcing a tool call needs the v3.2 chat format");
     // The answer starts with the tool-call block (no reasoning first: the model calls at once).
     o.thinking = false;
-    p.forced_prefix = "\n\n<｜DSML｜function_calls>\n";
-    if (!forced_name.empty()) p.forced_prefix += "<｜DSML｜invoke name=\"" + forced_name + "\">\n";
+    if (ctx.format == ChatFormat::deepseek_v3_2) {
+      p.forced_prefix = "\n\n<｜DSML｜function_calls>\n";
+      if (!forced_name.empty()) p.forced_prefix += "<｜DSML｜invoke name=\"" + forced_name + "\">\n";
+    } else if (ctx.format == ChatFormat::deepseek_v3_1) {
+      p.forced_prefix = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>";
+      if (!forced_name.empty()) p.forced_prefix += forced_name + "<｜tool▁sep｜>";
+    } else {
+      throw bad_request("tool_choice", "the v3 chat format has no tool rendering");
+    }
   }
   auto rf = body.find("response_format");
   if (rf != body.end() && !rf->is_null()) {

@@ -82,10 +82,12 @@ ChatFormat default_chat_format(const std::string& model_dir) {
 std::string render_chat(ChatFormat format, std::span<const ChatMessage> messages,
                         const ChatOptions& options, std::string_view bos_token) {
   if (format != ChatFormat::deepseek_v3_2) {
-    // Neither Jinja template has a tools or response_format variable.
+    // Neither Jinja template has a tools or response_format variable; V3.1's model card gives a
+    // system-prompt format for tools (render_deepseek_v3_1 writes it).
     for (auto [field, value] : {std::pair{"tools", &options.tools},
                                 std::pair{"response_format", &options.response_format}})
-      if (tokenizer::python_truthy(*value))
+      if (tokenizer::python_truthy(*value) &&
+          !(format == ChatFormat::deepseek_v3_1 && std::string_view(field) == "tools"))
         throw std::invalid_argument(std::string(field) + ": the " +
                                     std::string(chat_format_name(format)) +
                                     " chat format has no rendering for request-level " + field +

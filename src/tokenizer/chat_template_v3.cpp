@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "tokenizer/chat_renderers.h"
+#include "tokenizer/python_json.h"
 
 namespace dsinfer::tokenizer {
 namespace {
@@ -36,6 +37,35 @@ std::string bos_and_system_prompt(std::span<const ChatMessage> messages,
     out += required_content(messages[i], i);
     first = false;
   }
+  return out;
+}
+
+// Request-level tools for V3.1 (and V3.2-Exp, which uses its format), as DeepSeek-V3.1's model
+// card lays them out in the system prompt: each tool's name, description and JSON-schema
+// parameters, then the call format the model was trained on.
+std::string v31_tools_prompt(const nlohmann::ordered_json& tools) {
+  check_chat_tools(tools, "tools");  // an array of {"function": {"name": ...}}
+  auto text = [](const nlohmann::ordered_json& f, const char* key) {
+    auto it = f.find(key);
+    if (it == f.end() || it->is_null()) return std::string();
+    return it->is_string() ? it->get<std::string>() : python_json_dumps(*it);
+  };
+  std::string out = "## Tools\nYou have access to the following tools:\n";
+  for (const auto& tool : tools) {
+    const auto& f = tool["function"];
+    out += "\n### " + text(f, "name") + "\n";
+    out += "Description: " + text(f, "description") + "\n";
+    out += "\nParameters: " + (f.contains("parameters") ? python_json_dumps(f["parameters"]) : "{}") + "\n";
+  }
+  out += "\nIMPORTANT: ALWAYS adhere to this exact format for tool use:\n";
+  out += std::string(kCallsBegin) + std::string(kCallBegin) + "tool_call_name" + std::string(kSep) +
+         "tool_call_arguments" + std::string(kCallEnd) + "{{additional_tool_calls}}" +
+         std::string(kCallsEnd) + "\n";
+  out += "\nWhere:\n\n";
+  out += "- `tool_call_name` must be an exact match to one of the available tools\n";
+  out += "- `tool_call_arguments` must be valid JSON that strictly follows the tool's Parameters "
+         "Schema\n";
+  out += "- For multiple tool calls, chain them directly without separators or spaces\n";
   return out;
 }
 
@@ -98,6 +128,10 @@ std::string render_deepseek_v3(std::span<const ChatMessage> messages, const Chat
 std::string render_deepseek_v3_1(std::span<const ChatMessage> messages, const ChatOptions& options,
                                  std::string_view bos_token) {
   std::string out = bos_and_system_prompt(messages, bos_token);
+  if (python_truthy(options.tools)) {
+    if (out.size() > bos_token.size()) out += "\n\n";
+    out += v31_tools_prompt(options.tools);
+  }
   bool is_first = false, is_tool = false, is_last_user = false;
   for (size_t i = 0; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];

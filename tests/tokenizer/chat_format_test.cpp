@@ -142,6 +142,32 @@ TEST(ChatFormat, V31ToolCalls) {
           "<｜tool▁output▁begin｜>r3<｜tool▁output▁end｜>");
 }
 
+// Request-level tools in the V3.1 format (V3.2-Exp checkpoints): the system-prompt layout of
+// DeepSeek-V3.1's model card, after the system messages.
+TEST(ChatFormat, V31RequestLevelToolsFollowTheModelCard) {
+  const std::vector<ChatMessage> m = parse_chat_messages(
+      R"([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "w?"}])");
+  ChatOptions o;
+  o.add_generation_prompt = true;
+  o.tools = nlohmann::ordered_json::parse(
+      R"([{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])");
+  const std::string text = render_chat(ChatFormat::deepseek_v3_1, m, o, kBos);
+  EXPECT_EQ(text,
+            kBos +
+                "Be brief.\n\n## Tools\nYou have access to the following tools:\n\n### "
+                "get_weather\nDescription: Weather\n\nParameters: {\"type\": \"object\", "
+                "\"properties\": {\"city\": {\"type\": \"string\"}}}\n\nIMPORTANT: ALWAYS "
+                "adhere to this exact format for tool use:\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜"
+                ">tool_call_name<｜tool▁sep｜>tool_call_arguments<｜tool▁call▁end｜>{{additional_"
+                "tool_calls}}<｜tool▁calls▁end｜>\n\nWhere:\n\n- `tool_call_name` must be an exact "
+                "match to one of the available tools\n- `tool_call_arguments` must be valid JSON "
+                "that strictly follows the tool's Parameters Schema\n- For multiple tool calls, "
+                "chain them directly without separators or spaces\n<｜User｜>w?<｜Assistant｜></think>");
+  o.tools = nlohmann::ordered_json::parse(R"([{"type": "function"}])");
+  EXPECT_THROW(render_chat(ChatFormat::deepseek_v3_1, m, o, kBos), std::invalid_argument);
+}
+
 TEST(ChatFormat, V32Encoding) {
   const char* conv = R"([{"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "hello"},
@@ -263,11 +289,12 @@ TEST(ChatFormat, V32RequestLevelToolsAreTheFirstSystemMessages) {
                        R"({"name": "f"})", nullptr)
                 .find("tools: expected an array"),
             std::string::npos);
-  // The V3 and V3.1 templates have no tool rendering.
+  // The V3 template has no tool rendering; V3.1's comes from its model card.
+  EXPECT_NE(error_with(ChatFormat::deepseek_v3, R"([{"role": "user", "content": "hi"}])", kTools,
+                       nullptr)
+                .find("tools: the v3"),
+            std::string::npos);
   for (ChatFormat f : {ChatFormat::deepseek_v3, ChatFormat::deepseek_v3_1}) {
-    EXPECT_NE(error_with(f, R"([{"role": "user", "content": "hi"}])", kTools, nullptr)
-                  .find("tools: the v3"),
-              std::string::npos);
     EXPECT_NE(error_with(f, R"([{"role": "user", "content": "hi"}])", nullptr, format.c_str())
                   .find("response_format: the v3"),
               std::string::npos);
