@@ -90,7 +90,8 @@ ChatPrompt render_chat_request(const ServerContext& ctx, const ojson& body) {
     o.thinking = false;
     if (ctx.format == ChatFormat::deepseek_v3_2) {
       p.forced_prefix = "\n\n<｜DSML｜function_calls>\n";
-      if (!forced_name.empty()) p.forced_prefix += "<｜DSML｜invoke name=\"" + forced_name + "\">\n";
+      if (!forced_name.empty())
+        p.forced_prefix += "<｜DSML｜invoke name=\"" + forced_name + "\">\n";
     } else if (ctx.format == ChatFormat::deepseek_v3_1) {
       p.forced_prefix = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>";
       if (!forced_name.empty()) p.forced_prefix += forced_name + "<｜tool▁sep｜>";

@@ -22,6 +22,28 @@ std::optional<std::string> optional_string(const Json& obj, const char* key,
   return it->get<std::string>();
 }
 
+// "content": a string, null, or an array of text parts ({"type": "text", "text": "..."}), which
+// are joined with newlines as vLLM does for text-only models.
+std::optional<std::string> content_of(const Json& m, const std::string& where) {
+  auto it = m.find("content");
+  if (it == m.end() || !it->is_array()) return optional_string(m, "content", where);
+  std::string out;
+  for (size_t k = 0; k < it->size(); ++k) {
+    const std::string at = where + ".content[" + std::to_string(k) + "]";
+    const Json& part = (*it)[k];
+    if (part.is_string()) {  // tolerated: a bare string part
+      out += (k ? "\n" : "") + part.get<std::string>();
+      continue;
+    }
+    if (!part.is_object()) json_error(at, "expected a {\"type\": \"text\", \"text\": ...} part");
+    const std::string type = json_string(part, "type", at);
+    if (type != "text")
+      json_error(at + ".type", "\"" + type + "\" parts are not supported (text only)");
+    out += (k ? "\n" : "") + json_string(part, "text", at);
+  }
+  return out;
+}
+
 ChatToolCall parse_tool_call(const Json& t, const std::string& where) {
   if (!t.is_object()) json_error(where, "expected an object");
   ChatToolCall call;
@@ -57,7 +79,7 @@ std::vector<ChatMessage> chat_messages_from_json(const Json& messages) {
     if (!m.is_object()) json_error(where, "expected an object, got " + m.dump());
     ChatMessage msg;
     msg.role = json_string(m, "role", where);
-    msg.content = optional_string(m, "content", where);
+    msg.content = content_of(m, where);
     // V3.2's encoder reads "reasoning" first and falls back to "reasoning_content".
     msg.reasoning_content = optional_string(m, "reasoning", where);
     if (!msg.reasoning_content || msg.reasoning_content->empty())

@@ -55,7 +55,9 @@ std::string v31_tools_prompt(const nlohmann::ordered_json& tools) {
     const auto& f = tool["function"];
     out += "\n### " + text(f, "name") + "\n";
     out += "Description: " + text(f, "description") + "\n";
-    out += "\nParameters: " + (f.contains("parameters") ? python_json_dumps(f["parameters"]) : "{}") + "\n";
+    out +=
+        "\nParameters: " + (f.contains("parameters") ? python_json_dumps(f["parameters"]) : "{}") +
+        "\n";
   }
   out += "\nIMPORTANT: ALWAYS adhere to this exact format for tool use:\n";
   out += std::string(kCallsBegin) + std::string(kCallBegin) + "tool_call_name" + std::string(kSep) +
@@ -63,8 +65,9 @@ std::string v31_tools_prompt(const nlohmann::ordered_json& tools) {
          std::string(kCallsEnd) + "\n";
   out += "\nWhere:\n\n";
   out += "- `tool_call_name` must be an exact match to one of the available tools\n";
-  out += "- `tool_call_arguments` must be valid JSON that strictly follows the tool's Parameters "
-         "Schema\n";
+  out +=
+      "- `tool_call_arguments` must be valid JSON that strictly follows the tool's Parameters "
+      "Schema\n";
   out += "- For multiple tool calls, chain them directly without separators or spaces\n";
   return out;
 }

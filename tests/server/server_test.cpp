@@ -204,6 +204,19 @@ TEST(Server, TokenizeMatchesTheChatPromptAndDetokenizeRoundTrips) {
   auto [st3, t3] = s.post("/tokenize", {{"prompt", "hello"}});
   auto [st4, t4] = s.post("/tokenize", {{"prompt", "hello"}, {"add_special_tokens", false}});
   EXPECT_EQ(t3["count"].get<int>(), t4["count"].get<int>() + 1);  // the BOS
+  // Content as text parts is the joined text; other part types are refused by name.
+  const json parts = json::array({{{"role", "user"},
+                                   {"content", json::array({{{"type", "text"}, {"text", "a"}},
+                                                            {{"type", "text"}, {"text", "b"}}})}}});
+  const json joined = json::array({{{"role", "user"}, {"content", "a\nb"}}});
+  EXPECT_EQ(s.post("/tokenize", {{"messages", parts}}).second["tokens"],
+            s.post("/tokenize", {{"messages", joined}}).second["tokens"]);
+  const json image =
+      json::array({{{"role", "user"},
+                    {"content", json::array({{{"type", "image_url"}, {"image_url", "x"}}})}}});
+  auto [is, ir] = s.post("/v1/chat/completions", {{"messages", image}});
+  EXPECT_EQ(is, 400);
+  EXPECT_EQ(ir["error"]["param"], "messages[0].content[0].type") << ir.dump();
   // The same prompt as a chat completion reports.
   auto [cs, c] = s.post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 1}});
   EXPECT_EQ(c["usage"]["prompt_tokens"], t["count"]);

@@ -153,17 +153,18 @@ TEST(ChatFormat, V31RequestLevelToolsFollowTheModelCard) {
       R"([{"type": "function", "function": {"name": "get_weather", "description": "Weather",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])");
   const std::string text = render_chat(ChatFormat::deepseek_v3_1, m, o, kBos);
-  EXPECT_EQ(text,
-            kBos +
-                "Be brief.\n\n## Tools\nYou have access to the following tools:\n\n### "
-                "get_weather\nDescription: Weather\n\nParameters: {\"type\": \"object\", "
-                "\"properties\": {\"city\": {\"type\": \"string\"}}}\n\nIMPORTANT: ALWAYS "
-                "adhere to this exact format for tool use:\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜"
-                ">tool_call_name<｜tool▁sep｜>tool_call_arguments<｜tool▁call▁end｜>{{additional_"
-                "tool_calls}}<｜tool▁calls▁end｜>\n\nWhere:\n\n- `tool_call_name` must be an exact "
-                "match to one of the available tools\n- `tool_call_arguments` must be valid JSON "
-                "that strictly follows the tool's Parameters Schema\n- For multiple tool calls, "
-                "chain them directly without separators or spaces\n<｜User｜>w?<｜Assistant｜></think>");
+  EXPECT_EQ(
+      text,
+      kBos +
+          "Be brief.\n\n## Tools\nYou have access to the following tools:\n\n### "
+          "get_weather\nDescription: Weather\n\nParameters: {\"type\": \"object\", "
+          "\"properties\": {\"city\": {\"type\": \"string\"}}}\n\nIMPORTANT: ALWAYS "
+          "adhere to this exact format for tool use:\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜"
+          ">tool_call_name<｜tool▁sep｜>tool_call_arguments<｜tool▁call▁end｜>{{additional_"
+          "tool_calls}}<｜tool▁calls▁end｜>\n\nWhere:\n\n- `tool_call_name` must be an exact "
+          "match to one of the available tools\n- `tool_call_arguments` must be valid JSON "
+          "that strictly follows the tool's Parameters Schema\n- For multiple tool calls, "
+          "chain them directly without separators or spaces\n<｜User｜>w?<｜Assistant｜></think>");
   o.tools = nlohmann::ordered_json::parse(R"([{"type": "function"}])");
   EXPECT_THROW(render_chat(ChatFormat::deepseek_v3_1, m, o, kBos), std::invalid_argument);
 }
@@ -290,10 +291,10 @@ TEST(ChatFormat, V32RequestLevelToolsAreTheFirstSystemMessages) {
                 .find("tools: expected an array"),
             std::string::npos);
   // The V3 template has no tool rendering; V3.1's comes from its model card.
-  EXPECT_NE(error_with(ChatFormat::deepseek_v3, R"([{"role": "user", "content": "hi"}])", kTools,
-                       nullptr)
-                .find("tools: the v3"),
-            std::string::npos);
+  EXPECT_NE(
+      error_with(ChatFormat::deepseek_v3, R"([{"role": "user", "content": "hi"}])", kTools, nullptr)
+          .find("tools: the v3"),
+      std::string::npos);
   for (ChatFormat f : {ChatFormat::deepseek_v3, ChatFormat::deepseek_v3_1}) {
     EXPECT_NE(error_with(f, R"([{"role": "user", "content": "hi"}])", nullptr, format.c_str())
                   .find("response_format: the v3"),
