@@ -294,7 +294,9 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     auto rope_fn = c.indexer_rope_interleave ? ref::rope_interleaved : rope_halves;
     rope_fn(ki.data(), T, 1, kIndexerDim, int(rope), b.positions.data(), inv_freq_.data());
     hadamard_128(ki.data(), T);
-    const bool ue8m0 = c.quantization && c.quantization->scale_fmt_ue8m0;
+    // Power-of-two scales whatever the checkpoint's weight format: the indexer's quantization is
+    // part of the model (spec §3.2), not of how a checkpoint stores its weights.
+    const bool ue8m0 = true;
     std::vector<uint8_t> k8;
     std::vector<float> kscale;
     if (options_.indexer_fp8) {

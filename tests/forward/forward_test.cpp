@@ -116,6 +116,26 @@ TEST(Forward, MatchesTheReferenceBeyondTopK_Fp8Checkpoint_Fp8Indexer) {
   EXPECT_GT(worst_relative(dense, want, c.vocab_size), 1e-2);
 }
 
+// A BF16 checkpoint has no quantization_config, but the FP8 indexer still quantizes with ue8m0
+// scales (spec §3.2). With plain amax/448 scales (the old mistake) the logits differ.
+TEST(Forward, MatchesTheReferenceBeyondTopK_Bf16Checkpoint_Fp8Indexer) {
+  auto model = Model::load(model_dir(GenArch::v32, GenDtype::bf16), f32_options(true));
+  const ModelConfig& c = model->config();
+  ASSERT_FALSE(c.quantization.has_value());
+  const auto tokens = random_tokens(3 * c.index_topk + 5, c.vocab_size, 3);
+  const auto got = run(*model, tokens, 0);
+  const auto want = testing::reference_forward(c, model->weights(), tokens, {true, false});
+  int64_t bad = 0;
+  const double worst = worst_relative(got, want, c.vocab_size, &bad, 1e-4);
+  EXPECT_LE(bad, 1) << "worst relative error " << worst;
+  testing::ReferenceOptions amax{true, false};
+  amax.indexer_ue8m0 = false;
+  const auto wrong = testing::reference_forward(c, model->weights(), tokens, amax);
+  int64_t differ = 0;
+  worst_relative(got, wrong, c.vocab_size, &differ, 1e-4);
+  EXPECT_GT(differ, 0) << "the test cannot tell ue8m0 from amax/448 scales";
+}
+
 TEST(Forward, MatchesTheReferenceWithTheUnquantizedIndexer_Bf16Checkpoint) {
   auto model = Model::load(model_dir(GenArch::v32, GenDtype::bf16), f32_options(false));
   const ModelConfig& c = model->config();

@@ -135,7 +135,7 @@ std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeigh
       std::vector<int64_t> n_valid(static_cast<size_t>(T));
       for (int64_t t = 0; t < T; ++t) n_valid[t] = t + 1;
       if (opt.indexer_fp8) {
-        const bool ue8m0 = c.quantization && c.quantization->scale_fmt_ue8m0;
+        const bool ue8m0 = opt.indexer_ue8m0;
         std::vector<uint8_t> q8(static_cast<size_t>(T * HI * 128)),
             k8(static_cast<size_t>(T * 128));
         Vec qs(static_cast<size_t>(T * HI)), ks(static_cast<size_t>(T));

@@ -15,6 +15,10 @@ namespace dsinfer::testing {
 struct ReferenceOptions {
   bool indexer_fp8 = true;
   bool dense = false;  // ignore the indexer: plain causal attention
+  // The indexer's activation scales (spec §3.2): ue8m0 powers of two on every checkpoint; false
+  // gives plain amax / 448 scales (what a BF16 checkpoint's missing scale_fmt once selected), to
+  // show a test can tell the two apart.
+  bool indexer_ue8m0 = true;
 };
 
 // Logits [tokens.size(), vocab] for every position; hidden_out (optional) gets the final-normed
