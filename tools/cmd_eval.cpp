@@ -60,7 +60,7 @@ CommandRegistrar eval_cmd(
                                                 attention = "sparse", form = "auto";
          int64_t chunk = 0;
          int threads = 0;
-         bool verbose = false;
+         bool verbose = false, fp8_activations = false;
        };
        auto a = std::make_shared<Args>();
        app.add_option("-m,--model", a->model, "Model directory (config.json + safetensors)")
@@ -81,6 +81,8 @@ CommandRegistrar eval_cmd(
                       "expanded keys and values)")
            ->check(CLI::IsMember({"auto", "absorbed", "mha"}));
        app.add_option("-t,--threads", a->threads, "Threads (default: all cores)");
+       app.add_flag("--fp8-activations", a->fp8_activations,
+                    "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_flag("-v,--verbose", a->verbose, "Report load time, memory and per-operator times");
        return std::function<int()>([a] {
          if (a->threads > 0) set_num_threads(a->threads);
@@ -91,6 +93,7 @@ CommandRegistrar eval_cmd(
          opt.indexer_fp8 = a->indexer_quant == "fp8";
          opt.attention = a->attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
          opt.attention_form = attention_form_from_name(a->form);
+         opt.fp8_activations = a->fp8_activations;
          const auto t0 = std::chrono::steady_clock::now();
          std::unique_ptr<Model> model = Model::load(a->model, opt);
          const double load_s =

@@ -34,7 +34,7 @@ void on_sigint(int) {
 
 struct RunArgs {
   std::string model, prompt, file, format, precision = "bf16", attention = "sparse", form = "auto";
-  bool chat = false, raw = false, think = false, quiet = false;
+  bool chat = false, raw = false, think = false, quiet = false, fp8_activations = false;
   int64_t max_tokens = 256, ctx = 0, prefill_chunk = 2048, kv_cache_tokens = 0;
   int threads = 0;
   SamplingParams sampling;
@@ -100,6 +100,7 @@ class Session {
     mo.attention = a.attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
     mo.attention_form = attention_form_from_name(a.form);
     mo.kv_cache_tokens = a.kv_cache_tokens;
+    mo.fp8_activations = a.fp8_activations;
     if (!a.quiet) std::fprintf(stderr, "loading %s ...\n", a.model.c_str());
     std::unique_ptr<Model> model = Model::load(a.model, mo);
     tokenizer_.emplace(Tokenizer::load(a.model));
@@ -267,6 +268,8 @@ CommandRegistrar run_cmd(
        app.add_option("--prefill-chunk", a->prefill_chunk,
                       "Prompt tokens per forward call (default 2048: long chunks keep the GEMMs "
                       "and MHA prefill efficient)");
+       app.add_flag("--fp8-activations", a->fp8_activations,
+                    "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_option("--kv-cache-tokens", a->kv_cache_tokens,
                       "KV cache budget in tokens (default: half the free memory)");
        app.add_flag("-q,--quiet", a->quiet, "No progress or timing lines on stderr");

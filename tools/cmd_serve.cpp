@@ -25,7 +25,7 @@ struct ServeArgs {
   std::string api_key_file, precision = "bf16", attention = "sparse", form = "auto";
   int threads = 0;
   double kv_cache_gb = 0;
-  bool no_prefix_cache = false;
+  bool no_prefix_cache = false, fp8_activations = false;
 };
 
 // SIGINT / SIGTERM reach a handler on whatever thread the kernel picks (libraries such as
@@ -64,6 +64,7 @@ int serve_main(ServeArgs& a) {
   if (a.kv_cache_gb > 0 && o.model.kv_cache_tokens > 0)
     throw std::runtime_error("give --kv-cache-tokens or --kv-cache-gb, not both");
   o.model.kv_cache_gib = a.kv_cache_gb;
+  o.model.fp8_activations = a.fp8_activations;
   o.engine.prefix_cache = !a.no_prefix_cache;
   server::Server srv(o);
   const int port = srv.start();
@@ -124,6 +125,8 @@ CommandRegistrar serve_cmd(
            ->check(CLI::IsMember({"bf16", "f32"}));
        app.add_option("--attention", a->attention, "sparse (DSA) or dense")
            ->check(CLI::IsMember({"sparse", "dense"}));
+       app.add_flag("--fp8-activations", a->fp8_activations,
+                    "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_option("--attention-form", a->form, "auto, absorbed or mha")
            ->check(CLI::IsMember({"auto", "absorbed", "mha"}));
        return std::function<int()>([a] { return serve_main(*a); });

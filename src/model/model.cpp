@@ -15,6 +15,7 @@
 #include "kernels/indexer_prolog.h"
 #include "kernels/mha_attention.h"
 #include "kernels/mla_attention.h"
+#include "kernels/reference/fp8_quant.h"
 #include "kernels/reference/moe_router.h"
 #include "kernels/reference/norms.h"
 #include "kernels/reference/rope.h"
@@ -106,7 +107,7 @@ int64_t cache_budget(const ModelConfig& c, const ModelOptions& o, const Checkpoi
   const KvCache probe(cache_layout(c, o, !w.mtp().empty()), 1);
   if (o.kv_cache_gib > 0)
     return std::max<int64_t>(kKvBlockTokens, int64_t(o.kv_cache_gib * double(1 << 30) /
-                                                      double(probe.bytes_per_token())));
+                                                     double(probe.bytes_per_token())));
   return default_kv_cache_tokens(probe.bytes_per_token(), w.resident_bytes());
 }
 
@@ -142,7 +143,8 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
            now_s() - t0);
   log_info("kv cache: %lld tokens (%.2f GiB at %zu bytes/token)%s",
            (long long)m->cache_.capacity_tokens(), double(m->cache_.bytes_reserved()) / (1 << 30),
-           m->cache_.bytes_per_token(), options.kv_cache_tokens > 0 || options.kv_cache_gib > 0 ? "" : ", the default");
+           m->cache_.bytes_per_token(),
+           options.kv_cache_tokens > 0 || options.kv_cache_gib > 0 ? "" : ", the default");
   if (m->mha_limit_ > 0 && m->mha_limit_ < kAllPrompt)
     log_info("attention: prompt segments of %lld tokens below position %lld in the MHA form",
              (long long)options.mha_segment, (long long)m->mha_limit_);
@@ -154,6 +156,28 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
 void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight& w, float* y,
                    int64_t ldy) {
   const WeightView v = view_of(w.w, w.scale_inv);
+  if (options_.fp8_activations && v.dtype == DType::fp8_e4m3) {
+    // The release's act_quant: per row and 128-column group, scale = 2^ceil(log2(amax / 448))
+    // (amax at least 1e-4), x8 = e4m3(x / scale). x8 * scale is exact in bf16, so the bf16 GEMM
+    // computes with exactly those values.
+    std::vector<bf16> xq(static_cast<size_t>(rows * v.cols));
+    parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k0 = 0; k0 < v.cols; k0 += ref::kFp8BlockSize) {
+          const int64_t k1 = std::min<int64_t>(v.cols, k0 + ref::kFp8BlockSize);
+          float amax = 0;
+          for (int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(x[r * ldx + k]));
+          const float scale = ref::fp8_block_scale(amax, true);
+          for (int64_t k = k0; k < k1; ++k) {
+            const float q = fp8_e4m3_to_f32(
+                f32_to_fp8_e4m3(std::clamp(x[r * ldx + k] / scale, -448.0f, 448.0f)));
+            xq[size_t(r * v.cols + k)] = f32_to_bf16(q * scale);
+          }
+        }
+    });
+    gemm(GemmInput{DType::bf16, xq.data(), rows, v.cols, v.cols}, v, y, ldy);
+    return;
+  }
   if (options_.precision == Precision::f32) {
     gemm(GemmInput{DType::f32, x, rows, v.cols, ldx}, v, y, ldy);
     return;

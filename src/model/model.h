@@ -44,6 +44,10 @@ struct ModelOptions {
   AttentionMode attention = AttentionMode::sparse;
   AttentionForm attention_form = AttentionForm::automatic;
   int64_t mha_segment = 512;    // automatic form: prompt segment size (a multiple of 64)
+  // Quantize the activations entering every FP8 linear layer to FP8 (per 128-element group,
+  // ue8m0 scales) as the release's inference code does, instead of keeping them bf16 / f32
+  // (weight-only FP8, the default; see docs/checkpoints.md for what it changes).
+  bool fp8_activations = false;
   int64_t kv_cache_tokens = 0;  // the cache budget; 0: kv_cache_bytes, else the default
   double kv_cache_gib = 0;      // the budget in GiB when kv_cache_tokens is 0 (0: the default,
                                 // half the free memory: default_kv_cache_tokens())

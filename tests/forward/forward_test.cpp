@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "synthetic/gen_model.h"
 #include "model/model.h"
 #include "reference_model.h"
+#include "synthetic/gen_model.h"
 
 namespace dsinfer {
 namespace {

@@ -16,36 +16,10 @@
 #include "core/thread_pool.h"
 #include "model/model.h"
 #include "synthetic/gen_model.h"
+#include "synthetic_models.h"
 
 namespace dsinfer {
 namespace {
-
-namespace fs = std::filesystem;
-
-const std::string& preset_dir(GenPreset preset, GenDtype dtype) {
-  static std::string dirs[2][2];
-  static std::vector<std::string> roots;
-  static struct Cleanup {
-    ~Cleanup() {
-      for (auto& d : roots) fs::remove_all(d);
-    }
-  } cleanup;
-  std::string& d = dirs[int(preset)][int(dtype)];
-  if (d.empty()) {
-    char tmpl[] = "/tmp/dsinfer-invariance-XXXXXX";
-    const char* root = mkdtemp(tmpl);
-    if (!root) throw std::runtime_error("mkdtemp failed");
-    roots.push_back(root);
-    GenModelOptions o;
-    o.preset = preset;
-    o.dtype = dtype;
-    o.output_dir = std::string(root) + "/model";
-    o.seed = 21;
-    generate_model(o);
-    d = o.output_dir;
-  }
-  return d;
-}
 
 std::vector<int32_t> random_tokens(int n, int vocab, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -145,7 +119,7 @@ TEST_P(TinyInvariance, ChunksBatchesThreadsAndCachedPrefixes) {
   mo.indexer_fp8 = v.indexer_fp8;
   mo.mha_segment = 64;
   mo.kv_cache_tokens = 64 * 512;
-  auto m = Model::load(preset_dir(GenPreset::tiny, v.dtype), mo);
+  auto m = Model::load(testing::preset_dir(GenPreset::tiny, v.dtype), mo);
   const int V = int(m->config().vocab_size);
   // 150 tokens: sparse after 16; the first 100 are the prompt (MHA-eligible), the rest decode.
   const std::vector<int32_t> tokens = random_tokens(150, V, 5);
@@ -199,7 +173,7 @@ TEST(MiniInvariance, ChunksBatchesAndThreads) {
   ModelOptions mo;
   mo.mha_segment = 64;
   mo.kv_cache_tokens = 64 * 512;
-  auto m = Model::load(preset_dir(GenPreset::mini, GenDtype::fp8), mo);
+  auto m = Model::load(testing::preset_dir(GenPreset::mini, GenDtype::fp8), mo);
   ASSERT_GT(m->mha_limit(), 0);
   const std::vector<int32_t> tokens = random_tokens(300, int(m->config().vocab_size), 9);
   const int saved = num_threads();
