@@ -36,6 +36,8 @@ struct RunArgs {
   std::string model, prompt, file, format, precision = "bf16", attention = "sparse", form = "auto";
   bool chat = false, raw = false, think = false, quiet = false, fp8_activations = false;
   int64_t max_tokens = 256, ctx = 0, prefill_chunk = 2048, kv_cache_tokens = 0;
+  std::string speculative;
+  int draft_tokens = 1;
   int threads = 0;
   SamplingParams sampling;
   std::vector<std::string> stop;
@@ -49,7 +51,7 @@ double peak_rss_gib() {
 
 // What one turn produced, for the summary line.
 struct TurnStats {
-  int64_t prompt_tokens = 0, cached_tokens = 0, generated = 0;
+  int64_t prompt_tokens = 0, cached_tokens = 0, generated = 0, drafted = 0, accepted = 0;
   double ttft_s = 0, prefill_s = 0, decode_s = 0;
   FinishReason reason = FinishReason::length;
   std::string text, error;
@@ -66,6 +68,9 @@ void print_stats(const TurnStats& st) {
                (long long)st.prompt_tokens, (long long)st.cached_tokens, st.ttft_s, prefill_tps,
                (long long)st.generated, tpot * 1e3, tpot > 0 ? 1.0 / tpot : 0.0, peak_rss_gib(),
                finish_reason_name(st.reason));
+  if (st.drafted > 0)
+    std::fprintf(stderr, "[speculative: %lld of %lld drafts accepted (%.0f%%)]\n",
+                 (long long)st.accepted, (long long)st.drafted, 100.0 * st.accepted / st.drafted);
 }
 
 void progress(int64_t done, int64_t total) {
@@ -121,6 +126,7 @@ class Session {
     eo.max_running = 1;
     eo.max_batch_tokens = std::max<int64_t>(1, a.prefill_chunk);
     eo.context_limit = a.ctx;
+    if (!a.speculative.empty()) eo.speculative_draft_tokens = a.draft_tokens;
     engine_.emplace(std::move(model), *tokenizer_, eo);
   }
 
@@ -168,6 +174,8 @@ class Session {
       st.error = ev->error;
       st.cached_tokens = ev->usage.cached_tokens;
       st.generated = ev->usage.completion_tokens;
+      st.drafted = ev->usage.draft_tokens;
+      st.accepted = ev->usage.accepted_tokens;
       st.ttft_s = ev->times.ttft_s;
       st.prefill_s = ev->times.ttft_s - ev->times.queued_s;
       st.decode_s = ev->times.total_s - ev->times.ttft_s;
@@ -268,6 +276,11 @@ CommandRegistrar run_cmd(
        app.add_option("--prefill-chunk", a->prefill_chunk,
                       "Prompt tokens per forward call (default 2048: long chunks keep the GEMMs "
                       "and MHA prefill efficient)");
+       app.add_option("--speculative", a->speculative,
+                      "Speculative decoding: mtp (the checkpoint's MTP module drafts)")
+           ->check(CLI::IsMember({"mtp"}));
+       app.add_option("--draft-tokens", a->draft_tokens, "Drafts per step with --speculative (1)")
+           ->check(CLI::Range(1, 8));
        app.add_flag("--fp8-activations", a->fp8_activations,
                     "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_option("--kv-cache-tokens", a->kv_cache_tokens,

@@ -20,6 +20,7 @@ SchedulerOptions scheduler_options(const EngineOptions& o) {
   s.max_running = o.max_running;
   s.max_batch_tokens = o.max_batch_tokens;
   s.prefix_cache = o.prefix_cache;
+  s.speculative = o.speculative_draft_tokens > 0;
   return s;
 }
 
@@ -36,6 +37,12 @@ Engine::Engine(std::unique_ptr<Model> model, std::optional<Tokenizer> tokenizer,
               : model_->config().max_position_embeddings),
       scheduler_(*model_, model_->cache(), scheduler_options(options)) {
   if (options.max_queue < 1) throw std::invalid_argument("max_queue must be at least 1");
+  if (options.speculative_draft_tokens < 0 || options.speculative_draft_tokens > 8)
+    throw std::invalid_argument("draft tokens must be in [0, 8]");
+  if (options.speculative_draft_tokens > 0 && !model_->has_mtp())
+    throw std::invalid_argument(
+        "speculative decoding with MTP: the checkpoint has no MTP module "
+        "(num_nextn_predict_layers)");
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -207,6 +214,8 @@ void Engine::finish(SequenceState* s, FinishReason reason, const std::string& er
   ev.usage.prompt_tokens = s->prompt_len;
   ev.usage.cached_tokens = std::max<int64_t>(0, s->cached_tokens);
   ev.usage.completion_tokens = s->generated;
+  ev.usage.draft_tokens = s->drafted;
+  ev.usage.accepted_tokens = s->accepted;
   const double t = now_s();
   ev.times.queued_s = s->scheduled_s >= 0 ? s->scheduled_s - s->submitted_s : t - s->submitted_s;
   ev.times.ttft_s = s->first_token_s >= 0 ? s->first_token_s - s->submitted_s : 0;
@@ -218,8 +227,11 @@ void Engine::finish(SequenceState* s, FinishReason reason, const std::string& er
   scheduler_.remove(s);
   s->channel->push(std::move(ev));
   ++local_.requests_finished;
+  // Kept alive until the step ends (callers may still hold the pointer); `finished` says it.
+  s->finished = true;
   for (size_t i = 0; i < live_.size(); ++i)
     if (live_[i].get() == s) {
+      done_.push_back(std::move(live_[i]));
       live_.erase(live_.begin() + long(i));
       break;
     }
@@ -229,10 +241,10 @@ void Engine::fail_all(const std::string& error) {
   while (!live_.empty()) finish(live_.back().get(), FinishReason::error, error);
 }
 
-// Samples the next token of `s` from its logits row and streams it (or finishes the request).
-void Engine::emit_sample(SequenceState* s, const float* logits) {
+// Streams `tok`, chosen from the logits row `logits`, as the next token of `s` (or finishes the
+// request on EOS, a stop token or string, the token limit or the context). False once finished.
+bool Engine::emit_token(SequenceState* s, int32_t tok, const float* logits) {
   const ModelConfig& c = model_->config();
-  const int32_t tok = s->sampler.sample(logits);
   ++s->generated;
   if (s->first_token_s < 0) s->first_token_s = now_s();
   const auto& st = s->req.stop_tokens;
@@ -244,9 +256,9 @@ void Engine::emit_sample(SequenceState* s, const float* logits) {
     GeneratedToken end;
     end.token = tok;
     if (s->req.return_logits) end.logits.assign(logits, logits + c.vocab_size);
-    return finish(
-        s, eos ? FinishReason::eos : FinishReason::stop, {},
-        s->req.return_logits ? std::optional<GeneratedToken>(std::move(end)) : std::nullopt);
+    finish(s, eos ? FinishReason::eos : FinishReason::stop, {},
+           s->req.return_logits ? std::optional<GeneratedToken>(std::move(end)) : std::nullopt);
+    return false;
   }
   s->sampler.accept(tok);
   s->tokens.push_back(tok);
@@ -260,9 +272,129 @@ void Engine::emit_sample(SequenceState* s, const float* logits) {
   bool hit = false;
   if (s->decoder) ev.text = s->stops.push(s->decoder->push(tok), &hit);
   s->channel->push(std::move(ev));
-  if (hit) return finish(s, FinishReason::stop);
-  if (s->generated >= s->req.max_tokens || int64_t(s->tokens.size()) >= context_limit_)
-    return finish(s, FinishReason::length);
+  if (hit) {
+    finish(s, FinishReason::stop);
+    return false;
+  }
+  if (s->generated >= s->req.max_tokens || int64_t(s->tokens.size()) >= context_limit_) {
+    finish(s, FinishReason::length);
+    return false;
+  }
+  return true;
+}
+
+// Speculative decoding's verification of s->drafts against the target rows [1 + drafts, vocab]
+// (row i: the distribution of the token after the i-th fed token). Greedy: a draft is accepted
+// when it is the target's argmax. Sampling: accepted with probability min(1, p(d) / q(d)), else
+// the token is drawn from max(0, p - q) normalized, so every emitted token follows the target
+// distribution exactly. The first rejection emits its corrected token and ends; if every draft
+// is accepted, a bonus token comes from the last row. Penalties see the accepted tokens as the
+// sampler accepts them, as in plain decoding.
+bool Engine::verify_drafts(SequenceState* s, const float* rows) {
+  const int64_t V = model_->config().vocab_size;
+  const size_t k = s->drafts.size();
+  const bool greedy = s->req.sampling.temperature == 0.0f;
+  std::vector<double> p, r;
+  for (size_t i = 0; i <= k; ++i) {
+    const float* row = rows + int64_t(i) * V;
+    if (i == k) return emit_token(s, s->sampler.sample(row), row);
+    const int32_t d = s->drafts[i];
+    int32_t tok;
+    bool accepted;
+    if (greedy) {
+      tok = s->sampler.sample(row);
+      accepted = tok == d;
+    } else {
+      s->sampler.probabilities(row, p);
+      const std::vector<double>& q = s->draft_probs[i];
+      accepted =
+          q[size_t(d)] > 0 && s->sampler.uniform() < std::min(1.0, p[size_t(d)] / q[size_t(d)]);
+      if (accepted) {
+        tok = d;
+      } else {
+        r.resize(p.size());
+        double sum = 0;
+        for (size_t j = 0; j < p.size(); ++j) sum += (r[j] = std::max(0.0, p[j] - q[j]));
+        tok = s->sampler.draw(sum > 0 ? r : p);
+      }
+    }
+    ++s->drafted, ++local_.spec_draft_tokens;
+    if (accepted) ++s->accepted, ++local_.spec_accepted_tokens;
+    if (!emit_token(s, tok, row)) return false;
+    if (!accepted) return true;
+  }
+  return true;
+}
+
+// After a step, with speculative decoding: the MTP layer catches up with every sequence's newly
+// computed positions (position p reads the main model's hidden state at p and token p + 1), and
+// decoding sequences get their next drafts: the first from the MTP head's last row, each further
+// one by chaining the MTP layer on its own output (those MTP rows are rewritten next step).
+void Engine::update_drafts(const std::vector<ScheduledChunk>& chunks,
+                           const std::vector<int64_t>& start, const std::vector<int64_t>& row0,
+                           const ForwardOutput& out) {
+  KvCache& cache = model_->cache();
+  const int64_t D = model_->config().hidden_size;
+  std::vector<Model::MtpEntry> batch;
+  std::vector<SequenceState*> who;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    SequenceState* s = chunks[i].s;
+    if (s->finished) continue;
+    s->drafts.clear();
+    s->draft_probs.clear();
+    const int64_t from = cache.mtp_length(s->seq), to = s->computed;
+    if (to <= from || from < start[i]) continue;
+    Model::MtpEntry e;
+    e.seq = s->seq;
+    e.hidden = out.hidden.data<float>() + (row0[i] + from - start[i]) * D;
+    e.next_tokens.assign(s->tokens.begin() + from + 1, s->tokens.begin() + to + 1);
+    batch.push_back(std::move(e));
+    who.push_back(s);
+  }
+  if (batch.empty()) return;
+  Model::MtpOutput mo = model_->mtp_forward_batch(batch, false);
+  const int64_t V = model_->config().vocab_size;
+  const int K = options_.speculative_draft_tokens;
+  for (int depth = 0; depth < K && !who.empty(); ++depth) {
+    std::vector<Model::MtpEntry> next;
+    std::vector<SequenceState*> next_who;
+    for (size_t j = 0; j < who.size(); ++j) {
+      SequenceState* s = who[j];
+      // Only decoding sequences draft, never past their token limit or the context.
+      const bool decoding = s->computed + 1 == int64_t(s->tokens.size()) && s->generated > 0;
+      const int64_t room = std::min<int64_t>(s->req.max_tokens - s->generated - 1,
+                                             context_limit_ - int64_t(s->tokens.size()) - 1);
+      if (!decoding || int64_t(s->drafts.size()) >= room) continue;
+      const float* row = mo.logits.data<float>() + mo.first_row[j] * V;
+      int32_t d;
+      if (s->req.sampling.temperature == 0.0f) {
+        d = s->sampler.sample(row);  // the argmax (penalties applied): no random draw
+      } else {
+        s->draft_probs.emplace_back();
+        s->sampler.probabilities(row, s->draft_probs.back());
+        d = s->sampler.draw(s->draft_probs.back());
+      }
+      s->drafts.push_back(d);
+      if (depth + 1 < K && int64_t(s->drafts.size()) < room &&
+          cache.try_reserve(s->seq, cache.mtp_length(s->seq) + 1)) {
+        Model::MtpEntry e;
+        e.seq = s->seq;
+        e.hidden = mo.hidden.data<float>() +
+                   (mo.first_token[j] + int64_t(batch[j].next_tokens.size()) - 1) * D;
+        e.next_tokens = {d};
+        next.push_back(std::move(e));
+        next_who.push_back(s);
+      }
+    }
+    if (next.empty()) break;
+    batch = std::move(next);
+    who = std::move(next_who);
+    mo = model_->mtp_forward_batch(batch, false);
+  }
+  // Chained rows are tentative: the MTP layer's valid length stays at the computed positions.
+  for (size_t i = 0; i < chunks.size(); ++i)
+    if (!chunks[i].s->finished && cache.mtp_length(chunks[i].s->seq) > chunks[i].s->computed)
+      cache.set_mtp_length(chunks[i].s->seq, chunks[i].s->computed);
 }
 
 void Engine::step() {
@@ -296,25 +428,39 @@ void Engine::step() {
     }
     BatchEntry e;
     e.seq = s->seq;
-    e.tokens.assign(s->tokens.begin() + s->computed, s->tokens.begin() + s->computed + ch.n_tokens);
-    e.no_logits = s->computed + ch.n_tokens < int64_t(s->tokens.size());
+    const int64_t own = ch.n_tokens - int64_t(s->drafts.size());  // the rest are drafts
+    e.tokens.assign(s->tokens.begin() + s->computed, s->tokens.begin() + s->computed + own);
+    e.tokens.insert(e.tokens.end(), s->drafts.begin(), s->drafts.end());
+    e.no_logits = s->computed + own < int64_t(s->tokens.size());
+    e.all_logits = !s->drafts.empty();
     e.prompt_len = s->prompt_len;
-    decode_only &= s->computed >= s->prompt_len && ch.n_tokens == 1;
+    decode_only &= s->computed >= s->prompt_len && own == 1;
     batch.push_back(std::move(e));
   }
+  // Where each entry's positions start and its hidden rows are (for the MTP layer).
+  std::vector<int64_t> start, row0;
+  for (size_t i = 0, r = 0; i < plan.chunks.size(); r += size_t(plan.chunks[i].n_tokens), ++i)
+    start.push_back(plan.chunks[i].s->computed), row0.push_back(int64_t(r));
   const double t1 = now_s();
   ForwardOutput out = model_->forward(batch);
   const double t2 = now_s();
 
   const int64_t vocab = model_->config().vocab_size;
+  const bool spec = options_.speculative_draft_tokens > 0;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     SequenceState* s = plan.chunks[i].s;
     const int64_t n = plan.chunks[i].n_tokens;
     (s->computed >= s->prompt_len ? local_.decode_tokens : local_.prefill_tokens) += n;
+    const float* rows =
+        out.first_row[i] >= 0 ? out.logits.data<float>() + out.first_row[i] * vocab : nullptr;
+    if (!s->drafts.empty()) {
+      // Verify the drafts; the positions of rejected ones are dropped from the cache.
+      if (!verify_drafts(s, rows)) continue;
+      s->computed = int64_t(s->tokens.size()) - 1;
+      model_->cache().set_length(s->seq, s->computed);
+      continue;
+    }
     s->computed += n;
-    if (scheduler_.options().prefix_cache)
-      s->registered = register_full_blocks(*model_, model_->cache(), s->seq, s->tokens,
-                                           s->prompt_len, s->computed, s->registered);
     if (s->req.report_prefill && s->computed <= s->prompt_len) {
       RequestEvent ev;
       ev.kind = RequestEvent::Kind::prefill;
@@ -322,8 +468,16 @@ void Engine::step() {
       ev.usage.prompt_tokens = s->prompt_len;
       s->channel->push(std::move(ev));
     }
-    if (out.first_row[i] >= 0) emit_sample(s, out.logits.data<float>() + out.first_row[i] * vocab);
+    if (rows) emit_token(s, s->sampler.sample(rows), rows);
   }
+  if (spec) update_drafts(plan.chunks, start, row0, out);
+  if (scheduler_.options().prefix_cache)
+    for (const ScheduledChunk& ch : plan.chunks)
+      if (!ch.s->finished)
+        ch.s->registered =
+            register_full_blocks(*model_, model_->cache(), ch.s->seq, ch.s->tokens,
+                                 ch.s->prompt_len, ch.s->computed, ch.s->registered, spec);
+  done_.clear();
   const double t3 = now_s();
   ++local_.steps;
   local_.forward_s += t2 - t1;

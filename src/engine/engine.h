@@ -33,6 +33,9 @@ struct EngineOptions {
   int64_t max_queue = 4096;         // requests waiting beyond which submit() refuses more
   bool prefix_cache = true;
   int64_t context_limit = 0;  // 0: the model's max_position_embeddings
+  // Speculative decoding with the checkpoint's MTP module: draft tokens verified per step (0:
+  // off; K > 1 chains the MTP module on its own drafts). See docs/speculative.md.
+  int speculative_draft_tokens = 0;
 };
 
 // submit() refuses a request because the queue is full (the request itself is fine).
@@ -51,6 +54,7 @@ struct EngineStats {
   double decode_step_s = 0;
   int running = 0, waiting = 0;
   int64_t cache_blocks = 0, cache_blocks_free = 0, cache_blocks_cached = 0;
+  int64_t spec_draft_tokens = 0, spec_accepted_tokens = 0;  // verified drafts, accepted ones
 };
 
 class Engine {
@@ -89,7 +93,10 @@ class Engine {
   void cancel_requested();
   void finish(SequenceState* s, FinishReason reason, const std::string& error = {},
               std::optional<GeneratedToken> end_token = std::nullopt);
-  void emit_sample(SequenceState* s, const float* logits);
+  bool emit_token(SequenceState* s, int32_t token, const float* logits);
+  bool verify_drafts(SequenceState* s, const float* rows);
+  void update_drafts(const std::vector<ScheduledChunk>& chunks, const std::vector<int64_t>& start,
+                     const std::vector<int64_t>& row0, const ForwardOutput& out);
   void fail_all(const std::string& error);
   void wake();
 
@@ -111,6 +118,7 @@ class Engine {
   // Scheduler-thread state (step_mutex_ held while a step runs).
   mutable std::mutex step_mutex_;
   std::vector<std::unique_ptr<SequenceState>> live_;
+  std::vector<std::unique_ptr<SequenceState>> done_;  // finished this step, freed at its end
   EngineStats local_;
   std::thread thread_;
 };

@@ -13,19 +13,23 @@
 
 namespace dsinfer {
 
+// With speculative decoding (`next_token`), a key also covers the token after the block: the MTP
+// layer's row at a block's last position depends on it (MTP position p reads token p + 1).
+
 // The key of full block j of `tokens` (whose blocks before j are `table`, already written).
 BlockKey block_key(const Model& model, const KvCache& cache, const std::vector<int32_t>& table,
-                   const std::vector<int32_t>& tokens, int64_t prompt_len, int64_t j);
+                   const std::vector<int32_t>& tokens, int64_t prompt_len, int64_t j,
+                   bool next_token);
 
 // The longest run of cached blocks that holds a prefix of tokens[0, limit) (whole blocks only).
 std::vector<int32_t> match_prefix(const Model& model, KvCache& cache,
                                   const std::vector<int32_t>& tokens, int64_t prompt_len,
-                                  int64_t limit);
+                                  int64_t limit, bool next_token);
 
 // Registers the full blocks of `seq` (holding tokens[0, written)) from block `from` on; returns
 // the number of full blocks now registered.
 int64_t register_full_blocks(const Model& model, KvCache& cache, int seq,
                              const std::vector<int32_t>& tokens, int64_t prompt_len,
-                             int64_t written, int64_t from);
+                             int64_t written, int64_t from, bool next_token);
 
 }  // namespace dsinfer

@@ -55,6 +55,7 @@ struct Usage {
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;  // prompt tokens whose cache came from the prefix cache
   int64_t completion_tokens = 0;
+  int64_t draft_tokens = 0, accepted_tokens = 0;  // speculative decoding: verified, accepted
 };
 
 // Seconds from submit() to the first scheduled step, the first token and the end.

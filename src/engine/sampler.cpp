@@ -251,6 +251,39 @@ int32_t Sampler::sample(const float* logits) {
   return last;  // rounding: u reached the total
 }
 
+void Sampler::probabilities(const float* logits, std::vector<double>& p) {
+  p.assign(size_t(vocab_), 0.0);
+  if (params_.temperature == 0.0f) {
+    prepare(logits);
+    p[size_t(best_)] = 1.0;
+    return;
+  }
+  const double s = build_candidates(logits);
+  if (dense_) {
+    for (int32_t id = 0; id < vocab_; ++id)
+      if (w_[id] > 0.0f) p[size_t(id)] = double(w_[id]) / s;
+  } else {
+    for (int32_t id : cand_)
+      if (w_[id] > 0.0f) p[size_t(id)] = double(w_[id]) / s;
+  }
+}
+
+int32_t Sampler::draw(const std::vector<double>& weights) {
+  double total = 0;
+  for (double w : weights) total += w;
+  const double u = rng_.next_double() * total;
+  double cum = 0;
+  int32_t last = -1;
+  for (size_t id = 0; id < weights.size(); ++id) {
+    if (weights[id] <= 0) continue;
+    cum += weights[id];
+    last = int32_t(id);
+    if (cum > u) return int32_t(id);
+  }
+  if (last < 0) throw std::invalid_argument("Sampler::draw: no positive weight");
+  return last;
+}
+
 std::vector<TokenProb> Sampler::distribution(const float* logits) {
   std::vector<TokenProb> out;
   if (params_.temperature == 0.0f) {

@@ -75,6 +75,13 @@ class Sampler {
   // The distribution sample() draws from (greedy: the argmax with probability 1), largest
   // probability first; for tests and log-probabilities. Does not advance the generator.
   std::vector<TokenProb> distribution(const float* logits);
+  // The same distribution as a dense vector p[vocab] (no sorting; greedy: one-hot at the argmax).
+  void probabilities(const float* logits, std::vector<double>& p);
+  // Draws a token with probability weights[id] / sum (walked in id order; all weights >= 0, some
+  // > 0), and a uniform number in [0, 1), from the sampler's generator (speculative decoding's
+  // acceptance test and residual draw).
+  int32_t draw(const std::vector<double>& weights);
+  double uniform() { return rng_.next_double(); }
   // Forgets the history and reseeds the generator with params().seed.
   void reset();
 

@@ -43,6 +43,8 @@ void Scheduler::remove(SequenceState* s) {
 }
 
 void Scheduler::preempt(SequenceState* s) {
+  s->drafts.clear();
+  s->draft_probs.clear();
   // Recompute later from prompt + generated tokens; its full blocks stay in the prefix cache
   // until evicted, so the recompute often finds most of them.
   cache_.free_sequence(s->seq);
@@ -59,13 +61,16 @@ bool Scheduler::admit(SequenceState* s) {
   const int64_t n = int64_t(s->tokens.size());
   // At least the last token is computed (its logits are needed), so whole blocks before it.
   std::vector<int32_t> hit;
-  if (options_.prefix_cache) hit = match_prefix(model_, cache_, s->tokens, s->prompt_len, n - 1);
+  if (options_.prefix_cache)
+    hit = match_prefix(model_, cache_, s->tokens, s->prompt_len, n - 1, options_.speculative);
   int64_t revived = 0;  // hit blocks now unreferenced: attaching them uses up available blocks
   for (int32_t b : hit) revived += cache_.pool().refs(b) == 0;
   const int64_t need = blocks_for(n) - int64_t(hit.size());
   if (need + revived > cache_.pool().available()) return false;
   s->seq = cache_.create_sequence();
   cache_.attach_blocks(s->seq, hit);
+  // With drafts the blocks' keys cover the token after them, so their MTP rows are right too.
+  if (options_.speculative) cache_.set_mtp_length(s->seq, int64_t(hit.size()) * kKvBlockTokens);
   cache_.reserve(s->seq, n);
   s->computed = int64_t(hit.size()) * kKvBlockTokens;
   s->registered = int64_t(hit.size());
@@ -100,6 +105,14 @@ StepPlan Scheduler::schedule() {
         ++i;
         continue;
       }
+      // Drafts ride along when the budget and the cache have room for them (they only save time).
+      if (!s->drafts.empty() &&
+          (budget < 1 + int64_t(s->drafts.size()) ||
+           !cache_.try_reserve(s->seq, s->computed + 1 + int64_t(s->drafts.size())))) {
+        s->drafts.clear();
+        s->draft_probs.clear();
+      }
+      const int64_t n = 1 + int64_t(s->drafts.size());
       bool ok = cache_.try_reserve(s->seq, s->computed + 1);
       while (!ok && running_.back() != s) {
         SequenceState* victim = running_.back();
@@ -119,8 +132,8 @@ StepPlan Scheduler::schedule() {
         }
         continue;
       }
-      plan.chunks.push_back({s, 1});
-      --budget;
+      plan.chunks.push_back({s, n});
+      budget -= n;
       ++i;
       continue;
     }

@@ -24,11 +24,15 @@ struct SchedulerOptions {
   int max_running = 16;
   int64_t max_batch_tokens = 2048;
   bool prefix_cache = true;
+  bool speculative =
+      false;  // MTP drafts: block keys also cover the next token (see prefix_cache.h)
 };
 
 struct ScheduledChunk {
   SequenceState* s = nullptr;
-  int64_t n_tokens = 0;  // tokens[s->computed, s->computed + n_tokens) run this step
+  // tokens[s->computed, s->computed + n_tokens) run this step; a decode with drafts runs the
+  // pending token then s->drafts (n_tokens = 1 + drafts).
+  int64_t n_tokens = 0;
 };
 
 struct StepPlan {

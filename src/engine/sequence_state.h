@@ -44,6 +44,14 @@ struct SequenceState {
   int64_t generated = 0;       // tokens sampled (EOS / stop tokens included)
   int64_t cached_tokens = -1;  // prompt tokens found in the prefix cache at first admission
   int64_t preemptions = 0;
+  bool finished = false;  // its finished event is out (the state lives until the step ends)
+
+  // Speculative decoding: draft tokens proposed by the MTP head for the positions after the
+  // pending token, with their draft distributions (sampling only; greedy needs none), verified at
+  // the next step.
+  std::vector<int32_t> drafts;
+  std::vector<std::vector<double>> draft_probs;
+  int64_t drafted = 0, accepted = 0;
 
   Sampler sampler;
   std::optional<StreamingDecoder> decoder;

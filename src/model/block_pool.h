@@ -28,10 +28,12 @@ struct BlockKey {
   uint32_t parent_gen = 0;  // that block's generation when this one was registered
   uint32_t flags = 0;
   std::array<int32_t, kKvBlockTokens> tokens{};
+  int32_t next =
+      0;  // the token after the block, when the top bit of flags makes it part of the key
 
   bool same_content(const BlockKey& o) const {
     return hash == o.hash && parent == o.parent && parent_gen == o.parent_gen && flags == o.flags &&
-           tokens == o.tokens;
+           tokens == o.tokens && (!(flags >> 31) || next == o.next);
   }
 };
 

@@ -737,38 +737,75 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
 }
 
 Tensor Model::mtp_forward(int seq, const float* hidden, const std::vector<int32_t>& next_tokens) {
+  return mtp_forward_batch({MtpEntry{seq, hidden, next_tokens}}, true).logits;
+}
+
+Model::MtpOutput Model::mtp_forward_batch(const std::vector<MtpEntry>& batch, bool all_logits) {
   if (weights_.mtp().empty())
     throw std::runtime_error("mtp_forward: the checkpoint has no MTP module");
   const ModelConfig& c = config_;
   const MtpWeights& m = weights_.mtp()[0];
-  const int64_t D = c.hidden_size, n = int64_t(next_tokens.size());
-  const int64_t start = cache_.mtp_length(seq), end = start + n;
-  // m = eh_proj([RMSNorm_e(embed(next)) | RMSNorm_h(hidden)]), then one decoder layer.
-  std::vector<float> e(static_cast<size_t>(n * D)), cat(static_cast<size_t>(n * 2 * D));
-  embed(m.embed_tokens, next_tokens, e.data());
-  const float eps = float(c.rms_norm_eps);
-  rms_norm(e.data(), n, D, D, param(m.enorm), eps, cat.data(), 2 * D);
-  rms_norm(hidden, n, D, D, param(m.hnorm), eps, cat.data() + D, 2 * D);
-  std::vector<BatchEntry> entries{BatchEntry{seq, next_tokens, true}};
-  entries[0].prompt_len = 0;  // drafts are decode tokens: absorbed form
+  const int64_t D = c.hidden_size;
+  std::vector<BatchEntry> entries;
   Batch b;
   b.entries = &entries;
-  b.first = {0, n};
-  b.end = {end};
-  b.n_mha = {0};
-  b.T = n;
-  for (int64_t i = 0; i < n; ++i)
-    b.positions.push_back(int32_t(start + i)), b.entry_of.push_back(0);
-  cache_.reserve(seq, end);
-  cache_.set_mtp_length(seq, end);
-  b.h.resize(size_t(n * D));
-  linear(cat.data(), n, 2 * D, m.eh_proj, b.h.data(), D);
+  b.first = {0};
+  std::vector<int32_t> all_next;
+  for (const MtpEntry& me : batch) {
+    if (me.next_tokens.empty()) throw std::invalid_argument("mtp_forward: an entry has no tokens");
+    for (int32_t t : me.next_tokens)
+      if (t < 0 || t >= c.vocab_size)
+        throw std::invalid_argument("mtp_forward: token id " + std::to_string(t) +
+                                    " is outside the vocabulary");
+    const int64_t n = int64_t(me.next_tokens.size());
+    const int64_t start = cache_.mtp_length(me.seq), end = start + n;
+    BatchEntry e{me.seq, me.next_tokens, all_logits};
+    e.prompt_len = 0;  // drafts are decode tokens: absorbed form
+    entries.push_back(e);
+    for (int64_t i = 0; i < n; ++i)
+      b.positions.push_back(int32_t(start + i)), b.entry_of.push_back(int32_t(entries.size() - 1));
+    b.first.push_back(b.first.back() + n);
+    b.end.push_back(end);
+    b.n_mha.push_back(0);
+    all_next.insert(all_next.end(), me.next_tokens.begin(), me.next_tokens.end());
+  }
+  for (size_t e = 0; e < batch.size(); ++e) {
+    cache_.reserve(batch[e].seq, b.end[e]);
+    cache_.set_mtp_length(batch[e].seq, b.end[e]);
+  }
+  const int64_t T = b.first.back();
+  b.T = T;
+  // m = eh_proj([RMSNorm_e(embed(next)) | RMSNorm_h(hidden)]), then one decoder layer.
+  std::vector<float> emb(static_cast<size_t>(T * D)), cat(static_cast<size_t>(T * 2 * D));
+  embed(m.embed_tokens, all_next, emb.data());
+  const float eps = float(c.rms_norm_eps);
+  rms_norm(emb.data(), T, D, D, param(m.enorm), eps, cat.data(), 2 * D);
+  for (size_t e = 0; e < batch.size(); ++e)
+    rms_norm(batch[e].hidden, b.first[e + 1] - b.first[e], D, D, param(m.hnorm), eps,
+             cat.data() + b.first[e] * 2 * D + D, 2 * D);
+  b.h.resize(size_t(T * D));
+  linear(cat.data(), T, 2 * D, m.eh_proj, b.h.data(), D);
   decoder_layer(cache_, c.num_hidden_layers, m.layer, b);
-  std::vector<float> hn(static_cast<size_t>(n * D));
-  rms_norm(b.h.data(), n, D, D, param(m.shared_head_norm), eps, hn.data(), D);
-  Tensor logits = Tensor::empty(DType::f32, {n, c.vocab_size});
-  linear(hn.data(), n, D, m.shared_head_head, logits.data<float>(), c.vocab_size);
-  return logits;
+  MtpOutput out;
+  out.hidden = Tensor::empty(DType::f32, {T, D});
+  std::memcpy(out.hidden.data<float>(), b.h.data(), size_t(T * D) * 4);
+  std::vector<int64_t> rows;
+  for (size_t e = 0; e < batch.size(); ++e) {
+    out.first_row.push_back(int64_t(rows.size()));
+    out.first_token.push_back(b.first[e]);
+    if (all_logits)
+      for (int64_t t = b.first[e]; t < b.first[e + 1]; ++t) rows.push_back(t);
+    else
+      rows.push_back(b.first[e + 1] - 1);
+  }
+  std::vector<float> hn(rows.size() * size_t(D));
+  for (size_t i = 0; i < rows.size(); ++i)
+    rms_norm(b.h.data() + rows[i] * D, 1, D, D, param(m.shared_head_norm), eps, hn.data() + i * D,
+             D);
+  out.logits = Tensor::empty(DType::f32, {int64_t(rows.size()), c.vocab_size});
+  linear(hn.data(), int64_t(rows.size()), D, m.shared_head_head, out.logits.data<float>(),
+         c.vocab_size);
+  return out;
 }
 
 void Model::fill_cache_synthetic(int seq, int64_t depth, uint32_t seed) {

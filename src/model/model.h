@@ -43,7 +43,7 @@ struct ModelOptions {
   bool indexer_fp8 = true;  // false: the indexer runs on f32 q/k with unit scales
   AttentionMode attention = AttentionMode::sparse;
   AttentionForm attention_form = AttentionForm::automatic;
-  int64_t mha_segment = 512;    // automatic form: prompt segment size (a multiple of 64)
+  int64_t mha_segment = 512;  // automatic form: prompt segment size (a multiple of 64)
   // Quantize the activations entering every FP8 linear layer to FP8 (per 128-element group,
   // ue8m0 scales) as the release's inference code does, instead of keeping them bf16 / f32
   // (weight-only FP8, the default; see docs/checkpoints.md for what it changes).
@@ -113,6 +113,23 @@ class Model {
   // sequence's blocks; its positions trail the main layers' (cache().mtp_length).
   Tensor mtp_forward(int seq, const float* hidden, const std::vector<int32_t>& next_tokens);
   bool has_mtp() const { return !weights_.mtp().empty(); }
+  // The same for several sequences at once (the MTP layer's weights are read once): entry e's
+  // n rows of hidden states (row stride hidden_size) with the token after each; its rows go to
+  // the MTP positions from cache().mtp_length(seq) on. Logits of every row (all_logits) or of
+  // each entry's last row; `hidden` is the MTP layer's output of every row (before its head's
+  // norm), the input a chained draft takes in place of the main model's hidden state.
+  struct MtpEntry {
+    int seq = 0;
+    const float* hidden = nullptr;
+    std::vector<int32_t> next_tokens;
+  };
+  struct MtpOutput {
+    Tensor logits;                   // [rows, vocab]
+    Tensor hidden;                   // [T, hidden_size]
+    std::vector<int64_t> first_row;  // first logits row / hidden row of each entry
+    std::vector<int64_t> first_token;
+  };
+  MtpOutput mtp_forward_batch(const std::vector<MtpEntry>& batch, bool all_logits);
 
   // Fills `seq`'s caches up to `depth` tokens with synthetic keys (for depth benchmarks, like
   // llama-bench -d): every layer's rows are random, so attention and the indexer cost what they

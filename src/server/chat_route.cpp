@@ -155,7 +155,7 @@ void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpRes
                  {"created", created},
                  {"model", ctx.model_name},
                  {"choices", json::array()}};
-    int64_t completion = 0;
+    int64_t completion = 0, drafted = 0, accepted = 0;
     for (int i = 0; i < g.n; ++i) {
       const ChoiceState& st = (*states)[size_t(i)];
       if (st.finish.reason == FinishReason::error)
@@ -182,9 +182,11 @@ void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpRes
                                       : json(nullptr)},
            {"finish_reason", finish_reason(i)}});
       completion += st.finish.usage.completion_tokens;
+      drafted += st.finish.usage.draft_tokens, accepted += st.finish.usage.accepted_tokens;
     }
     const RequestEvent& f0 = (*states)[0].finish;
-    resp["usage"] = usage_json(f0.usage.prompt_tokens, f0.usage.cached_tokens, completion);
+    resp["usage"] =
+        usage_json(f0.usage.prompt_tokens, f0.usage.cached_tokens, completion, drafted, accepted);
     res.body = dump(resp);
     return;
   }
@@ -252,15 +254,19 @@ void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpRes
     }
     if (!ok) return;
     if (g.include_usage) {
-      int64_t completion = 0;
-      for (const ChoiceState& st : *states) completion += st.finish.usage.completion_tokens;
+      int64_t completion = 0, drafted = 0, accepted = 0;
+      for (const ChoiceState& st : *states) {
+        completion += st.finish.usage.completion_tokens;
+        drafted += st.finish.usage.draft_tokens, accepted += st.finish.usage.accepted_tokens;
+      }
       const RequestEvent& f0 = (*states)[0].finish;
       json u = {{"id", id},
                 {"object", "chat.completion.chunk"},
                 {"created", created},
                 {"model", ctx.model_name},
                 {"choices", json::array()},
-                {"usage", usage_json(f0.usage.prompt_tokens, f0.usage.cached_tokens, completion)}};
+                {"usage", usage_json(f0.usage.prompt_tokens, f0.usage.cached_tokens, completion,
+                                     drafted, accepted)}};
       if (!write(sse(u))) return;
     }
     write("data: [DONE]\n\n");

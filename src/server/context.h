@@ -34,7 +34,8 @@ std::string random_id(const std::string& prefix);
 int64_t unix_time();
 
 // The usage object of a response.
-nlohmann::json usage_json(int64_t prompt, int64_t cached, int64_t completion);
+nlohmann::json usage_json(int64_t prompt, int64_t cached, int64_t completion, int64_t drafted = 0,
+                          int64_t accepted = 0);
 // "stop", "length", or "tool_calls" (chat) from an engine finish reason.
 std::string openai_finish_reason(FinishReason r);
 // The checks every generation does before it reaches the engine: the model name, and the

@@ -107,6 +107,10 @@ std::string Metrics::render(const EngineStats& st) const {
           double(st.prefix_hits));
   counter("preemptions_total", "Requests preempted (to be recomputed) for lack of cache blocks.",
           double(st.preemptions));
+  counter("spec_decode_num_draft_tokens_total", "Speculative draft tokens verified.",
+          double(st.spec_draft_tokens));
+  counter("spec_decode_num_accepted_tokens_total", "Speculative draft tokens accepted.",
+          double(st.spec_accepted_tokens));
   counter("prompt_tokens_total", "Prompt tokens of finished requests.", double(prompt_tokens_));
   counter("generation_tokens_total", "Generated tokens of finished requests.",
           double(generation_tokens_));

@@ -25,11 +25,15 @@ int64_t unix_time() {
   return int64_t(std::time(nullptr));
 }
 
-json usage_json(int64_t prompt, int64_t cached, int64_t completion) {
-  return {{"prompt_tokens", prompt},
-          {"completion_tokens", completion},
-          {"total_tokens", prompt + completion},
-          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+json usage_json(int64_t prompt, int64_t cached, int64_t completion, int64_t drafted,
+                int64_t accepted) {
+  json u = {{"prompt_tokens", prompt},
+            {"completion_tokens", completion},
+            {"total_tokens", prompt + completion},
+            {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+  if (drafted > 0)  // speculative decoding (an extension field)
+    u["spec_decode"] = {{"draft_tokens", drafted}, {"accepted_tokens", accepted}};
+  return u;
 }
 
 std::string openai_finish_reason(FinishReason r) {

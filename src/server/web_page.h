@@ -1,6 +1,6 @@
 // The built-in chat page served at GET /: one self-contained HTML file (no build step, no external
 // assets) that streams from /v1/chat/completions: multi-turn chat, a thinking toggle with the
-// reasoning shown apart, a stop button, and each reply's TTFT and tokens/s.
+// reasoning shown apart, a max-tokens field, a stop button, and each reply's TTFT and tokens/s.
 #pragma once
 
 #include <string_view>
@@ -32,6 +32,7 @@ inline constexpr std::string_view kWebPage = R"HTML(<!doctype html>
 <body>
 <header><strong>dsinfer</strong><span class="model" id="model"></span>
   <label><input type="checkbox" id="thinking"> thinking</label>
+  <label>max tokens <input type="number" id="max-tokens" min="1" placeholder="context" style="width: 6em"></label>
   <button id="clear" type="button">new chat</button></header>
 <div id="log"></div>
 <form id="form">
@@ -49,6 +50,10 @@ fetch('/v1/models').then(r => r.json()).then(j => {
 function add(cls, text) {
   const d = document.createElement('div'); d.className = 'msg ' + cls; d.textContent = text;
   log.appendChild(d); log.scrollTop = log.scrollHeight; return d;
+}
+// Empty: the rest of the context (the server's default).
+function maxTokens() {
+  const v = parseInt(document.getElementById('max-tokens').value, 10); return v > 0 ? v : undefined;
 }
 document.getElementById('clear').onclick = () => { history = []; log.textContent = ''; };
 stopBtn.onclick = () => { if (controller) controller.abort(); };
@@ -68,7 +73,7 @@ document.getElementById('form').onsubmit = async e => {
     const res = await fetch('/v1/chat/completions', {method: 'POST', signal: controller.signal,
       headers: {'Content-Type': 'application/json'},
       body: JSON.stringify({model: modelName || undefined, messages: history, stream: true,
-        stream_options: {include_usage: true},
+        stream_options: {include_usage: true}, max_tokens: maxTokens(),
         chat_template_kwargs: {thinking: document.getElementById('thinking').checked}})});
     if (!res.ok) throw new Error((await res.json()).error.message);
     const reader = res.body.getReader(), dec = new TextDecoder(); let buf = '';
@@ -97,7 +102,8 @@ document.getElementById('form').onsubmit = async e => {
   }
   const t1 = performance.now(), n = usage ? usage.completion_tokens : pieces;
   stats.textContent = tFirst ? `TTFT ${((tFirst - t0) / 1000).toFixed(2)} s · ${n} tokens · ` +
-    `${(n > 1 ? (n - 1) / ((t1 - tFirst) / 1000) : 0).toFixed(1)} tokens/s` : 'no tokens';
+    `${(n > 1 ? (n - 1) / ((t1 - tFirst) / 1000) : 0).toFixed(1)} tokens/s` :
+    (box.classList.contains('error') ? 'failed' : 'no tokens');
   history.push({role: 'assistant', content: answer});
   controller = null; sendBtn.disabled = false; stopBtn.disabled = true;
 };

@@ -1,8 +1,18 @@
 // The built-in chat page at / in a real headless Chromium (Debian's), against the server at
-// DSINFER_URL: send a message, see the reply stream in, and its TTFT and tokens/s.
+// DSINFER_URL: send a message, see the reply stream in, and its TTFT and tokens/s; then a second
+// turn on the same history.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+
+// Waits until the n-th reply (1-based) has its stats line, and returns that reply's whole text,
+// so a failed request shows its error message in the assertion instead of a timeout.
+async function reply(page, n) {
+  await page.waitForFunction(k => document.querySelectorAll('.assistant .stats').length >= k &&
+    document.querySelectorAll('.assistant .stats')[k - 1].textContent.length > 0, n,
+    { timeout: 60000 });
+  return page.evaluate(k => document.querySelectorAll('.assistant')[k - 1].innerText, n);
+}
 
 test('the chat page streams a reply with its stats', async () => {
   const browser = await chromium.launch({
@@ -14,26 +24,21 @@ test('the chat page streams a reply with its stats', async () => {
     const page = await browser.newPage();
     // The page talks to the API without a key here: the server runs without one.
     await page.goto(process.env.DSINFER_URL + '/');
+    // Short replies, so the second turn's history stays well inside the test server's context.
+    await page.fill('#max-tokens', '12');
     await page.fill('#input', 'Hello from Chromium');
     await page.click('#send');
-    await page.waitForFunction(() => {
-      const s = document.querySelector('.assistant .stats');
-      return s && /tokens\/s/.test(s.textContent);
-    }, null, { timeout: 60000 });
-    const stats = await page.textContent('.assistant .stats');
-    assert.match(stats, /TTFT [0-9.]+ s/);
-    const user = await page.textContent('.user');
-    assert.equal(user, 'Hello from Chromium');
-    const reply = await page.evaluate(() => {
-      const a = document.querySelector('.assistant');
-      return a.innerText;
-    });
-    assert.ok(reply.length > 0);
+    const first = await reply(page, 1);
+    assert.match(first, /TTFT [0-9.]+ s · [0-9]+ tokens · [0-9.]+ tokens\/s/);
+    assert.equal(await page.textContent('.user'), 'Hello from Chromium');
+    const tokens = Number(/([0-9]+) tokens ·/.exec(first)[1]);
+    assert.ok(tokens >= 1 && tokens <= 12, first);
     // A second turn keeps the history.
     await page.fill('#input', 'And again');
     await page.click('#send');
-    await page.waitForFunction(() => document.querySelectorAll('.assistant .stats').length === 2 &&
-      /tokens\/s/.test(document.querySelectorAll('.assistant .stats')[1].textContent), null, { timeout: 60000 });
+    const second = await reply(page, 2);
+    assert.match(second, /TTFT [0-9.]+ s · [0-9]+ tokens · [0-9.]+ tokens\/s/);
+    assert.equal(await page.evaluate(() => document.querySelectorAll('.user').length), 2);
   } finally {
     await browser.close();
   }

@@ -66,7 +66,7 @@ TEST(Clients, ChatPageInHeadlessChromium) {
   REQUIRE_TOOL(fs::exists(kClients + "/node_modules/playwright-core"), "playwright-core");
   REQUIRE_TOOL(fs::exists("/usr/bin/chromium"), "chromium");
   server::ServerOptions o;
-  o.engine.context_limit = 256;  // the page asks for the whole context: keep replies short
+  o.engine.context_limit = 512;  // the test sets the page's max tokens to keep replies short
   testing::TestServer s(o);
   std::string out;
   const std::string cmd = "cd " + kClients +
