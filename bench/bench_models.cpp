@@ -2,9 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <string_view>
 
+#include "model/checkpoint.h"
 #include "synthetic/gen_model.h"
 
 namespace dsinfer::bench {
@@ -77,6 +81,78 @@ double routed_expert_bytes(const Model& m) {
 double decode_weight_bytes(const Model& m) {
   return shared_weight_bytes(m) +
          routed_expert_bytes(m) * m.config().num_experts_per_tok * moe_layers(m);
+}
+
+StepBytes schema_step_bytes(const ModelConfig& c, bool fp8) {
+  StepBytes b;
+  const int mtp = c.num_nextn_predict_layers > 0 ? 1 : 0;
+  for (int l = 0; l < c.num_hidden_layers + mtp; ++l)
+    if (c.is_moe_layer(l)) ++(l < c.num_hidden_layers ? b.moe_layers : b.mtp_moe_layers);
+  const std::string mtp_prefix = "model.layers." + std::to_string(c.num_hidden_layers) + ".";
+  double head = 0;
+  bool mtp_has_head = false;
+  std::string first_experts;
+  for (const ExpectedTensor& t : checkpoint_schema(c, mtp)) {
+    double numel = 1;
+    for (int64_t d : t.shape) numel *= double(d);
+    double bytes = 2 * numel;  // BF16
+    if (t.kind == WeightKind::linear && fp8 && !released_fp8_keeps_bf16(t.name)) {
+      bytes = numel;
+      double blocks = 1;
+      for (int64_t d : scale_inv_shape(t.shape)) blocks *= double(d);
+      bytes += 4 * blocks;
+    }
+    const std::string_view n = t.name;
+    const bool in_mtp = n.substr(0, mtp_prefix.size()) == mtp_prefix;
+    if (const size_t at = n.find(".mlp.experts."); at != std::string_view::npos) {
+      // Every routed expert has the same tensors: count those of the first layer's expert 0.
+      if (first_experts.empty()) first_experts = std::string(n.substr(0, at)) + ".mlp.experts.0.";
+      if (n.substr(0, first_experts.size()) == first_experts) b.routed_expert += bytes;
+      continue;
+    }
+    constexpr std::string_view kEmbed = "embed_tokens.weight";
+    if (n.size() >= kEmbed.size() && n.substr(n.size() - kEmbed.size()) == kEmbed) {
+      (in_mtp ? b.mtp_shared : b.shared) += bytes / c.vocab_size;  // one row
+      continue;
+    }
+    if (n == "lm_head.weight") head = bytes;
+    if (in_mtp && n.find("shared_head.head.") != std::string_view::npos) mtp_has_head = true;
+    (in_mtp ? b.mtp_shared : b.shared) += bytes;
+  }
+  if (mtp && !mtp_has_head) b.mtp_shared += head;  // the head is shared with the main model
+  return b;
+}
+
+ModelConfig deepseek_v32_release_config() {
+  nlohmann::json j = gen_model_config_json(GenPreset::mini, GenArch::v32, GenDtype::fp8);
+  const std::pair<const char*, int> sizes[] = {{"vocab_size", 129280},
+                                               {"hidden_size", 7168},
+                                               {"num_hidden_layers", 61},
+                                               {"first_k_dense_replace", 3},
+                                               {"intermediate_size", 18432},
+                                               {"moe_intermediate_size", 2048},
+                                               {"n_routed_experts", 256},
+                                               {"num_experts_per_tok", 8},
+                                               {"n_shared_experts", 1},
+                                               {"n_group", 8},
+                                               {"topk_group", 4},
+                                               {"num_attention_heads", 128},
+                                               {"num_key_value_heads", 128},
+                                               {"q_lora_rank", 1536},
+                                               {"kv_lora_rank", 512},
+                                               {"qk_nope_head_dim", 128},
+                                               {"qk_rope_head_dim", 64},
+                                               {"v_head_dim", 128},
+                                               {"index_n_heads", 64},
+                                               {"index_head_dim", 128},
+                                               {"index_topk", 2048},
+                                               {"max_position_embeddings", 163840}};
+  for (const auto& [key, value] : sizes) j[key] = value;
+  return parse_config(j, "the DeepSeek-V3.2 release config");
+}
+
+double expected_distinct_experts(int experts, int per_token, int tokens) {
+  return experts * (1.0 - std::pow(1.0 - double(per_token) / experts, tokens));
 }
 
 }  // namespace dsinfer::bench

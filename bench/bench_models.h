@@ -18,4 +18,31 @@ double routed_expert_bytes(const Model& m);
 // One token's decode step: the shared weights plus its num_experts_per_tok experts per layer.
 double decode_weight_bytes(const Model& m);
 
+// What decode steps read, from a config alone (the checkpoint schema with the released FP8
+// checkpoints' dtypes: FP8 linears with their 128 x 128 block scales, BF16 heads, eh_proj, indexer
+// weights_proj and every norm, bias and router): for models that are not at hand, the 671B.
+struct StepBytes {
+  double shared = 0;         // every main-model step: all but the routed experts, one embedding row
+  double routed_expert = 0;  // one routed expert (gate, up and down projections)
+  int moe_layers = 0;        // main-model layers with routed experts
+  double mtp_shared = 0;     // one MTP draft: its layer without routed experts, eh_proj, norms and
+                             // the output head it shares with the main model (read again)
+  int mtp_moe_layers = 0;
+  // A step whose tokens run `experts_per_layer` distinct routed experts in every MoE layer.
+  double step(double experts_per_layer) const {
+    return shared + experts_per_layer * routed_expert * moe_layers;
+  }
+  double draft(double experts_per_layer) const {
+    return mtp_shared + experts_per_layer * routed_expert * mtp_moe_layers;
+  }
+};
+StepBytes schema_step_bytes(const ModelConfig& c, bool fp8);
+
+// The released DeepSeek-V3.2(-Exp) config (671B, FP8, one MTP module).
+ModelConfig deepseek_v32_release_config();
+
+// The expected number of distinct experts `tokens` tokens route to in one layer when each picks
+// `per_token` of `experts` uniformly at random: experts * (1 - (1 - per_token/experts)^tokens).
+double expected_distinct_experts(int experts, int per_token, int tokens);
+
 }  // namespace dsinfer::bench

@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bench_harness.h"
@@ -107,7 +109,9 @@ void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, in
     for (int i = 0; i < steps + 1; ++i) {
       model->op_times() = OpTimes{};
       const double t0 = now_s();
-      model->forward({BatchEntry{seq, {int32_t(i % c.vocab_size)}, false}});
+      BatchEntry e{seq, {int32_t(i % c.vocab_size)}, false};
+      e.prompt_len = depth;  // a generated token: the absorbed form, as decoding runs it
+      model->forward({e});
       if (i > 0) {  // the first step warms up
         ms.push_back((now_s() - t0) * 1e3);
         const OpTimes& t = model->op_times();
@@ -136,17 +140,135 @@ void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, in
   }
 }
 
+// Decoding tokens per verification step when each of K drafts is accepted with probability a
+// given the ones before it were: 1 + a + ... + a^K.
+double tokens_per_step(double a, int k) {
+  double t = 0, p = 1;
+  for (int i = 0; i <= k; ++i, p *= a) t += p;
+  return t;
+}
+
+// `bench model --speculative` (docs/speculative.md): the cost of a verification step of K+1
+// positions against a plain decode step at the same depth, next to the weight bytes each reads
+// (measured: the routed experts the step actually ran), the MTP draft cost, and the decode
+// speed-up they imply at given acceptance rates, for this model and, from its bytes alone, for
+// the 671B release.
+void run_speculative(const std::string& dir, int threads, const Options& opts, Report& report) {
+  report.probe(threads);
+  set_num_threads(threads);
+  std::unique_ptr<Model> model = Model::load(dir, ModelOptions{});
+  const ModelConfig& c = model->config();
+  if (!model->has_mtp())
+    throw std::runtime_error("bench model --speculative: " + dir + " has no MTP module");
+  const double shared = shared_weight_bytes(*model);
+  int moe_layers = 0;
+  for (int l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
+  const StepBytes big = schema_step_bytes(deepseek_v32_release_config(), true);
+  const ModelConfig big_config = deepseek_v32_release_config();
+  const double big_decode = big.step(big_config.num_experts_per_tok);
+  const std::vector<int64_t> depths =
+      opts.quick ? std::vector<int64_t>{1024} : std::vector<int64_t>{1024, 16384, 65536};
+  const int steps = opts.quick ? 3 : 7;
+  std::mt19937 rng(7);
+  for (int64_t depth : depths) {
+    if (depth + 16 > c.max_position_embeddings) continue;
+    const int seq = model->create_sequence();
+    model->fill_cache_synthetic(seq, depth, 1);
+    std::vector<float> hidden;  // a decode step's final hidden state, the draft's input
+    // One step of n generated tokens at `depth` (rolled back after): median ms, mean weight bytes.
+    auto measure = [&](int n) {
+      std::vector<double> ms;
+      double bytes = 0, experts = 0;
+      OpTimes sum;
+      for (int i = 0; i <= steps; ++i) {
+        BatchEntry e{seq, random_tokens(n, c.vocab_size, rng()), n > 1};
+        e.prompt_len = depth;  // generated tokens: the absorbed form, as decoding runs them
+        model->op_times() = OpTimes{};
+        const double t0 = now_s();
+        ForwardOutput out = model->forward({e});
+        const double t = (now_s() - t0) * 1e3;
+        model->truncate_sequence(seq, depth);
+        if (hidden.empty())
+          hidden.assign(out.hidden.data<float>(), out.hidden.data<float>() + c.hidden_size);
+        if (i == 0) continue;  // warm-up
+        ms.push_back(t);
+        bytes += (shared + model->op_times().expert_bytes) / steps;
+        experts += double(model->op_times().experts_run) / moe_layers / steps;
+        const OpTimes& o = model->op_times();
+        sum.projections += o.projections / steps, sum.indexer += o.indexer / steps;
+        sum.attention += o.attention / steps, sum.moe += o.moe / steps, sum.head += o.head / steps;
+      }
+      std::sort(ms.begin(), ms.end());
+      return std::tuple{ms[ms.size() / 2], bytes, experts, sum};
+    };
+    const auto [decode_ms, decode_bytes, decode_experts, decode_times] = measure(1);
+    // One MTP draft: one row through the MTP layer and the shared head.
+    std::vector<double> draft;
+    for (int i = 0; i <= steps; ++i) {
+      model->cache().reserve(seq, depth + 1);
+      const double t0 = now_s();
+      model->mtp_forward_batch(
+          {Model::MtpEntry{seq, hidden.data(), {int32_t(rng() % c.vocab_size)}}}, false);
+      if (i > 0) draft.push_back((now_s() - t0) * 1e3);
+      model->cache().set_mtp_length(seq, depth);
+      model->truncate_sequence(seq, depth);
+    }
+    std::sort(draft.begin(), draft.end());
+    const double draft_ms = draft[draft.size() / 2];
+    for (int k = 1; k <= 3; ++k) {
+      const auto [verify_ms, verify_bytes, verify_experts, verify_times] = measure(k + 1);
+      Result r;
+      r.name = "speculative";
+      r.params = {{"depth", depth}, {"draft_tokens", k}};
+      r.median_ms = verify_ms;
+      r.gbs = verify_bytes / verify_ms / 1e6;
+      r.peak = PeakKind::read;
+      r.extra["decode_ms"] = decode_ms;
+      r.extra["verify_ratio"] = verify_ms / decode_ms;
+      r.extra["bytes_ratio"] = verify_bytes / decode_bytes;
+      r.extra["verify_over_bytes"] = r.extra["verify_ratio"] / r.extra["bytes_ratio"];
+      add_breakdown(r, verify_times, 1e3);  // the verification step's operators
+      r.extra["decode_attn_ms"] = decode_times.attention * 1e3;
+      r.extra["decode_indexer_topk_ms"] = decode_times.indexer * 1e3;
+      r.extra["experts_decode"] = decode_experts;
+      r.extra["experts_verify"] = verify_experts;
+      r.extra["draft_ms"] = k * draft_ms;
+      const double draft_ratio = k * draft_ms / decode_ms;
+      r.extra["draft_ratio"] = draft_ratio;
+      // The 671B: weight-streaming bound, so its step costs are its bytes.
+      const double big_verify = big.step(expected_distinct_experts(
+          big_config.n_routed_experts, big_config.num_experts_per_tok, k + 1));
+      const double big_draft = k * big.draft(big_config.num_experts_per_tok);
+      r.extra["bytes_ratio_671b"] = big_verify / big_decode;
+      r.extra["draft_ratio_671b"] = big_draft / big_decode;
+      for (const auto& [a, name] : {std::pair{0.5, "50"}, {0.7, "70"}, {0.85, "85"}}) {
+        const double t = tokens_per_step(a, k);
+        r.extra[std::string("speedup_a") + name] = t / (r.extra["verify_ratio"] + draft_ratio);
+        r.extra[std::string("speedup_671b_a") + name] =
+            t / (r.extra["bytes_ratio_671b"] + r.extra["draft_ratio_671b"]);
+      }
+      report.add(r, threads);
+    }
+    model->free_sequence(seq);
+  }
+}
+
 SuiteRegistrar model_suite(
     "model",
     "whole-model prefill and decode at depth, DSA vs dense (--sweep: "
-    "prefill with absorbed vs MHA attention)",
+    "prefill with absorbed vs MHA attention; --speculative: MTP verification cost)",
     [](const Options& opts, Report& report) {
       const std::string dir = opts.model_dir.empty() ? default_model_dir() : opts.model_dir;
-      bool sparse = true, dense = true, sweep = false;
+      bool sparse = true, dense = true, sweep = false, speculative = false;
       for (const std::string& a : opts.args) {
+        if (a == "--speculative") speculative = true;
         if (a == "sparse") dense = false;
         if (a == "dense") sparse = false;
         if (a == "--sweep") sweep = true;
+      }
+      if (speculative) {
+        for (int t : opts.threads) run_speculative(dir, t, opts, report);
+        return;
       }
       std::vector<AttentionMode> modes;
       if (sparse) modes.push_back(AttentionMode::sparse);

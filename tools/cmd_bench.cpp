@@ -29,6 +29,9 @@ CommandRegistrar bench_cmd(
            ->check(CLI::IsMember({"sparse", "dense", "both"}));
        app.add_flag(
            "--sweep", [opts](int64_t) { opts->args.push_back("--sweep"); }, "Suite-specific sweep");
+       app.add_flag(
+           "--speculative", [opts](int64_t) { opts->args.push_back("--speculative"); },
+           "For `bench model`: MTP verification cost against decode (docs/speculative.md)");
        app.add_option("--url", opts->url,
                       "For `bench serve`: the server (default http://127.0.0.1:8080)");
        app.add_option_function<double>(

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <set>
 #include <stdexcept>
+#include <string_view>
 
 #include "core/log.h"
 
@@ -199,6 +200,15 @@ void check_scale_inv(const SafetensorsCheckpoint& ckpt, const std::string& weigh
 }
 
 }  // namespace
+
+bool released_fp8_keeps_bf16(const std::string& name) {
+  auto ends_with = [&](std::string_view suffix) {
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return name == "lm_head.weight" || ends_with(".shared_head.head.weight") ||
+         ends_with(".eh_proj.weight") || ends_with(".indexer.weights_proj.weight");
+}
 
 std::string scale_inv_name(const std::string& weight_name) {
   return weight_name + "_scale_inv";

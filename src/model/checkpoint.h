@@ -40,6 +40,10 @@ std::vector<int64_t> scale_inv_shape(const std::vector<int64_t>& weight_shape);
 // converted checkpoints drop them).
 int stored_mtp_modules(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint);
 
+// Linear weights the released FP8 checkpoints keep in BF16: the output heads (lm_head, MTP's
+// shared_head.head), MTP's eh_proj and the indexer's weights_proj.
+bool released_fp8_keeps_bf16(const std::string& name);
+
 // Every tensor the config implies, in layer order, with `mtp_modules` MTP modules.
 std::vector<ExpectedTensor> checkpoint_schema(const ModelConfig& config, int mtp_modules);
 

@@ -815,8 +815,9 @@ void Model::fill_cache_synthetic(int seq, int64_t depth, uint32_t seed) {
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int64_t C = c.kv_lora_rank, R = c.qk_rope_head_dim;
   std::vector<float> row(static_cast<size_t>(std::max<int64_t>(C, kIndexerDim)));
-  for (int l = 0; l < c.num_hidden_layers; ++l)
-    for (int64_t s = cache_.length(seq); s < depth; ++s) {
+  const int64_t from = cache_.length(seq), mtp_from = cache_.mtp_length(seq);
+  for (int l = 0; l < cache_.layout().n_layers; ++l)
+    for (int64_t s = l < c.num_hidden_layers ? from : mtp_from; s < depth; ++s) {
       for (auto& v : row) v = nd(rng);
       void* cr = cache_.c_row(l, seq, s);
       void* pr = cache_.k_pe_row(l, seq, s);
@@ -839,6 +840,7 @@ void Model::fill_cache_synthetic(int seq, int64_t depth, uint32_t seed) {
       }
     }
   cache_.set_length(seq, depth);
+  if (cache_.layout().n_layers > c.num_hidden_layers) cache_.set_mtp_length(seq, depth);
 }
 
 }  // namespace dsinfer

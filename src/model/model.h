@@ -133,7 +133,7 @@ class Model {
 
   // Fills `seq`'s caches up to `depth` tokens with synthetic keys (for depth benchmarks, like
   // llama-bench -d): every layer's rows are random, so attention and the indexer cost what they
-  // would at that depth.
+  // would at that depth (the MTP layer's too, when the cache has it).
   void fill_cache_synthetic(int seq, int64_t depth, uint32_t seed);
 
   OpTimes& op_times() { return times_; }

@@ -122,13 +122,6 @@ std::string shared_parameter(const ModelConfig& c, const std::string& name) {
   return name;
 }
 
-// Linear weights the released FP8 checkpoints keep in BF16 (the output heads, MTP's eh_proj and
-// the indexer's head weights).
-bool stays_bf16(const std::string& name) {
-  return name == "lm_head.weight" || ends_with(name, ".shared_head.head.weight") ||
-         ends_with(name, ".eh_proj.weight") || ends_with(name, ".indexer.weights_proj.weight");
-}
-
 TensorPlan plan_tensor(const ModelConfig& c, const ExpectedTensor& t, GenDtype dtype) {
   TensorPlan p{t.name, shared_parameter(c, t.name), t.shape};
   const std::string& n = t.name;
@@ -140,7 +133,7 @@ TensorPlan plan_tensor(const ModelConfig& c, const ExpectedTensor& t, GenDtype d
     p.stddev = float(1.0 / std::sqrt(in_features));
     if (ends_with(n, ".o_proj.weight") || ends_with(n, ".down_proj.weight"))
       p.stddev *= float(residual_scale);
-    p.dtype = dtype == GenDtype::fp8 && !stays_bf16(n) ? DType::fp8_e4m3 : DType::bf16;
+    p.dtype = dtype == GenDtype::fp8 && !released_fp8_keeps_bf16(n) ? DType::fp8_e4m3 : DType::bf16;
     return p;
   }
   if (ends_with(n, "embed_tokens.weight")) {

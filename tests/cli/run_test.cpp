@@ -77,6 +77,21 @@ TEST(RunCli, SeededSamplingIsReproducibleAndSeedsDiffer) {
   EXPECT_NE(a.out, c.out);
 }
 
+TEST(RunCli, SpeculativeDecodingGivesTheSameGreedyTextAndReportsAcceptance) {
+  const std::string args = "run -m " + tiny_dir() + " --raw -p 'The engine reads' -n 30 --temp 0";
+  const Result plain = dsinfer(args + " -q");
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  for (const char* k : {"1", "3"}) {
+    const Result spec = dsinfer(args + " --speculative mtp --draft-tokens " + k);
+    ASSERT_EQ(spec.status, 0) << spec.err;
+    EXPECT_EQ(spec.out, plain.out) << "--draft-tokens " << k;
+    EXPECT_NE(spec.err.find("drafts accepted"), std::string::npos) << spec.err;
+  }
+  const Result bad = dsinfer(args + " --speculative eagle");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("eagle"), std::string::npos) << bad.err;
+}
+
 TEST(RunCli, PrintsTheTimingSummary) {
   const Result r = dsinfer("run -m " + tiny_dir() + " -p 'hello' -n 8 --temp 0");
   ASSERT_EQ(r.status, 0) << r.err;

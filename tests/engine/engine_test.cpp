@@ -127,7 +127,9 @@ TEST(Engine, LogprobsAreTheLogSoftmaxOfTheRawLogits) {
     ASSERT_EQ(g.top.size(), 20u);
     for (size_t i = 0; i < g.top.size(); ++i) {
       EXPECT_NEAR(g.top[i].logprob, g.logits[size_t(g.top[i].token)] - lz, 1e-4);
-      if (i > 0) EXPECT_GE(g.top[i - 1].logprob, g.top[i].logprob);
+      if (i > 0) {
+        EXPECT_GE(g.top[i - 1].logprob, g.top[i].logprob);
+      }
     }
     EXPECT_LE(g.logprob, g.top[0].logprob);
   }

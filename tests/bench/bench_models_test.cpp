@@ -1,0 +1,91 @@
+// The byte counts the benchmarks judge decode steps by: the schema-based count (used to project
+// the 671B) against the tensors of a real checkpoint, the release config's size, and the
+// speculative suite's rows.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "../forward/synthetic_models.h"
+#include "bench_harness.h"
+#include "bench_models.h"
+#include "model/checkpoint.h"
+#include "model/model.h"
+
+namespace dsinfer::bench {
+namespace {
+
+using testing::preset_dir;
+
+TEST(BenchModels, SchemaBytesMatchTheCheckpointsTensors) {
+  for (GenDtype dtype : {GenDtype::fp8, GenDtype::bf16}) {
+    auto model = Model::load(preset_dir(GenPreset::tiny, dtype));
+    const StepBytes b = schema_step_bytes(model->config(), dtype == GenDtype::fp8);
+    // Routed experts are linears only: exact. The schema count also holds the norms and biases
+    // (as BF16), which the count over a loaded model leaves out: 1-2% of tiny's bytes (hidden
+    // size 64), under 0.1% at real shapes.
+    EXPECT_DOUBLE_EQ(b.routed_expert, routed_expert_bytes(*model));
+    EXPECT_GE(b.shared, shared_weight_bytes(*model));
+    EXPECT_NEAR(b.shared, shared_weight_bytes(*model), 0.02 * shared_weight_bytes(*model));
+    EXPECT_NEAR(b.step(model->config().num_experts_per_tok), decode_weight_bytes(*model),
+                0.02 * decode_weight_bytes(*model));
+    EXPECT_EQ(b.mtp_moe_layers, 1);
+    // The draft reads the shared head again: at least the lm_head's bytes.
+    EXPECT_GT(b.mtp_shared, double(model->weights().lm_head().w.nbytes()));
+  }
+}
+
+TEST(BenchModels, ReleaseConfigIsThe685BModel) {
+  const ModelConfig c = deepseek_v32_release_config();
+  double params = 0;
+  for (const ExpectedTensor& t : checkpoint_schema(c, 1)) {
+    double n = 1;
+    for (int64_t d : t.shape) n *= double(d);
+    params += n;
+  }
+  // 671B in the main model, 14B in the MTP module, as the model card counts them (the V3.2
+  // indexer adds under 1B).
+  EXPECT_GT(params, 684e9);
+  EXPECT_LT(params, 688e9);
+  const StepBytes b = schema_step_bytes(c, true);
+  EXPECT_EQ(b.moe_layers, 58);
+  // One expert: 3 x 7168 x 2048 FP8 bytes plus its block scales.
+  EXPECT_NEAR(b.routed_expert, 3 * 7168.0 * 2048, 3 * 56 * 16 * 4 + 1);
+}
+
+TEST(BenchModels, ExpectedDistinctExperts) {
+  EXPECT_NEAR(expected_distinct_experts(16, 4, 1), 4, 1e-12);
+  EXPECT_NEAR(expected_distinct_experts(16, 4, 2), 7, 1e-12);
+  EXPECT_NEAR(expected_distinct_experts(256, 8, 2), 15.75, 1e-12);
+}
+
+TEST(BenchModel, SpeculativeRows) {
+  Options o;
+  o.quick = true;
+  o.threads = {1};
+  o.model_dir = preset_dir(GenPreset::tiny, GenDtype::fp8);
+  o.args = {"--speculative"};
+  Report report;
+  suites().at("model").second(o, report);
+  const nlohmann::json j = report.to_json();
+  ASSERT_EQ(j["results"].size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const nlohmann::json& r = j["results"][i];
+    EXPECT_EQ(r["name"], "speculative");
+    EXPECT_EQ(r["params"]["depth"], 1024);
+    EXPECT_EQ(r["params"]["draft_tokens"], int(i) + 1);
+    EXPECT_GT(r["verify_ratio"].get<double>(), 0);
+    // K+1 tokens run at least the experts one token does, and no more than K+1 times as many.
+    const double e1 = r["experts_decode"], ek = r["experts_verify"];
+    EXPECT_NEAR(e1, 2, 1e-9);  // tiny: 2 experts per token
+    EXPECT_GE(ek, e1);
+    EXPECT_LE(ek, 2.0 * (i + 2));
+    EXPECT_GE(r["bytes_ratio"].get<double>(), 1.0);
+    EXPECT_GT(r["bytes_ratio_671b"].get<double>(), 1.0);
+    // More drafts, more tokens per step at the same acceptance.
+    EXPECT_GT(r["speedup_671b_a85"].get<double>(), r["speedup_671b_a50"].get<double>());
+  }
+}
+
+}  // namespace
+}  // namespace dsinfer::bench
