@@ -217,14 +217,17 @@ AttentionForm attention_form_from_name(const std::string& name) {
 
 // ---- attention form and the MHA region ---------------------------------------------------------
 // A token's attention form must not depend on its batch or chunk (batch invariance), so it is a
-// rule on the token alone: prompt tokens of whole mha_segment-token segments below mha_limit()
-// use MHA, everything else the absorbed form. The limit is where MHA stops paying for itself even
-// in its worst case, a chunk of a single segment (its whole context is expanded for it): per head,
+// rule on the token alone: prompt tokens of mha_segment-token segments below mha_limit() use MHA
+// when the prompt has at least mha_min_tokens() of its tokens in that segment (a whole segment
+// always qualifies; a partial last one, e.g. a cached prefix's tail, when it is long enough to pay
+// for expanding its context), everything else the absorbed form. The limit is where MHA stops
+// paying for itself even for a whole segment in a chunk of its own (its whole context is expanded
+// for it): per head,
 // MHA costs L * (nope + v) * C to expand L context tokens plus (qk + v) per causal key (top-k is a
 // mask there, so it visits every causal key); the absorbed form projects each query in and out of
 // the latent space ((nope + v) * C) and reads (2C + R) per visible key. The scheduler keeps
 // segments whole, so real chunks amortize the expansion over more queries than that.
-int64_t Model::compute_mha_limit() const {
+int64_t Model::compute_mha_limit() {
   const ModelConfig& c = config_;
   const int64_t S = options_.mha_segment, max_pos = c.max_position_embeddings;
   if (options_.attention_form == AttentionForm::absorbed) return 0;
@@ -233,14 +236,22 @@ int64_t Model::compute_mha_limit() const {
   const double C = double(c.kv_lora_rank), R = double(c.qk_rope_head_dim);
   const double qk = double(c.qk_nope_head_dim) + R, v = double(c.v_head_dim);
   const double expand = (double(c.qk_nope_head_dim) + v) * C;
-  for (int64_t end = S; end <= max_pos; end += S) {
-    double mha = double(end) * expand, absorbed = 0;
-    for (int64_t p = end - S; p < end; ++p) {
+  // Per segment [s, s + S): MHA expands the s + n keys once and attends over them, absorbed
+  // attends over the latent (each token also pays its own absorption, `expand`). The first n
+  // at which MHA is no dearer is the segment's minimum; past the first segment where even all S
+  // tokens do not pay, MHA never does.
+  mha_min_tokens_.clear();
+  for (int64_t s = 0; s + S <= max_pos; s += S) {
+    double mha = double(s) * expand, absorbed = 0;
+    int64_t need = 0;
+    for (int64_t p = s; p < s + S; ++p) {
       const double keys = double(p + 1);
-      mha += keys * (qk + v);
+      mha += expand + keys * (qk + v);  // its own key's expansion and its causal keys
       absorbed += expand + (sparse ? std::min(keys, double(c.index_topk)) : keys) * (2 * C + R);
+      if (mha <= absorbed && need == 0) need = p - s + 1;
     }
-    if (mha > absorbed) return end - S;
+    if (mha > absorbed) return s;  // not even the whole segment pays
+    mha_min_tokens_.push_back(need);
   }
   return max_pos / S * S;
 }
@@ -248,8 +259,9 @@ int64_t Model::compute_mha_limit() const {
 bool Model::uses_mha(int64_t pos, int64_t prompt_len) const {
   if (pos >= prompt_len) return false;
   if (options_.attention_form == AttentionForm::mha) return true;
-  const int64_t S = options_.mha_segment;
-  return (pos / S + 1) * S <= std::min(prompt_len, mha_limit_);
+  const int64_t S = options_.mha_segment, seg = pos / S;
+  if ((seg + 1) * S > mha_limit_) return false;
+  return std::min(S, prompt_len - seg * S) >= mha_min_tokens_[size_t(seg)];
 }
 
 // ---- attention: MLA prolog, indexer + top-k, sparse/dense attention, output projection ---------

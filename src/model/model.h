@@ -32,7 +32,8 @@ enum class AttentionMode {
 // over the latent cache, or non-absorbed MHA over per-head keys and values expanded from it
 // (cheaper for prompt chunks of up to several thousand tokens). The form is a property of each
 // token, never of the batch it happens to run in (see Model::uses_mha): `automatic` gives MHA to
-// the prompt tokens of whole mha_segment-token segments below a position limit found by cost,
+// the prompt tokens of mha_segment-token segments below a position limit found by cost, when the
+// prompt has enough tokens in that segment for the MHA form to pay (a cached prefix's tail, e.g.),
 // `mha` to every prompt token, `absorbed` to none. Decode tokens are always absorbed.
 enum class AttentionForm { automatic, absorbed, mha };
 // "auto", "absorbed" or "mha" (anything else: std::invalid_argument naming the value).
@@ -101,11 +102,15 @@ class Model {
   ForwardOutput forward(const std::vector<BatchEntry>& batch);
 
   // Whether the prompt token at `pos` of a sequence whose prompt has prompt_len tokens is
-  // computed in the MHA form (the same for every 64-token cache block).
+  // computed in the MHA form: a function of the two alone, the same for every token of an
+  // mha_segment (so for every 64-token cache block).
   bool uses_mha(int64_t pos, int64_t prompt_len) const;
   // The automatic form's MHA region: prompt positions below this limit (a multiple of
   // mha_segment; 0: never MHA).
   int64_t mha_limit() const { return mha_limit_; }
+  // The automatic form's MHA region: segment i below mha_limit is MHA when the prompt has at
+  // least this many tokens in it (at most mha_segment: a whole segment always is).
+  int64_t mha_min_tokens(int64_t segment) const { return mha_min_tokens_[size_t(segment)]; }
 
   // MTP draft (spec §4) for one sequence: given the main model's final-normed hidden states of
   // its newest tokens [n, hidden] and the tokens that followed each of them, returns the draft
@@ -149,7 +154,7 @@ class Model {
   void attention(KvCache& cache, int cache_layer, const AttentionWeights& w, Batch& b,
                  const float* x, float* out);
   void mlp(const LayerWeights& w, Batch& b, const float* x, float* out);
-  int64_t compute_mha_limit() const;
+  int64_t compute_mha_limit();  // also fills mha_min_tokens_
   void mha_attention(KvCache& cache, int cache_layer, const AttentionWeights& w, const Batch& b,
                      const int32_t* idx, const float* q, float* o);
   void absorbed_attention(KvCache& cache, int cache_layer, const AttentionWeights& w,
@@ -170,6 +175,7 @@ class Model {
   const std::vector<float>& param(const Tensor& t);
   std::unordered_map<const void*, std::vector<float>> params_;
   int64_t mha_limit_ = 0;
+  std::vector<int64_t> mha_min_tokens_;  // per segment below mha_limit_
   OpTimes times_;
 };
 

@@ -184,5 +184,33 @@ TEST(MiniInvariance, ChunksBatchesAndThreads) {
   set_num_threads(saved);
 }
 
+// The automatic form's rule: a whole segment below the limit is MHA; a partial last segment is
+// when the prompt has at least mha_min_tokens of it; every token of a segment shares the form.
+TEST(MiniInvariance, AttentionFormIsPerSegmentAndPartialSegmentsNeedEnoughTokens) {
+  ModelOptions mo;
+  mo.kv_cache_tokens = 64 * 4;
+  auto m = Model::load(testing::preset_dir(GenPreset::mini, GenDtype::fp8), mo);
+  const int64_t S = mo.mha_segment, limit = m->mha_limit();
+  ASSERT_GE(limit, 2 * S);
+  for (int64_t seg = 0; seg * S < limit; ++seg) {
+    const int64_t s = seg * S, need = m->mha_min_tokens(seg);
+    ASSERT_GE(need, 1);
+    ASSERT_LE(need, S);
+    EXPECT_TRUE(m->uses_mha(s, s + S)) << "whole segment " << seg;
+    EXPECT_TRUE(m->uses_mha(s + S - 1, s + 10 * S));
+    EXPECT_TRUE(m->uses_mha(s, s + need)) << seg;
+    EXPECT_TRUE(m->uses_mha(s + need - 1, s + need)) << seg;
+    if (need > 1) EXPECT_FALSE(m->uses_mha(s, s + need - 1)) << seg;
+    EXPECT_FALSE(m->uses_mha(s + need, s + need)) << "a generated token";
+  }
+  // Past the limit, and for a later segment's tokens, never.
+  EXPECT_FALSE(m->uses_mha(limit, limit + S));
+  EXPECT_FALSE(m->uses_mha(limit + S - 1, 10 * limit));
+  // A cached 2K prefix's 256-token tail on V3.2's shapes: long enough to pay for MHA.
+  if (limit > 2048 + S) {
+    EXPECT_LT(m->mha_min_tokens(2048 / S), 256);
+  }
+}
+
 }  // namespace
 }  // namespace dsinfer
