@@ -272,8 +272,11 @@ TEST(Engine, BadRequestsFailAtSubmitAndLeaveOthersAlone) {
   for (auto& q : queued) EXPECT_EQ(collect(q).finish.reason, FinishReason::length);
 }
 
-TEST(Engine, CancelInEveryStateFreesEverything) {
+// With speculative decoding too: cancelled or preempted while holding drafts, a sequence's
+// verification positions and MTP rows are freed with the rest.
+void cancel_in_every_state(int draft_tokens) {
   EngineOptions eo;
+  eo.speculative_draft_tokens = draft_tokens;
   eo.max_running = 8;
   eo.max_batch_tokens = 32;
   ModelOptions mo;
@@ -324,7 +327,11 @@ TEST(Engine, CancelInEveryStateFreesEverything) {
   EXPECT_GT(st.preemptions, 0);               // the preempted state was exercised too
   EXPECT_EQ(st.cache_blocks_free, capacity);  // everything is free or merely cached
   EXPECT_EQ(engine->model().cache().live_sequences(), 0);
+  if (draft_tokens > 0) EXPECT_GT(st.spec_draft_tokens, 0);
 }
+
+TEST(Engine, CancelInEveryStateFreesEverything) { cancel_in_every_state(0); }
+TEST(Engine, CancelInEveryStateFreesEverythingWithSpeculation) { cancel_in_every_state(2); }
 
 TEST(Engine, ShutdownDrainsOrCancelsEveryRequest) {
   auto engine = make_engine(GenPreset::tiny, {});
