@@ -13,9 +13,11 @@ namespace dsinfer {
 namespace {
 
 using testing::collect;
+using testing::expect_same;
 using testing::make_engine;
 using testing::Output;
 using testing::random_prompt;
+using testing::run_together;
 
 std::vector<Request> mixed_requests(int vocab, const std::vector<int>& lengths, int max_tokens,
                                     uint32_t seed) {
@@ -52,35 +54,6 @@ std::vector<Output> run_alone(const std::vector<Request>& reqs, GenPreset preset
   for (const Request& r : reqs) out.push_back(collect(engine->submit(r)));
   set_num_threads(saved);
   return out;
-}
-
-std::vector<Output> run_together(Engine& engine, const std::vector<Request>& reqs) {
-  std::vector<RequestHandle> hs;
-  for (const Request& r : reqs) hs.push_back(engine.submit(r));
-  std::vector<Output> out;
-  for (auto& h : hs) out.push_back(collect(h));
-  return out;
-}
-
-void expect_same(const std::vector<Output>& want, const std::vector<Output>& got,
-                 const std::string& what) {
-  ASSERT_EQ(want.size(), got.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    SCOPED_TRACE(what + ", request " + std::to_string(i));
-    ASSERT_EQ(got[i].finished_events, 1);
-    ASSERT_EQ(got[i].finish.reason, want[i].finish.reason) << got[i].finish.error;
-    ASSERT_EQ(got[i].tokens.size(), want[i].tokens.size());
-    EXPECT_EQ(got[i].text, want[i].text);
-    for (size_t t = 0; t < want[i].tokens.size(); ++t) {
-      const GeneratedToken &a = want[i].tokens[t], &b = got[i].tokens[t];
-      ASSERT_EQ(a.token, b.token) << "token " << t;
-      ASSERT_EQ(a.logits.size(), b.logits.size());
-      ASSERT_EQ(std::memcmp(a.logits.data(), b.logits.data(), a.logits.size() * 4), 0)
-          << "logits of generated token " << t << " differ";
-      EXPECT_EQ(a.logprob, b.logprob);
-    }
-    EXPECT_EQ(got[i].finish.usage.completion_tokens, want[i].finish.usage.completion_tokens);
-  }
 }
 
 void check_invariance(GenPreset preset, const std::vector<int>& lengths, int max_tokens,

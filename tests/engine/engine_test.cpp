@@ -330,8 +330,12 @@ void cancel_in_every_state(int draft_tokens) {
   if (draft_tokens > 0) EXPECT_GT(st.spec_draft_tokens, 0);
 }
 
-TEST(Engine, CancelInEveryStateFreesEverything) { cancel_in_every_state(0); }
-TEST(Engine, CancelInEveryStateFreesEverythingWithSpeculation) { cancel_in_every_state(2); }
+TEST(Engine, CancelInEveryStateFreesEverything) {
+  cancel_in_every_state(0);
+}
+TEST(Engine, CancelInEveryStateFreesEverythingWithSpeculation) {
+  cancel_in_every_state(2);
+}
 
 TEST(Engine, ShutdownDrainsOrCancelsEveryRequest) {
   auto engine = make_engine(GenPreset::tiny, {});

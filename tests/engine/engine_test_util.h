@@ -1,10 +1,11 @@
 // Helpers for the engine tests: synthetic checkpoints made once per process, engines over them,
-// and collecting a request's whole output.
+// collecting a request's whole output, and comparing outputs bitwise.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -75,6 +76,37 @@ inline Output collect(RequestHandle h, double timeout_s = 600) {
     }
   }
   return out;
+}
+
+// Submits every request at once and collects them in order.
+inline std::vector<Output> run_together(Engine& engine, const std::vector<Request>& reqs) {
+  std::vector<RequestHandle> hs;
+  for (const Request& r : reqs) hs.push_back(engine.submit(r));
+  std::vector<Output> out;
+  for (auto& h : hs) out.push_back(collect(h));
+  return out;
+}
+
+// Same tokens, text, finish reason, usage, logprobs and bitwise logits (return_logits) per request.
+inline void expect_same(const std::vector<Output>& want, const std::vector<Output>& got,
+                        const std::string& what) {
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(what + ", request " + std::to_string(i));
+    ASSERT_EQ(got[i].finished_events, 1);
+    ASSERT_EQ(got[i].finish.reason, want[i].finish.reason) << got[i].finish.error;
+    ASSERT_EQ(got[i].tokens.size(), want[i].tokens.size());
+    EXPECT_EQ(got[i].text, want[i].text);
+    for (size_t t = 0; t < want[i].tokens.size(); ++t) {
+      const GeneratedToken &a = want[i].tokens[t], &b = got[i].tokens[t];
+      ASSERT_EQ(a.token, b.token) << "token " << t;
+      ASSERT_EQ(a.logits.size(), b.logits.size());
+      ASSERT_EQ(std::memcmp(a.logits.data(), b.logits.data(), a.logits.size() * 4), 0)
+          << "logits of generated token " << t << " differ";
+      EXPECT_EQ(a.logprob, b.logprob);
+    }
+    EXPECT_EQ(got[i].finish.usage.completion_tokens, want[i].finish.usage.completion_tokens);
+  }
 }
 
 }  // namespace dsinfer::testing

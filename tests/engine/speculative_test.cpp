@@ -14,36 +14,11 @@ namespace dsinfer {
 namespace {
 
 using testing::collect;
+using testing::expect_same;
 using testing::make_engine;
 using testing::Output;
 using testing::random_prompt;
-
-std::vector<Output> run_all(Engine& e, const std::vector<Request>& reqs) {
-  std::vector<RequestHandle> hs;
-  for (const Request& r : reqs) hs.push_back(e.submit(r));
-  std::vector<Output> out;
-  for (auto& h : hs) out.push_back(collect(h));
-  return out;
-}
-
-void expect_same_tokens_and_logits(const std::vector<Output>& a, const std::vector<Output>& b,
-                                   const std::string& what) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    SCOPED_TRACE(what + ", request " + std::to_string(i));
-    ASSERT_EQ(b[i].finish.reason, a[i].finish.reason) << b[i].finish.error;
-    ASSERT_EQ(b[i].tokens.size(), a[i].tokens.size());
-    EXPECT_EQ(b[i].text, a[i].text);
-    for (size_t t = 0; t < a[i].tokens.size(); ++t) {
-      ASSERT_EQ(b[i].tokens[t].token, a[i].tokens[t].token) << "token " << t;
-      ASSERT_EQ(a[i].tokens[t].logits.size(), b[i].tokens[t].logits.size());
-      ASSERT_EQ(std::memcmp(a[i].tokens[t].logits.data(), b[i].tokens[t].logits.data(),
-                            a[i].tokens[t].logits.size() * 4),
-                0)
-          << "logits of token " << t;
-    }
-  }
-}
+using testing::run_together;
 
 std::vector<Request> greedy_requests(int vocab, const std::vector<int>& lengths, int max_tokens) {
   std::vector<Request> reqs;
@@ -66,14 +41,14 @@ void check_greedy(GenPreset preset, const std::vector<int>& lengths, int max_tok
   const auto reqs = greedy_requests(vocab, lengths, max_tokens);
   EngineOptions plain;
   plain.max_batch_tokens = 64;
-  const auto want = run_all(*make_engine(preset, plain), reqs);
+  const auto want = run_together(*make_engine(preset, plain), reqs);
   for (int k = 1; k <= 3; ++k) {
     EngineOptions eo = plain;
     eo.speculative_draft_tokens = k;
     auto engine = make_engine(preset, eo);
-    expect_same_tokens_and_logits(want, run_all(*engine, reqs), "K=" + std::to_string(k));
+    expect_same(want, run_together(*engine, reqs), "K=" + std::to_string(k));
     // Again, prefixes from the cache (their keys cover the token after each block).
-    expect_same_tokens_and_logits(want, run_all(*engine, reqs), "cached, K=" + std::to_string(k));
+    expect_same(want, run_together(*engine, reqs), "cached, K=" + std::to_string(k));
     ASSERT_TRUE(engine->wait_idle(60));
     const EngineStats st = engine->stats();
     EXPECT_GT(st.spec_draft_tokens, 0);
@@ -85,7 +60,7 @@ void check_greedy(GenPreset preset, const std::vector<int>& lengths, int max_tok
   ModelOptions mo;
   mo.kv_cache_tokens = small_budget;
   auto tight = make_engine(preset, eo, mo);
-  expect_same_tokens_and_logits(want, run_all(*tight, reqs), "preempted");
+  expect_same(want, run_together(*tight, reqs), "preempted");
   ASSERT_TRUE(tight->wait_idle(60));
   EXPECT_GT(tight->stats().preemptions, 0);
   tight->check_cache_consistency();
