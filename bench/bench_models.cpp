@@ -27,12 +27,6 @@ size_t mlp_bytes(const MlpWeights& m) {
   return linear_bytes(m.gate_proj) + linear_bytes(m.up_proj) + linear_bytes(m.down_proj);
 }
 
-int moe_layers(const Model& m) {
-  int n = 0;
-  for (int l = 0; l < m.weights().num_layers(); ++l) n += m.weights().layer(l).moe.has_value();
-  return n;
-}
-
 }  // namespace
 
 std::string default_model_dir() {
@@ -72,6 +66,12 @@ double shared_weight_bytes(const Model& m) {
   return bytes;
 }
 
+int moe_layers(const Model& m) {
+  int n = 0;
+  for (int l = 0; l < m.weights().num_layers(); ++l) n += m.weights().layer(l).moe.has_value();
+  return n;
+}
+
 double routed_expert_bytes(const Model& m) {
   for (int l = 0; l < m.weights().num_layers(); ++l)
     if (m.weights().layer(l).moe) return double(mlp_bytes(m.weights().layer(l).moe->experts[0]));
@@ -92,26 +92,24 @@ StepBytes schema_step_bytes(const ModelConfig& c, bool fp8) {
   double head = 0;
   bool mtp_has_head = false;
   std::string first_experts;
+  auto elements = [](const std::vector<int64_t>& shape) {
+    double e = 1;
+    for (int64_t d : shape) e *= double(d);
+    return e;
+  };
   for (const ExpectedTensor& t : checkpoint_schema(c, mtp)) {
-    double numel = 1;
-    for (int64_t d : t.shape) numel *= double(d);
-    double bytes = 2 * numel;  // BF16
-    if (t.kind == WeightKind::linear && fp8 && !released_fp8_keeps_bf16(t.name)) {
-      bytes = numel;
-      double blocks = 1;
-      for (int64_t d : scale_inv_shape(t.shape)) blocks *= double(d);
-      bytes += 4 * blocks;
-    }
+    double bytes = 2 * elements(t.shape);  // BF16
+    if (t.kind == WeightKind::linear && fp8 && !released_fp8_keeps_bf16(t.name))
+      bytes = elements(t.shape) + 4 * elements(scale_inv_shape(t.shape));  // and f32 scales
     const std::string_view n = t.name;
-    const bool in_mtp = n.substr(0, mtp_prefix.size()) == mtp_prefix;
+    const bool in_mtp = n.starts_with(mtp_prefix);
     if (const size_t at = n.find(".mlp.experts."); at != std::string_view::npos) {
       // Every routed expert has the same tensors: count those of the first layer's expert 0.
       if (first_experts.empty()) first_experts = std::string(n.substr(0, at)) + ".mlp.experts.0.";
-      if (n.substr(0, first_experts.size()) == first_experts) b.routed_expert += bytes;
+      if (n.starts_with(first_experts)) b.routed_expert += bytes;
       continue;
     }
-    constexpr std::string_view kEmbed = "embed_tokens.weight";
-    if (n.size() >= kEmbed.size() && n.substr(n.size() - kEmbed.size()) == kEmbed) {
+    if (n.ends_with("embed_tokens.weight")) {
       (in_mtp ? b.mtp_shared : b.shared) += bytes / c.vocab_size;  // one row
       continue;
     }

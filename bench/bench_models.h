@@ -15,6 +15,8 @@ std::string default_model_dir();
 // embedding row), and the bytes of one routed expert.
 double shared_weight_bytes(const Model& m);
 double routed_expert_bytes(const Model& m);
+// The main model's layers with routed experts (the MTP module's layer is held apart).
+int moe_layers(const Model& m);
 // One token's decode step: the shared weights plus its num_experts_per_tok experts per layer.
 double decode_weight_bytes(const Model& m);
 

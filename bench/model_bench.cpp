@@ -161,10 +161,9 @@ void run_speculative(const std::string& dir, int threads, const Options& opts, R
   if (!model->has_mtp())
     throw std::runtime_error("bench model --speculative: " + dir + " has no MTP module");
   const double shared = shared_weight_bytes(*model);
-  int moe_layers = 0;
-  for (int l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
-  const StepBytes big = schema_step_bytes(deepseek_v32_release_config(), true);
+  const int moe = moe_layers(*model);
   const ModelConfig big_config = deepseek_v32_release_config();
+  const StepBytes big = schema_step_bytes(big_config, true);
   const double big_decode = big.step(big_config.num_experts_per_tok);
   const std::vector<int64_t> depths =
       opts.quick ? std::vector<int64_t>{1024} : std::vector<int64_t>{1024, 16384, 65536};
@@ -193,7 +192,7 @@ void run_speculative(const std::string& dir, int threads, const Options& opts, R
         if (i == 0) continue;  // warm-up
         ms.push_back(t);
         bytes += (shared + model->op_times().expert_bytes) / steps;
-        experts += double(model->op_times().experts_run) / moe_layers / steps;
+        experts += double(model->op_times().experts_run) / moe / steps;
         const OpTimes& o = model->op_times();
         sum.projections += o.projections / steps, sum.indexer += o.indexer / steps;
         sum.attention += o.attention / steps, sum.moe += o.moe / steps, sum.head += o.head / steps;

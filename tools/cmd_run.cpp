@@ -36,8 +36,7 @@ struct RunArgs {
   std::string model, prompt, file, format, precision = "bf16", attention = "sparse", form = "auto";
   bool chat = false, raw = false, think = false, quiet = false, fp8_activations = false;
   int64_t max_tokens = 256, ctx = 0, prefill_chunk = 2048, kv_cache_tokens = 0;
-  std::string speculative;
-  int draft_tokens = 1;
+  SpeculativeOptions speculative;
   int threads = 0;
   SamplingParams sampling;
   std::vector<std::string> stop;
@@ -126,7 +125,7 @@ class Session {
     eo.max_running = 1;
     eo.max_batch_tokens = std::max<int64_t>(1, a.prefill_chunk);
     eo.context_limit = a.ctx;
-    if (!a.speculative.empty()) eo.speculative_draft_tokens = a.draft_tokens;
+    eo.speculative_draft_tokens = a.speculative.engine_draft_tokens();
     engine_.emplace(std::move(model), *tokenizer_, eo);
   }
 
@@ -276,11 +275,7 @@ CommandRegistrar run_cmd(
        app.add_option("--prefill-chunk", a->prefill_chunk,
                       "Prompt tokens per forward call (default 2048: long chunks keep the GEMMs "
                       "and MHA prefill efficient)");
-       app.add_option("--speculative", a->speculative,
-                      "Speculative decoding: mtp (the checkpoint's MTP module drafts)")
-           ->check(CLI::IsMember({"mtp"}));
-       app.add_option("--draft-tokens", a->draft_tokens, "Drafts per step with --speculative (1)")
-           ->check(CLI::Range(1, 8));
+       add_speculative_options(app, a->speculative);
        app.add_flag("--fp8-activations", a->fp8_activations,
                     "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_option("--kv-cache-tokens", a->kv_cache_tokens,

@@ -26,8 +26,7 @@ struct ServeArgs {
   int threads = 0;
   double kv_cache_gb = 0;
   bool no_prefix_cache = false, fp8_activations = false;
-  std::string speculative;
-  int draft_tokens = 1;
+  SpeculativeOptions speculative;
 };
 
 // SIGINT / SIGTERM reach a handler on whatever thread the kernel picks (libraries such as
@@ -68,7 +67,7 @@ int serve_main(ServeArgs& a) {
   o.model.kv_cache_gib = a.kv_cache_gb;
   o.model.fp8_activations = a.fp8_activations;
   o.engine.prefix_cache = !a.no_prefix_cache;
-  if (!a.speculative.empty()) o.engine.speculative_draft_tokens = a.draft_tokens;
+  o.engine.speculative_draft_tokens = a.speculative.engine_draft_tokens();
   server::Server srv(o);
   const int port = srv.start();
   std::fprintf(stderr, "dsinfer serve: listening on http://%s:%d (loading %s)\n",
@@ -128,11 +127,7 @@ CommandRegistrar serve_cmd(
            ->check(CLI::IsMember({"bf16", "f32"}));
        app.add_option("--attention", a->attention, "sparse (DSA) or dense")
            ->check(CLI::IsMember({"sparse", "dense"}));
-       app.add_option("--speculative", a->speculative,
-                      "Speculative decoding: mtp (the checkpoint's MTP module drafts)")
-           ->check(CLI::IsMember({"mtp"}));
-       app.add_option("--draft-tokens", a->draft_tokens, "Drafts per step with --speculative (1)")
-           ->check(CLI::Range(1, 8));
+       add_speculative_options(app, a->speculative);
        app.add_flag("--fp8-activations", a->fp8_activations,
                     "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_option("--attention-form", a->form, "auto, absorbed or mha")

@@ -293,7 +293,7 @@ bool Engine::emit_token(SequenceState* s, int32_t tok, const float* logits) {
 bool Engine::verify_drafts(SequenceState* s, const float* rows) {
   const int64_t V = model_->config().vocab_size;
   const size_t k = s->drafts.size();
-  const bool greedy = s->req.sampling.temperature == 0.0f;
+  const bool greedy = s->sampler.greedy();
   std::vector<double> p, r;
   for (size_t i = 0; i <= k; ++i) {
     const float* row = rows + int64_t(i) * V;
@@ -340,8 +340,7 @@ void Engine::update_drafts(const std::vector<ScheduledChunk>& chunks,
   for (size_t i = 0; i < chunks.size(); ++i) {
     SequenceState* s = chunks[i].s;
     if (s->finished) continue;
-    s->drafts.clear();
-    s->draft_probs.clear();
+    s->clear_drafts();
     const int64_t from = cache.mtp_length(s->seq), to = s->computed;
     if (to <= from || from < start[i]) continue;
     Model::MtpEntry e;
@@ -367,7 +366,7 @@ void Engine::update_drafts(const std::vector<ScheduledChunk>& chunks,
       if (!decoding || int64_t(s->drafts.size()) >= room) continue;
       const float* row = mo.logits.data<float>() + mo.first_row[j] * V;
       int32_t d;
-      if (s->req.sampling.temperature == 0.0f) {
+      if (s->sampler.greedy()) {
         d = s->sampler.sample(row);  // the argmax (penalties applied): no random draw
       } else {
         s->draft_probs.emplace_back();
@@ -437,16 +436,18 @@ void Engine::step() {
     decode_only &= s->computed >= s->prompt_len && own == 1;
     batch.push_back(std::move(e));
   }
-  // Where each entry's positions start and its hidden rows are (for the MTP layer).
+  // With speculation: where each entry's positions start and its hidden rows are (the MTP
+  // layer's input, after the step has moved `computed` on).
+  const bool spec = options_.speculative_draft_tokens > 0;
   std::vector<int64_t> start, row0;
-  for (size_t i = 0, r = 0; i < plan.chunks.size(); r += size_t(plan.chunks[i].n_tokens), ++i)
-    start.push_back(plan.chunks[i].s->computed), row0.push_back(int64_t(r));
+  if (spec)
+    for (size_t i = 0, r = 0; i < plan.chunks.size(); r += size_t(plan.chunks[i].n_tokens), ++i)
+      start.push_back(plan.chunks[i].s->computed), row0.push_back(int64_t(r));
   const double t1 = now_s();
   ForwardOutput out = model_->forward(batch);
   const double t2 = now_s();
 
   const int64_t vocab = model_->config().vocab_size;
-  const bool spec = options_.speculative_draft_tokens > 0;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     SequenceState* s = plan.chunks[i].s;
     const int64_t n = plan.chunks[i].n_tokens;

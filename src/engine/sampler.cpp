@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 
@@ -25,6 +26,23 @@ inline uint32_t order_key(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// The draw every sampler makes: walking `ids` in order over their positive weights, the first id
+// at which the running total exceeds u; the last positive one when rounding lets u reach the
+// total; -1 when none is positive.
+template <class Ids, class Weight>
+int32_t walk(const Ids& ids, const Weight& weight, double u) {
+  double cum = 0;
+  int32_t last = -1;
+  for (int32_t id : ids) {
+    const double x = weight(id);
+    if (x <= 0) continue;
+    cum += x;
+    last = id;
+    if (cum > u) return id;
+  }
+  return last;
 }
 
 }  // namespace
@@ -224,81 +242,55 @@ double Sampler::build_candidates(const float* logits) {
 }
 
 int32_t Sampler::sample(const float* logits) {
-  if (params_.temperature == 0.0f) {
+  if (greedy()) {
     prepare(logits);
     return best_;
   }
   const double s = build_candidates(logits);
-  const float* w = w_.data();
   const double u = rng_.next_double() * s;
-  double cum = 0;
-  int32_t last = -1;
-  if (dense_) {
-    for (int32_t id = 0; id < vocab_; ++id) {
-      if (w[id] <= 0.0f) continue;
-      cum += w[id];
-      last = id;
-      if (cum > u) return id;
-    }
-  } else {
-    for (int32_t id : cand_) {
-      if (w[id] <= 0.0f) continue;
-      cum += w[id];
-      last = id;
-      if (cum > u) return id;
-    }
-  }
-  return last;  // rounding: u reached the total
+  return with_candidates([&](const auto& ids) {
+    return walk(
+        ids, [&](int32_t id) { return double(w_[size_t(id)]); }, u);
+  });
 }
 
 void Sampler::probabilities(const float* logits, std::vector<double>& p) {
   p.assign(size_t(vocab_), 0.0);
-  if (params_.temperature == 0.0f) {
+  if (greedy()) {
     prepare(logits);
     p[size_t(best_)] = 1.0;
     return;
   }
   const double s = build_candidates(logits);
-  if (dense_) {
-    for (int32_t id = 0; id < vocab_; ++id)
-      if (w_[id] > 0.0f) p[size_t(id)] = double(w_[id]) / s;
-  } else {
-    for (int32_t id : cand_)
-      if (w_[id] > 0.0f) p[size_t(id)] = double(w_[id]) / s;
-  }
+  with_candidates([&](const auto& ids) {
+    for (int32_t id : ids)
+      if (w_[size_t(id)] > 0.0f) p[size_t(id)] = double(w_[size_t(id)]) / s;
+  });
 }
 
 int32_t Sampler::draw(const std::vector<double>& weights) {
   double total = 0;
   for (double w : weights) total += w;
   const double u = rng_.next_double() * total;
-  double cum = 0;
-  int32_t last = -1;
-  for (size_t id = 0; id < weights.size(); ++id) {
-    if (weights[id] <= 0) continue;
-    cum += weights[id];
-    last = int32_t(id);
-    if (cum > u) return int32_t(id);
-  }
-  if (last < 0) throw std::invalid_argument("Sampler::draw: no positive weight");
-  return last;
+  const int32_t id = walk(
+      std::views::iota(0, int32_t(weights.size())), [&](int32_t i) { return weights[size_t(i)]; },
+      u);
+  if (id < 0) throw std::invalid_argument("Sampler::draw: no positive weight");
+  return id;
 }
 
 std::vector<TokenProb> Sampler::distribution(const float* logits) {
   std::vector<TokenProb> out;
-  if (params_.temperature == 0.0f) {
+  if (greedy()) {
     prepare(logits);
     out.push_back({best_, 1.0});
     return out;
   }
   const double s = build_candidates(logits);
-  if (dense_) {
-    for (int32_t id = 0; id < vocab_; ++id)
-      if (w_[id] > 0.0f) out.push_back({id, double(w_[id]) / s});
-  } else {
-    for (int32_t id : cand_)
-      if (w_[id] > 0.0f) out.push_back({id, double(w_[id]) / s});
-  }
+  with_candidates([&](const auto& ids) {
+    for (int32_t id : ids)
+      if (w_[size_t(id)] > 0.0f) out.push_back({id, double(w_[size_t(id)]) / s});
+  });
   std::sort(out.begin(), out.end(), [](const TokenProb& a, const TokenProb& b) {
     return a.prob != b.prob ? a.prob > b.prob : a.token < b.token;
   });

@@ -37,6 +37,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <ranges>
 #include <unordered_map>
 #include <vector>
 
@@ -86,6 +87,7 @@ class Sampler {
   void reset();
 
   const SamplingParams& params() const { return params_; }
+  bool greedy() const { return params_.temperature == 0.0f; }  // sample() is the argmax
   int vocab_size() const { return vocab_; }
   // Times `token` occurs in the current penalty window.
   int count_in_window(int32_t token) const;
@@ -98,6 +100,12 @@ class Sampler {
   // Leaves the final candidates (dense_ or cand_) with their unnormalized weights in w_; returns
   // their sum.
   double build_candidates(const float* logits);
+  // f(ids) over the final candidates' ids in order (after build_candidates): 0 .. vocab - 1
+  // when dense_, else cand_.
+  template <class F>
+  decltype(auto) with_candidates(F f) const {
+    return dense_ ? f(std::views::iota(0, vocab_)) : f(cand_);
+  }
   // Keeps in cand_ the shortest best-first prefix whose weight total reaches `target`.
   template <class Weight>
   void select_prefix(double target, Weight weight);

@@ -43,8 +43,7 @@ void Scheduler::remove(SequenceState* s) {
 }
 
 void Scheduler::preempt(SequenceState* s) {
-  s->drafts.clear();
-  s->draft_probs.clear();
+  s->clear_drafts();
   // Recompute later from prompt + generated tokens; its full blocks stay in the prefix cache
   // until evicted, so the recompute often finds most of them.
   cache_.free_sequence(s->seq);
@@ -108,10 +107,8 @@ StepPlan Scheduler::schedule() {
       // Drafts ride along when the budget and the cache have room for them (they only save time).
       if (!s->drafts.empty() &&
           (budget < 1 + int64_t(s->drafts.size()) ||
-           !cache_.try_reserve(s->seq, s->computed + 1 + int64_t(s->drafts.size())))) {
-        s->drafts.clear();
-        s->draft_probs.clear();
-      }
+           !cache_.try_reserve(s->seq, s->computed + 1 + int64_t(s->drafts.size()))))
+        s->clear_drafts();
       const int64_t n = 1 + int64_t(s->drafts.size());
       bool ok = cache_.try_reserve(s->seq, s->computed + 1);
       while (!ok && running_.back() != s) {

@@ -24,8 +24,8 @@ struct SchedulerOptions {
   int max_running = 16;
   int64_t max_batch_tokens = 2048;
   bool prefix_cache = true;
-  bool speculative =
-      false;  // MTP drafts: block keys also cover the next token (see prefix_cache.h)
+  // MTP drafts: block keys also cover the next token (see prefix_cache.h).
+  bool speculative = false;
 };
 
 struct ScheduledChunk {

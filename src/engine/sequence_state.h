@@ -52,6 +52,10 @@ struct SequenceState {
   std::vector<int32_t> drafts;
   std::vector<std::vector<double>> draft_probs;
   int64_t drafted = 0, accepted = 0;
+  void clear_drafts() {
+    drafts.clear();
+    draft_probs.clear();
+  }
 
   Sampler sampler;
   std::optional<StreamingDecoder> decoder;

@@ -28,8 +28,8 @@ struct BlockKey {
   uint32_t parent_gen = 0;  // that block's generation when this one was registered
   uint32_t flags = 0;
   std::array<int32_t, kKvBlockTokens> tokens{};
-  int32_t next =
-      0;  // the token after the block, when the top bit of flags makes it part of the key
+  // The token after the block, when the top bit of flags makes it part of the key.
+  int32_t next = 0;
 
   bool same_content(const BlockKey& o) const {
     return hash == o.hash && parent == o.parent && parent_gen == o.parent_gen && flags == o.flags &&

@@ -202,12 +202,9 @@ void check_scale_inv(const SafetensorsCheckpoint& ckpt, const std::string& weigh
 }  // namespace
 
 bool released_fp8_keeps_bf16(const std::string& name) {
-  auto ends_with = [&](std::string_view suffix) {
-    return name.size() >= suffix.size() &&
-           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  return name == "lm_head.weight" || ends_with(".shared_head.head.weight") ||
-         ends_with(".eh_proj.weight") || ends_with(".indexer.weights_proj.weight");
+  const std::string_view n = name;
+  return n == "lm_head.weight" || n.ends_with(".shared_head.head.weight") ||
+         n.ends_with(".eh_proj.weight") || n.ends_with(".indexer.weights_proj.weight");
 }
 
 std::string scale_inv_name(const std::string& weight_name) {

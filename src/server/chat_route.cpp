@@ -60,6 +60,17 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// The usage of all the choices: the shared prompt once, the sum of their completions and drafts.
+json choices_usage(const std::vector<ChoiceState>& states) {
+  int64_t completion = 0, drafted = 0, accepted = 0;
+  for (const ChoiceState& st : states) {
+    completion += st.finish.usage.completion_tokens;
+    drafted += st.finish.usage.draft_tokens, accepted += st.finish.usage.accepted_tokens;
+  }
+  const Usage& u0 = states[0].finish.usage;
+  return usage_json(u0.prompt_tokens, u0.cached_tokens, completion, drafted, accepted);
+}
+
 }  // namespace
 
 void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse& res) {
@@ -155,7 +166,6 @@ void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpRes
                  {"created", created},
                  {"model", ctx.model_name},
                  {"choices", json::array()}};
-    int64_t completion = 0, drafted = 0, accepted = 0;
     for (int i = 0; i < g.n; ++i) {
       const ChoiceState& st = (*states)[size_t(i)];
       if (st.finish.reason == FinishReason::error)
@@ -181,12 +191,8 @@ void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpRes
            {"logprobs", want_logprobs ? json{{"content", chat_logprobs(*ctx.tokenizer, st.tokens)}}
                                       : json(nullptr)},
            {"finish_reason", finish_reason(i)}});
-      completion += st.finish.usage.completion_tokens;
-      drafted += st.finish.usage.draft_tokens, accepted += st.finish.usage.accepted_tokens;
     }
-    const RequestEvent& f0 = (*states)[0].finish;
-    resp["usage"] =
-        usage_json(f0.usage.prompt_tokens, f0.usage.cached_tokens, completion, drafted, accepted);
+    resp["usage"] = choices_usage(*states);
     res.body = dump(resp);
     return;
   }
@@ -254,19 +260,12 @@ void handle_chat_completions(ServerContext& ctx, const HttpRequest& req, HttpRes
     }
     if (!ok) return;
     if (g.include_usage) {
-      int64_t completion = 0, drafted = 0, accepted = 0;
-      for (const ChoiceState& st : *states) {
-        completion += st.finish.usage.completion_tokens;
-        drafted += st.finish.usage.draft_tokens, accepted += st.finish.usage.accepted_tokens;
-      }
-      const RequestEvent& f0 = (*states)[0].finish;
       json u = {{"id", id},
                 {"object", "chat.completion.chunk"},
                 {"created", created},
                 {"model", ctx.model_name},
                 {"choices", json::array()},
-                {"usage", usage_json(f0.usage.prompt_tokens, f0.usage.cached_tokens, completion,
-                                     drafted, accepted)}};
+                {"usage", choices_usage(*states)}};
       if (!write(sse(u))) return;
     }
     write("data: [DONE]\n\n");

@@ -327,7 +327,9 @@ void cancel_in_every_state(int draft_tokens) {
   EXPECT_GT(st.preemptions, 0);               // the preempted state was exercised too
   EXPECT_EQ(st.cache_blocks_free, capacity);  // everything is free or merely cached
   EXPECT_EQ(engine->model().cache().live_sequences(), 0);
-  if (draft_tokens > 0) EXPECT_GT(st.spec_draft_tokens, 0);
+  if (draft_tokens > 0) {
+    EXPECT_GT(st.spec_draft_tokens, 0);
+  }
 }
 
 TEST(Engine, CancelInEveryStateFreesEverything) {

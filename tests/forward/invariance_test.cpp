@@ -200,7 +200,9 @@ TEST(MiniInvariance, AttentionFormIsPerSegmentAndPartialSegmentsNeedEnoughTokens
     EXPECT_TRUE(m->uses_mha(s + S - 1, s + 10 * S));
     EXPECT_TRUE(m->uses_mha(s, s + need)) << seg;
     EXPECT_TRUE(m->uses_mha(s + need - 1, s + need)) << seg;
-    if (need > 1) EXPECT_FALSE(m->uses_mha(s, s + need - 1)) << seg;
+    if (need > 1) {
+      EXPECT_FALSE(m->uses_mha(s, s + need - 1)) << seg;
+    }
     EXPECT_FALSE(m->uses_mha(s + need, s + need)) << "a generated token";
   }
   // Past the limit, and for a later segment's tokens, never.
