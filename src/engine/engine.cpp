@@ -182,6 +182,9 @@ void Engine::take_new_requests() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     fresh.swap(inbox_);
+    // submit() counts the queue as inbox + the published waiting count: until the step ends and
+    // publishes the scheduler's own count, the requests moved out of the inbox still wait.
+    stats_.waiting += int(fresh.size());
   }
   for (auto& s : fresh) {
     scheduler_.add(s.get());
