@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(cmake ninja-build g++ make pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
-      libfmt-dev libpcre2-dev libopenblas-dev libcpp-httplib-dev chromium)
+      libfmt-dev libpcre2-dev libopenblas-dev libcpp-httplib-dev libopenmpi-dev openmpi-bin chromium)
 command -v node >/dev/null || pkgs+=(nodejs)
 command -v npm >/dev/null || pkgs+=(npm)
 missing=()

@@ -61,6 +61,7 @@ CommandRegistrar eval_cmd(
          int64_t chunk = 0;
          int threads = 0;
          bool verbose = false, fp8_activations = false;
+         dist::Layout dist;
        };
        auto a = std::make_shared<Args>();
        app.add_option("-m,--model", a->model, "Model directory (config.json + safetensors)")
@@ -84,6 +85,7 @@ CommandRegistrar eval_cmd(
        app.add_flag("--fp8-activations", a->fp8_activations,
                     "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_flag("-v,--verbose", a->verbose, "Report load time, memory and per-operator times");
+       add_dist_options(app, a->dist);
        return std::function<int()>([a] {
          if (a->threads > 0) set_num_threads(a->threads);
          if (a->chunk < 0) throw std::runtime_error("--prefill-chunk must be >= 0");
@@ -94,6 +96,8 @@ CommandRegistrar eval_cmd(
          opt.attention = a->attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
          opt.attention_form = attention_form_from_name(a->form);
          opt.fp8_activations = a->fp8_activations;
+         opt.dist = a->dist;
+         if (serve_as_worker(a->model, opt)) return 0;
          const auto t0 = std::chrono::steady_clock::now();
          std::unique_ptr<Model> model = Model::load(a->model, opt);
          const double load_s =

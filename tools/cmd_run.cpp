@@ -37,6 +37,7 @@ struct RunArgs {
   bool chat = false, raw = false, think = false, quiet = false, fp8_activations = false;
   int64_t max_tokens = 256, ctx = 0, prefill_chunk = 2048, kv_cache_tokens = 0;
   SpeculativeOptions speculative;
+  dist::Layout dist;
   int threads = 0;
   SamplingParams sampling;
   std::vector<std::string> stop;
@@ -91,6 +92,17 @@ std::string read_file(const std::string& path) {
 
 // One model behind an engine; each turn is one request (a chat turn re-sends the conversation,
 // whose earlier turns the prefix cache holds).
+ModelOptions model_options(const RunArgs& a) {
+  ModelOptions mo;
+  mo.precision = a.precision == "f32" ? Precision::f32 : Precision::bf16;
+  mo.attention = a.attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
+  mo.attention_form = attention_form_from_name(a.form);
+  mo.kv_cache_tokens = a.kv_cache_tokens;
+  mo.fp8_activations = a.fp8_activations;
+  mo.dist = a.dist;
+  return mo;
+}
+
 class Session {
  public:
   explicit Session(const RunArgs& a) : args_(a) {
@@ -99,12 +111,7 @@ class Session {
       throw std::runtime_error(a.model + ": no such model directory");
     if (::stat((a.model + "/tokenizer.json").c_str(), &st) != 0)
       throw std::runtime_error(a.model + ": no tokenizer.json in the model directory");
-    ModelOptions mo;
-    mo.precision = a.precision == "f32" ? Precision::f32 : Precision::bf16;
-    mo.attention = a.attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
-    mo.attention_form = attention_form_from_name(a.form);
-    mo.kv_cache_tokens = a.kv_cache_tokens;
-    mo.fp8_activations = a.fp8_activations;
+    const ModelOptions mo = model_options(a);
     if (!a.quiet) std::fprintf(stderr, "loading %s ...\n", a.model.c_str());
     std::unique_ptr<Model> model = Model::load(a.model, mo);
     tokenizer_.emplace(Tokenizer::load(a.model));
@@ -212,6 +219,7 @@ class Session {
 int run_main(const RunArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   if (!a.prompt.empty() && !a.file.empty()) throw std::runtime_error("give -p or -f, not both");
+  if (serve_as_worker(a.model, model_options(a))) return 0;
   Session session(a);
   const bool chat = !a.raw;
   if (!a.prompt.empty() || !a.file.empty()) {
@@ -281,6 +289,7 @@ CommandRegistrar run_cmd(
        app.add_option("--kv-cache-tokens", a->kv_cache_tokens,
                       "KV cache budget in tokens (default: half the free memory)");
        app.add_flag("-q,--quiet", a->quiet, "No progress or timing lines on stderr");
+       add_dist_options(app, a->dist);
        return std::function<int()>([a] {
          if (a->chat && a->raw) throw std::runtime_error("give --chat or --raw, not both");
          return run_main(*a);

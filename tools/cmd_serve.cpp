@@ -27,6 +27,7 @@ struct ServeArgs {
   double kv_cache_gb = 0;
   bool no_prefix_cache = false, fp8_activations = false;
   SpeculativeOptions speculative;
+  dist::Layout dist;
 };
 
 // SIGINT / SIGTERM reach a handler on whatever thread the kernel picks (libraries such as
@@ -38,7 +39,28 @@ void on_stop_signal(int sig) {
   [[maybe_unused]] ssize_t n = ::write(g_signal_pipe[1], &c, 1);
 }
 
+// The model options from the flags, into a.o.model.
+void model_options(ServeArgs& a) {
+  server::ServerOptions& o = a.o;
+  o.model.precision = a.precision == "f32" ? Precision::f32 : Precision::bf16;
+  o.model.attention = a.attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
+  o.model.attention_form = attention_form_from_name(a.form);
+  if (a.kv_cache_gb > 0 && o.model.kv_cache_tokens > 0)
+    throw std::runtime_error("give --kv-cache-tokens or --kv-cache-gb, not both");
+  o.model.kv_cache_gib = a.kv_cache_gb;
+  o.model.fp8_activations = a.fp8_activations;
+  o.model.dist = a.dist;
+}
+
 int serve_main(ServeArgs& a) {
+  if (a.threads > 0) set_num_threads(a.threads);
+  model_options(a);
+  // The other ranks of an MPI job run the root's steps; only the root listens. A worker leaves
+  // SIGINT to the root (mpirun forwards it to every rank): the root's shutdown ends its steps.
+  if (!dist::world().is_root()) {
+    ::signal(SIGINT, SIG_IGN);
+    return serve_as_worker(a.o.model_dir, a.o.model) ? 0 : 1;
+  }
   if (::pipe(g_signal_pipe) != 0) throw std::runtime_error("cannot create the signal pipe");
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
@@ -59,13 +81,6 @@ int serve_main(ServeArgs& a) {
       o.api_key.pop_back();
     if (o.api_key.empty()) throw std::runtime_error(a.api_key_file + ": the API key file is empty");
   }
-  o.model.precision = a.precision == "f32" ? Precision::f32 : Precision::bf16;
-  o.model.attention = a.attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
-  o.model.attention_form = attention_form_from_name(a.form);
-  if (a.kv_cache_gb > 0 && o.model.kv_cache_tokens > 0)
-    throw std::runtime_error("give --kv-cache-tokens or --kv-cache-gb, not both");
-  o.model.kv_cache_gib = a.kv_cache_gb;
-  o.model.fp8_activations = a.fp8_activations;
   o.engine.prefix_cache = !a.no_prefix_cache;
   o.engine.speculative_draft_tokens = a.speculative.engine_draft_tokens();
   server::Server srv(o);
@@ -132,6 +147,7 @@ CommandRegistrar serve_cmd(
                     "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_option("--attention-form", a->form, "auto, absorbed or mha")
            ->check(CLI::IsMember({"auto", "absorbed", "mha"}));
+       add_dist_options(app, a->dist);
        return std::function<int()>([a] { return serve_main(*a); });
      }});
 

@@ -6,6 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
+#include "dist/layout.h"
+#include "model/model.h"
+
 namespace dsinfer::cli {
 
 struct Command {
@@ -35,6 +39,23 @@ inline void add_speculative_options(CLI::App& app, SpeculativeOptions& o) {
       ->check(CLI::IsMember({"mtp"}));
   app.add_option("--draft-tokens", o.draft_tokens, "Drafts per step with --speculative (1)")
       ->check(CLI::Range(1, 8));
+}
+
+// `--ep E --cp C --dp D`: how the ranks of an MPI job (mpirun -np N dsinfer ...) share the model.
+inline void add_dist_options(CLI::App& app, dist::Layout& l) {
+  app.add_option("--ep", l.ep, "Expert parallelism: split the routed experts over E ranks (1)");
+  app.add_option("--cp", l.cp,
+                 "Context parallelism: split every step's tokens over C ranks (1)");
+  app.add_option("--dp", l.dp, "Data-parallel attention over D rank groups (1; not yet)");
+}
+
+// On every rank but the root of an MPI job: load the same model and run the root's steps until it
+// is done. Returns true when this process is such a worker (its command is then finished).
+inline bool serve_as_worker(const std::string& dir, const ModelOptions& options) {
+  if (dist::world().is_root()) return false;
+  std::unique_ptr<Model> model = Model::load(dir, options);
+  model->run_worker();
+  return true;
 }
 
 }  // namespace dsinfer::cli

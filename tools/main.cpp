@@ -6,6 +6,7 @@
 #include "command.h"
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
+#include "dist/communicator.h"
 
 namespace dsinfer::cli {
 std::vector<Command>& commands() {
@@ -14,7 +15,23 @@ std::vector<Command>& commands() {
 }
 }  // namespace dsinfer::cli
 
+namespace {
+int run_cli(int argc, char** argv);
+}
+
+// MPI (under mpirun) starts before anything else and ends after every model is gone.
 int main(int argc, char** argv) {
+  dsinfer::dist::init_world(&argc, &argv);
+  const int rc = run_cli(argc, argv);
+  // A rank that failed alone must not wait in MPI_Finalize for ranks that wait for it.
+  if (rc != 0 && dsinfer::dist::world().size() > 1)
+    dsinfer::dist::world().abort("stopping the job after the error above");
+  dsinfer::dist::finalize_world();
+  return rc;
+}
+
+namespace {
+int run_cli(int argc, char** argv) {
   using namespace dsinfer;
   CLI::App app{"dsinfer: DeepSeek Sparse Attention inference engine"};
   app.require_subcommand(1);
@@ -40,3 +57,4 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+}  // namespace

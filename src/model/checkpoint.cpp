@@ -315,4 +315,22 @@ CheckpointWeights CheckpointWeights::load(const ModelConfig& config,
   return weights;
 }
 
+void CheckpointWeights::keep_experts(int64_t begin, int64_t end) {
+  auto bytes = [](const LinearWeight& l) {
+    return l.w.nbytes() + (l.scale_inv.defined() ? l.scale_inv.nbytes() : 0);
+  };
+  auto drop = [&](LayerWeights& lw) {
+    if (!lw.moe) return;
+    for (size_t e = 0; e < lw.moe->experts.size(); ++e) {
+      if (int64_t(e) >= begin && int64_t(e) < end) continue;
+      MlpWeights& m = lw.moe->experts[e];
+      if (!m.gate_proj.w.defined()) continue;
+      resident_bytes_ -= bytes(m.gate_proj) + bytes(m.up_proj) + bytes(m.down_proj);
+      m = MlpWeights{};
+    }
+  };
+  for (LayerWeights& lw : layers_) drop(lw);
+  for (MtpWeights& m : mtp_) drop(m.layer);
+}
+
 }  // namespace dsinfer

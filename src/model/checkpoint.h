@@ -145,6 +145,9 @@ class CheckpointWeights {
   const std::vector<MtpWeights>& mtp() const { return mtp_; }   // empty without stored MTP
   // Bytes of checkpoint data the weights view (each tensor once), i.e. what stays mapped.
   size_t resident_bytes() const { return resident_bytes_; }
+  // Expert parallelism: drops the views of the routed experts outside [begin, end) in every MoE
+  // layer (MTP's too), so this process never touches their pages; resident_bytes() follows.
+  void keep_experts(int64_t begin, int64_t end);
 
  private:
   friend std::vector<ExpectedTensor> checkpoint_schema(const ModelConfig&, int);

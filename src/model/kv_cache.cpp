@@ -81,6 +81,17 @@ int KvCache::create_sequence() {
   return int(seqs_.size() - 1);
 }
 
+void KvCache::mirror(int seq, std::vector<int32_t> blocks, int64_t length, int64_t mtp_length) {
+  if (seq < 0) throw std::invalid_argument("kv cache: mirror of sequence " + std::to_string(seq));
+  for (int32_t b : blocks)
+    if (b < 0 || b >= pool_.capacity())
+      throw std::invalid_argument("kv cache: mirrored block " + std::to_string(b) +
+                                  " outside this rank's budget of " +
+                                  std::to_string(pool_.capacity()) + " blocks");
+  if (size_t(seq) >= seqs_.size()) seqs_.resize(size_t(seq) + 1);
+  seqs_[size_t(seq)] = Sequence{true, length, mtp_length, std::move(blocks)};
+}
+
 bool KvCache::has_sequence(int seq) const {
   return seq >= 0 && size_t(seq) < seqs_.size() && seqs_[size_t(seq)].live;
 }

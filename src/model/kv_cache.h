@@ -65,6 +65,10 @@ class KvCache {
   // Forgets positions past `len` and releases the blocks that no longer hold any.
   void truncate(int seq, int64_t len);
   const std::vector<int32_t>& block_table(int seq) const;
+  // A worker rank of a distributed job (src/dist): makes `seq` exactly the root's sequence of that
+  // id (its block table and lengths), without reference counting: the root's pool decides which
+  // blocks hold what, and every rank writes the same rows into them.
+  void mirror(int seq, std::vector<int32_t> blocks, int64_t length, int64_t mtp_length);
 
   // Row addresses of position `pos` of `seq` (reserved) in `layer`.
   void* c_row(int layer, int seq, int64_t pos);

@@ -4,12 +4,19 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <tuple>
 #include <random>
 #include <stdexcept>
 #include <string>
 
+#include "core/cpu_features.h"
 #include "core/log.h"
+#include <fmt/format.h>
 #include "core/thread_pool.h"
+#include "dist/expert_parallel.h"
 #include "kernels/gemm.h"
 #include "kernels/indexer.h"
 #include "kernels/indexer_prolog.h"
@@ -89,6 +96,17 @@ struct Model::Batch {
   std::vector<int64_t> end;        // [entries] position after each entry's last token
   std::vector<int64_t> n_mha;      // [entries] leading tokens of each entry in the MHA form
   std::vector<float> h;            // [T, D] residual stream
+  // Distributed steps. split: context parallelism, this rank has its CP share of the step's
+  // tokens (the fields above describe those; `local` holds their entries) and every layer
+  // gathers all CP ranks' cache rows: gather_counts tokens per CP rank, in CP-rank order, to
+  // (gathered_seq, gathered_pos); gathered_token is each one's index in the whole step.
+  bool split = false;
+  std::vector<BatchEntry> local;
+  std::vector<int64_t> gather_counts, gathered_token;
+  std::vector<int32_t> gathered_seq, gathered_pos;
+  int64_t T_step = 0;  // tokens in the whole step
+  // The ranks computing the same tokens as this one (they split the MoE rows), null: none.
+  dist::Communicator* replicas = nullptr;
 };
 
 namespace {
@@ -125,6 +143,28 @@ Model::Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint che
                                 " is not a positive multiple of " + std::to_string(kKvBlockTokens));
   inv_freq_ = config_.rope_inv_freq();
   mha_limit_ = compute_mha_limit();
+  setup_distribution();
+}
+
+// The groups of src/dist/layout.h, and this rank's share of the routed experts.
+void Model::setup_distribution() {
+  world_ = &dist::world();
+  const dist::Layout& l = options_.dist;
+  bool moe = false;
+  for (int i = 0; i < weights_.num_layers(); ++i) moe |= bool(weights_.layer(i).moe);
+  dist::check_layout(l, world_->size(), moe ? config_.n_routed_experts : 0);
+  expert_begin_ = 0;
+  expert_end_ = config_.n_routed_experts;
+  if (world_->size() == 1) return;
+  const int r = world_->rank();
+  cp_comm_ = world_->split(r / l.cp, r);
+  replica_comm_ = world_->split(r % l.cp, r);
+  ep_comm_ = world_->split(r / l.ep, r);
+  if (l.ep > 1) {
+    std::tie(expert_begin_, expert_end_) =
+        dist::expert_range(config_.n_routed_experts, l.ep, ep_comm_->rank());
+    weights_.keep_experts(expert_begin_, expert_end_);
+  }
 }
 
 const std::vector<float>& Model::param(const Tensor& t) {
@@ -133,14 +173,139 @@ const std::vector<float>& Model::param(const Tensor& t) {
   return it->second;
 }
 
+namespace {
+
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+// What every rank of a job must agree on before any of them builds the model.
+struct RankFingerprint {
+  int32_t ok = 0;  // 0: this rank could not read the checkpoint
+  int32_t isa = 0;
+  uint64_t config = 0, tensors = 0;
+  int32_t precision = 0, indexer_fp8 = 0, attention = 0, form = 0, fp8_activations = 0;
+  int32_t ep = 0, cp = 0, dp = 0;
+  int64_t mha_segment = 0, kv_cache_tokens = 0;
+  double kv_cache_gib = 0;
+};
+
+RankFingerprint fingerprint(const std::string& dir, const SafetensorsCheckpoint& ckpt,
+                            const ModelOptions& o) {
+  RankFingerprint f;
+  std::ifstream in(dir + "/config.json", std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  f.config = fnv1a(text.data(), text.size());
+  uint64_t h = fnv1a("", 0);
+  for (const std::string& name : ckpt.names()) {
+    const TensorInfo* t = ckpt.info(name);
+    h = fnv1a(name.data(), name.size(), h);
+    const int64_t meta[2] = {int64_t(t->dtype), int64_t(t->nbytes)};
+    h = fnv1a(meta, sizeof(meta), h);
+    h = fnv1a(t->shape.data(), t->shape.size() * 8, h);
+  }
+  f.ok = 1;
+  f.tensors = h;
+  f.isa = int32_t(active_isa());
+  f.precision = int32_t(o.precision);
+  f.indexer_fp8 = o.indexer_fp8;
+  f.attention = int32_t(o.attention);
+  f.form = int32_t(o.attention_form);
+  f.fp8_activations = o.fp8_activations;
+  f.ep = o.dist.ep, f.cp = o.dist.cp, f.dp = o.dist.dp;
+  f.mha_segment = o.mha_segment;
+  f.kv_cache_tokens = o.kv_cache_tokens;
+  f.kv_cache_gib = o.kv_cache_gib;
+  return f;
+}
+
+// Throws on every rank (with the same message) when any rank differs from rank 0.
+void check_ranks_agree(dist::Communicator& world, const RankFingerprint& mine,
+                       const std::string& my_error) {
+  const std::vector<RankFingerprint> all = world.allgather_value(mine);
+  std::string problems;
+  for (size_t r = 0; r < all.size(); ++r) {
+    const RankFingerprint &a = all[r], &z = all[0];
+    std::vector<std::string> diff;
+    if (!a.ok) {
+      problems += fmt::format("\n  rank {} could not open the model{}", r,
+                              int(r) == world.rank() ? ": " + my_error : " (see its error)");
+      continue;
+    }
+    if (!z.ok) continue;
+    if (a.config != z.config) diff.push_back("config.json");
+    if (a.tensors != z.tensors) diff.push_back("checkpoint tensors (names, dtypes or shapes)");
+    if (a.isa != z.isa)
+      diff.push_back(fmt::format("ISA ({} vs {})", isa_name(Isa(a.isa)), isa_name(Isa(z.isa))));
+    if (a.precision != z.precision) diff.push_back("--precision");
+    if (a.indexer_fp8 != z.indexer_fp8) diff.push_back("--indexer-quant");
+    if (a.attention != z.attention) diff.push_back("--attention");
+    if (a.form != z.form) diff.push_back("--attention-form");
+    if (a.fp8_activations != z.fp8_activations) diff.push_back("--fp8-activations");
+    if (a.ep != z.ep || a.cp != z.cp || a.dp != z.dp) diff.push_back("--ep/--cp/--dp");
+    if (a.mha_segment != z.mha_segment) diff.push_back("the MHA segment");
+    if (a.kv_cache_tokens != z.kv_cache_tokens || a.kv_cache_gib != z.kv_cache_gib)
+      diff.push_back("--kv-cache-tokens / --kv-cache-gb");
+    if (diff.empty()) continue;
+    std::string d;
+    for (const std::string& s : diff) d += (d.empty() ? "" : ", ") + s;
+    problems += fmt::format("\n  rank {} differs from rank 0 in: {}", r, d);
+  }
+  if (!problems.empty())
+    throw std::runtime_error("the ranks of this job do not run the same model:" + problems);
+}
+
+}  // namespace
+
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
   const double t0 = now_s();
-  ModelConfig config = load_config(dir + "/config.json");
-  SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir);
-  std::unique_ptr<Model> m(new Model(std::move(config), options, std::move(ckpt)));
-  log_info("loaded %s: %d layers, %.2f GiB of weights mapped, in %.2f s", dir.c_str(),
-           m->config_.num_hidden_layers, double(m->weights_.resident_bytes()) / (1 << 30),
-           now_s() - t0);
+  dist::Communicator& world = dist::world();
+  std::optional<ModelConfig> config;
+  std::optional<SafetensorsCheckpoint> ckpt;
+  if (world.size() == 1) {
+    config = load_config(dir + "/config.json");
+    ckpt = SafetensorsCheckpoint::open(dir);
+  } else {
+    // Every rank reaches the agreement check, even one that cannot read the model: a rank that
+    // stopped here alone would leave the others waiting.
+    std::string error;
+    RankFingerprint f;
+    try {
+      config = load_config(dir + "/config.json");
+      ckpt = SafetensorsCheckpoint::open(dir);
+      f = fingerprint(dir, *ckpt, options);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    check_ranks_agree(world, f, error);
+  }
+  std::unique_ptr<Model> m;
+  try {
+    m.reset(new Model(std::move(*config), options, std::move(*ckpt)));
+  } catch (const std::exception& e) {
+    if (world.size() == 1) throw;
+    world.abort(dir + ": " + e.what());
+  }
+  if (world.size() > 1) {
+    // One cache budget for all: the root's block ids address every rank's cache.
+    const std::vector<int64_t> caps = world.allgather_value(m->cache_.capacity_tokens());
+    const int64_t cap = *std::min_element(caps.begin(), caps.end());
+    if (cap != m->cache_.capacity_tokens())
+      m->cache_ = KvCache(m->cache_.layout(), cap);
+  }
+  const std::string who =
+      world.size() > 1 ? fmt::format("rank {}/{}: ", world.rank(), world.size()) : "";
+  log_info("%sloaded %s: %d layers, %.2f GiB of weights mapped, in %.2f s", who.c_str(),
+           dir.c_str(), m->config_.num_hidden_layers,
+           double(m->weights_.resident_bytes()) / (1 << 30), now_s() - t0);
+  if (options.dist.ep > 1)
+    log_info("%sexperts %lld..%lld of %lld (%.2f GiB of weights this rank touches)", who.c_str(),
+             (long long)m->expert_begin_, (long long)m->expert_end_ - 1,
+             (long long)m->config_.n_routed_experts,
+             double(m->weights_.resident_bytes()) / (1 << 30));
+  if (!world.is_root()) return m;
   log_info("kv cache: %lld tokens (%.2f GiB at %zu bytes/token)%s",
            (long long)m->cache_.capacity_tokens(), double(m->cache_.bytes_reserved()) / (1 << 30),
            m->cache_.bytes_per_token(),
@@ -151,10 +316,34 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
   return m;
 }
 
+void Model::write_cache_rows(KvCache& cache, int cl, const std::vector<int32_t>& seqs,
+                             const std::vector<int32_t>& positions, const uint8_t* rows,
+                             size_t row_bytes) const {
+  const int64_t C = config_.kv_lora_rank, R = config_.qk_rope_head_dim;
+  const size_t es = cache.layout().mla_dtype == DType::f32 ? 4 : 2;
+  const bool index = row_bytes > size_t(C + R) * es;
+  parallel_for(int64_t(seqs.size()), 64, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const uint8_t* src = rows + size_t(i) * row_bytes;
+      const int seq = seqs[size_t(i)];
+      const int64_t pos = positions[size_t(i)];
+      std::memcpy(cache.c_row(cl, seq, pos), src, size_t(C) * es);
+      std::memcpy(cache.k_pe_row(cl, seq, pos), src + size_t(C) * es, size_t(R) * es);
+      if (!index) continue;
+      src += size_t(C + R) * es;
+      if (options_.indexer_fp8)
+        std::memcpy(cache.indexer_token(cl, seq, pos), src, kIndexerDim + 4);
+      else
+        std::memcpy(cache.indexer_key_f32(cl, seq, pos), src, kIndexerDim * 4);
+    }
+  });
+}
+
 // y[rows, N] = x[rows, K] . W^T; bf16 precision rounds the activations to bf16 first, as the
 // release feeds its projections.
 void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight& w, float* y,
                    int64_t ldy) {
+  if (rows == 0) return;  // a rank with no tokens in a distributed step
   const WeightView v = view_of(w.w, w.scale_inv);
   if (options_.fp8_activations && v.dtype == DType::fp8_e4m3) {
     // The release's act_quant: per row and 128-column group, scale = 2^ceil(log2(amax / 448))
@@ -273,9 +462,83 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
   const int64_t C = c.kv_lora_rank, qk = nope + rope, A = C + rope;
   const float eps = float(c.rms_norm_eps);
   const auto& entries = *b.entries;
+  const bool has_indexer = c.has_indexer && w.indexer;
+  auto rope_fn = c.indexer_rope_interleave ? ref::rope_interleaved : rope_halves;
 
-  // MLA prolog.
-  std::vector<float> qr, q(static_cast<size_t>(T * H * qk)), kv(static_cast<size_t>(T * A));
+  // The new cache rows first (latent + k_pe, then the indexer's key), so that a context-parallel
+  // step can gather every rank's rows while this rank computes its queries.
+  std::vector<float> kv(static_cast<size_t>(T * A));
+  {
+    ScopedTime st{&times_.projections};
+    linear(x, T, D, w.kv_a_proj_with_mqa, kv.data(), A);
+    rms_norm(kv.data(), T, C, A, param(w.kv_a_layernorm), eps, kv.data(), A);
+    ref::rope_interleaved(kv.data() + C, T, 1, A, int(rope), b.positions.data(), inv_freq_.data());
+  }
+  // The indexer's keys are cached in every mode (a later sparse step needs them), FP8 with
+  // power-of-two scales whatever the checkpoint's weight format: the indexer's quantization is
+  // part of the model (spec §3.2), not of how a checkpoint stores its weights.
+  const bool ue8m0 = true;
+  std::vector<uint8_t> k8;
+  std::vector<float> kscale, ki;
+  if (has_indexer) {
+    const IndexerWeights& iw = *w.indexer;
+    ScopedTime st{&times_.indexer};
+    ki.resize(size_t(T * kIndexerDim));
+    linear(x, T, D, iw.wk, ki.data(), kIndexerDim);
+    const std::vector<float>&knw = param(iw.k_norm_weight), &knb = param(iw.k_norm_bias);
+    layer_norm(ki.data(), T, kIndexerDim, knw.data(), knb.data(), 1e-6f, ki.data());
+    rope_fn(ki.data(), T, 1, kIndexerDim, int(rope), b.positions.data(), inv_freq_.data());
+    hadamard_128(ki.data(), T);
+    if (options_.indexer_fp8) {
+      k8.resize(size_t(T * kIndexerDim));
+      kscale.resize(size_t(T));
+      quantize_fp8_blocks(ki.data(), T, ue8m0, k8.data(), kscale.data());
+    }
+  }
+  // This rank's rows in the cache's byte format: [latent | k_pe | indexer key].
+  const size_t es = cache.layout().mla_dtype == DType::f32 ? 4 : 2;
+  const size_t index_bytes =
+      has_indexer ? (options_.indexer_fp8 ? kIndexerDim + 4 : kIndexerDim * 4) : 0;
+  const size_t row_bytes = size_t(A) * es + index_bytes;
+  std::vector<uint8_t> mine(static_cast<size_t>(T) * row_bytes);
+  parallel_for(T, 64, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t) {
+      uint8_t* dst = mine.data() + size_t(t) * row_bytes;
+      const float* src = kv.data() + t * A;
+      if (es == 4)
+        std::memcpy(dst, src, size_t(A) * 4);
+      else
+        for (int64_t i = 0; i < A; ++i) reinterpret_cast<bf16*>(dst)[i] = f32_to_bf16(src[i]);
+      dst += size_t(A) * es;
+      if (!has_indexer) continue;
+      if (options_.indexer_fp8) {
+        std::memcpy(dst, &k8[size_t(t * kIndexerDim)], kIndexerDim);
+        std::memcpy(dst + kIndexerDim, &kscale[size_t(t)], 4);
+      } else {
+        std::memcpy(dst, &ki[size_t(t * kIndexerDim)], kIndexerDim * 4);
+      }
+    }
+  });
+  // Context parallelism: every CP rank's rows into every rank's cache (MPI_Iallgatherv), in
+  // flight while the query projections run.
+  std::vector<uint8_t> gathered;
+  std::unique_ptr<dist::PendingExchange> pending;
+  if (b.split) {
+    const int R = cp_comm_->size();
+    std::vector<int64_t> counts(static_cast<size_t>(R)), displs(static_cast<size_t>(R), 0);
+    for (int r = 0; r < R; ++r) counts[size_t(r)] = b.gather_counts[size_t(r)] * int64_t(row_bytes);
+    for (int r = 1; r < R; ++r) displs[size_t(r)] = displs[size_t(r - 1)] + counts[size_t(r - 1)];
+    gathered.resize(size_t(displs.back() + counts.back()));
+    pending = cp_comm_->iallgatherv(mine.data(), counts, displs, gathered.data(),
+                                    dist::Traffic::cp_gather);
+  } else {
+    std::vector<int32_t> seqs(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) seqs[size_t(t)] = entries[size_t(b.entry_of[t])].seq;
+    write_cache_rows(cache, cl, seqs, b.positions, mine.data(), row_bytes);
+  }
+
+  // MLA prolog: the queries.
+  std::vector<float> qr, q(static_cast<size_t>(T * H * qk));
   {
     ScopedTime st{&times_.projections};
     if (c.has_q_lora()) {
@@ -287,28 +550,12 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     } else {
       linear(x, T, D, w.q_proj, q.data(), H * qk);
     }
-    linear(x, T, D, w.kv_a_proj_with_mqa, kv.data(), A);
-    rms_norm(kv.data(), T, C, A, param(w.kv_a_layernorm), eps, kv.data(), A);
-    ref::rope_interleaved(kv.data() + C, T, 1, A, int(rope), b.positions.data(), inv_freq_.data());
     ref::rope_interleaved(q.data() + nope, T, int(H), qk, int(rope), b.positions.data(),
                           inv_freq_.data());
   }
-  // Cache the new keys of every entry.
-  for (size_t e = 0; e < entries.size(); ++e) {
-    const int seq = entries[e].seq;
-    for (int64_t t = b.first[e]; t < b.first[e + 1]; ++t) {
-      const int64_t pos = b.positions[t];
-      void* crow = cache.c_row(cl, seq, pos);
-      void* prow = cache.k_pe_row(cl, seq, pos);
-      const float* src = kv.data() + t * A;
-      if (cache.layout().mla_dtype == DType::f32) {
-        std::memcpy(crow, src, size_t(C) * 4);
-        std::memcpy(prow, src + C, size_t(rope) * 4);
-      } else {
-        for (int64_t i = 0; i < C; ++i) static_cast<bf16*>(crow)[i] = f32_to_bf16(src[i]);
-        for (int64_t i = 0; i < rope; ++i) static_cast<bf16*>(prow)[i] = f32_to_bf16(src[C + i]);
-      }
-    }
+  if (pending) {
+    pending->wait();
+    write_cache_rows(cache, cl, b.gathered_seq, b.gathered_pos, gathered.data(), row_bytes);
   }
 
   // DSA, per token: a query at position p sees every causal key while p < index_topk (the
@@ -318,40 +565,10 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
   bool any_sparse = false;
   for (int64_t t = 0; t < T; ++t) any_sparse |= sparse_mode && b.positions[t] + 1 > K;
   std::vector<int32_t> idx;
-  if (c.has_indexer && w.indexer) {
-    // The indexer's keys are cached in every mode (a later sparse step needs them).
+  if (has_indexer) {
     const IndexerWeights& iw = *w.indexer;
     const int64_t HI = c.index_n_heads;
     ScopedTime st{&times_.indexer};
-    std::vector<float> ki(static_cast<size_t>(T * kIndexerDim));
-    linear(x, T, D, iw.wk, ki.data(), kIndexerDim);
-    const std::vector<float>&knw = param(iw.k_norm_weight), &knb = param(iw.k_norm_bias);
-    layer_norm(ki.data(), T, kIndexerDim, knw.data(), knb.data(), 1e-6f, ki.data());
-    auto rope_fn = c.indexer_rope_interleave ? ref::rope_interleaved : rope_halves;
-    rope_fn(ki.data(), T, 1, kIndexerDim, int(rope), b.positions.data(), inv_freq_.data());
-    hadamard_128(ki.data(), T);
-    // Power-of-two scales whatever the checkpoint's weight format: the indexer's quantization is
-    // part of the model (spec §3.2), not of how a checkpoint stores its weights.
-    const bool ue8m0 = true;
-    std::vector<uint8_t> k8;
-    std::vector<float> kscale;
-    if (options_.indexer_fp8) {
-      k8.resize(size_t(T * kIndexerDim));
-      kscale.resize(size_t(T));
-      quantize_fp8_blocks(ki.data(), T, ue8m0, k8.data(), kscale.data());
-    }
-    for (size_t e = 0; e < entries.size(); ++e)
-      for (int64_t t = b.first[e]; t < b.first[e + 1]; ++t) {
-        if (options_.indexer_fp8) {
-          uint8_t* dst = cache.indexer_token(cl, entries[e].seq, b.positions[t]);
-          std::memcpy(dst, &k8[t * kIndexerDim], kIndexerDim);
-          std::memcpy(dst + kIndexerDim, &kscale[t], 4);
-        } else {
-          std::memcpy(cache.indexer_key_f32(cl, entries[e].seq, b.positions[t]),
-                      &ki[t * kIndexerDim], kIndexerDim * 4);
-        }
-      }
-
     if (any_sparse) {
       // Queries of the indexer: qi = qr . wq_b^T [T, HI, 128], RoPE first, Hadamard, FP8.
       std::vector<float> qi(static_cast<size_t>(T * HI * kIndexerDim)),
@@ -592,42 +809,26 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
   }
 }
 
-// ---- feed-forward: dense MLP or MoE with the group-limited sigmoid router ---------------------
-void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
-  const ModelConfig& c = config_;
-  const int64_t T = b.T, D = c.hidden_size;
-  ScopedTime st{&times_.moe};
-  // down(silu(gate(x)) * up(x)) for `rows` rows of x.
-  auto run_mlp = [&](const MlpWeights& m, const float* xin, int64_t rows, float* y) {
-    const int64_t F = m.gate_proj.out_features();
-    std::vector<float> g(static_cast<size_t>(rows * F)), u(static_cast<size_t>(rows * F));
-    linear(xin, rows, D, m.gate_proj, g.data(), F);
-    linear(xin, rows, D, m.up_proj, u.data(), F);
-    for (int64_t i = 0; i < rows * F; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-    linear(g.data(), rows, F, m.down_proj, y, D);
-  };
-  if (lw.mlp) {
-    run_mlp(*lw.mlp, x, T, out);
-    return;
-  }
-  const MoeWeights& moe = *lw.moe;
-  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
-  // Router in f32 (spec §3.5), whatever the precision mode.
-  std::vector<float> logits(static_cast<size_t>(T * E));
-  gemm(GemmInput{DType::f32, x, T, D, D}, view_of(moe.gate, Tensor()), logits.data(), E);
-  std::vector<int32_t> ids(static_cast<size_t>(T * k));
-  std::vector<float> gw(static_cast<size_t>(T * k));
-  ref::moe_route(logits.data(), param(moe.e_score_correction_bias).data(), T,
-                 ref::MoeRouting{int(E), c.n_group, c.topk_group, int(k), c.norm_topk_prob,
-                                 float(c.routed_scaling_factor)},
-                 ids.data(), gw.data());
-  // Shared expert on every token, routed experts on the tokens that chose them.
-  if (moe.shared_experts)
-    run_mlp(*moe.shared_experts, x, T, out);
-  else
-    std::fill(out, out + T * D, 0.0f);
+// down(silu(gate(x)) * up(x)) for `rows` rows of x.
+void Model::run_mlp(const MlpWeights& m, const float* xin, int64_t rows, float* y) {
+  const int64_t D = config_.hidden_size, F = m.gate_proj.out_features();
+  std::vector<float> g(static_cast<size_t>(rows * F)), u(static_cast<size_t>(rows * F));
+  linear(xin, rows, D, m.gate_proj, g.data(), F);
+  linear(xin, rows, D, m.up_proj, u.data(), F);
+  for (int64_t i = 0; i < rows * F; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  linear(g.data(), rows, F, m.down_proj, y, D);
+}
+
+// The routed experts of `rows` rows, all held here: out = sum over each row's experts in
+// ascending id of gate weight * expert output, in f32 (the reference's order; the shared expert
+// is added after, by the caller).
+void Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
+                      const float* gw, float* out) {
+  const int64_t D = config_.hidden_size, E = config_.n_routed_experts,
+                k = config_.num_experts_per_tok;
+  std::fill(out, out + rows * D, 0.0f);
   std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));
-  for (int64_t i = 0; i < T * k; ++i) rows_of[size_t(ids[i])].push_back(i);
+  for (int64_t i = 0; i < rows * k; ++i) rows_of[size_t(ids[i])].push_back(i);
   std::vector<float> xe, ye;
   for (int64_t e = 0; e < E; ++e) {
     const auto& sel = rows_of[size_t(e)];
@@ -651,6 +852,145 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
   }
 }
 
+// The same over the EP group (src/dist/expert_parallel.h): rows travel in the precision the
+// experts consume (f32, bf16, or FP8 codes + ue8m0 scales with fp8_activations: each converts
+// back to values the expert's linear layers quantize to the same numbers), outputs come back
+// unreduced and are summed here in the order moe_local uses.
+void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t rows,
+                                const int32_t* ids, const float* gw, float* out) {
+  const int64_t D = config_.hidden_size, E = config_.n_routed_experts;
+  const int k = config_.num_experts_per_tok;
+  const MlpWeights& any_local = moe.experts[size_t(expert_begin_)];
+  enum class Wire { f32, bf16, fp8 } wire = Wire::f32;
+  if (options_.fp8_activations && any_local.gate_proj.is_fp8())
+    wire = Wire::fp8;
+  else if (options_.precision == Precision::bf16)
+    wire = Wire::bf16;
+  const int64_t groups = (D + ref::kFp8BlockSize - 1) / ref::kFp8BlockSize;
+  const size_t row_bytes = wire == Wire::f32    ? size_t(D) * 4
+                           : wire == Wire::bf16 ? size_t(D) * 2
+                                                : size_t(D + groups * 4);
+  std::vector<uint8_t> wx(static_cast<size_t>(rows) * row_bytes);
+  parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * D;
+      uint8_t* dst = wx.data() + size_t(r) * row_bytes;
+      if (wire == Wire::f32) {
+        std::memcpy(dst, xr, size_t(D) * 4);
+      } else if (wire == Wire::bf16) {
+        for (int64_t d = 0; d < D; ++d) reinterpret_cast<bf16*>(dst)[d] = f32_to_bf16(xr[d]);
+      } else {
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t k0 = g * ref::kFp8BlockSize, k1 = std::min(D, k0 + ref::kFp8BlockSize);
+          float amax = 0;
+          for (int64_t d = k0; d < k1; ++d) amax = std::max(amax, std::fabs(xr[d]));
+          const float scale = ref::fp8_block_scale(amax, true);
+          for (int64_t d = k0; d < k1; ++d)
+            dst[d] = f32_to_fp8_e4m3(std::clamp(xr[d] / scale, -448.0f, 448.0f)).bits;
+          std::memcpy(dst + D + g * 4, &scale, 4);
+        }
+      }
+    }
+  });
+  auto decode = [&](const uint8_t* src, float* xr) {
+    if (wire == Wire::f32) {
+      std::memcpy(xr, src, size_t(D) * 4);
+    } else if (wire == Wire::bf16) {
+      for (int64_t d = 0; d < D; ++d) xr[d] = bf16_to_f32(reinterpret_cast<const bf16*>(src)[d]);
+    } else {
+      for (int64_t d = 0; d < D; ++d) {
+        float scale;
+        std::memcpy(&scale, src + D + (d / ref::kFp8BlockSize) * 4, 4);
+        xr[d] = fp8_e4m3_to_f32(fp8_e4m3{src[d]}) * scale;
+      }
+    }
+  };
+  dist::ExpertDispatch dd;
+  dd.n_experts = E;
+  dd.rows = rows;
+  dd.k = k;
+  dd.ids = ids;
+  dd.wire = wx.data();
+  dd.row_bytes = row_bytes;
+  dd.out_dim = D;
+  std::vector<float> routed(static_cast<size_t>(rows * k * D)), xe;
+  dist::expert_parallel_moe(
+      *ep_comm_, dd,
+      [&](int64_t e, int64_t n, const uint8_t* in, float* y) {
+        ++times_.experts_run;
+        const MlpWeights& m = moe.experts[size_t(e)];
+        for (const LinearWeight* lw : {&m.gate_proj, &m.up_proj, &m.down_proj})
+          times_.expert_bytes +=
+              double(lw->w.nbytes() + (lw->scale_inv.defined() ? lw->scale_inv.nbytes() : 0));
+        xe.resize(size_t(n * D));
+        for (int64_t r = 0; r < n; ++r) decode(in + size_t(r) * row_bytes, xe.data() + r * D);
+        run_mlp(m, xe.data(), n, y);
+      },
+      routed.data());
+  std::fill(out, out + rows * D, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<int> order(static_cast<size_t>(k));
+    for (int j = 0; j < k; ++j) order[size_t(j)] = j;
+    std::sort(order.begin(), order.end(),
+              [&](int a, int c) { return ids[r * k + a] < ids[r * k + c]; });
+    float* dst = out + r * D;
+    for (int j : order) {
+      const float g = gw[r * k + j];
+      const float* y = routed.data() + (r * k + j) * D;
+      for (int64_t d = 0; d < D; ++d) dst[d] += g * y[d];
+    }
+  }
+}
+
+// ---- feed-forward: dense MLP or MoE with the group-limited sigmoid router ---------------------
+void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
+  const ModelConfig& c = config_;
+  const int64_t T = b.T, D = c.hidden_size;
+  ScopedTime st{&times_.moe};
+  if (lw.mlp) {
+    run_mlp(*lw.mlp, x, T, out);
+    return;
+  }
+  const MoeWeights& moe = *lw.moe;
+  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
+  // Replicas computing the same tokens split the MoE rows: this rank's home rows [h0, h1).
+  const int R = b.replicas ? b.replicas->size() : 1;
+  const auto [h0, h1] = dist::split_range(T, R, b.replicas ? b.replicas->rank() : 0);
+  const int64_t n = h1 - h0;
+  const float* xh = x + h0 * D;
+  // Router in f32 (spec §3.5), whatever the precision mode.
+  std::vector<float> logits(static_cast<size_t>(n * E));
+  if (n > 0)
+    gemm(GemmInput{DType::f32, xh, n, D, D}, view_of(moe.gate, Tensor()), logits.data(), E);
+  std::vector<int32_t> ids(static_cast<size_t>(n * k));
+  std::vector<float> gw(static_cast<size_t>(n * k));
+  ref::moe_route(logits.data(), param(moe.e_score_correction_bias).data(), n,
+                 ref::MoeRouting{int(E), c.n_group, c.topk_group, int(k), c.norm_topk_prob,
+                                 float(c.routed_scaling_factor)},
+                 ids.data(), gw.data());
+  std::vector<float> yh;
+  float* y = R == 1 ? out : (yh.resize(size_t(n * D)), yh.data());
+  if (ep_comm_ && ep_comm_->size() > 1)
+    moe_expert_parallel(moe, xh, n, ids.data(), gw.data(), y);
+  else
+    moe_local(moe, xh, n, ids.data(), gw.data(), y);
+  // The shared expert last, as the reference adds it.
+  if (moe.shared_experts && n > 0) {
+    std::vector<float> s(static_cast<size_t>(n * D));
+    run_mlp(*moe.shared_experts, xh, n, s.data());
+    for (int64_t i = 0; i < n * D; ++i) y[i] += s[i];
+  }
+  if (R > 1) {
+    std::vector<int64_t> counts(static_cast<size_t>(R)), displs(static_cast<size_t>(R));
+    for (int r = 0; r < R; ++r) {
+      const auto [a, e] = dist::split_range(T, R, r);
+      counts[size_t(r)] = (e - a) * D * 4;
+      displs[size_t(r)] = a * D * 4;
+    }
+    b.replicas->allgatherv(y, counts, displs, out, dist::Traffic::replica_gather);
+  }
+}
+
 void Model::decoder_layer(KvCache& cache, int cl, const LayerWeights& w, Batch& b) {
   const int64_t T = b.T, D = config_.hidden_size;
   const float eps = float(config_.rms_norm_eps);
@@ -669,14 +1009,176 @@ void Model::decoder_layer(KvCache& cache, int cl, const LayerWeights& w, Batch& 
   for (int64_t i = 0; i < T * D; ++i) b.h[i] += y[i];
 }
 
+// ---- steps: what the root broadcasts to the other ranks of a distributed job -------------------
+enum class Model::Step : int64_t { stop = 0, forward = 1, mtp = 2, fill = 3 };
+
+void Model::send_step(Step step, const std::vector<int64_t>& words,
+                      const std::vector<float>& floats) {
+  int64_t header[3] = {int64_t(step), int64_t(words.size()), int64_t(floats.size())};
+  world_->broadcast(header, sizeof(header), 0, dist::Traffic::control);
+  if (!words.empty())
+    world_->broadcast(const_cast<int64_t*>(words.data()), words.size() * 8, 0,
+                      dist::Traffic::control);
+  if (!floats.empty())
+    world_->broadcast(const_cast<float*>(floats.data()), floats.size() * 4, 0,
+                      dist::Traffic::control);
+}
+
+// Per entry: seq, start, length, mtp length, flags, prompt_len, n tokens, tokens, n blocks,
+// blocks (the cache state after the root reserved the step's blocks).
+std::vector<int64_t> Model::describe_entries(const std::vector<BatchEntry>& batch,
+                                             const std::vector<int64_t>& starts) const {
+  std::vector<int64_t> w{int64_t(batch.size())};
+  for (size_t e = 0; e < batch.size(); ++e) {
+    const BatchEntry& en = batch[e];
+    w.insert(w.end(), {int64_t(en.seq), starts[e], cache_.length(en.seq),
+                       cache_.mtp_length(en.seq),
+                       int64_t(en.all_logits) | int64_t(en.no_logits) << 1, en.prompt_len,
+                       int64_t(en.tokens.size())});
+    w.insert(w.end(), en.tokens.begin(), en.tokens.end());
+    const std::vector<int32_t>& blocks = cache_.block_table(en.seq);
+    w.push_back(int64_t(blocks.size()));
+    w.insert(w.end(), blocks.begin(), blocks.end());
+  }
+  return w;
+}
+
+std::vector<BatchEntry> Model::mirror_entries(const std::vector<int64_t>& w, size_t& at,
+                                              std::vector<int64_t>& starts) {
+  auto next = [&]() {
+    if (at >= w.size()) throw std::runtime_error("distributed step: truncated step message");
+    return w[at++];
+  };
+  std::vector<BatchEntry> batch(static_cast<size_t>(next()));
+  starts.assign(batch.size(), 0);
+  for (size_t e = 0; e < batch.size(); ++e) {
+    BatchEntry& en = batch[e];
+    en.seq = int(next());
+    starts[e] = next();
+    const int64_t length = next(), mtp_length = next(), flags = next();
+    en.all_logits = flags & 1;
+    en.no_logits = flags & 2;
+    en.prompt_len = next();
+    en.tokens.resize(size_t(next()));
+    for (int32_t& t : en.tokens) t = int32_t(next());
+    std::vector<int32_t> blocks(static_cast<size_t>(next()));
+    for (int32_t& bl : blocks) bl = int32_t(next());
+    cache_.mirror(en.seq, std::move(blocks), length, mtp_length);
+  }
+  return batch;
+}
+
+void Model::run_worker() {
+  if (world_->is_root()) throw std::logic_error("run_worker on the root rank");
+  for (;;) {
+    int64_t header[3] = {};
+    world_->broadcast(header, sizeof(header), 0, dist::Traffic::control);
+    std::vector<int64_t> words(static_cast<size_t>(header[1]));
+    std::vector<float> floats(static_cast<size_t>(header[2]));
+    if (!words.empty()) world_->broadcast(words.data(), words.size() * 8, 0, dist::Traffic::control);
+    if (!floats.empty())
+      world_->broadcast(floats.data(), floats.size() * 4, 0, dist::Traffic::control);
+    try {
+      size_t at = 0;
+      std::vector<int64_t> starts;
+      switch (Step(header[0])) {
+        case Step::stop:
+          return;
+        case Step::forward: {
+          const std::vector<BatchEntry> batch = mirror_entries(words, at, starts);
+          forward_step(batch, starts);
+          break;
+        }
+        case Step::mtp: {
+          const bool all_logits = words[at++] != 0;
+          const std::vector<BatchEntry> entries = mirror_entries(words, at, starts);
+          std::vector<MtpEntry> batch;
+          size_t row = 0;
+          for (const BatchEntry& en : entries) {
+            batch.push_back(MtpEntry{en.seq, floats.data() + row * size_t(config_.hidden_size),
+                                     en.tokens});
+            row += en.tokens.size();
+          }
+          mtp_step(batch, starts, all_logits);
+          break;
+        }
+        case Step::fill: {
+          const int64_t depth = words[at++];
+          const uint32_t seed = uint32_t(words[at++]);
+          const std::vector<BatchEntry> entries = mirror_entries(words, at, starts);
+          fill_step(entries.at(0).seq, depth, seed);
+          break;
+        }
+        default:
+          throw std::runtime_error("distributed step: unknown step " + std::to_string(header[0]));
+      }
+    } catch (const std::exception& e) {
+      world_->abort(std::string("step failed on a worker rank: ") + e.what());
+    }
+  }
+}
+
+Model::~Model() {
+  if (world_ && world_->size() > 1 && world_->is_root()) send_step(Step::stop, {}, {});
+}
+
+// ---- the forward --------------------------------------------------------------------------------
+Model::Batch Model::make_batch(const std::vector<BatchEntry>& batch,
+                               const std::vector<int64_t>& starts, bool split) const {
+  Batch b;
+  b.first.push_back(0);
+  const int C = split ? cp_comm_->size() : 1, me = split ? cp_comm_->rank() : 0;
+  if (split) {
+    // Every CP rank's share, in CP-rank order: the layout of each layer's cache gather.
+    b.gather_counts.assign(size_t(C), 0);
+    std::vector<int64_t> step_first{0};
+    for (const BatchEntry& en : batch) step_first.push_back(step_first.back() + int64_t(en.tokens.size()));
+    for (int r = 0; r < C; ++r)
+      for (size_t e = 0; e < batch.size(); ++e)
+        for (int64_t t : dist::cp_tokens_of(int64_t(batch[e].tokens.size()), C, r)) {
+          b.gathered_seq.push_back(batch[e].seq);
+          b.gathered_pos.push_back(int32_t(starts[e] + t));
+          b.gathered_token.push_back(step_first[e] + t);
+          ++b.gather_counts[size_t(r)];
+        }
+    b.T_step = step_first.back();
+  }
+  for (size_t e = 0; e < batch.size(); ++e) {
+    const BatchEntry& en = batch[e];
+    BatchEntry mine = en;
+    std::vector<int64_t> own;
+    if (split) {
+      own = dist::cp_tokens_of(int64_t(en.tokens.size()), C, me);
+      mine.tokens.clear();
+      for (int64_t t : own) mine.tokens.push_back(en.tokens[size_t(t)]);
+    } else {
+      own.resize(en.tokens.size());
+      for (size_t i = 0; i < own.size(); ++i) own[i] = int64_t(i);
+    }
+    int64_t n_mha = 0;
+    for (int64_t t : own) {
+      b.positions.push_back(int32_t(starts[e] + t));
+      b.entry_of.push_back(int32_t(e));
+      // MHA tokens come first: the rule is monotone in the position within a sequence.
+      n_mha += uses_mha(starts[e] + t, en.prompt_len) ? 1 : 0;
+    }
+    b.first.push_back(b.first.back() + int64_t(own.size()));
+    b.end.push_back(starts[e] + int64_t(en.tokens.size()));
+    b.n_mha.push_back(n_mha);
+    b.local.push_back(std::move(mine));
+  }
+  b.T = b.first.back();
+  if (!split) b.T_step = b.T;
+  b.split = split;
+  return b;
+}
+
 ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
   const ModelConfig& c = config_;
-  const int64_t D = c.hidden_size;
-  Batch b;
-  b.entries = &batch;
-  b.first.push_back(0);
+  if (!world_->is_root()) throw std::logic_error("forward on a worker rank: use run_worker()");
   // Check every entry before anything changes.
   std::vector<int> seqs;
+  std::vector<int64_t> starts, ends;
   for (size_t e = 0; e < batch.size(); ++e) {
     const BatchEntry& en = batch[e];
     if (!cache_.has_sequence(en.seq))
@@ -691,53 +1193,83 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
       throw std::invalid_argument(
           "forward: sequence of " + std::to_string(end) +
           " tokens exceeds max_position_embeddings = " + std::to_string(c.max_position_embeddings));
-    int64_t n_mha = 0;
-    for (size_t i = 0; i < en.tokens.size(); ++i) {
+    for (size_t i = 0; i < en.tokens.size(); ++i)
       if (en.tokens[i] < 0 || en.tokens[i] >= c.vocab_size)
         throw std::invalid_argument("forward: token id " + std::to_string(en.tokens[i]) +
                                     " at position " + std::to_string(start + int64_t(i)) +
                                     " is outside the vocabulary [0, " +
                                     std::to_string(c.vocab_size) + ")");
-      b.positions.push_back(int32_t(start + int64_t(i)));
-      b.entry_of.push_back(int32_t(e));
-      // MHA tokens come first: the rule is monotone in the position within a sequence.
-      n_mha += uses_mha(start + int64_t(i), en.prompt_len) ? 1 : 0;
-    }
-    b.first.push_back(b.first.back() + int64_t(en.tokens.size()));
-    b.end.push_back(end);
-    b.n_mha.push_back(n_mha);
+    starts.push_back(start);
+    ends.push_back(end);
   }
   int64_t more_blocks = 0;
-  for (size_t e = 0; e < batch.size(); ++e)
-    more_blocks += cache_.blocks_needed(batch[e].seq, b.end[e]);
+  for (size_t e = 0; e < batch.size(); ++e) more_blocks += cache_.blocks_needed(batch[e].seq, ends[e]);
   if (more_blocks > cache_.pool().available())
     throw KvCacheFull("forward: the batch needs " + std::to_string(more_blocks) +
                       " more cache blocks but only " + std::to_string(cache_.pool().available()) +
                       " of " + std::to_string(cache_.capacity_blocks()) + " are unreferenced");
   for (size_t e = 0; e < batch.size(); ++e) {
-    cache_.reserve(batch[e].seq, b.end[e]);
-    cache_.set_length(batch[e].seq, b.end[e]);
+    cache_.reserve(batch[e].seq, ends[e]);
+    cache_.set_length(batch[e].seq, ends[e]);
   }
-  b.T = b.first.back();
+  if (world_->size() == 1) return forward_step(batch, starts);
+  send_step(Step::forward, describe_entries(batch, starts), {});
+  try {
+    return forward_step(batch, starts);
+  } catch (const std::exception& e) {
+    // The other ranks are inside the same step: stopping alone would leave them waiting.
+    world_->abort(std::string("forward failed on the root rank: ") + e.what());
+  }
+}
+
+ForwardOutput Model::forward_step(const std::vector<BatchEntry>& batch,
+                                  const std::vector<int64_t>& starts) {
+  const ModelConfig& c = config_;
+  const int64_t D = c.hidden_size;
+  const bool distributed = world_->size() > 1;
+  Batch b = make_batch(batch, starts, distributed && cp_comm_->size() > 1);
+  b.entries = &b.local;
+  b.replicas = distributed ? replica_comm_.get() : nullptr;
   b.h.resize(size_t(b.T * D));
-  for (size_t e = 0; e < batch.size(); ++e)
-    embed(weights_.embed_tokens(), batch[e].tokens, b.h.data() + b.first[e] * D);
+  for (size_t e = 0; e < b.local.size(); ++e)
+    embed(weights_.embed_tokens(), b.local[e].tokens, b.h.data() + b.first[e] * D);
 
   for (int l = 0; l < c.num_hidden_layers; ++l) decoder_layer(cache_, l, weights_.layer(l), b);
 
   ForwardOutput out;
   ScopedTime st{&times_.head};
-  out.hidden = Tensor::empty(DType::f32, {b.T, D});
-  rms_norm(b.h.data(), b.T, D, D, param(weights_.norm()), float(c.rms_norm_eps),
-           out.hidden.data<float>(), D);
+  // The final norm of this rank's tokens; the root collects the whole step's (in step order) from
+  // its CP group and runs the head alone.
+  std::vector<float> normed(static_cast<size_t>(b.T * D));
+  rms_norm(b.h.data(), b.T, D, D, param(weights_.norm()), float(c.rms_norm_eps), normed.data(), D);
+  if (b.split && replica_comm_->rank() == 0) {
+    const int C = cp_comm_->size();
+    std::vector<int64_t> counts(static_cast<size_t>(C)), displs(static_cast<size_t>(C), 0);
+    for (int r = 0; r < C; ++r) counts[size_t(r)] = b.gather_counts[size_t(r)] * D * 4;
+    for (int r = 1; r < C; ++r) displs[size_t(r)] = displs[size_t(r - 1)] + counts[size_t(r - 1)];
+    std::vector<float> all(world_->is_root() ? size_t(b.T_step * D) : 0);
+    cp_comm_->gatherv(normed.data(), counts, displs, all.data(), 0, dist::Traffic::output_gather);
+    if (world_->is_root()) {
+      normed.assign(size_t(b.T_step * D), 0.0f);
+      for (size_t i = 0; i < b.gathered_token.size(); ++i)
+        std::memcpy(&normed[size_t(b.gathered_token[i] * D)], &all[i * size_t(D)], size_t(D) * 4);
+    }
+  }
+  if (!world_->is_root()) return out;
+  out.hidden = Tensor::empty(DType::f32, {b.T_step, D});
+  std::memcpy(out.hidden.data<float>(), normed.data(), size_t(b.T_step * D) * 4);
   std::vector<int64_t> rows;
+  int64_t first = 0;
   for (size_t e = 0; e < batch.size(); ++e) {
+    const int64_t n = int64_t(batch[e].tokens.size());
     out.first_row.push_back(batch[e].no_logits ? -1 : int64_t(rows.size()));
-    if (batch[e].no_logits) continue;
-    if (batch[e].all_logits)
-      for (int64_t t = b.first[e]; t < b.first[e + 1]; ++t) rows.push_back(t);
-    else
-      rows.push_back(b.first[e + 1] - 1);
+    if (!batch[e].no_logits) {
+      if (batch[e].all_logits)
+        for (int64_t t = first; t < first + n; ++t) rows.push_back(t);
+      else
+        rows.push_back(first + n - 1);
+    }
+    first += n;
   }
   std::vector<float> hr(rows.size() * size_t(D));
   for (size_t i = 0; i < rows.size(); ++i)
@@ -755,38 +1287,67 @@ Tensor Model::mtp_forward(int seq, const float* hidden, const std::vector<int32_
 Model::MtpOutput Model::mtp_forward_batch(const std::vector<MtpEntry>& batch, bool all_logits) {
   if (weights_.mtp().empty())
     throw std::runtime_error("mtp_forward: the checkpoint has no MTP module");
+  if (!world_->is_root()) throw std::logic_error("mtp_forward on a worker rank");
   const ModelConfig& c = config_;
-  const MtpWeights& m = weights_.mtp()[0];
-  const int64_t D = c.hidden_size;
-  std::vector<BatchEntry> entries;
-  Batch b;
-  b.entries = &entries;
-  b.first = {0};
-  std::vector<int32_t> all_next;
+  std::vector<int64_t> starts;
   for (const MtpEntry& me : batch) {
     if (me.next_tokens.empty()) throw std::invalid_argument("mtp_forward: an entry has no tokens");
     for (int32_t t : me.next_tokens)
       if (t < 0 || t >= c.vocab_size)
         throw std::invalid_argument("mtp_forward: token id " + std::to_string(t) +
                                     " is outside the vocabulary");
+    starts.push_back(cache_.mtp_length(me.seq));
+  }
+  for (size_t e = 0; e < batch.size(); ++e) {
+    const int64_t end = starts[e] + int64_t(batch[e].next_tokens.size());
+    cache_.reserve(batch[e].seq, end);
+    cache_.set_mtp_length(batch[e].seq, end);
+  }
+  if (world_->size() == 1) return mtp_step(batch, starts, all_logits);
+  std::vector<BatchEntry> entries;
+  std::vector<float> hidden;
+  for (const MtpEntry& me : batch) {
+    entries.push_back(BatchEntry{me.seq, me.next_tokens});
+    hidden.insert(hidden.end(), me.hidden,
+                  me.hidden + me.next_tokens.size() * size_t(c.hidden_size));
+  }
+  std::vector<int64_t> words{int64_t(all_logits)};
+  const std::vector<int64_t> d = describe_entries(entries, starts);
+  words.insert(words.end(), d.begin(), d.end());
+  send_step(Step::mtp, words, hidden);
+  try {
+    return mtp_step(batch, starts, all_logits);
+  } catch (const std::exception& e) {
+    world_->abort(std::string("MTP draft failed on the root rank: ") + e.what());
+  }
+}
+
+// Every rank computes every MTP token (drafts are a few tokens); replicas split its MoE rows.
+Model::MtpOutput Model::mtp_step(const std::vector<MtpEntry>& batch,
+                                 const std::vector<int64_t>& starts, bool all_logits) {
+  const ModelConfig& c = config_;
+  const MtpWeights& m = weights_.mtp()[0];
+  const int64_t D = c.hidden_size;
+  Batch b;
+  b.entries = &b.local;
+  b.first = {0};
+  b.replicas = world_->size() > 1 ? world_ : nullptr;
+  std::vector<int32_t> all_next;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const MtpEntry& me = batch[i];
     const int64_t n = int64_t(me.next_tokens.size());
-    const int64_t start = cache_.mtp_length(me.seq), end = start + n;
     BatchEntry e{me.seq, me.next_tokens, all_logits};
     e.prompt_len = 0;  // drafts are decode tokens: absorbed form
-    entries.push_back(e);
-    for (int64_t i = 0; i < n; ++i)
-      b.positions.push_back(int32_t(start + i)), b.entry_of.push_back(int32_t(entries.size() - 1));
+    b.local.push_back(e);
+    for (int64_t j = 0; j < n; ++j)
+      b.positions.push_back(int32_t(starts[i] + j)), b.entry_of.push_back(int32_t(i));
     b.first.push_back(b.first.back() + n);
-    b.end.push_back(end);
+    b.end.push_back(starts[i] + n);
     b.n_mha.push_back(0);
     all_next.insert(all_next.end(), me.next_tokens.begin(), me.next_tokens.end());
   }
-  for (size_t e = 0; e < batch.size(); ++e) {
-    cache_.reserve(batch[e].seq, b.end[e]);
-    cache_.set_mtp_length(batch[e].seq, b.end[e]);
-  }
   const int64_t T = b.first.back();
-  b.T = T;
+  b.T = b.T_step = T;
   // m = eh_proj([RMSNorm_e(embed(next)) | RMSNorm_h(hidden)]), then one decoder layer.
   std::vector<float> emb(static_cast<size_t>(T * D)), cat(static_cast<size_t>(T * 2 * D));
   embed(m.embed_tokens, all_next, emb.data());
@@ -799,6 +1360,7 @@ Model::MtpOutput Model::mtp_forward_batch(const std::vector<MtpEntry>& batch, bo
   linear(cat.data(), T, 2 * D, m.eh_proj, b.h.data(), D);
   decoder_layer(cache_, c.num_hidden_layers, m.layer, b);
   MtpOutput out;
+  if (!world_->is_root()) return out;
   out.hidden = Tensor::empty(DType::f32, {T, D});
   std::memcpy(out.hidden.data<float>(), b.h.data(), size_t(T * D) * 4);
   std::vector<int64_t> rows;
@@ -821,8 +1383,20 @@ Model::MtpOutput Model::mtp_forward_batch(const std::vector<MtpEntry>& batch, bo
 }
 
 void Model::fill_cache_synthetic(int seq, int64_t depth, uint32_t seed) {
-  const ModelConfig& c = config_;
+  if (!world_->is_root()) throw std::logic_error("fill_cache_synthetic on a worker rank");
   cache_.reserve(seq, depth);
+  if (world_->size() > 1) {
+    std::vector<int64_t> words{depth, int64_t(seed)};
+    const std::vector<int64_t> d =
+        describe_entries({BatchEntry{seq, {}}}, {cache_.length(seq)});
+    words.insert(words.end(), d.begin(), d.end());
+    send_step(Step::fill, words, {});
+  }
+  fill_step(seq, depth, seed);
+}
+
+void Model::fill_step(int seq, int64_t depth, uint32_t seed) {
+  const ModelConfig& c = config_;
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int64_t C = c.kv_lora_rank, R = c.qk_rope_head_dim;
@@ -856,3 +1430,4 @@ void Model::fill_cache_synthetic(int seq, int64_t depth, uint32_t seed) {
 }
 
 }  // namespace dsinfer
+

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "dist/communicator.h"
+#include "dist/layout.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -52,6 +54,8 @@ struct ModelOptions {
   int64_t kv_cache_tokens = 0;  // the cache budget; 0: kv_cache_bytes, else the default
   double kv_cache_gib = 0;      // the budget in GiB when kv_cache_tokens is 0 (0: the default,
                                 // half the free memory: default_kv_cache_tokens())
+  // How the ranks of an MPI job share the model (src/dist/layout.h; one process: all 1).
+  dist::Layout dist;
 };
 
 // Seconds spent per operator class since the last reset (for `bench model` and `eval -v`).
@@ -84,7 +88,20 @@ struct ForwardOutput {
 class Model {
  public:
   // Reads config.json and the safetensors in `dir`, checks every tensor, maps the weights.
+  // In an MPI job (dist::world() has several ranks) every rank calls it: the ranks check that
+  // they load the same checkpoint with the same options (a clear error on every rank otherwise),
+  // agree on one cache budget, and each keeps only its share of the routed experts.
   static std::unique_ptr<Model> load(const std::string& dir, const ModelOptions& options = {});
+  ~Model();
+
+  // Distributed jobs: rank 0 (the root) drives the model through the calls below, which it
+  // broadcasts to the other ranks as steps; every other rank calls run_worker(), which executes
+  // those steps until the root's Model is destroyed. One process: the root, no workers.
+  bool is_root() const { return world_->is_root(); }
+  void run_worker();
+  dist::Communicator& world() { return *world_; }
+  // Routed experts this rank holds: [first, second).
+  std::pair<int64_t, int64_t> local_experts() const { return {expert_begin_, expert_end_}; }
 
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
@@ -150,6 +167,29 @@ class Model {
  private:
   Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint checkpoint);
   struct Batch;  // per-call scratch, model.cpp
+  struct MoeRows;
+  enum class Step : int64_t;
+  void send_step(Step step, const std::vector<int64_t>& words, const std::vector<float>& floats);
+  std::vector<int64_t> describe_entries(const std::vector<BatchEntry>& batch,
+                                        const std::vector<int64_t>& starts) const;
+  std::vector<BatchEntry> mirror_entries(const std::vector<int64_t>& words, size_t& at,
+                                         std::vector<int64_t>& starts);
+  Batch make_batch(const std::vector<BatchEntry>& batch, const std::vector<int64_t>& starts,
+                   bool split) const;
+  ForwardOutput forward_step(const std::vector<BatchEntry>& batch,
+                             const std::vector<int64_t>& starts);
+  MtpOutput mtp_step(const std::vector<MtpEntry>& batch, const std::vector<int64_t>& starts,
+                     bool all_logits);
+  void fill_step(int seq, int64_t depth, uint32_t seed);
+  void setup_distribution();
+  void write_cache_rows(KvCache& cache, int cache_layer, const std::vector<int32_t>& seqs,
+                        const std::vector<int32_t>& positions, const uint8_t* rows,
+                        size_t row_bytes) const;
+  void moe_local(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
+                 const float* gw, float* out);
+  void moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t rows,
+                           const int32_t* ids, const float* gw, float* out);
+  void run_mlp(const MlpWeights& m, const float* x, int64_t rows, float* y);
   void decoder_layer(KvCache& cache, int cache_layer, const LayerWeights& w, Batch& b);
   void attention(KvCache& cache, int cache_layer, const AttentionWeights& w, Batch& b,
                  const float* x, float* out);
@@ -177,6 +217,11 @@ class Model {
   int64_t mha_limit_ = 0;
   std::vector<int64_t> mha_min_tokens_;  // per segment below mha_limit_
   OpTimes times_;
+  // Distribution (src/dist): the world, this rank's CP group, the replicas of its CP rank, and
+  // its EP group; one process: the local communicator and no groups.
+  dist::Communicator* world_ = nullptr;
+  std::unique_ptr<dist::Communicator> cp_comm_, replica_comm_, ep_comm_;
+  int64_t expert_begin_ = 0, expert_end_ = 0;
 };
 
 }  // namespace dsinfer
