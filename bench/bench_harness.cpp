@@ -8,6 +8,7 @@
 
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
+#include "dist/communicator.h"
 
 namespace dsinfer::bench {
 
@@ -148,6 +149,7 @@ int run_suite(const std::string& name, const Options& opts) {
     names.push_back(name);
   }
   for (auto& n : names) suites()[n].second(opts, report);
+  if (!dist::world().is_root()) return 0;  // the root of an MPI job reports
   if (opts.json_path == "-") {
     std::printf("%s\n", report.to_json().dump(2).c_str());
   } else {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/peak_probe.h"
+#include "dist/layout.h"
 
 namespace dsinfer::bench {
 
@@ -52,6 +53,7 @@ struct Options {
   std::string model_dir;     // suites that run a model (bench model); "" = the built-in default
   std::string url;           // bench serve: the server
   std::vector<std::string> args;  // suite-specific extras (e.g. --sweep)
+  dist::Layout dist;              // bench dist: the layout under mpirun
 };
 
 using Suite = std::function<void(const Options&, Report&)>;

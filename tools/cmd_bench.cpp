@@ -50,6 +50,7 @@ CommandRegistrar bench_cmd(
                opts->args.insert(opts->args.end(), {name, std::to_string(v)});
              },
              "For `bench engine` and `bench serve`");
+       add_dist_options(app, opts->dist);
        return std::function<int()>([=] {
          opts->threads = *threads;
          if (opts->threads.empty()) {

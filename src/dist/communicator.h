@@ -42,6 +42,9 @@ class Communicator {
   bool is_root() const { return rank() == 0; }
 
   virtual void barrier() = 0;
+  // A barrier that sleeps while it waits (1 ms polls) instead of spinning: for ranks idling while
+  // another measures something alone on shared cores.
+  virtual void quiet_barrier() = 0;
   virtual void broadcast(void* data, size_t bytes, int root, Traffic::Kind kind) = 0;
   // Every rank's `bytes` bytes into out[rank * bytes ...].
   virtual void allgather(const void* in, size_t bytes, void* out, Traffic::Kind kind) = 0;

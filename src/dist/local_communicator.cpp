@@ -19,6 +19,7 @@ class LocalCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   void barrier() override {}
+  void quiet_barrier() override {}
   void broadcast(void*, size_t, int, Traffic::Kind kind) override { ++traffic_.calls[kind]; }
   void allgather(const void* in, size_t bytes, void* out, Traffic::Kind kind) override {
     copy(in, bytes, out, kind);

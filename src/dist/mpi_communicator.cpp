@@ -53,7 +53,7 @@ void check(int rc, const char* what) {
 class MpiPending final : public PendingExchange {
  public:
   MpiPending(Traffic& t, Traffic::Kind k, std::vector<int> counts, std::vector<int> displs)
-      : traffic_(t), kind_(k), counts_(std::move(counts)), displs_(std::move(displs)) {}
+      : counts_(std::move(counts)), displs_(std::move(displs)), traffic_(t), kind_(k) {}
   ~MpiPending() override {
     if (!done_) wait();
   }
@@ -64,8 +64,8 @@ class MpiPending final : public PendingExchange {
     check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "Iallgatherv wait");
     traffic_.seconds[kind_] += now_s() - t0;
   }
-  MPI_Request request_ = MPI_REQUEST_NULL;
   std::vector<int> counts_, displs_;  // read by MPI until the request completes
+  MPI_Request request_ = MPI_REQUEST_NULL;
 
  private:
   Traffic& traffic_;
@@ -88,6 +88,15 @@ class MpiCommunicator final : public Communicator {
   void barrier() override {
     Timer t(traffic_, Traffic::control);
     check(MPI_Barrier(comm_), "Barrier");
+  }
+  void quiet_barrier() override {
+    MPI_Request req;
+    check(MPI_Ibarrier(comm_, &req), "Ibarrier");
+    for (int done = 0;;) {
+      check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "Test");
+      if (done) return;
+      ::usleep(1000);
+    }
   }
   void broadcast(void* data, size_t bytes, int root, Traffic::Kind kind) override {
     Timer t(traffic_, kind);

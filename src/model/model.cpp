@@ -148,7 +148,8 @@ Model::Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint che
 
 // The groups of src/dist/layout.h, and this rank's share of the routed experts.
 void Model::setup_distribution() {
-  world_ = &dist::world();
+  if (options_.one_process) own_world_ = dist::make_local_communicator();
+  world_ = options_.one_process ? own_world_.get() : &dist::world();
   const dist::Layout& l = options_.dist;
   bool moe = false;
   for (int i = 0; i < weights_.num_layers(); ++i) moe |= bool(weights_.layer(i).moe);
@@ -165,6 +166,27 @@ void Model::setup_distribution() {
         dist::expert_range(config_.n_routed_experts, l.ep, ep_comm_->rank());
     weights_.keep_experts(expert_begin_, expert_end_);
   }
+}
+
+dist::Traffic Model::traffic() const {
+  dist::Traffic t = world_->traffic();
+  for (const auto* c : {&cp_comm_, &replica_comm_, &ep_comm_}) {
+    if (!*c) continue;
+    const dist::Traffic& s = (*c)->traffic();
+    for (int k = 0; k < dist::Traffic::n_kinds; ++k) {
+      t.sent[k] += s.sent[k];
+      t.received[k] += s.received[k];
+      t.seconds[k] += s.seconds[k];
+      t.calls[k] += s.calls[k];
+    }
+  }
+  return t;
+}
+
+void Model::reset_traffic() {
+  world_->traffic().reset();
+  for (const auto* c : {&cp_comm_, &replica_comm_, &ep_comm_})
+    if (*c) (*c)->traffic().reset();
 }
 
 const std::vector<float>& Model::param(const Tensor& t) {
@@ -261,7 +283,9 @@ void check_ranks_agree(dist::Communicator& world, const RankFingerprint& mine,
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
   const double t0 = now_s();
-  dist::Communicator& world = dist::world();
+  std::unique_ptr<dist::Communicator> alone =
+      options.one_process ? dist::make_local_communicator() : nullptr;
+  dist::Communicator& world = alone ? *alone : dist::world();
   std::optional<ModelConfig> config;
   std::optional<SafetensorsCheckpoint> ckpt;
   if (world.size() == 1) {
@@ -914,6 +938,18 @@ void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t r
   dd.row_bytes = row_bytes;
   dd.out_dim = D;
   std::vector<float> routed(static_cast<size_t>(rows * k * D)), xe;
+  ++times_.ep_exchanges;
+  const int me = ep_comm_->rank(), ranks = ep_comm_->size();
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<bool> to(static_cast<size_t>(ranks), false);
+    for (int j = 0; j < k; ++j) {
+      const int dst = dist::expert_owner(ids[r * k + j], E, ranks);
+      if (dst == me) continue;
+      ++times_.ep_remote_pairs;
+      if (!to[size_t(dst)]) ++times_.ep_remote_rows;
+      to[size_t(dst)] = true;
+    }
+  }
   dist::expert_parallel_moe(
       *ep_comm_, dd,
       [&](int64_t e, int64_t n, const uint8_t* in, float* y) {
@@ -1220,6 +1256,7 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
     // The other ranks are inside the same step: stopping alone would leave them waiting.
     world_->abort(std::string("forward failed on the root rank: ") + e.what());
   }
+  return {};  // not reached: abort ends the job
 }
 
 ForwardOutput Model::forward_step(const std::vector<BatchEntry>& batch,
@@ -1320,6 +1357,7 @@ Model::MtpOutput Model::mtp_forward_batch(const std::vector<MtpEntry>& batch, bo
   } catch (const std::exception& e) {
     world_->abort(std::string("MTP draft failed on the root rank: ") + e.what());
   }
+  return {};  // not reached: abort ends the job
 }
 
 // Every rank computes every MTP token (drafts are a few tokens); replicas split its MoE rows.

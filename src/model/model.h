@@ -56,6 +56,8 @@ struct ModelOptions {
                                 // half the free memory: default_kv_cache_tokens())
   // How the ranks of an MPI job share the model (src/dist/layout.h; one process: all 1).
   dist::Layout dist;
+  // This process alone, even inside an MPI job (a baseline measured next to a distributed run).
+  bool one_process = false;
 };
 
 // Seconds spent per operator class since the last reset (for `bench model` and `eval -v`).
@@ -65,6 +67,9 @@ struct OpTimes {
   // Routed experts run (one per layer and expert with at least one token) and their weight bytes.
   int64_t experts_run = 0;
   double expert_bytes = 0;
+  // Expert parallelism: (row, remote EP rank) dispatches and (row, remote expert) pairs sent by
+  // this rank, and MoE exchanges joined (what the dispatch volume formula counts).
+  int64_t ep_remote_rows = 0, ep_remote_pairs = 0, ep_exchanges = 0;
 };
 
 inline constexpr int64_t kAllPrompt = INT64_MAX;
@@ -100,6 +105,9 @@ class Model {
   bool is_root() const { return world_->is_root(); }
   void run_worker();
   dist::Communicator& world() { return *world_; }
+  // This rank's exchanges since the last reset, over all its communicators.
+  dist::Traffic traffic() const;
+  void reset_traffic();
   // Routed experts this rank holds: [first, second).
   std::pair<int64_t, int64_t> local_experts() const { return {expert_begin_, expert_end_}; }
 
@@ -220,6 +228,7 @@ class Model {
   // Distribution (src/dist): the world, this rank's CP group, the replicas of its CP rank, and
   // its EP group; one process: the local communicator and no groups.
   dist::Communicator* world_ = nullptr;
+  std::unique_ptr<dist::Communicator> own_world_;  // one_process
   std::unique_ptr<dist::Communicator> cp_comm_, replica_comm_, ep_comm_;
   int64_t expert_begin_ = 0, expert_end_ = 0;
 };

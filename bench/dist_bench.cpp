@@ -1,0 +1,227 @@
+// `mpirun -np N dsinfer bench dist --ep E --cp C`: what distributing the model costs and buys on
+// `mini` (or -m DIR): per-layer bytes and time of the EP dispatch/combine and the CP cache gather,
+// checked against the volume formulas of docs/distributed.md, the exposed (non-overlapped)
+// exchange time, end-to-end prefill and decode time against one process using the same cores,
+// and the weight memory of each rank.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_harness.h"
+#include "bench_models.h"
+#include "core/thread_pool.h"
+#include "dist/communicator.h"
+#include "model/model.h"
+
+namespace dsinfer::bench {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = int32_t(rng() % uint32_t(vocab));
+  return t;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+struct Shape {
+  int64_t prompt = 1024, depth = 8192;
+  int prefill_reps = 2, decode_steps = 8;
+};
+
+// The root's measurements on a loaded model (every other rank runs its steps meanwhile).
+struct Timing {
+  double prefill_ms = 0, decode_ms = 0;
+};
+Timing measure(Model& m, const Shape& s) {
+  const ModelConfig& c = m.config();
+  Timing t;
+  std::vector<double> ms;
+  for (int rep = 0; rep < s.prefill_reps; ++rep) {
+    const int seq = m.create_sequence();
+    const double t0 = now_s();
+    m.forward({BatchEntry{seq, random_tokens(s.prompt, c.vocab_size, uint32_t(rep + 1)), false}});
+    ms.push_back((now_s() - t0) * 1e3);
+    m.free_sequence(seq);
+  }
+  t.prefill_ms = median(ms);
+  ms.clear();
+  const int seq = m.create_sequence();
+  m.fill_cache_synthetic(seq, s.depth, 1);
+  for (int i = 0; i <= s.decode_steps; ++i) {
+    BatchEntry e{seq, {int32_t(i % c.vocab_size)}, false};
+    e.prompt_len = s.depth;
+    const double t0 = now_s();
+    m.forward({e});
+    if (i > 0) ms.push_back((now_s() - t0) * 1e3);  // the first step warms up
+  }
+  m.free_sequence(seq);
+  t.decode_ms = median(ms);
+  return t;
+}
+
+// What one rank did during a phase, exchanged with every rank at its end.
+struct RankStats {
+  double sent[dist::Traffic::n_kinds] = {}, received[dist::Traffic::n_kinds] = {},
+         seconds[dist::Traffic::n_kinds] = {};
+  int64_t remote_rows = 0, remote_pairs = 0, exchanges = 0;
+  double weight_bytes = 0, peak_rss = 0;
+};
+
+RankStats stats_of(const Model& m) {
+  RankStats r;
+  const dist::Traffic t = m.traffic();
+  for (int k = 0; k < dist::Traffic::n_kinds; ++k)
+    r.sent[k] = t.sent[k], r.received[k] = t.received[k], r.seconds[k] = t.seconds[k];
+  r.remote_rows = m.op_times().ep_remote_rows;
+  r.remote_pairs = m.op_times().ep_remote_pairs;
+  r.exchanges = m.op_times().ep_exchanges;
+  r.weight_bytes = double(m.weights().resident_bytes());
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  r.peak_rss = double(ru.ru_maxrss) * 1024.0;
+  return r;
+}
+
+// One phase of the distributed run: every rank loads the model; the root runs `fn` while the
+// others execute its steps; then every rank's statistics go to every rank.
+template <class Fn>
+std::vector<RankStats> phase(const std::string& dir, const dist::Layout& layout, Fn fn) {
+  ModelOptions mo;
+  mo.dist = layout;
+  std::unique_ptr<Model> m = Model::load(dir, mo);
+  m->reset_traffic();
+  RankStats mine;
+  if (m->is_root()) {
+    fn(*m);
+    mine = stats_of(*m);
+    m.reset();  // ends the workers' loops
+  } else {
+    m->run_worker();
+    mine = stats_of(*m);
+    m.reset();
+  }
+  return dist::world().allgather_value(mine);
+}
+
+SuiteRegistrar dist_suite(
+    "dist",
+    "under mpirun (--ep E --cp C): EP/CP exchange volume and time per layer against the formulas, "
+    "prefill and decode against one process on the same cores, weight memory per rank",
+    [](const Options& opts, Report& report) {
+      dist::Communicator& w = dist::world();
+      const int N = w.size();
+      // The root makes the default model once; the others wait for it.
+      std::string dir = opts.model_dir;
+      if (dir.empty() && w.is_root()) dir = default_model_dir();
+      w.barrier();
+      if (dir.empty()) dir = default_model_dir();
+      const int t = opts.threads.front();
+      Shape s;
+      if (opts.quick) s = Shape{256, 2048, 1, 3};
+      const dist::Layout L = opts.dist;
+
+      // One process on the cores the job uses (N ranks x t threads), the others asleep.
+      Timing one;
+      if (w.is_root()) {
+        set_num_threads(std::max(1, std::min(N * t, int(std::thread::hardware_concurrency()))));
+        ModelOptions mo;
+        mo.one_process = true;
+        std::unique_ptr<Model> m = Model::load(dir, mo);
+        one = measure(*m, s);
+      }
+      w.quiet_barrier();
+      set_num_threads(t);
+
+      Timing many;
+      const std::vector<RankStats> pre =
+          phase(dir, L, [&](Model& m) { many.prefill_ms = measure(m, Shape{s.prompt, 0, s.prefill_reps, -1}).prefill_ms; });
+      const std::vector<RankStats> dec = phase(dir, L, [&](Model& m) {
+        many.decode_ms = measure(m, Shape{1, s.depth, 0, s.decode_steps}).decode_ms;
+      });
+      if (!w.is_root()) return;
+
+      ModelOptions probe_mo;
+      probe_mo.one_process = true;
+      probe_mo.kv_cache_tokens = 64;
+      std::unique_ptr<Model> cfg_model = Model::load(dir, probe_mo);
+      const ModelConfig& c = cfg_model->config();
+      const int layers = c.num_hidden_layers, moe = moe_layers(*cfg_model);
+      const double row = double((c.kv_lora_rank + c.qk_rope_head_dim) * 2 + 132);
+      const double D = double(c.hidden_size);
+      const nlohmann::json params = {{"ranks", N}, {"ep", L.ep}, {"cp", L.cp}, {"threads", t}};
+      auto sum = [](const std::vector<RankStats>& v, auto field) {
+        double x = 0;
+        for (const RankStats& r : v) x += field(r);
+        return x;
+      };
+      using K = dist::Traffic;
+      // Per phase: bytes per rank per layer (mean over ranks), formula, exposed time at the root.
+      auto add_phase = [&](const char* name, const std::vector<RankStats>& st, double ms,
+                           double one_ms, double tokens, int reps) {
+        Result r;
+        r.name = name;
+        r.params = params;
+        r.params["tokens"] = tokens;
+        r.median_ms = ms;
+        r.extra["one_process_ms"] = one_ms;
+        r.extra["speedup"] = one_ms / ms;
+        const double per = double(reps) * N;
+        const double cp_recv = sum(st, [](const RankStats& x) { return x.received[K::cp_gather]; });
+        r.extra["cp_gather_kb_per_layer"] = cp_recv / per / layers / 1e3;
+        // (C-1)/C of the step's tokens' rows reach each rank, every layer.
+        r.extra["cp_gather_formula_kb"] =
+            L.cp > 1 ? double(L.cp - 1) / L.cp * tokens * row / 1e3 : 0.0;
+        const double ep_sent = sum(st, [](const RankStats& x) { return x.sent[K::ep_dispatch]; });
+        const double ep_back = sum(st, [](const RankStats& x) { return x.received[K::ep_combine]; });
+        const double rows = sum(st, [](const RankStats& x) { return double(x.remote_rows); });
+        const double pairs = sum(st, [](const RankStats& x) { return double(x.remote_pairs); });
+        const double calls = sum(st, [](const RankStats& x) { return double(x.exchanges); });
+        r.extra["ep_dispatch_kb_per_layer"] = ep_sent / per / moe / 1e3;
+        r.extra["ep_combine_kb_per_layer"] = ep_back / per / moe / 1e3;
+        // Each token once per remote destination (bf16 rows), 8 bytes per (token, expert) pair
+        // and the 16-byte counts per peer; one f32 output per pair back.
+        r.extra["ep_dispatch_formula_kb"] =
+            (rows * D * 2 + pairs * 8 + calls * 16.0 * (L.ep - 1)) / per / moe / 1e3;
+        r.extra["ep_combine_formula_kb"] = pairs * D * 4 / per / moe / 1e3;
+        const RankStats& root = st[0];
+        r.extra["cp_exposed_ms_per_layer"] = root.seconds[K::cp_gather] * 1e3 / reps / layers;
+        r.extra["ep_ms_per_layer"] =
+            (root.seconds[K::ep_dispatch] + root.seconds[K::ep_combine]) * 1e3 / reps / moe;
+        r.extra["comm_share"] =
+            (root.seconds[K::cp_gather] + root.seconds[K::ep_dispatch] +
+             root.seconds[K::ep_combine] + root.seconds[K::replica_gather]) *
+            1e3 / reps / ms;
+        report.add(r, 0);
+      };
+      add_phase("dist_prefill", pre, many.prefill_ms, one.prefill_ms, double(s.prompt),
+                s.prefill_reps);
+      add_phase("dist_decode", dec, many.decode_ms, one.decode_ms, 1.0, s.decode_steps + 1);
+      for (int rank = 0; rank < N; ++rank) {
+        Result r;
+        r.name = "dist_rank_memory";
+        r.params = params;
+        r.params["rank"] = rank;
+        r.extra["weights_gib"] = dec[size_t(rank)].weight_bytes / double(1 << 30);
+        r.extra["peak_rss_gib"] = dec[size_t(rank)].peak_rss / double(1 << 30);
+        report.add(r, 0);
+      }
+    });
+
+}  // namespace
+}  // namespace dsinfer::bench
