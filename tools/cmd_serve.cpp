@@ -87,6 +87,11 @@ int serve_main(ServeArgs& a) {
   const int port = srv.start();
   std::fprintf(stderr, "dsinfer serve: listening on http://%s:%d (loading %s)\n",
                o.http.host.c_str(), port, o.model_dir.c_str());
+  if (dist::world().size() > 1)
+    std::fprintf(stderr,
+                 "dsinfer serve: rank 0 of %d is pid %d: send SIGINT or SIGTERM to it for a "
+                 "graceful stop (a signal to mpirun ends every rank at once)\n",
+                 dist::world().size(), int(::getpid()));
   std::atomic<bool> served{false};
   std::thread watcher([&] {
     char c = 0;

@@ -22,10 +22,15 @@ void check_layout(const Layout& l, int n, int64_t n_experts) {
   if (l.ep > 1 && n_experts == 0)
     throw std::invalid_argument("--ep " + std::to_string(l.ep) +
                                 ": the model has no routed experts");
-  if (l.dp > 1)
-    throw std::invalid_argument("--dp " + std::to_string(l.dp) +
-                                ": data-parallel attention is not implemented yet (use --ep and "
-                                "--cp)");
+  if ((n / l.dp) % l.cp != 0)
+    throw std::invalid_argument("--cp " + std::to_string(l.cp) + " does not divide the " +
+                                std::to_string(n / l.dp) +
+                                " ranks of a data-parallel attention group (mpirun -np / --dp)");
+}
+
+RankPlace place_of(const Layout& l, int n, int rank) {
+  const int G = n / l.dp, q = rank % G;
+  return RankPlace{rank / G, q % l.cp, q / l.cp};
 }
 
 std::vector<int64_t> cp_segment_bounds(int64_t n, int cp) {

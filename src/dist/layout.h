@@ -4,8 +4,11 @@
 // - context parallelism (--cp C): the ranks r / C * C .. + C - 1 (a CP group) split every step's
 //   tokens: each entry's tokens are cut into 2C segments and CP rank i gets segments i and
 //   2C - 1 - i (balanced causal work), while every rank keeps the whole cache;
-// - the N / C CP groups are replicas that compute the same tokens; they split each step's MoE
-//   rows between them (the home rows of a rank) and gather the results back.
+// - data-parallel attention (--dp D): the ranks form D attention groups of N / D consecutive ranks;
+//   each group owns disjoint sequences and their caches (the root's scheduler assigns them), and
+//   the MoE layers exchange every group's tokens over the EP groups;
+// - inside an attention group, its CP groups are replicas that compute the same tokens; they split
+//   each step's MoE rows between them (the home rows of a rank) and gather the results back.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,12 @@ struct Layout {
 // Throws std::invalid_argument naming the flag when the layout does not fit `world_size` ranks
 // and a model of `n_routed_experts` (0: no MoE layers).
 void check_layout(const Layout& l, int world_size, int64_t n_routed_experts);
+
+// Where a rank sits: its attention group, its CP rank there, and which replica it is.
+struct RankPlace {
+  int group = 0, cp = 0, replica = 0;
+};
+RankPlace place_of(const Layout& l, int world_size, int rank);
 
 // Bounds of the 2C segments of n tokens: segment s is [b[s], b[s + 1]); the first n % 2C
 // segments have one token more.

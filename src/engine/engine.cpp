@@ -43,6 +43,9 @@ Engine::Engine(std::unique_ptr<Model> model, std::optional<Tokenizer> tokenizer,
     throw std::invalid_argument(
         "speculative decoding with MTP: the checkpoint has no MTP module "
         "(num_nextn_predict_layers)");
+  if (options.speculative_draft_tokens > 0 && model_->attention_groups() > 1)
+    throw std::invalid_argument(
+        "speculative decoding with data-parallel attention (--dp) is not supported");
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -79,9 +82,9 @@ RequestHandle Engine::submit(Request r) {
     bad("the prompt (" + std::to_string(n) + " tokens) does not fit the context of " +
         std::to_string(context_limit_) + " tokens (the prompt and at least one generated token)");
   const KvCache& cache = model_->cache();
-  if ((n + 1 + kKvBlockTokens - 1) / kKvBlockTokens > cache.capacity_blocks())
+  if ((n + 1 + kKvBlockTokens - 1) / kKvBlockTokens > cache.group_capacity_blocks())
     bad("the prompt (" + std::to_string(n) + " tokens) does not fit the whole KV cache budget of " +
-        std::to_string(cache.capacity_tokens()) + " tokens");
+        std::to_string(cache.group_capacity_blocks() * kKvBlockTokens) + " tokens");
 
   std::optional<StreamingDecoder> dec;
   if (tokenizer_) dec.emplace(*tokenizer_, true);
@@ -408,7 +411,7 @@ void Engine::step() {
     finish(s, FinishReason::error,
            "the request needs " + std::to_string(s->tokens.size() + 1) +
                " tokens of KV cache; the whole budget holds " +
-               std::to_string(model_->cache().capacity_tokens()));
+               std::to_string(model_->cache().group_capacity_blocks() * kKvBlockTokens));
   if (plan.chunks.empty()) {
     // Nothing can run now (everything waits for blocks held by nobody would be a bug): sleep
     // until something changes.

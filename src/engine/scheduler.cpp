@@ -58,15 +58,30 @@ void Scheduler::preempt(SequenceState* s) {
 
 bool Scheduler::admit(SequenceState* s) {
   const int64_t n = int64_t(s->tokens.size());
+  const BlockPool& pool = cache_.pool();
   // At least the last token is computed (its logits are needed), so whole blocks before it.
   std::vector<int32_t> hit;
   if (options_.prefix_cache)
     hit = match_prefix(model_, cache_, s->tokens, s->prompt_len, n - 1, options_.speculative);
-  int64_t revived = 0;  // hit blocks now unreferenced: attaching them uses up available blocks
-  for (int32_t b : hit) revived += cache_.pool().refs(b) == 0;
-  const int64_t need = blocks_for(n) - int64_t(hit.size());
-  if (need + revived > cache_.pool().available()) return false;
-  s->seq = cache_.create_sequence();
+  // Data-parallel attention: a cached prefix keeps the request in the group holding it when that
+  // group has room; otherwise the group with the most unreferenced blocks takes it, from scratch.
+  auto fits = [&](int group, const std::vector<int32_t>& blocks) {
+    int64_t revived = 0;  // hit blocks now unreferenced: attaching them uses up available blocks
+    for (int32_t b : blocks) revived += pool.refs(b) == 0;
+    return blocks_for(n) - int64_t(blocks.size()) + revived <= pool.available(group);
+  };
+  int group = hit.empty() ? 0 : pool.group_of(hit[0]);
+  if (!fits(group, hit)) {
+    if (pool.groups() == 1) return false;
+    hit.clear();
+    for (int g = 0; g < pool.groups(); ++g)
+      if (pool.available(g) > pool.available(group)) group = g;
+    if (!fits(group, hit)) return false;
+  } else if (hit.empty()) {
+    for (int g = 0; g < pool.groups(); ++g)
+      if (pool.available(g) > pool.available(group)) group = g;
+  }
+  s->seq = cache_.create_sequence(group);
   cache_.attach_blocks(s->seq, hit);
   // With drafts the blocks' keys cover the token after them, so their MTP rows are right too.
   if (options_.speculative) cache_.set_mtp_length(s->seq, int64_t(hit.size()) * kKvBlockTokens);
@@ -111,14 +126,22 @@ StepPlan Scheduler::schedule() {
         s->clear_drafts();
       const int64_t n = 1 + int64_t(s->drafts.size());
       bool ok = cache_.try_reserve(s->seq, s->computed + 1);
-      while (!ok && running_.back() != s) {
-        SequenceState* victim = running_.back();
+      // Victims: the lowest-priority sequences after this one holding blocks of its group.
+      const int group = cache_.group(s->seq);
+      auto victim_after = [&]() -> SequenceState* {
+        for (size_t j = running_.size(); j-- > i + 1;)
+          if (cache_.group(running_[j]->seq) == group) return running_[j];
+        return nullptr;
+      };
+      for (SequenceState* victim; !ok && (victim = victim_after()) != nullptr;) {
         preempt(victim);
         plan.preempted.push_back(victim);
         ok = cache_.try_reserve(s->seq, s->computed + 1);
       }
       if (!ok) {
-        if (running_.size() == 1) {  // alone and still no room: the budget is too small
+        int in_group = 0;
+        for (SequenceState* r : running_) in_group += cache_.group(r->seq) == group;
+        if (in_group == 1) {  // alone and still no room: the budget is too small
           running_.erase(running_.begin() + long(i));
           cache_.free_sequence(s->seq);
           s->seq = -1;
@@ -146,7 +169,7 @@ StepPlan Scheduler::schedule() {
   // 3: admissions.
   while (!waiting_.empty() && int(running_.size()) < options_.max_running && budget > 0) {
     SequenceState* s = waiting_.front();
-    if (blocks_for(int64_t(s->tokens.size()) + 1) > cache_.capacity_blocks()) {
+    if (blocks_for(int64_t(s->tokens.size()) + 1) > cache_.group_capacity_blocks()) {
       waiting_.erase(waiting_.begin());
       plan.failed.push_back(s);
       continue;

@@ -5,33 +5,42 @@
 
 namespace dsinfer {
 
-BlockPool::BlockPool(int32_t n_blocks) {
+BlockPool::BlockPool(int32_t n_blocks, int groups) {
   if (n_blocks < 1) throw std::invalid_argument("block pool: needs at least one block");
+  if (groups < 1 || n_blocks % groups != 0)
+    throw std::invalid_argument("block pool: " + std::to_string(n_blocks) +
+                                " blocks do not split into " + std::to_string(groups) + " groups");
   refs_.assign(size_t(n_blocks), 0);
   gen_.assign(size_t(n_blocks), 0);
   keyed_.assign(size_t(n_blocks), false);
   keys_.resize(size_t(n_blocks));
   prev_.assign(size_t(n_blocks), -1);
   next_.assign(size_t(n_blocks), -1);
+  free_.resize(size_t(groups));
+  lru_head_.assign(size_t(groups), -1);
+  lru_tail_.assign(size_t(groups), -1);
+  n_free_.assign(size_t(groups), n_blocks / groups);
+  n_cached_.assign(size_t(groups), 0);
   // Low ids first: allocation order is deterministic and touches memory front to back.
-  for (int32_t b = n_blocks - 1; b >= 0; --b) free_.push_back(b);
-  n_free_ = n_blocks;
+  for (int32_t b = n_blocks - 1; b >= 0; --b) free_[size_t(group_of(b))].push_back(b);
 }
 
 void BlockPool::unlink(int32_t b) {
+  const size_t g = size_t(group_of(b));
   const int32_t p = prev_[size_t(b)], n = next_[size_t(b)];
-  (p >= 0 ? next_[size_t(p)] : lru_head_) = n;
-  (n >= 0 ? prev_[size_t(n)] : lru_tail_) = p;
+  (p >= 0 ? next_[size_t(p)] : lru_head_[g]) = n;
+  (n >= 0 ? prev_[size_t(n)] : lru_tail_[g]) = p;
   prev_[size_t(b)] = next_[size_t(b)] = -1;
-  --n_cached_;
+  --n_cached_[g];
 }
 
 void BlockPool::push_lru(int32_t b) {
-  prev_[size_t(b)] = lru_tail_;
+  const size_t g = size_t(group_of(b));
+  prev_[size_t(b)] = lru_tail_[g];
   next_[size_t(b)] = -1;
-  (lru_tail_ >= 0 ? next_[size_t(lru_tail_)] : lru_head_) = b;
-  lru_tail_ = b;
-  ++n_cached_;
+  (lru_tail_[g] >= 0 ? next_[size_t(lru_tail_[g])] : lru_head_[g]) = b;
+  lru_tail_[g] = b;
+  ++n_cached_[g];
 }
 
 void BlockPool::drop_contents(int32_t b) {
@@ -43,14 +52,17 @@ void BlockPool::drop_contents(int32_t b) {
   ++gen_[size_t(b)];
 }
 
-int32_t BlockPool::allocate() {
+int32_t BlockPool::allocate(int group) {
+  if (group < 0 || group >= groups())
+    throw std::out_of_range("block pool: no group " + std::to_string(group));
+  const size_t g = size_t(group);
   int32_t b;
-  if (!free_.empty()) {
-    b = free_.back();
-    free_.pop_back();
-    --n_free_;
-  } else if (lru_head_ >= 0) {
-    b = lru_head_;
+  if (!free_[g].empty()) {
+    b = free_[g].back();
+    free_[g].pop_back();
+    --n_free_[g];
+  } else if (lru_head_[g] >= 0) {
+    b = lru_head_[g];
     unlink(b);
     ++stats_.evictions;
   } else {
@@ -82,8 +94,8 @@ void BlockPool::decref(int32_t b) {
     push_lru(b);
   } else {
     ++gen_[size_t(b)];
-    free_.push_back(b);
-    ++n_free_;
+    free_[size_t(group_of(b))].push_back(b);
+    ++n_free_[size_t(group_of(b))];
   }
 }
 
@@ -111,20 +123,25 @@ void BlockPool::check_consistency() const {
     if (refs_[size_t(b)] < 0) fail("negative ref count on block " + std::to_string(b));
     zero_refs += refs_[size_t(b)] == 0;
   }
-  for (int32_t b = lru_head_, last = -1; b >= 0; last = b, b = next_[size_t(b)]) {
-    if (prev_[size_t(b)] != last) fail("LRU list links broken at block " + std::to_string(b));
-    if (refs_[size_t(b)] != 0 || !keyed_[size_t(b)])
-      fail("block " + std::to_string(b) + " on the LRU list is referenced or unregistered");
-    if (++listed > capacity()) fail("LRU list has a cycle");
+  for (size_t g = 0; g < free_.size(); ++g) {
+    int32_t in_group = 0;
+    for (int32_t b = lru_head_[g], last = -1; b >= 0; last = b, b = next_[size_t(b)]) {
+      if (prev_[size_t(b)] != last) fail("LRU list links broken at block " + std::to_string(b));
+      if (refs_[size_t(b)] != 0 || !keyed_[size_t(b)])
+        fail("block " + std::to_string(b) + " on the LRU list is referenced or unregistered");
+      if (size_t(group_of(b)) != g) fail("block " + std::to_string(b) + " on another group's list");
+      if (++listed > capacity()) fail("LRU list has a cycle");
+      ++in_group;
+    }
+    if (in_group != n_cached_[g]) fail("cached count differs from the LRU list");
+    if (int32_t(free_[g].size()) != n_free_[g]) fail("free count differs from the free list");
+    for (int32_t b : free_[g])
+      if (refs_[size_t(b)] != 0 || keyed_[size_t(b)] || size_t(group_of(b)) != g)
+        fail("free block " + std::to_string(b) + " in use or in another group");
   }
-  if (listed != n_cached_) fail("cached count differs from the LRU list");
-  if (int32_t(free_.size()) != n_free_) fail("free count differs from the free list");
-  for (int32_t b : free_)
-    if (refs_[size_t(b)] != 0 || keyed_[size_t(b)])
-      fail("free block " + std::to_string(b) + " in use");
-  if (zero_refs != n_free_ + n_cached_)
+  if (zero_refs != available())
     fail("unreferenced blocks (" + std::to_string(zero_refs) + ") != free + cached (" +
-         std::to_string(n_free_ + n_cached_) + ")");
+         std::to_string(available()) + ")");
   for (const auto& [h, b] : by_hash_)
     if (!keyed_[size_t(b)] || keys_[size_t(b)].hash != h) fail("hash map entry is stale");
 }

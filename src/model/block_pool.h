@@ -7,6 +7,10 @@
 // allocate() takes a free block first and evicts the least recently used cached one only when no
 // free block is left, so cached prefixes live as long as the budget allows.
 //
+// The blocks may be cut into equal groups (data-parallel attention: group g's blocks live on the
+// ranks of attention group g, src/dist/layout.h): allocation, eviction and the counts are then
+// per group, while ids, keys and lookups stay global.
+//
 // A registered key is verified on lookup, not just hashed: the 64 tokens, a flags word (what
 // else decided the rows, e.g. the attention form) and the parent block with its generation (a
 // block's generation changes whenever its contents are dropped, so a child whose parent was
@@ -44,16 +48,24 @@ struct BlockPoolStats {
 
 class BlockPool {
  public:
-  explicit BlockPool(int32_t n_blocks);
+  // n_blocks must be a multiple of groups.
+  explicit BlockPool(int32_t n_blocks, int groups = 1);
 
   int32_t capacity() const { return int32_t(refs_.size()); }
+  int groups() const { return int(free_.size()); }
+  int32_t group_capacity() const { return capacity() / groups(); }
+  int group_of(int32_t block) const { return int(block / group_capacity()); }
   // Unreferenced blocks (free + cached): what allocate() can still hand out.
-  int32_t available() const { return n_free_ + n_cached_; }
-  int32_t cached() const { return n_cached_; }
+  int32_t available() const { return total(n_free_) + total(n_cached_); }
+  int32_t available(int group) const {
+    return n_free_[size_t(group)] + n_cached_[size_t(group)];
+  }
+  int32_t cached() const { return total(n_cached_); }
   int32_t referenced() const { return capacity() - available(); }
 
-  // An unreferenced block with one reference, its contents dropped; -1 when every block is held.
-  int32_t allocate();
+  // An unreferenced block of `group` with one reference, its contents dropped; -1 when every block
+  // of the group is held.
+  int32_t allocate(int group = 0);
   void incref(int32_t block);  // a cached block found by lookup() leaves the LRU list
   void decref(int32_t block);  // at zero: cached (most recent) if registered, else free
   int32_t refs(int32_t block) const { return refs_.at(size_t(block)); }
@@ -80,10 +92,16 @@ class BlockPool {
   std::vector<uint32_t> gen_;
   std::vector<bool> keyed_;
   std::vector<BlockKey> keys_;
-  std::vector<int32_t> free_;              // free (never-cached) blocks, a stack
-  std::vector<int32_t> prev_, next_;       // LRU list of cached blocks
-  int32_t lru_head_ = -1, lru_tail_ = -1;  // head: least recently freed
-  int32_t n_free_ = 0, n_cached_ = 0;
+  static int32_t total(const std::vector<int32_t>& v) {
+    int32_t s = 0;
+    for (int32_t x : v) s += x;
+    return s;
+  }
+  // Per group:
+  std::vector<std::vector<int32_t>> free_;     // free (never-cached) blocks, a stack
+  std::vector<int32_t> prev_, next_;           // LRU lists of cached blocks (links per block)
+  std::vector<int32_t> lru_head_, lru_tail_;   // head: least recently freed
+  std::vector<int32_t> n_free_, n_cached_;
   std::unordered_map<uint64_t, int32_t> by_hash_;
   BlockPoolStats stats_;
 };

@@ -46,11 +46,15 @@ int64_t default_kv_cache_tokens(size_t bytes_per_token, size_t weight_bytes) {
   return tokens / kKvBlockTokens * kKvBlockTokens;
 }
 
-KvCache::KvCache(const CacheLayout& layout, int64_t capacity_tokens)
-    : layout_(layout), pool_(blocks_for(capacity_tokens)), pools_(size_t(layout.n_layers)) {
+KvCache::KvCache(const CacheLayout& layout, int64_t capacity_tokens, int groups)
+    : layout_(layout),
+      pool_(blocks_for(capacity_tokens) * groups, groups),
+      pools_(size_t(layout.n_layers)) {
   if (layout.mla_dtype != DType::f32 && layout.mla_dtype != DType::bf16)
     throw std::invalid_argument("kv cache: MLA cache dtype must be f32 or bf16");
-  const int64_t cap = pool_.capacity(), rows = cap * kKvBlockTokens;
+  // Storage for one group: this process holds the rows of group 0's blocks (a worker of another
+  // group mirrors its tables to these rows, see mirror()).
+  const int64_t cap = pool_.group_capacity(), rows = cap * kKvBlockTokens;
   for (LayerPools& p : pools_) {
     p.c = Tensor::lazy(layout_.mla_dtype, {rows, layout_.latent});
     p.k_pe = Tensor::lazy(layout_.mla_dtype, {rows, layout_.rope});
@@ -71,25 +75,34 @@ const KvCache::Sequence& KvCache::seq_at(int seq) const {
   return seqs_[size_t(seq)];
 }
 
-int KvCache::create_sequence() {
+int KvCache::create_sequence(int group) {
+  if (group < 0 || group >= pool_.groups())
+    throw std::out_of_range("kv cache: no block group " + std::to_string(group));
   for (size_t i = 0; i < seqs_.size(); ++i)
     if (!seqs_[i].live) {
-      seqs_[i] = Sequence{true, 0, 0, {}};
+      seqs_[i] = Sequence{true, 0, 0, {}, group};
       return int(i);
     }
-  seqs_.push_back(Sequence{true, 0, 0, {}});
+  seqs_.push_back(Sequence{true, 0, 0, {}, group});
   return int(seqs_.size() - 1);
 }
 
-void KvCache::mirror(int seq, std::vector<int32_t> blocks, int64_t length, int64_t mtp_length) {
+int KvCache::group(int seq) const {
+  return seq_at(seq).group;
+}
+
+void KvCache::mirror(int seq, std::vector<int32_t> blocks, int64_t length, int64_t mtp_length,
+                     int32_t first_block) {
   if (seq < 0) throw std::invalid_argument("kv cache: mirror of sequence " + std::to_string(seq));
-  for (int32_t b : blocks)
-    if (b < 0 || b >= pool_.capacity())
-      throw std::invalid_argument("kv cache: mirrored block " + std::to_string(b) +
-                                  " outside this rank's budget of " +
-                                  std::to_string(pool_.capacity()) + " blocks");
+  for (int32_t& b : blocks) {
+    b -= first_block;
+    if (b < 0 || b >= pool_.group_capacity())
+      throw std::invalid_argument("kv cache: mirrored block " + std::to_string(b + first_block) +
+                                  " outside this rank's blocks " + std::to_string(first_block) +
+                                  " .. " + std::to_string(first_block + pool_.group_capacity() - 1));
+  }
   if (size_t(seq) >= seqs_.size()) seqs_.resize(size_t(seq) + 1);
-  seqs_[size_t(seq)] = Sequence{true, length, mtp_length, std::move(blocks)};
+  seqs_[size_t(seq)] = Sequence{true, length, mtp_length, std::move(blocks), 0};
 }
 
 bool KvCache::has_sequence(int seq) const {
@@ -137,9 +150,9 @@ int64_t KvCache::blocks_needed(int seq, int64_t tokens) const {
 bool KvCache::try_reserve(int seq, int64_t tokens) {
   const int64_t more = blocks_needed(seq, tokens);
   if (more == 0) return true;
-  if (more > pool_.available()) return false;
   Sequence& s = seq_at(seq);
-  for (int64_t i = 0; i < more; ++i) s.blocks.push_back(pool_.allocate());
+  if (more > pool_.available(s.group)) return false;
+  for (int64_t i = 0; i < more; ++i) s.blocks.push_back(pool_.allocate(s.group));
   return true;
 }
 
@@ -148,14 +161,19 @@ void KvCache::reserve(int seq, int64_t tokens) {
     throw KvCacheFull("kv cache: " + std::to_string(tokens) + " tokens need " +
                       std::to_string(blocks_needed(seq, tokens)) + " more blocks of " +
                       std::to_string(kKvBlockTokens) + " tokens, but only " +
-                      std::to_string(pool_.available()) + " of the budget's " +
-                      std::to_string(pool_.capacity()) + " are unreferenced");
+                      std::to_string(pool_.available(seq_at(seq).group)) + " of the budget's " +
+                      std::to_string(pool_.group_capacity()) + " are unreferenced");
 }
 
 void KvCache::attach_blocks(int seq, const std::vector<int32_t>& blocks) {
   Sequence& s = seq_at(seq);
   if (s.length != int64_t(s.blocks.size()) * kKvBlockTokens)
     throw std::logic_error("kv cache: attaching blocks to a sequence that does not end on a block");
+  for (int32_t b : blocks)
+    if (pool_.group_of(b) != s.group)
+      throw std::logic_error("kv cache: attaching block " + std::to_string(b) + " of group " +
+                             std::to_string(pool_.group_of(b)) + " to a sequence of group " +
+                             std::to_string(s.group));
   for (int32_t b : blocks) pool_.incref(b);
   s.blocks.insert(s.blocks.end(), blocks.begin(), blocks.end());
   s.length = int64_t(s.blocks.size()) * kKvBlockTokens;
@@ -232,7 +250,7 @@ size_t KvCache::bytes_per_token() const {
 }
 
 size_t KvCache::bytes_reserved() const {
-  return bytes_per_token() * size_t(capacity_tokens());
+  return bytes_per_token() * size_t(group_capacity_blocks() * kKvBlockTokens);
 }
 
 }  // namespace dsinfer

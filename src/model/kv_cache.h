@@ -41,10 +41,14 @@ int64_t default_kv_cache_tokens(size_t bytes_per_token, size_t weight_bytes);
 
 class KvCache {
  public:
-  // capacity_tokens is rounded up to whole blocks (at least one).
-  KvCache(const CacheLayout& layout, int64_t capacity_tokens);
+  // capacity_tokens is rounded up to whole blocks (at least one). With groups > 1 (data-parallel
+  // attention) the pool has that many blocks per group, but this process stores the rows of one
+  // group only (see BlockPool and mirror()).
+  KvCache(const CacheLayout& layout, int64_t capacity_tokens, int groups = 1);
 
-  int create_sequence();
+  // A sequence whose blocks come from `group`.
+  int create_sequence(int group = 0);
+  int group(int seq) const;
   void free_sequence(int seq);  // drops its references (cached blocks stay findable)
   bool has_sequence(int seq) const;
   int64_t length(int seq) const;  // tokens whose cache rows are written
@@ -66,9 +70,10 @@ class KvCache {
   void truncate(int seq, int64_t len);
   const std::vector<int32_t>& block_table(int seq) const;
   // A worker rank of a distributed job (src/dist): makes `seq` exactly the root's sequence of that
-  // id (its block table and lengths), without reference counting: the root's pool decides which
-  // blocks hold what, and every rank writes the same rows into them.
-  void mirror(int seq, std::vector<int32_t> blocks, int64_t length, int64_t mtp_length);
+  // id (its block table, less first_block, and lengths), without reference counting: the root's
+  // pool decides which blocks hold what, and every rank of the group writes the same rows.
+  void mirror(int seq, std::vector<int32_t> blocks, int64_t length, int64_t mtp_length,
+              int32_t first_block = 0);
 
   // Row addresses of position `pos` of `seq` (reserved) in `layer`.
   void* c_row(int layer, int seq, int64_t pos);
@@ -85,6 +90,8 @@ class KvCache {
   BlockPool& pool() { return pool_; }
   const BlockPool& pool() const { return pool_; }
   int64_t capacity_blocks() const { return pool_.capacity(); }
+  // Blocks one sequence can ever hold: its group's.
+  int64_t group_capacity_blocks() const { return pool_.group_capacity(); }
   int64_t capacity_tokens() const { return capacity_blocks() * kKvBlockTokens; }
   int64_t blocks_in_use() const { return pool_.referenced(); }
   size_t bytes_reserved() const;  // the whole budget (address space)
@@ -96,6 +103,7 @@ class KvCache {
     bool live = false;
     int64_t length = 0, mtp_length = 0;
     std::vector<int32_t> blocks;
+    int group = 0;
   };
   struct LayerPools {
     Tensor c, k_pe;  // [capacity * 64, latent] / [capacity * 64, rope]

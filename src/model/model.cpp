@@ -158,8 +158,9 @@ void Model::setup_distribution() {
   expert_end_ = config_.n_routed_experts;
   if (world_->size() == 1) return;
   const int r = world_->rank();
+  place_ = dist::place_of(l, world_->size(), r);
   cp_comm_ = world_->split(r / l.cp, r);
-  replica_comm_ = world_->split(r % l.cp, r);
+  replica_comm_ = world_->split(place_.group * l.cp + place_.cp, r);
   ep_comm_ = world_->split(r / l.ep, r);
   if (l.ep > 1) {
     std::tie(expert_begin_, expert_end_) =
@@ -316,8 +317,10 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
     // One cache budget for all: the root's block ids address every rank's cache.
     const std::vector<int64_t> caps = world.allgather_value(m->cache_.capacity_tokens());
     const int64_t cap = *std::min_element(caps.begin(), caps.end());
-    if (cap != m->cache_.capacity_tokens())
-      m->cache_ = KvCache(m->cache_.layout(), cap);
+    // The root's pool covers every attention group (--dp), each group's rows stay on its ranks.
+    const int groups = world.is_root() ? options.dist.dp : 1;
+    if (cap != m->cache_.capacity_tokens() || groups > 1)
+      m->cache_ = KvCache(m->cache_.layout(), cap, groups);
   }
   const std::string who =
       world.size() > 1 ? fmt::format("rank {}/{}: ", world.rank(), world.size()) : "";
@@ -1060,15 +1063,15 @@ void Model::send_step(Step step, const std::vector<int64_t>& words,
                       dist::Traffic::control);
 }
 
-// Per entry: seq, start, length, mtp length, flags, prompt_len, n tokens, tokens, n blocks,
+// Per entry: seq, group, start, length, mtp length, flags, prompt_len, n tokens, tokens, n blocks,
 // blocks (the cache state after the root reserved the step's blocks).
 std::vector<int64_t> Model::describe_entries(const std::vector<BatchEntry>& batch,
                                              const std::vector<int64_t>& starts) const {
   std::vector<int64_t> w{int64_t(batch.size())};
   for (size_t e = 0; e < batch.size(); ++e) {
     const BatchEntry& en = batch[e];
-    w.insert(w.end(), {int64_t(en.seq), starts[e], cache_.length(en.seq),
-                       cache_.mtp_length(en.seq),
+    w.insert(w.end(), {int64_t(en.seq), int64_t(cache_.group(en.seq)), starts[e],
+                       cache_.length(en.seq), cache_.mtp_length(en.seq),
                        int64_t(en.all_logits) | int64_t(en.no_logits) << 1, en.prompt_len,
                        int64_t(en.tokens.size())});
     w.insert(w.end(), en.tokens.begin(), en.tokens.end());
@@ -1080,16 +1083,19 @@ std::vector<int64_t> Model::describe_entries(const std::vector<BatchEntry>& batc
 }
 
 std::vector<BatchEntry> Model::mirror_entries(const std::vector<int64_t>& w, size_t& at,
-                                              std::vector<int64_t>& starts) {
+                                              std::vector<int64_t>& starts,
+                                              std::vector<int>& groups) {
   auto next = [&]() {
     if (at >= w.size()) throw std::runtime_error("distributed step: truncated step message");
     return w[at++];
   };
   std::vector<BatchEntry> batch(static_cast<size_t>(next()));
   starts.assign(batch.size(), 0);
+  groups.assign(batch.size(), 0);
   for (size_t e = 0; e < batch.size(); ++e) {
     BatchEntry& en = batch[e];
     en.seq = int(next());
+    groups[e] = int(next());
     starts[e] = next();
     const int64_t length = next(), mtp_length = next(), flags = next();
     en.all_logits = flags & 1;
@@ -1099,7 +1105,10 @@ std::vector<BatchEntry> Model::mirror_entries(const std::vector<int64_t>& w, siz
     for (int32_t& t : en.tokens) t = int32_t(next());
     std::vector<int32_t> blocks(static_cast<size_t>(next()));
     for (int32_t& bl : blocks) bl = int32_t(next());
-    cache_.mirror(en.seq, std::move(blocks), length, mtp_length);
+    // Only this rank's attention group holds the sequence's rows.
+    if (groups[e] == place_.group)
+      cache_.mirror(en.seq, std::move(blocks), length, mtp_length,
+                    int32_t(groups[e] * cache_.group_capacity_blocks()));
   }
   return batch;
 }
@@ -1117,17 +1126,18 @@ void Model::run_worker() {
     try {
       size_t at = 0;
       std::vector<int64_t> starts;
+      std::vector<int> groups;
       switch (Step(header[0])) {
         case Step::stop:
           return;
         case Step::forward: {
-          const std::vector<BatchEntry> batch = mirror_entries(words, at, starts);
-          forward_step(batch, starts);
+          const std::vector<BatchEntry> batch = mirror_entries(words, at, starts, groups);
+          forward_step(batch, starts, groups);
           break;
         }
         case Step::mtp: {
           const bool all_logits = words[at++] != 0;
-          const std::vector<BatchEntry> entries = mirror_entries(words, at, starts);
+          const std::vector<BatchEntry> entries = mirror_entries(words, at, starts, groups);
           std::vector<MtpEntry> batch;
           size_t row = 0;
           for (const BatchEntry& en : entries) {
@@ -1141,8 +1151,8 @@ void Model::run_worker() {
         case Step::fill: {
           const int64_t depth = words[at++];
           const uint32_t seed = uint32_t(words[at++]);
-          const std::vector<BatchEntry> entries = mirror_entries(words, at, starts);
-          fill_step(entries.at(0).seq, depth, seed);
+          const std::vector<BatchEntry> entries = mirror_entries(words, at, starts, groups);
+          if (groups.at(0) == place_.group) fill_step(entries.at(0).seq, depth, seed);
           break;
         }
         default:
@@ -1159,53 +1169,84 @@ Model::~Model() {
 }
 
 // ---- the forward --------------------------------------------------------------------------------
+std::vector<int64_t> Model::step_tokens(const std::vector<BatchEntry>& batch,
+                                        const std::vector<int>& groups, int rank) const {
+  const dist::Layout& l = options_.dist;
+  const dist::RankPlace p = dist::place_of(l, world_->size(), rank);
+  std::vector<int64_t> out;
+  int64_t first = 0;
+  for (size_t e = 0; e < batch.size(); ++e) {
+    const int64_t n = int64_t(batch[e].tokens.size());
+    if (groups[e] == p.group) {
+      if (l.cp > 1)
+        for (int64_t t : dist::cp_tokens_of(n, l.cp, p.cp)) out.push_back(first + t);
+      else
+        for (int64_t t = 0; t < n; ++t) out.push_back(first + t);
+    }
+    first += n;
+  }
+  return out;
+}
+
 Model::Batch Model::make_batch(const std::vector<BatchEntry>& batch,
-                               const std::vector<int64_t>& starts, bool split) const {
+                               const std::vector<int64_t>& starts,
+                               const std::vector<int>& groups) const {
   Batch b;
   b.first.push_back(0);
-  const int C = split ? cp_comm_->size() : 1, me = split ? cp_comm_->rank() : 0;
-  if (split) {
+  const bool one = world_->size() == 1;
+  // Every token of the step: its entry and position.
+  std::vector<int32_t> entry_of, pos_of;
+  for (size_t e = 0; e < batch.size(); ++e)
+    for (size_t i = 0; i < batch[e].tokens.size(); ++i) {
+      entry_of.push_back(int32_t(e));
+      pos_of.push_back(int32_t(starts[e] + int64_t(i)));
+    }
+  b.T_step = int64_t(entry_of.size());
+  const std::vector<int64_t> mine =
+      one ? std::vector<int64_t>() : step_tokens(batch, groups, world_->rank());
+  b.split = !one && cp_comm_->size() > 1;
+  if (b.split) {
     // Every CP rank's share, in CP-rank order: the layout of each layer's cache gather.
-    b.gather_counts.assign(size_t(C), 0);
-    std::vector<int64_t> step_first{0};
-    for (const BatchEntry& en : batch) step_first.push_back(step_first.back() + int64_t(en.tokens.size()));
-    for (int r = 0; r < C; ++r)
-      for (size_t e = 0; e < batch.size(); ++e)
-        for (int64_t t : dist::cp_tokens_of(int64_t(batch[e].tokens.size()), C, r)) {
-          b.gathered_seq.push_back(batch[e].seq);
-          b.gathered_pos.push_back(int32_t(starts[e] + t));
-          b.gathered_token.push_back(step_first[e] + t);
-          ++b.gather_counts[size_t(r)];
-        }
-    b.T_step = step_first.back();
+    const int C = cp_comm_->size(), base = world_->rank() - cp_comm_->rank();
+    for (int r = 0; r < C; ++r) {
+      const std::vector<int64_t> theirs = step_tokens(batch, groups, base + r);
+      b.gather_counts.push_back(int64_t(theirs.size()));
+      for (int64_t t : theirs) {
+        b.gathered_seq.push_back(batch[size_t(entry_of[size_t(t)])].seq);
+        b.gathered_pos.push_back(pos_of[size_t(t)]);
+        b.gathered_token.push_back(t);
+      }
+    }
   }
+  // This rank's entries (those of its attention group) with its tokens of each.
+  size_t at = 0;
+  int64_t first = 0;
   for (size_t e = 0; e < batch.size(); ++e) {
     const BatchEntry& en = batch[e];
-    BatchEntry mine = en;
-    std::vector<int64_t> own;
-    if (split) {
-      own = dist::cp_tokens_of(int64_t(en.tokens.size()), C, me);
-      mine.tokens.clear();
-      for (int64_t t : own) mine.tokens.push_back(en.tokens[size_t(t)]);
-    } else {
-      own.resize(en.tokens.size());
-      for (size_t i = 0; i < own.size(); ++i) own[i] = int64_t(i);
+    const int64_t n = int64_t(en.tokens.size());
+    if (!one && groups[e] != place_.group) {
+      first += n;
+      continue;
     }
+    BatchEntry local = en;
+    local.tokens.clear();
     int64_t n_mha = 0;
-    for (int64_t t : own) {
+    for (; one ? int64_t(local.tokens.size()) < n : at < mine.size() && mine[at] < first + n;
+         ++at) {
+      const int64_t t = one ? int64_t(local.tokens.size()) : mine[at] - first;
+      local.tokens.push_back(en.tokens[size_t(t)]);
       b.positions.push_back(int32_t(starts[e] + t));
-      b.entry_of.push_back(int32_t(e));
+      b.entry_of.push_back(int32_t(b.local.size()));
       // MHA tokens come first: the rule is monotone in the position within a sequence.
       n_mha += uses_mha(starts[e] + t, en.prompt_len) ? 1 : 0;
     }
-    b.first.push_back(b.first.back() + int64_t(own.size()));
-    b.end.push_back(starts[e] + int64_t(en.tokens.size()));
+    b.first.push_back(b.first.back() + int64_t(local.tokens.size()));
+    b.end.push_back(starts[e] + n);
     b.n_mha.push_back(n_mha);
-    b.local.push_back(std::move(mine));
+    b.local.push_back(std::move(local));
+    first += n;
   }
   b.T = b.first.back();
-  if (!split) b.T_step = b.T;
-  b.split = split;
   return b;
 }
 
@@ -1248,10 +1289,12 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
     cache_.reserve(batch[e].seq, ends[e]);
     cache_.set_length(batch[e].seq, ends[e]);
   }
-  if (world_->size() == 1) return forward_step(batch, starts);
+  std::vector<int> groups;
+  for (const BatchEntry& en : batch) groups.push_back(cache_.group(en.seq));
+  if (world_->size() == 1) return forward_step(batch, starts, groups);
   send_step(Step::forward, describe_entries(batch, starts), {});
   try {
-    return forward_step(batch, starts);
+    return forward_step(batch, starts, groups);
   } catch (const std::exception& e) {
     // The other ranks are inside the same step: stopping alone would leave them waiting.
     world_->abort(std::string("forward failed on the root rank: ") + e.what());
@@ -1260,11 +1303,12 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
 }
 
 ForwardOutput Model::forward_step(const std::vector<BatchEntry>& batch,
-                                  const std::vector<int64_t>& starts) {
+                                  const std::vector<int64_t>& starts,
+                                  const std::vector<int>& groups) {
   const ModelConfig& c = config_;
   const int64_t D = c.hidden_size;
   const bool distributed = world_->size() > 1;
-  Batch b = make_batch(batch, starts, distributed && cp_comm_->size() > 1);
+  Batch b = make_batch(batch, starts, groups);
   b.entries = &b.local;
   b.replicas = distributed ? replica_comm_.get() : nullptr;
   b.h.resize(size_t(b.T * D));
@@ -1276,20 +1320,27 @@ ForwardOutput Model::forward_step(const std::vector<BatchEntry>& batch,
   ForwardOutput out;
   ScopedTime st{&times_.head};
   // The final norm of this rank's tokens; the root collects the whole step's (in step order) from
-  // its CP group and runs the head alone.
-  std::vector<float> normed(static_cast<size_t>(b.T * D));
+  // the first replica of every attention group's CP ranks and runs the head alone.
+  std::vector<float> normed(size_t(b.T * D));
   rms_norm(b.h.data(), b.T, D, D, param(weights_.norm()), float(c.rms_norm_eps), normed.data(), D);
-  if (b.split && replica_comm_->rank() == 0) {
-    const int C = cp_comm_->size();
-    std::vector<int64_t> counts(static_cast<size_t>(C)), displs(static_cast<size_t>(C), 0);
-    for (int r = 0; r < C; ++r) counts[size_t(r)] = b.gather_counts[size_t(r)] * D * 4;
-    for (int r = 1; r < C; ++r) displs[size_t(r)] = displs[size_t(r - 1)] + counts[size_t(r - 1)];
-    std::vector<float> all(world_->is_root() ? size_t(b.T_step * D) : 0);
-    cp_comm_->gatherv(normed.data(), counts, displs, all.data(), 0, dist::Traffic::output_gather);
+  if (distributed && (b.split || options_.dist.dp > 1)) {
+    const int N = world_->size();
+    std::vector<std::vector<int64_t>> tokens_of(static_cast<size_t>(N));
+    std::vector<int64_t> counts(static_cast<size_t>(N), 0), displs(static_cast<size_t>(N), 0);
+    for (int r = 0; r < N; ++r) {
+      if (dist::place_of(options_.dist, N, r).replica != 0) continue;
+      tokens_of[size_t(r)] = step_tokens(batch, groups, r);
+      counts[size_t(r)] = int64_t(tokens_of[size_t(r)].size()) * D * 4;
+    }
+    for (int r = 1; r < N; ++r) displs[size_t(r)] = displs[size_t(r - 1)] + counts[size_t(r - 1)];
+    std::vector<float> all(world_->is_root() ? size_t((displs.back() + counts.back()) / 4) : 0);
+    world_->gatherv(normed.data(), counts, displs, all.data(), 0, dist::Traffic::output_gather);
     if (world_->is_root()) {
       normed.assign(size_t(b.T_step * D), 0.0f);
-      for (size_t i = 0; i < b.gathered_token.size(); ++i)
-        std::memcpy(&normed[size_t(b.gathered_token[i] * D)], &all[i * size_t(D)], size_t(D) * 4);
+      for (int r = 0; r < N; ++r)
+        for (size_t i = 0; i < tokens_of[size_t(r)].size(); ++i)
+          std::memcpy(&normed[size_t(tokens_of[size_t(r)][i] * D)],
+                      &all[size_t(displs[size_t(r)] / 4) + i * size_t(D)], size_t(D) * 4);
     }
   }
   if (!world_->is_root()) return out;
@@ -1325,6 +1376,8 @@ Model::MtpOutput Model::mtp_forward_batch(const std::vector<MtpEntry>& batch, bo
   if (weights_.mtp().empty())
     throw std::runtime_error("mtp_forward: the checkpoint has no MTP module");
   if (!world_->is_root()) throw std::logic_error("mtp_forward on a worker rank");
+  if (options_.dist.dp > 1)
+    throw std::runtime_error("MTP drafts with data-parallel attention (--dp) are not supported");
   const ModelConfig& c = config_;
   std::vector<int64_t> starts;
   for (const MtpEntry& me : batch) {
@@ -1430,7 +1483,7 @@ void Model::fill_cache_synthetic(int seq, int64_t depth, uint32_t seed) {
     words.insert(words.end(), d.begin(), d.end());
     send_step(Step::fill, words, {});
   }
-  fill_step(seq, depth, seed);
+  if (cache_.group(seq) == place_.group) fill_step(seq, depth, seed);
 }
 
 void Model::fill_step(int seq, int64_t depth, uint32_t seed) {

@@ -115,7 +115,10 @@ class Model {
   const ModelOptions& options() const { return options_; }
   const CheckpointWeights& weights() const { return weights_; }
 
-  int create_sequence() { return cache_.create_sequence(); }
+  // A sequence in attention group `group` (data-parallel attention: its cache lives on that group's
+  // ranks; one process or no --dp: group 0).
+  int create_sequence(int group = 0) { return cache_.create_sequence(group); }
+  int attention_groups() const { return options_.dist.dp; }
   void free_sequence(int seq) { cache_.free_sequence(seq); }
   int64_t sequence_length(int seq) const { return cache_.length(seq); }
   // Forgets the tokens of `seq` past `length` (e.g. where a new chat turn diverges).
@@ -181,11 +184,14 @@ class Model {
   std::vector<int64_t> describe_entries(const std::vector<BatchEntry>& batch,
                                         const std::vector<int64_t>& starts) const;
   std::vector<BatchEntry> mirror_entries(const std::vector<int64_t>& words, size_t& at,
-                                         std::vector<int64_t>& starts);
+                                         std::vector<int64_t>& starts, std::vector<int>& groups);
+  // The step's tokens (indices in step order) that `rank` computes attention for.
+  std::vector<int64_t> step_tokens(const std::vector<BatchEntry>& batch,
+                                   const std::vector<int>& groups, int rank) const;
   Batch make_batch(const std::vector<BatchEntry>& batch, const std::vector<int64_t>& starts,
-                   bool split) const;
+                   const std::vector<int>& groups) const;
   ForwardOutput forward_step(const std::vector<BatchEntry>& batch,
-                             const std::vector<int64_t>& starts);
+                             const std::vector<int64_t>& starts, const std::vector<int>& groups);
   MtpOutput mtp_step(const std::vector<MtpEntry>& batch, const std::vector<int64_t>& starts,
                      bool all_logits);
   void fill_step(int seq, int64_t depth, uint32_t seed);
@@ -231,6 +237,7 @@ class Model {
   std::unique_ptr<dist::Communicator> own_world_;  // one_process
   std::unique_ptr<dist::Communicator> cp_comm_, replica_comm_, ep_comm_;
   int64_t expert_begin_ = 0, expert_end_ = 0;
+  dist::RankPlace place_;  // this rank's attention group, CP rank and replica
 };
 
 }  // namespace dsinfer

@@ -106,8 +106,9 @@ TEST(DistLaunch, EvalLogitsAreBitwiseThoseOfOneProcess) {
   // 90 tokens: past the tiny preset's index_topk (16), so DSA's indexer and top-k are in play.
   const std::string toks = tokens(90, 3);
   const std::vector<std::pair<int, std::string>> layouts = {
-      {2, "--ep 2"}, {4, "--ep 4"}, {2, "--cp 2"}, {4, "--cp 4"}, {4, "--cp 2 --ep 2"},
-      {2, "--cp 2 --ep 2"}};
+      {2, "--ep 2"},        {4, "--ep 4"},        {2, "--cp 2"},
+      {4, "--cp 4"},        {4, "--cp 2 --ep 2"}, {2, "--cp 2 --ep 2"},
+      {4, "--dp 2 --cp 2 --ep 4"}};
   struct Variant {
     const std::string* model;
     std::string flags;
@@ -238,9 +239,12 @@ TEST(DistLaunch, ServeAnswersConcurrentRequestsAsOneProcess) {
     want = answers(one.port(), 6);
   }
   for (const auto& [np, layout] :
-       std::vector<std::pair<int, std::string>>{{2, "--ep 2"}, {2, "--cp 2 --ep 2"}}) {
+       std::vector<std::pair<int, std::string>>{{2, "--ep 2"},
+                                                {2, "--cp 2 --ep 2"},
+                                                {2, "--dp 2 --ep 2"},
+                                                {4, "--dp 2 --cp 2 --ep 4"}}) {
     SCOPED_TRACE(layout);
-    Server many(mpirun(np), layout, 1 + np);
+    Server many(mpirun(np), layout, 1 + np + int(layout.size()));
     EXPECT_EQ(answers(many.port(), 6), want) << many.log();
   }
 }
@@ -272,6 +276,14 @@ TEST(DistLaunch, RanksThatDisagreeStopWithAClearErrorOnEveryRank) {
             models().fp8);
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.err.find("--ep 3 does not divide the model's 8 routed experts"), std::string::npos)
+      << r.err;
+  // MTP drafts need every sequence's MTP cache on every rank, which data-parallel groups do not
+  // share.
+  r = shell(mpirun(2) + bin() + " run -m " + models().fp8 +
+            " --raw -p hello -n 4 -q -t 1 --dp 2 --ep 2 --speculative mtp");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("speculative decoding with data-parallel attention (--dp) is not supported"),
+            std::string::npos)
       << r.err;
   // Without mpirun the same flags name the problem too.
   r = shell(bin() + " eval --tokens 1,2 --logits-out /dev/null -t 1 --ep 2 -m " + models().fp8);

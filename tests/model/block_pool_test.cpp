@@ -113,5 +113,64 @@ TEST(BlockPool, RandomOperationsKeepTheInvariants) {
   EXPECT_EQ(pool.available(), 16);
 }
 
+// Data-parallel attention: groups allocate, cache and evict only their own blocks.
+TEST(BlockPool, GroupsAllocateAndEvictOnlyTheirOwnBlocks) {
+  BlockPool pool(12, 3);
+  EXPECT_EQ(pool.groups(), 3);
+  EXPECT_EQ(pool.group_capacity(), 4);
+  EXPECT_THROW(BlockPool(10, 3), std::invalid_argument);
+  EXPECT_THROW(pool.allocate(3), std::out_of_range);
+  std::vector<int32_t> g1;
+  for (int i = 0; i < 4; ++i) g1.push_back(pool.allocate(1));
+  EXPECT_EQ(g1, (std::vector<int32_t>{4, 5, 6, 7}));
+  EXPECT_EQ(pool.allocate(1), -1);  // group 1 is full while the others are empty
+  EXPECT_EQ(pool.available(1), 0);
+  EXPECT_EQ(pool.available(0), 4);
+  EXPECT_EQ(pool.available(), 8);
+  EXPECT_EQ(pool.allocate(2), 8);
+  // A cached block of group 1 is evicted only by group 1's allocations.
+  pool.register_block(5, key_of(77));
+  pool.decref(5);
+  EXPECT_EQ(pool.cached(), 1);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(pool.group_of(pool.allocate(0)), 0);
+  EXPECT_EQ(pool.lookup(key_of(77)), 5);
+  EXPECT_EQ(pool.allocate(1), 5);  // the LRU block of its group
+  EXPECT_EQ(pool.stats().evictions, 1);
+  EXPECT_EQ(pool.lookup(key_of(77)), -1);
+  pool.check_consistency();
+}
+
+TEST(BlockPool, RandomOperationsOnGroupsKeepTheInvariants) {
+  BlockPool pool(24, 4);
+  std::mt19937 rng(9);
+  std::vector<int32_t> held;
+  uint64_t next_hash = 1;
+  for (int step = 0; step < 20000; ++step) {
+    const int op = int(rng() % 4), g = int(rng() % 4);
+    if (op == 0) {
+      const int32_t b = pool.allocate(g);
+      if (b >= 0) {
+        EXPECT_EQ(pool.group_of(b), g);
+        held.push_back(b);
+      } else {
+        EXPECT_EQ(pool.available(g), 0);
+      }
+    } else if (op == 1 && !held.empty()) {
+      const size_t i = rng() % held.size();
+      pool.decref(held[i]);
+      held.erase(held.begin() + long(i));
+    } else if (op == 2 && !held.empty()) {
+      pool.register_block(held[rng() % held.size()], key_of(next_hash++));
+    } else if (op == 3) {
+      const int32_t b = pool.lookup(key_of(1 + rng() % next_hash));
+      if (b >= 0) pool.incref(b), held.push_back(b);
+    }
+    if (step % 1000 == 0) pool.check_consistency();
+  }
+  for (int32_t b : held) pool.decref(b);
+  pool.check_consistency();
+  for (int g = 0; g < 4; ++g) EXPECT_EQ(pool.available(g), 6);
+}
+
 }  // namespace
 }  // namespace dsinfer

@@ -131,5 +131,29 @@ TEST(KvCache, TheBudgetCostsNothingUntilWritten) {
   EXPECT_EQ(static_cast<float*>(cache.c_row(0, a, 1))[0], 0.0f);  // untouched pages read zero
 }
 
+// Data-parallel attention: the root's cache books every group's blocks but stores one group's
+// rows; a worker of group g mirrors tables with its first block id subtracted.
+TEST(KvCache, GroupsReserveFromTheirOwnBlocksAndWorkersMirrorThem) {
+  KvCache root(small_layout(true), 2 * kKvBlockTokens, 2);
+  EXPECT_EQ(root.capacity_blocks(), 4);
+  EXPECT_EQ(root.group_capacity_blocks(), 2);
+  const int a = root.create_sequence(0), b = root.create_sequence(1);
+  EXPECT_EQ(root.group(b), 1);
+  root.reserve(a, 2 * kKvBlockTokens);
+  root.reserve(b, 2 * kKvBlockTokens);
+  EXPECT_EQ(root.block_table(a), (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(root.block_table(b), (std::vector<int32_t>{2, 3}));
+  EXPECT_FALSE(root.try_reserve(a, 3 * kKvBlockTokens));  // group 0 is full, group 1 too
+  EXPECT_THROW(root.attach_blocks(root.create_sequence(0), {3}), std::logic_error);
+  EXPECT_THROW(root.create_sequence(2), std::out_of_range);
+  // Group 1's worker: blocks 2, 3 are its rows 0, 1.
+  KvCache worker(small_layout(true), 2 * kKvBlockTokens);
+  worker.mirror(b, root.block_table(b), 100, 0, 2);
+  EXPECT_EQ(worker.block_table(b), (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(worker.length(b), 100);
+  EXPECT_THROW(worker.mirror(a, root.block_table(a), 1, 0, 2), std::invalid_argument);
+  EXPECT_EQ(root.bytes_reserved(), worker.bytes_reserved());  // one group's rows each
+}
+
 }  // namespace
 }  // namespace dsinfer
