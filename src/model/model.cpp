@@ -443,12 +443,8 @@ AttentionForm attention_form_from_name(const std::string& name) {
 // mask there, so it visits every causal key); the absorbed form projects each query in and out of
 // the latent space ((nope + v) * C) and reads (2C + R) per visible key. The scheduler keeps
 // segments whole, so real chunks amortize the expansion over more queries than that.
-int64_t Model::compute_mha_limit() {
-  const ModelConfig& c = config_;
-  const int64_t S = options_.mha_segment, max_pos = c.max_position_embeddings;
-  if (options_.attention_form == AttentionForm::absorbed) return 0;
-  if (options_.attention_form == AttentionForm::mha) return kAllPrompt;
-  const bool sparse = options_.attention == AttentionMode::sparse && c.has_indexer;
+MhaRegion mha_region(const ModelConfig& c, bool sparse, int64_t S) {
+  const int64_t max_pos = c.max_position_embeddings;
   const double C = double(c.kv_lora_rank), R = double(c.qk_rope_head_dim);
   const double qk = double(c.qk_nope_head_dim) + R, v = double(c.v_head_dim);
   const double expand = (double(c.qk_nope_head_dim) + v) * C;
@@ -456,7 +452,7 @@ int64_t Model::compute_mha_limit() {
   // attends over the latent (each token also pays its own absorption, `expand`). The first n
   // at which MHA is no dearer is the segment's minimum; past the first segment where even all S
   // tokens do not pay, MHA never does.
-  mha_min_tokens_.clear();
+  MhaRegion r;
   for (int64_t s = 0; s + S <= max_pos; s += S) {
     double mha = double(s) * expand, absorbed = 0;
     int64_t need = 0;
@@ -466,10 +462,24 @@ int64_t Model::compute_mha_limit() {
       absorbed += expand + (sparse ? std::min(keys, double(c.index_topk)) : keys) * (2 * C + R);
       if (mha <= absorbed && need == 0) need = p - s + 1;
     }
-    if (mha > absorbed) return s;  // not even the whole segment pays
-    mha_min_tokens_.push_back(need);
+    if (mha > absorbed) {  // not even the whole segment pays
+      r.limit = s;
+      return r;
+    }
+    r.min_tokens.push_back(need);
   }
-  return max_pos / S * S;
+  r.limit = max_pos / S * S;
+  return r;
+}
+
+int64_t Model::compute_mha_limit() {
+  if (options_.attention_form == AttentionForm::absorbed) return 0;
+  if (options_.attention_form == AttentionForm::mha) return kAllPrompt;
+  MhaRegion r = mha_region(
+      config_, options_.attention == AttentionMode::sparse && config_.has_indexer,
+      options_.mha_segment);
+  mha_min_tokens_ = std::move(r.min_tokens);
+  return r.limit;
 }
 
 bool Model::uses_mha(int64_t pos, int64_t prompt_len) const {

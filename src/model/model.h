@@ -41,6 +41,15 @@ enum class AttentionForm { automatic, absorbed, mha };
 // "auto", "absorbed" or "mha" (anything else: std::invalid_argument naming the value).
 AttentionForm attention_form_from_name(const std::string& name);
 
+// The automatic form's MHA region for a config (see Model::uses_mha): prompt positions below
+// `limit` (a multiple of `segment`) may use MHA; segment i does when the prompt has at least
+// min_tokens[i] tokens in it. sparse: DSA in use (the absorbed form then reads index_topk keys).
+struct MhaRegion {
+  int64_t limit = 0;
+  std::vector<int64_t> min_tokens;
+};
+MhaRegion mha_region(const ModelConfig& c, bool sparse, int64_t segment);
+
 struct ModelOptions {
   Precision precision = Precision::bf16;
   bool indexer_fp8 = true;  // false: the indexer runs on f32 q/k with unit scales

@@ -1,0 +1,243 @@
+// `dsinfer bench project [--hw ranks=64,cores=96,gflops=400,dram=480,net=50,lat=3]`: the cost
+// model of bench/cost_model.h, calibrated on this machine and checked against it, then applied to
+// the full DeepSeek-V3.2 (671B) on a CPU cluster: TTFT and TPOT at 4K / 32K / 128K context, and
+// the smallest cluster of that hardware meeting the seed system's 128K target (TTFT < 2 s,
+// TPOT < 30 ms).
+//
+// Calibration: `mini` (one process) prefills a prompt and decodes at one depth; the per-operator
+// times against the model's FLOPs and bytes at the probe's peaks give the efficiencies. The model
+// then predicts a longer prompt and a deeper decode, which are measured too (the error must stay
+// under 25%).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_harness.h"
+#include "bench_models.h"
+#include "core/thread_pool.h"
+#include "cost_model.h"
+#include "model/model.h"
+
+namespace dsinfer::bench {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Measured {
+  double total_s = 0;
+  OpTimes ops;
+};
+
+Measured prefill(Model& m, int64_t T) {
+  std::mt19937 rng(static_cast<uint32_t>(T));
+  std::vector<int32_t> toks(static_cast<size_t>(T));
+  for (auto& t : toks) t = int32_t(rng() % uint32_t(m.config().vocab_size));
+  const int seq = m.create_sequence();
+  m.op_times() = OpTimes{};
+  const double t0 = now_s();
+  for (int64_t s = 0; s < T; s += 2048)  // chunks as the engine schedules them
+    m.forward({BatchEntry{seq, {toks.begin() + s, toks.begin() + std::min(T, s + 2048)}, false}});
+  Measured r{now_s() - t0, m.op_times()};
+  m.free_sequence(seq);
+  return r;
+}
+
+Measured decode(Model& m, int64_t depth, int steps) {
+  const int seq = m.create_sequence();
+  m.fill_cache_synthetic(seq, depth, 1);
+  std::vector<Measured> runs;
+  for (int i = 0; i <= steps; ++i) {
+    m.op_times() = OpTimes{};
+    BatchEntry e{seq, {int32_t(i + 1)}, false};
+    e.prompt_len = depth;
+    const double t0 = now_s();
+    m.forward({e});
+    if (i > 0) runs.push_back(Measured{now_s() - t0, m.op_times()});
+  }
+  m.free_sequence(seq);
+  std::sort(runs.begin(), runs.end(),
+            [](const Measured& a, const Measured& b) { return a.total_s < b.total_s; });
+  return runs[runs.size() / 2];
+}
+
+double ratio(double ideal, double measured) {
+  return measured > 0 && ideal > 0 ? ideal / measured : 1.0;
+}
+
+SuiteRegistrar project_suite(
+    "project",
+    "cost model: calibrated on mini here (predicted vs measured), then TTFT/TPOT of the 671B at "
+    "4K/32K/128K on a CPU cluster (--hw ranks=,cores=,gflops=,dram=,net=,lat=)",
+    [](const Options& opts, Report& report) {
+      const int t = opts.threads.front();
+      const PeakProbe& probe = report.probe(t);
+      set_num_threads(t);
+      const std::string dir = opts.model_dir.empty() ? default_model_dir() : opts.model_dir;
+      ModelOptions mo;
+      mo.one_process = true;
+      std::unique_ptr<Model> model = Model::load(dir, mo);
+      const ModelCounts mini = model_counts(model->config(), schema_step_bytes(model->config(), true));
+      Hardware here;
+      here.name = "this machine";
+      here.cores = t;
+      here.gflops_core = probe.bf16_gflops / t;
+      here.dram_gbs = probe.read_gbs;
+      const Efficiency ideal{1, 1, 1, 1, 1, 0};
+
+      // Calibrate: a prefill for the dense and attention work; decode at two depths, whose
+      // difference is the indexer's per-key work, the rest at the first depth the weights'.
+      const int64_t cal_T = opts.quick ? 256 : 512, d1 = opts.quick ? 3072 : 4096, d2 = 2 * d1;
+      const int steps = opts.quick ? 2 : 5;
+      const Measured mp = prefill(*model, cal_T), m1 = decode(*model, d1, steps),
+                     m2 = decode(*model, d2, steps);
+      Efficiency eff;
+      const CostBreakdown ip = prefill_cost(mini, cal_T, here, ideal, {});
+      eff.attention = ratio(ip.attention_s, mp.ops.attention);
+      eff.gemm = ratio(ip.compute_s, mp.total_s - mp.ops.attention - mp.ops.indexer);
+      const CostBreakdown i1 = decode_cost(mini, d1, 1, here, ideal, {}),
+                          i2 = decode_cost(mini, d2, 1, here, ideal, {});
+      eff.decode_attention = ratio(i1.attention_s, m1.ops.attention);
+      eff.indexer = ratio(i2.indexer_s - i1.indexer_s, m2.total_s - m1.total_s);
+      eff.weights =
+          ratio(i1.memory_s, m1.total_s - m1.ops.attention - i1.indexer_s / eff.indexer);
+      {
+        Result r;
+        r.name = "project_calibration";
+        r.params = {{"prefill", cal_T}, {"depths", std::to_string(d1) + "," + std::to_string(d2)}};
+        r.extra = {{"eff_gemm", eff.gemm},
+                   {"eff_attention", eff.attention},
+                   {"eff_decode_attention", eff.decode_attention},
+                   {"eff_indexer", eff.indexer},
+                   {"eff_weights", eff.weights}};
+        report.add(r, 0);
+      }
+
+      // Check: other shapes, predicted against measured.
+      for (int64_t T : opts.quick ? std::vector<int64_t>{512} : std::vector<int64_t>{1024, 2048}) {
+        const Measured m = prefill(*model, T);
+        Result r;
+        r.name = "project_check_prefill";
+        r.params = {{"tokens", T}};
+        r.median_ms = m.total_s * 1e3;
+        const CostBreakdown c = prefill_cost(mini, T, here, eff, {});
+        const double pred = c.total_s * 1e3;
+        r.extra = {{"predicted_ms", pred},
+                   {"error_pct", 100.0 * (pred - r.median_ms) / r.median_ms},
+                   {"attention_ms", m.ops.attention * 1e3},
+                   {"predicted_attention_ms", c.attention_s * 1e3},
+                   {"indexer_ms", m.ops.indexer * 1e3},
+                   {"predicted_indexer_ms", c.indexer_s * 1e3}};
+        report.add(r, 0);
+      }
+      for (int64_t d : opts.quick ? std::vector<int64_t>{8192} : std::vector<int64_t>{16384, 32768}) {
+        const Measured m = decode(*model, d, steps);
+        Result r;
+        r.name = "project_check_decode";
+        r.params = {{"depth", d}};
+        r.median_ms = m.total_s * 1e3;
+        const CostBreakdown c = decode_cost(mini, d, 1, here, eff, {});
+        const double pred = c.total_s * 1e3;
+        r.extra = {{"predicted_ms", pred},
+                   {"error_pct", 100.0 * (pred - r.median_ms) / r.median_ms},
+                   {"attention_ms", m.ops.attention * 1e3},
+                   {"predicted_attention_ms", c.attention_s * 1e3},
+                   {"indexer_ms", m.ops.indexer * 1e3},
+                   {"predicted_indexer_ms", c.indexer_s * 1e3}};
+        report.add(r, 0);
+      }
+      // The distributed layouts of `bench dist` on this machine (2 ranks of one thread each,
+      // exchanges through shared memory: ~10 GB/s, ~5 us per exchange assumed).
+      {
+        Hardware two = here;
+        two.ranks = 2;
+        two.cores = std::max(1, t / 2);
+        two.net_gbs = 10;
+        two.net_us = 5;
+        const int64_t T = opts.quick ? 256 : 1024, d = opts.quick ? 2048 : 8192;
+        for (const auto& [name, p] : std::vector<std::pair<const char*, Parallel>>{
+                 {"ep=2", Parallel{2, 1, 1}}, {"cp=2", Parallel{1, 2, 1}},
+                 {"cp=2 ep=2", Parallel{2, 2, 1}}}) {
+          Result r;
+          r.name = "project_mini_dist";
+          r.params = {{"layout", name}, {"ranks", 2}, {"tokens", T}, {"depth", d}};
+          r.extra = {{"prefill_ms", prefill_cost(mini, T, two, eff, p).total_s * 1e3},
+                     {"decode_ms", decode_cost(mini, d, 1, two, eff, p).total_s * 1e3}};
+          report.add(r, 0);
+        }
+      }
+
+      // The 671B on a CPU cluster.
+      const ModelConfig big_c = deepseek_v32_release_config();
+      const ModelCounts big = model_counts(big_c, schema_step_bytes(big_c, true));
+      Hardware hw;
+      hw.name = "zen5-socket";
+      hw.ranks = 64;
+      hw.cores = 96;
+      hw.gflops_core = 400;
+      hw.dram_gbs = 480;
+      hw.net_gbs = 50;
+      hw.net_us = 3;
+      for (size_t i = 0; i + 1 < opts.args.size(); ++i)
+        if (opts.args[i] == "--hw") {
+          hw = parse_hardware(opts.args[i + 1], hw);
+          eff = parse_efficiency(opts.args[i + 1], eff);
+        }
+      auto layout = [](int n) { return Parallel{n, n, n}; };  // CP for prefill, DP for decode
+      // Efficiencies are fractions of this machine's probe; a busy neighbour during the probe can
+      // push one past 1, which no other machine would reach.
+      for (double* x : {&eff.gemm, &eff.attention, &eff.decode_attention, &eff.indexer,
+                        &eff.weights})
+        *x = std::min(*x, 1.0);
+      for (int64_t ctx : {4096, 32768, 131072}) {
+        const CostBreakdown pre = prefill_cost(big, ctx, hw, eff, layout(hw.ranks));
+        const CostBreakdown dec = decode_cost(big, ctx, 1, hw, eff, layout(hw.ranks));
+        Result r;
+        r.name = "project_671b";
+        r.params = {{"ctx", ctx}, {"ranks", hw.ranks}, {"cores", hw.cores},
+                    {"gflops_core", hw.gflops_core}, {"dram_gbs", hw.dram_gbs},
+                    {"net_gbs", hw.net_gbs}};
+        r.extra = {{"ttft_s", pre.total_s},
+                   {"ttft_compute_s", std::max(pre.compute_s, pre.memory_s)},
+                   {"ttft_attention_s", pre.attention_s},
+                   {"ttft_indexer_s", pre.indexer_s},
+                   {"ttft_comm_s", pre.comm_s},
+                   {"tpot_ms", dec.total_s * 1e3},
+                   {"tpot_weights_ms", std::max(dec.memory_s, dec.compute_s) * 1e3},
+                   {"tpot_comm_ms", dec.comm_s * 1e3}};
+        report.add(r, 0);
+      }
+      // The smallest such cluster meeting the seed's 128K target, and what limits TPOT.
+      Result r;
+      r.name = "project_671b_target";
+      r.params = {{"ctx", 131072}, {"ttft_s_max", 2.0}, {"tpot_ms_max", 30.0}};
+      int need_ttft = 0, need_tpot = 0;
+      for (int n = 1; n <= 4096; n *= 2) {
+        Hardware h = hw;
+        h.ranks = n;
+        if (!need_ttft && prefill_cost(big, 131072, h, eff, layout(n)).total_s < 2.0) need_ttft = n;
+        if (!need_tpot && decode_cost(big, 131072, 1, h, eff, layout(n)).total_s < 0.030)
+          need_tpot = n;
+      }
+      r.extra = {{"ranks_for_ttft", need_ttft}, {"ranks_for_tpot", need_tpot}};
+      Hardware h = hw;
+      h.ranks = 4096;
+      r.extra["tpot_floor_ms"] = decode_cost(big, 131072, 1, h, eff, layout(4096)).total_s * 1e3;
+      // Every rank streams the replicated weights each step: the DRAM per rank TPOT needs.
+      double lo = 1, hi = 1e5;
+      for (int it = 0; it < 60; ++it) {
+        h.dram_gbs = std::sqrt(lo * hi);
+        (decode_cost(big, 131072, 1, h, eff, layout(4096)).total_s < 0.030 ? hi : lo) = h.dram_gbs;
+      }
+      r.extra["dram_gbs_for_tpot"] = hi;
+      report.add(r, 0);
+    });
+
+}  // namespace
+}  // namespace dsinfer::bench
