@@ -3,6 +3,7 @@
 // checked against the volume formulas of docs/distributed.md, the exposed (non-overlapped)
 // exchange time, end-to-end prefill and decode time against one process using the same cores,
 // and the weight memory of each rank.
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -139,6 +140,15 @@ SuiteRegistrar dist_suite(
       // One process on the cores the job uses (N ranks x t threads), the others asleep.
       Timing one;
       if (w.is_root()) {
+        // mpirun binds each rank to a core by default: the baseline would then run its N x t
+        // threads on the root's core alone.
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < N * t)
+          std::fprintf(stderr,
+                       "bench dist: warning: rank 0 may run on %d core(s), fewer than the %d "
+                       "threads of the one-process baseline; launch with mpirun --bind-to none "
+                       "for a fair comparison\n",
+                       CPU_COUNT(&set), N * t);
         set_num_threads(std::max(1, std::min(N * t, int(std::thread::hardware_concurrency()))));
         ModelOptions mo;
         mo.one_process = true;

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -333,6 +334,65 @@ TEST(DistLaunch, AKilledRankEndsTheJobWithinSeconds) {
   EXPECT_LT(took, 10.0);
   EXPECT_TRUE(rank_pids(0, s.port()).empty()) << "rank 0 outlived the job";
   EXPECT_NE(s.log().find("exited on signal 9"), std::string::npos) << s.log();
+}
+
+// `bench dist` moves exactly the bytes the formulas of docs/distributed.md give (timings are
+// reported, not asserted), and `bench project` prints its calibration, checks and projections.
+TEST(DistBench, ExchangeVolumesMatchTheFormulasAndTheProjectionPrints) {
+  REQUIRE_MPIRUN();
+  const std::string out = models().root + "/dist.json";
+  Result r = shell(mpirun(2) + bin() + " bench dist --quick -t 1 --ep 2 --cp 2 -m " +
+                   models().fp8 + " --json " + out);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json j = json::parse(read_bytes(out));
+  int phases = 0, ranks = 0;
+  for (const json& row : j["results"]) {
+    const std::string name = row["name"];
+    if (name == "dist_rank_memory") {
+      ++ranks;
+      EXPECT_GT(row["weights_gib"].get<double>(), 0);
+      continue;
+    }
+    if (name != "dist_prefill" && name != "dist_decode") continue;
+    ++phases;
+    const json& x = row;  // the extras sit beside name and params
+    EXPECT_GT(x["cp_gather_kb_per_layer"].get<double>(), 0) << name;
+    EXPECT_NEAR(x["cp_gather_kb_per_layer"].get<double>(), x["cp_gather_formula_kb"].get<double>(),
+                1e-9 * x["cp_gather_formula_kb"].get<double>() + 1e-9)
+        << name;
+    EXPECT_GT(x["ep_dispatch_kb_per_layer"].get<double>(), 0) << name;
+    EXPECT_NEAR(x["ep_dispatch_kb_per_layer"].get<double>(),
+                x["ep_dispatch_formula_kb"].get<double>(),
+                1e-9 * x["ep_dispatch_formula_kb"].get<double>())
+        << name;
+    EXPECT_NEAR(x["ep_combine_kb_per_layer"].get<double>(), x["ep_combine_formula_kb"].get<double>(),
+                1e-9 * x["ep_combine_formula_kb"].get<double>())
+        << name;
+    EXPECT_GT(x["one_process_ms"].get<double>(), 0) << name;
+  }
+  EXPECT_EQ(phases, 2);
+  EXPECT_EQ(ranks, 2);
+
+  const std::string proj = models().root + "/project.json";
+  r = shell(bin() + " bench project --quick -t 1 -m " + models().fp8 + " --json " + proj +
+            " --hw ranks=8,cores=32,gflops=300,dram=400,net=25,lat=2,eff_weights=0.8");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json p = json::parse(read_bytes(proj));
+  std::set<std::string> names;
+  for (const json& row : p["results"]) {
+    names.insert(row["name"].get<std::string>());
+    if (row["name"] == "project_671b") {
+      EXPECT_EQ(row["params"]["ranks"].get<int>(), 8);
+      EXPECT_GT(row["ttft_s"].get<double>(), 0);
+      EXPECT_GT(row["tpot_ms"].get<double>(), 0);
+    }
+  }
+  for (const char* n : {"project_calibration", "project_check_prefill", "project_check_decode",
+                        "project_mini_dist", "project_671b", "project_671b_target"})
+    EXPECT_TRUE(names.count(n)) << n;
+  r = shell(bin() + " bench project --quick -t 1 -m " + models().fp8 + " --hw cores=x");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("--hw: cores is not a number"), std::string::npos) << r.err;
 }
 
 }  // namespace
