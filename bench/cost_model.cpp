@@ -114,8 +114,8 @@ double cache_row_bytes(const ModelConfig& c) {
 
 }  // namespace
 
-CostBreakdown prefill_cost(const ModelCounts& m, int64_t T, const Hardware& hw,
-                           const Efficiency& e, const Parallel& p) {
+CostBreakdown prefill_cost(const ModelCounts& m, int64_t T, const Hardware& hw, const Efficiency& e,
+                           const Parallel& p) {
   const ModelConfig& c = m.config;
   const int N = hw.ranks, C = p.cp, E = p.ep, k = c.num_experts_per_tok;
   const double peak = hw.peak_gflops() * 1e9, H = c.num_attention_heads;
@@ -152,9 +152,9 @@ CostBreakdown prefill_cost(const ModelCounts& m, int64_t T, const Hardware& hw,
                        2.0 * double(T) * k * m.expert_params * m.moe_layers / N +
                        2.0 * m.head_params;
   b.compute_s = flops / (peak * e.gemm);
-  const double weights = m.bytes.shared + m.bytes.routed_expert * m.moe_layers *
-                                              std::min<double>(c.n_routed_experts / double(E),
-                                                               double(T) * k / N + 1);
+  const double weights =
+      m.bytes.shared + m.bytes.routed_expert * m.moe_layers *
+                           std::min<double>(c.n_routed_experts / double(E), double(T) * k / N + 1);
   b.memory_s = weights / (hw.dram_gbs * 1e9 * e.weights);
   b.attention_s = L * attn / C / (peak * e.attention);
   b.indexer_s = L * index / C / (peak * e.indexer);
@@ -163,12 +163,12 @@ CostBreakdown prefill_cost(const ModelCounts& m, int64_t T, const Hardware& hw,
   if (C > 1) b.comm_s += L * ((C - 1) * lat + double(C - 1) / C * T * cache_row_bytes(c) / bw);
   if (E > 1) {
     const double tokens = double(T) / N, D = c.hidden_size;
-    const double bytes = tokens * remote_destinations(E, k) * D * 2 +
-                         tokens * k * double(E - 1) / E * D * 4;
+    const double bytes =
+        tokens * remote_destinations(E, k) * D * 2 + tokens * k * double(E - 1) / E * D * 4;
     b.comm_s += m.moe_layers * (3 * lat + bytes / bw);
   }
-  b.total_s = std::max(b.compute_s, b.memory_s) + b.attention_s + b.indexer_s + b.comm_s +
-              e.step_ms * 1e-3;
+  b.total_s =
+      std::max(b.compute_s, b.memory_s) + b.attention_s + b.indexer_s + b.comm_s + e.step_ms * 1e-3;
   return b;
 }
 
@@ -185,11 +185,13 @@ CostBreakdown decode_cost(const ModelCounts& m, int64_t d, int batch, const Hard
   const double local = double(c.n_routed_experts) / E;
   const double hit = local * (1.0 - std::pow(1.0 - double(k) / c.n_routed_experts, batch));
   double bytes = m.bytes.shared + hit * m.bytes.routed_expert * m.moe_layers;
-  bytes += per_group * L * (keys * (c.kv_lora_rank + c.qk_rope_head_dim) * 2 +
-                            (c.has_indexer ? double(d) * 132 : 0.0));
+  bytes +=
+      per_group * L *
+      (keys * (c.kv_lora_rank + c.qk_rope_head_dim) * 2 + (c.has_indexer ? double(d) * 132 : 0.0));
   b.memory_s = bytes / (hw.dram_gbs * 1e9 * e.weights);
-  b.compute_s = 2.0 * (m.dense_params * per_group + m.head_params * per_group +
-                       double(batch) * k * m.expert_params * m.moe_layers / N) /
+  b.compute_s = 2.0 *
+                (m.dense_params * per_group + m.head_params * per_group +
+                 double(batch) * k * m.expert_params * m.moe_layers / N) /
                 (peak * e.gemm);
   b.attention_s = per_group * L * H * keys * 2 * (2.0 * c.kv_lora_rank + c.qk_rope_head_dim) /
                   (peak * e.decode_attention);
@@ -199,13 +201,13 @@ CostBreakdown decode_cost(const ModelCounts& m, int64_t d, int batch, const Hard
   const double lat = hw.net_us * 1e-6, bw = hw.net_gbs * 1e9;
   if (E > 1) {
     const double tokens = double(batch) / N, D = c.hidden_size;
-    const double xfer = tokens * remote_destinations(E, k) * D * 2 +
-                        tokens * k * double(E - 1) / E * D * 4;
+    const double xfer =
+        tokens * remote_destinations(E, k) * D * 2 + tokens * k * double(E - 1) / E * D * 4;
     b.comm_s += m.moe_layers * (3 * lat + xfer / bw);
   }
   if (N > 1) b.comm_s += 2 * lat;  // the step's broadcast and the output gather
-  b.total_s = std::max(b.compute_s, b.memory_s) + b.attention_s + b.indexer_s + b.comm_s +
-              e.step_ms * 1e-3;
+  b.total_s =
+      std::max(b.compute_s, b.memory_s) + b.attention_s + b.indexer_s + b.comm_s + e.step_ms * 1e-3;
   return b;
 }
 

@@ -28,12 +28,12 @@ Hardware parse_hardware(const std::string& spec, Hardware base);
 
 // Measured fractions of the probe's peaks (bench project calibrates them on `mini`).
 struct Efficiency {
-  double gemm = 0.5;         // prefill projections and experts: of the bf16 peak
-  double attention = 0.3;    // prefill attention (MHA or absorbed): of the bf16 peak
+  double gemm = 0.5;       // prefill projections and experts: of the bf16 peak
+  double attention = 0.3;  // prefill attention (MHA or absorbed): of the bf16 peak
   double decode_attention = 0.3;
-  double indexer = 0.3;      // lightning indexer scoring: of the bf16 peak
-  double weights = 0.5;      // decode weight streaming: of the DRAM read figure
-  double step_ms = 0;        // fixed cost per step (sampling, scheduling, small ops)
+  double indexer = 0.3;  // lightning indexer scoring: of the bf16 peak
+  double weights = 0.5;  // decode weight streaming: of the DRAM read figure
+  double step_ms = 0;    // fixed cost per step (sampling, scheduling, small ops)
 };
 
 // "eff_gemm=0.7,eff_attention=0.5,eff_indexer=0.6,eff_weights=0.8" over `base`; other keys of
@@ -52,13 +52,13 @@ struct CostBreakdown {
 // The FLOP and byte counts the model uses.
 struct ModelCounts {
   ModelConfig config;
-  StepBytes bytes;            // decode weight bytes (shared + per expert)
-  double dense_params = 0;    // per token, all layers: attention, indexer, dense MLPs, shared
-                              // experts (weights every token multiplies)
-  double expert_params = 0;   // one routed expert
-  double head_params = 0;     // lm_head
+  StepBytes bytes;           // decode weight bytes (shared + per expert)
+  double dense_params = 0;   // per token, all layers: attention, indexer, dense MLPs, shared
+                             // experts (weights every token multiplies)
+  double expert_params = 0;  // one routed expert
+  double head_params = 0;    // lm_head
   int moe_layers = 0;
-  MhaRegion mha;              // the automatic attention form's MHA region (segments of 512)
+  MhaRegion mha;  // the automatic attention form's MHA region (segments of 512)
   // Whether prompt position `pos` of a `prompt`-token prompt runs in the MHA form.
   bool uses_mha(int64_t pos, int64_t prompt) const;
 };

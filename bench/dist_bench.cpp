@@ -102,9 +102,11 @@ RankStats stats_of(const Model& m) {
 // One phase of the distributed run: every rank loads the model; the root runs `fn` while the
 // others execute its steps; then every rank's statistics go to every rank.
 template <class Fn>
-std::vector<RankStats> phase(const std::string& dir, const dist::Layout& layout, Fn fn) {
+std::vector<RankStats> phase(const std::string& dir, const dist::Layout& layout, Fn fn,
+                             bool cp_overlap = true) {
   ModelOptions mo;
   mo.dist = layout;
+  mo.cp_overlap = cp_overlap;
   std::unique_ptr<Model> m = Model::load(dir, mo);
   m->reset_traffic();
   RankStats mine;
@@ -159,11 +161,23 @@ SuiteRegistrar dist_suite(
       set_num_threads(t);
 
       Timing many;
-      const std::vector<RankStats> pre =
-          phase(dir, L, [&](Model& m) { many.prefill_ms = measure(m, Shape{s.prompt, 0, s.prefill_reps, -1}).prefill_ms; });
+      const std::vector<RankStats> pre = phase(dir, L, [&](Model& m) {
+        many.prefill_ms = measure(m, Shape{s.prompt, 0, s.prefill_reps, -1}).prefill_ms;
+      });
       const std::vector<RankStats> dec = phase(dir, L, [&](Model& m) {
         many.decode_ms = measure(m, Shape{1, s.depth, 0, s.decode_steps}).decode_ms;
       });
+      // CP: the same prefill with the gather waited for at once, to measure what the overlap
+      // with the query projections hides.
+      double blocking_ms = 0;
+      std::vector<RankStats> pre_blocking;
+      if (L.cp > 1)
+        pre_blocking = phase(
+            dir, L,
+            [&](Model& m) {
+              blocking_ms = measure(m, Shape{s.prompt, 0, s.prefill_reps, -1}).prefill_ms;
+            },
+            false);
       if (!w.is_root()) return;
 
       ModelOptions probe_mo;
@@ -198,7 +212,8 @@ SuiteRegistrar dist_suite(
         r.extra["cp_gather_formula_kb"] =
             L.cp > 1 ? double(L.cp - 1) / L.cp * tokens * row / 1e3 : 0.0;
         const double ep_sent = sum(st, [](const RankStats& x) { return x.sent[K::ep_dispatch]; });
-        const double ep_back = sum(st, [](const RankStats& x) { return x.received[K::ep_combine]; });
+        const double ep_back =
+            sum(st, [](const RankStats& x) { return x.received[K::ep_combine]; });
         const double rows = sum(st, [](const RankStats& x) { return double(x.remote_rows); });
         const double pairs = sum(st, [](const RankStats& x) { return double(x.remote_pairs); });
         const double calls = sum(st, [](const RankStats& x) { return double(x.exchanges); });
@@ -213,14 +228,28 @@ SuiteRegistrar dist_suite(
         r.extra["cp_exposed_ms_per_layer"] = root.seconds[K::cp_gather] * 1e3 / reps / layers;
         r.extra["ep_ms_per_layer"] =
             (root.seconds[K::ep_dispatch] + root.seconds[K::ep_combine]) * 1e3 / reps / moe;
-        r.extra["comm_share"] =
-            (root.seconds[K::cp_gather] + root.seconds[K::ep_dispatch] +
-             root.seconds[K::ep_combine] + root.seconds[K::replica_gather]) *
-            1e3 / reps / ms;
+        r.extra["comm_share"] = (root.seconds[K::cp_gather] + root.seconds[K::ep_dispatch] +
+                                 root.seconds[K::ep_combine] + root.seconds[K::replica_gather]) *
+                                1e3 / reps / ms;
         report.add(r, 0);
       };
       add_phase("dist_prefill", pre, many.prefill_ms, one.prefill_ms, double(s.prompt),
                 s.prefill_reps);
+      if (L.cp > 1) {
+        // The root's exposed gather time with and without the overlap.
+        const double hidden = pre[0].seconds[K::cp_gather],
+                     whole = pre_blocking[0].seconds[K::cp_gather];
+        Result r;
+        r.name = "dist_cp_overlap";
+        r.params = params;
+        r.params["tokens"] = s.prompt;
+        r.median_ms = many.prefill_ms;
+        r.extra["blocking_prefill_ms"] = blocking_ms;
+        r.extra["exposed_ms_per_layer"] = hidden * 1e3 / s.prefill_reps / layers;
+        r.extra["blocking_ms_per_layer"] = whole * 1e3 / s.prefill_reps / layers;
+        r.extra["overlap"] = whole > 0 ? std::max(0.0, 1.0 - hidden / whole) : 0.0;
+        report.add(r, 0);
+      }
       add_phase("dist_decode", dec, many.decode_ms, one.decode_ms, 1.0, s.decode_steps + 1);
       for (int rank = 0; rank < N; ++rank) {
         Result r;

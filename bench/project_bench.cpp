@@ -82,7 +82,8 @@ SuiteRegistrar project_suite(
       ModelOptions mo;
       mo.one_process = true;
       std::unique_ptr<Model> model = Model::load(dir, mo);
-      const ModelCounts mini = model_counts(model->config(), schema_step_bytes(model->config(), true));
+      const ModelCounts mini =
+          model_counts(model->config(), schema_step_bytes(model->config(), true));
       const Efficiency ideal{1, 1, 1, 1, 1, 0};
       const int64_t max_pos = model->config().max_position_embeddings;
       const int64_t cal_T = std::min<int64_t>(opts.quick ? 256 : 512, max_pos / 8);
@@ -126,14 +127,12 @@ SuiteRegistrar project_suite(
       calibrate(t, here, eff);
 
       // Check: other shapes, predicted against measured.
-      for (int64_t T : opts.quick ? std::vector<int64_t>{2 * cal_T}
-                                  : std::vector<int64_t>{2 * cal_T, 4 * cal_T}) {
-        const Measured m = prefill(*model, T);
+      auto add_check = [&](const char* name, nlohmann::json params, const Measured& m,
+                           const CostBreakdown& c) {
         Result r;
-        r.name = "project_check_prefill";
-        r.params = {{"tokens", T}};
+        r.name = name;
+        r.params = std::move(params);
         r.median_ms = m.total_s * 1e3;
-        const CostBreakdown c = prefill_cost(mini, T, here, eff, {});
         const double pred = c.total_s * 1e3;
         r.extra = {{"predicted_ms", pred},
                    {"error_pct", 100.0 * (pred - r.median_ms) / r.median_ms},
@@ -142,24 +141,17 @@ SuiteRegistrar project_suite(
                    {"indexer_ms", m.ops.indexer * 1e3},
                    {"predicted_indexer_ms", c.indexer_s * 1e3}};
         report.add(r, 0);
+      };
+      for (int64_t T : opts.quick ? std::vector<int64_t>{2 * cal_T}
+                                  : std::vector<int64_t>{2 * cal_T, 4 * cal_T}) {
+        add_check("project_check_prefill", {{"tokens", T}}, prefill(*model, T),
+                  prefill_cost(mini, T, here, eff, {}));
       }
       for (int64_t d :
            opts.quick ? std::vector<int64_t>{8 * d1} : std::vector<int64_t>{8 * d1, 16 * d1}) {
         if (d + steps + 2 > max_pos) continue;
-        const Measured m = decode(*model, d, steps);
-        Result r;
-        r.name = "project_check_decode";
-        r.params = {{"depth", d}};
-        r.median_ms = m.total_s * 1e3;
-        const CostBreakdown c = decode_cost(mini, d, 1, here, eff, {});
-        const double pred = c.total_s * 1e3;
-        r.extra = {{"predicted_ms", pred},
-                   {"error_pct", 100.0 * (pred - r.median_ms) / r.median_ms},
-                   {"attention_ms", m.ops.attention * 1e3},
-                   {"predicted_attention_ms", c.attention_s * 1e3},
-                   {"indexer_ms", m.ops.indexer * 1e3},
-                   {"predicted_indexer_ms", c.indexer_s * 1e3}};
-        report.add(r, 0);
+        add_check("project_check_decode", {{"depth", d}}, decode(*model, d, steps),
+                  decode_cost(mini, d, 1, here, eff, {}));
       }
       // The distributed layouts of `bench dist` on this machine (2 ranks sharing its cores,
       // exchanges through shared memory: ~10 GB/s, ~5 us per exchange assumed).
@@ -174,9 +166,10 @@ SuiteRegistrar project_suite(
         two.ranks = 2;
         const int64_t T = opts.quick ? 256 : 1024,
                       d = std::min<int64_t>(opts.quick ? 2048 : 8192, max_pos / 2);
-        for (const auto& [name, p] : std::vector<std::pair<const char*, Parallel>>{
-                 {"ep=2", Parallel{2, 1, 1}}, {"cp=2", Parallel{1, 2, 1}},
-                 {"cp=2 ep=2", Parallel{2, 2, 1}}}) {
+        for (const auto& [name, p] :
+             std::vector<std::pair<const char*, Parallel>>{{"ep=2", Parallel{2, 1, 1}},
+                                                           {"cp=2", Parallel{1, 2, 1}},
+                                                           {"cp=2 ep=2", Parallel{2, 2, 1}}}) {
           Result r;
           r.name = "project_mini_dist";
           r.params = {{"layout", name}, {"ranks", 2}, {"tokens", T}, {"depth", d}};
@@ -212,16 +205,19 @@ SuiteRegistrar project_suite(
       auto layout = [](int n) { return Parallel{n, n, n}; };  // CP for prefill, DP for decode
       // Efficiencies are fractions of this machine's probe; a busy neighbour during the probe can
       // push one past 1, which no other machine would reach.
-      for (double* x : {&eff.gemm, &eff.attention, &eff.decode_attention, &eff.indexer,
-                        &eff.weights})
+      for (double* x :
+           {&eff.gemm, &eff.attention, &eff.decode_attention, &eff.indexer, &eff.weights})
         *x = std::min(*x, 1.0);
       for (int64_t ctx : {4096, 32768, 131072}) {
         const CostBreakdown pre = prefill_cost(big, ctx, hw, eff, layout(hw.ranks));
         const CostBreakdown dec = decode_cost(big, ctx, 1, hw, eff, layout(hw.ranks));
         Result r;
         r.name = "project_671b";
-        r.params = {{"ctx", ctx}, {"ranks", hw.ranks}, {"cores", hw.cores},
-                    {"gflops_core", hw.gflops_core}, {"dram_gbs", hw.dram_gbs},
+        r.params = {{"ctx", ctx},
+                    {"ranks", hw.ranks},
+                    {"cores", hw.cores},
+                    {"gflops_core", hw.gflops_core},
+                    {"dram_gbs", hw.dram_gbs},
                     {"net_gbs", hw.net_gbs}};
         r.extra = {{"ttft_s", pre.total_s},
                    {"ttft_compute_s", std::max(pre.compute_s, pre.memory_s)},

@@ -51,7 +51,10 @@ CommandRegistrar bench_cmd(
              },
              "For `bench engine` and `bench serve`");
        app.add_option_function<std::string>(
-           "--hw", [opts](const std::string& v) { opts->args.insert(opts->args.end(), {"--hw", v}); },
+           "--hw",
+           [opts](const std::string& v) {
+             opts->args.insert(opts->args.end(), {"--hw", v});
+           },
            "For `bench project`: the cluster, ranks=,cores=,gflops=,dram=,net=,lat= (per rank; "
            "default one Zen 5 class socket per rank, 64 ranks)");
        add_dist_options(app, opts->dist);

@@ -44,8 +44,7 @@ inline void add_speculative_options(CLI::App& app, SpeculativeOptions& o) {
 // `--ep E --cp C --dp D`: how the ranks of an MPI job (mpirun -np N dsinfer ...) share the model.
 inline void add_dist_options(CLI::App& app, dist::Layout& l) {
   app.add_option("--ep", l.ep, "Expert parallelism: split the routed experts over E ranks (1)");
-  app.add_option("--cp", l.cp,
-                 "Context parallelism: split every step's tokens over C ranks (1)");
+  app.add_option("--cp", l.cp, "Context parallelism: split every step's tokens over C ranks (1)");
   app.add_option("--dp", l.dp, "Data-parallel attention over D rank groups (1; not yet)");
 }
 

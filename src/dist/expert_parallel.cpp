@@ -37,7 +37,8 @@ void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const Expert
   // Per destination: its tokens (home row index) and pairs (slot i * k + j), tokens ascending and
   // each token's experts in slot order.
   std::vector<std::vector<int64_t>> tok(static_cast<size_t>(E)), slot(static_cast<size_t>(E));
-  std::vector<std::vector<int32_t>> pair_tok(static_cast<size_t>(E)), pair_exp(static_cast<size_t>(E));
+  std::vector<std::vector<int32_t>> pair_tok(static_cast<size_t>(E)),
+      pair_exp(static_cast<size_t>(E));
   for (int64_t i = 0; i < d.rows; ++i)
     for (int j = 0; j < d.k; ++j) {
       const int32_t e = d.ids[i * d.k + j];
@@ -56,9 +57,7 @@ void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const Expert
     ep.alltoallv(send_n.data(), c, disp, recv_n.data(), c, disp, Traffic::ep_dispatch);
   }
   // Dispatch: per destination [tokens * row_bytes][pairs * 8].
-  auto msg_bytes = [&](const Counts& n) {
-    return n.tokens * int64_t(d.row_bytes) + n.pairs * 8;
-  };
+  auto msg_bytes = [&](const Counts& n) { return n.tokens * int64_t(d.row_bytes) + n.pairs * 8; };
   std::vector<int64_t> sc(static_cast<size_t>(E)), rc(static_cast<size_t>(E));
   for (int r = 0; r < E; ++r) sc[size_t(r)] = msg_bytes(send_n[size_t(r)]);
   for (int r = 0; r < E; ++r) rc[size_t(r)] = msg_bytes(recv_n[size_t(r)]);
@@ -101,8 +100,8 @@ void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const Expert
       std::memcpy(&e, pairs + q * 8 + 4, 4);
       if (e < e0 || e >= e1 || t < 0 || t >= recv_n[size_t(r)].tokens)
         throw std::runtime_error("expert_parallel_moe: rank " + std::to_string(r) +
-                                 " sent a pair for expert " + std::to_string(e) +
-                                 ", which rank " + std::to_string(ep.rank()) + " does not hold");
+                                 " sent a pair for expert " + std::to_string(e) + ", which rank " +
+                                 std::to_string(ep.rank()) + " does not hold");
       uses[size_t(e - e0)].push_back({r, q, base + int64_t(t) * int64_t(d.row_bytes)});
     }
   }
@@ -118,9 +117,9 @@ void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const Expert
     y.resize(size_t(n * d.out_dim));
     fn(e, n, rows.data(), y.data());
     for (int64_t i = 0; i < n; ++i)
-      std::memcpy(back.data() + back_d[size_t(u[size_t(i)].src)] / 4 +
-                      u[size_t(i)].pair * d.out_dim,
-                  y.data() + i * d.out_dim, size_t(d.out_dim) * 4);
+      std::memcpy(
+          back.data() + back_d[size_t(u[size_t(i)].src)] / 4 + u[size_t(i)].pair * d.out_dim,
+          y.data() + i * d.out_dim, size_t(d.out_dim) * 4);
   }
 
   // Combine: every pair's output back to its home, into its slot.

@@ -15,13 +15,13 @@
 namespace dsinfer::dist {
 
 struct ExpertDispatch {
-  int64_t n_experts = 0;           // all routed experts (divisible by the EP group's size)
-  int64_t rows = 0;                // this rank's home rows
-  int k = 0;                       // experts per row
-  const int32_t* ids = nullptr;    // [rows, k] expert ids
-  const uint8_t* wire = nullptr;   // [rows, row_bytes] the rows as the experts consume them
+  int64_t n_experts = 0;          // all routed experts (divisible by the EP group's size)
+  int64_t rows = 0;               // this rank's home rows
+  int k = 0;                      // experts per row
+  const int32_t* ids = nullptr;   // [rows, k] expert ids
+  const uint8_t* wire = nullptr;  // [rows, row_bytes] the rows as the experts consume them
   size_t row_bytes = 0;
-  int64_t out_dim = 0;             // floats per expert output
+  int64_t out_dim = 0;  // floats per expert output
 };
 
 // Runs expert `expert` (one this rank holds) on n wire rows into out [n, out_dim].

@@ -39,9 +39,8 @@ class LocalCommunicator final : public Communicator {
     copy(in, size_t(counts[0]), static_cast<char*>(out) + displs[0], kind);
   }
   void alltoallv(const void* in, const std::vector<int64_t>& send_counts,
-                 const std::vector<int64_t>& send_displs, void* out,
-                 const std::vector<int64_t>&, const std::vector<int64_t>& recv_displs,
-                 Traffic::Kind kind) override {
+                 const std::vector<int64_t>& send_displs, void* out, const std::vector<int64_t>&,
+                 const std::vector<int64_t>& recv_displs, Traffic::Kind kind) override {
     copy(static_cast<const char*>(in) + send_displs[0], size_t(send_counts[0]),
          static_cast<char*>(out) + recv_displs[0], kind);
   }

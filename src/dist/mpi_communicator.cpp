@@ -47,7 +47,8 @@ void check(int rc, const char* what) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, msg, &len);
-  throw std::runtime_error(std::string("MPI ") + what + " failed: " + std::string(msg, size_t(len)));
+  throw std::runtime_error(std::string("MPI ") + what +
+                           " failed: " + std::string(msg, size_t(len)));
 }
 
 class MpiPending final : public PendingExchange {
@@ -136,9 +137,9 @@ class MpiCommunicator final : public Communicator {
                Traffic::Kind kind) override {
     Timer t(traffic_, kind);
     const std::vector<int> c = ints(counts, "Gatherv"), d = ints(displs, "Gatherv");
-    check(MPI_Gatherv(in, c[size_t(rank_)], MPI_BYTE, out, c.data(), d.data(), MPI_BYTE, root,
-                      comm_),
-          "Gatherv");
+    check(
+        MPI_Gatherv(in, c[size_t(rank_)], MPI_BYTE, out, c.data(), d.data(), MPI_BYTE, root, comm_),
+        "Gatherv");
     if (rank_ == root)
       traffic_.received[kind] += double(sum(counts) - counts[size_t(rank_)]);
     else

@@ -57,9 +57,7 @@ class BlockPool {
   int group_of(int32_t block) const { return int(block / group_capacity()); }
   // Unreferenced blocks (free + cached): what allocate() can still hand out.
   int32_t available() const { return total(n_free_) + total(n_cached_); }
-  int32_t available(int group) const {
-    return n_free_[size_t(group)] + n_cached_[size_t(group)];
-  }
+  int32_t available(int group) const { return n_free_[size_t(group)] + n_cached_[size_t(group)]; }
   int32_t cached() const { return total(n_cached_); }
   int32_t referenced() const { return capacity() - available(); }
 
@@ -98,9 +96,9 @@ class BlockPool {
     return s;
   }
   // Per group:
-  std::vector<std::vector<int32_t>> free_;     // free (never-cached) blocks, a stack
-  std::vector<int32_t> prev_, next_;           // LRU lists of cached blocks (links per block)
-  std::vector<int32_t> lru_head_, lru_tail_;   // head: least recently freed
+  std::vector<std::vector<int32_t>> free_;    // free (never-cached) blocks, a stack
+  std::vector<int32_t> prev_, next_;          // LRU lists of cached blocks (links per block)
+  std::vector<int32_t> lru_head_, lru_tail_;  // head: least recently freed
   std::vector<int32_t> n_free_, n_cached_;
   std::unordered_map<uint64_t, int32_t> by_hash_;
   BlockPoolStats stats_;

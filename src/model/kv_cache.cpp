@@ -99,7 +99,8 @@ void KvCache::mirror(int seq, std::vector<int32_t> blocks, int64_t length, int64
     if (b < 0 || b >= pool_.group_capacity())
       throw std::invalid_argument("kv cache: mirrored block " + std::to_string(b + first_block) +
                                   " outside this rank's blocks " + std::to_string(first_block) +
-                                  " .. " + std::to_string(first_block + pool_.group_capacity() - 1));
+                                  " .. " +
+                                  std::to_string(first_block + pool_.group_capacity() - 1));
   }
   if (size_t(seq) >= seqs_.size()) seqs_.resize(size_t(seq) + 1);
   seqs_[size_t(seq)] = Sequence{true, length, mtp_length, std::move(blocks), 0};

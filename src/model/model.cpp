@@ -7,14 +7,14 @@
 #include <fstream>
 #include <iterator>
 #include <optional>
-#include <tuple>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
+#include <fmt/format.h>
 #include "core/cpu_features.h"
 #include "core/log.h"
-#include <fmt/format.h>
 #include "core/thread_pool.h"
 #include "dist/expert_parallel.h"
 #include "kernels/gemm.h"
@@ -475,9 +475,9 @@ MhaRegion mha_region(const ModelConfig& c, bool sparse, int64_t S) {
 int64_t Model::compute_mha_limit() {
   if (options_.attention_form == AttentionForm::absorbed) return 0;
   if (options_.attention_form == AttentionForm::mha) return kAllPrompt;
-  MhaRegion r = mha_region(
-      config_, options_.attention == AttentionMode::sparse && config_.has_indexer,
-      options_.mha_segment);
+  MhaRegion r =
+      mha_region(config_, options_.attention == AttentionMode::sparse && config_.has_indexer,
+                 options_.mha_segment);
   mha_min_tokens_ = std::move(r.min_tokens);
   return r.limit;
 }
@@ -568,6 +568,7 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     gathered.resize(size_t(displs.back() + counts.back()));
     pending = cp_comm_->iallgatherv(mine.data(), counts, displs, gathered.data(),
                                     dist::Traffic::cp_gather);
+    if (!options_.cp_overlap) pending->wait();
   } else {
     std::vector<int32_t> seqs(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) seqs[size_t(t)] = entries[size_t(b.entry_of[t])].seq;
@@ -1080,10 +1081,10 @@ std::vector<int64_t> Model::describe_entries(const std::vector<BatchEntry>& batc
   std::vector<int64_t> w{int64_t(batch.size())};
   for (size_t e = 0; e < batch.size(); ++e) {
     const BatchEntry& en = batch[e];
-    w.insert(w.end(), {int64_t(en.seq), int64_t(cache_.group(en.seq)), starts[e],
-                       cache_.length(en.seq), cache_.mtp_length(en.seq),
-                       int64_t(en.all_logits) | int64_t(en.no_logits) << 1, en.prompt_len,
-                       int64_t(en.tokens.size())});
+    w.insert(w.end(),
+             {int64_t(en.seq), int64_t(cache_.group(en.seq)), starts[e], cache_.length(en.seq),
+              cache_.mtp_length(en.seq), int64_t(en.all_logits) | int64_t(en.no_logits) << 1,
+              en.prompt_len, int64_t(en.tokens.size())});
     w.insert(w.end(), en.tokens.begin(), en.tokens.end());
     const std::vector<int32_t>& blocks = cache_.block_table(en.seq);
     w.push_back(int64_t(blocks.size()));
@@ -1130,7 +1131,8 @@ void Model::run_worker() {
     world_->broadcast(header, sizeof(header), 0, dist::Traffic::control);
     std::vector<int64_t> words(static_cast<size_t>(header[1]));
     std::vector<float> floats(static_cast<size_t>(header[2]));
-    if (!words.empty()) world_->broadcast(words.data(), words.size() * 8, 0, dist::Traffic::control);
+    if (!words.empty())
+      world_->broadcast(words.data(), words.size() * 8, 0, dist::Traffic::control);
     if (!floats.empty())
       world_->broadcast(floats.data(), floats.size() * 4, 0, dist::Traffic::control);
     try {
@@ -1151,8 +1153,8 @@ void Model::run_worker() {
           std::vector<MtpEntry> batch;
           size_t row = 0;
           for (const BatchEntry& en : entries) {
-            batch.push_back(MtpEntry{en.seq, floats.data() + row * size_t(config_.hidden_size),
-                                     en.tokens});
+            batch.push_back(
+                MtpEntry{en.seq, floats.data() + row * size_t(config_.hidden_size), en.tokens});
             row += en.tokens.size();
           }
           mtp_step(batch, starts, all_logits);
@@ -1290,7 +1292,8 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
     ends.push_back(end);
   }
   int64_t more_blocks = 0;
-  for (size_t e = 0; e < batch.size(); ++e) more_blocks += cache_.blocks_needed(batch[e].seq, ends[e]);
+  for (size_t e = 0; e < batch.size(); ++e)
+    more_blocks += cache_.blocks_needed(batch[e].seq, ends[e]);
   if (more_blocks > cache_.pool().available())
     throw KvCacheFull("forward: the batch needs " + std::to_string(more_blocks) +
                       " more cache blocks but only " + std::to_string(cache_.pool().available()) +
@@ -1488,8 +1491,7 @@ void Model::fill_cache_synthetic(int seq, int64_t depth, uint32_t seed) {
   cache_.reserve(seq, depth);
   if (world_->size() > 1) {
     std::vector<int64_t> words{depth, int64_t(seed)};
-    const std::vector<int64_t> d =
-        describe_entries({BatchEntry{seq, {}}}, {cache_.length(seq)});
+    const std::vector<int64_t> d = describe_entries({BatchEntry{seq, {}}}, {cache_.length(seq)});
     words.insert(words.end(), d.begin(), d.end());
     send_step(Step::fill, words, {});
   }
@@ -1531,4 +1533,3 @@ void Model::fill_step(int seq, int64_t depth, uint32_t seed) {
 }
 
 }  // namespace dsinfer
-

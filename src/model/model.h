@@ -67,6 +67,9 @@ struct ModelOptions {
   dist::Layout dist;
   // This process alone, even inside an MPI job (a baseline measured next to a distributed run).
   bool one_process = false;
+  // Context parallelism: gather the cache rows while the query projections run (false: a
+  // blocking gather before them, which bench dist times to measure the overlap).
+  bool cp_overlap = true;
 };
 
 // Seconds spent per operator class since the last reset (for `bench model` and `eval -v`).
@@ -210,8 +213,8 @@ class Model {
                         size_t row_bytes) const;
   void moe_local(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
                  const float* gw, float* out);
-  void moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t rows,
-                           const int32_t* ids, const float* gw, float* out);
+  void moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
+                           const float* gw, float* out);
   void run_mlp(const MlpWeights& m, const float* x, int64_t rows, float* y);
   void decoder_layer(KvCache& cache, int cache_layer, const LayerWeights& w, Batch& b);
   void attention(KvCache& cache, int cache_layer, const AttentionWeights& w, Batch& b,

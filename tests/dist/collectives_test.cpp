@@ -68,7 +68,8 @@ TEST(Collectives, GathersBroadcastsAndAllToAll) {
   std::vector<int64_t> sc(static_cast<size_t>(n)), rc(static_cast<size_t>(n));
   for (int t = 0; t < n; ++t) sc[size_t(t)] = (me + t) % 3, rc[size_t(t)] = (t + me) % 3;
   const std::vector<int64_t> sd = displs_for(sc), rd = displs_for(rc);
-  std::vector<uint8_t> send(static_cast<size_t>(sd.back() + sc.back())), recv(static_cast<size_t>(rd.back() + rc.back()));
+  std::vector<uint8_t> send(static_cast<size_t>(sd.back() + sc.back())),
+      recv(static_cast<size_t>(rd.back() + rc.back()));
   for (int t = 0; t < n; ++t)
     std::fill_n(send.begin() + sd[size_t(t)], sc[size_t(t)], uint8_t(me * 16 + t));
   w.alltoallv(send.data(), sc, sd, recv.data(), rc, rd, Traffic::control);
@@ -103,14 +104,14 @@ void check_exchange(Routing routing, int64_t n_experts, int k, uint32_t seed) {
   const int E = w.size(), me = w.rank();
   std::mt19937 rng(seed * 131 + uint32_t(me));
   int64_t rows = int64_t(rng() % 24);
-  if (routing == Routing::nobody || (routing == Routing::some_ranks_empty && me % 2 == 1))
-    rows = 0;
+  if (routing == Routing::nobody || (routing == Routing::some_ranks_empty && me % 2 == 1)) rows = 0;
   const int64_t per = n_experts / E;
   std::vector<float> x(static_cast<size_t>(rows * kDim));
   for (auto& v : x) v = float(int(rng() % 200) - 100) / 8.0f;
   std::vector<int32_t> ids(static_cast<size_t>(rows * k));
   for (int64_t i = 0; i < rows; ++i) {
-    std::vector<int32_t> pool(static_cast<size_t>(routing == Routing::all_to_rank0 ? per : n_experts));
+    std::vector<int32_t> pool(
+        static_cast<size_t>(routing == Routing::all_to_rank0 ? per : n_experts));
     std::iota(pool.begin(), pool.end(), 0);
     std::shuffle(pool.begin(), pool.end(), rng);
     for (int j = 0; j < k; ++j) ids[size_t(i * k + j)] = pool[size_t(j)];

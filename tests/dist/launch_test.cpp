@@ -106,10 +106,13 @@ TEST(DistLaunch, EvalLogitsAreBitwiseThoseOfOneProcess) {
   REQUIRE_MPIRUN();
   // 90 tokens: past the tiny preset's index_topk (16), so DSA's indexer and top-k are in play.
   const std::string toks = tokens(90, 3);
-  const std::vector<std::pair<int, std::string>> layouts = {
-      {2, "--ep 2"},        {4, "--ep 4"},        {2, "--cp 2"},
-      {4, "--cp 4"},        {4, "--cp 2 --ep 2"}, {2, "--cp 2 --ep 2"},
-      {4, "--dp 2 --cp 2 --ep 4"}};
+  const std::vector<std::pair<int, std::string>> layouts = {{2, "--ep 2"},
+                                                            {4, "--ep 4"},
+                                                            {2, "--cp 2"},
+                                                            {4, "--cp 4"},
+                                                            {4, "--cp 2 --ep 2"},
+                                                            {2, "--cp 2 --ep 2"},
+                                                            {4, "--dp 2 --cp 2 --ep 4"}};
   struct Variant {
     const std::string* model;
     std::string flags;
@@ -146,7 +149,8 @@ TEST(DistLaunch, GreedyRunPrintsTheSameTextAsOneProcess) {
   const std::string args = " run -m " + models().fp8 +
                            " --raw -p 'the quick brown fox jumps over the lazy dog' -n 24 "
                            "--temp 0 -q -t 1 ";
-  for (const std::string& extra : {std::string(""), std::string("--speculative mtp --draft-tokens 2")}) {
+  for (const std::string& extra :
+       {std::string(""), std::string("--speculative mtp --draft-tokens 2")}) {
     const Result one = shell(bin() + args + extra);
     ASSERT_EQ(one.rc, 0) << one.err;
     ASSERT_FALSE(one.out.empty());
@@ -170,8 +174,8 @@ class Server {
     if (pid_ == 0) {
       ::setpgid(0, 0);
       const std::string cmd = "exec " + launcher + bin() + " serve -m " + models().fp8 +
-                              " --port " + std::to_string(port_) +
-                              " --kv-cache-tokens 8192 -t 1 " + flags + " > " + log_ + " 2>&1";
+                              " --port " + std::to_string(port_) + " --kv-cache-tokens 8192 -t 1 " +
+                              flags + " > " + log_ + " 2>&1";
       ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
       ::_exit(127);
     }
@@ -326,8 +330,7 @@ TEST(DistLaunch, AKilledRankEndsTheJobWithinSeconds) {
   const auto t0 = std::chrono::steady_clock::now();
   ::kill(workers[0], SIGKILL);
   const int rc = s.wait_exit(20);
-  const double took =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   client.join();
   EXPECT_NE(rc, -2) << "the job was still running 20 s after a rank was killed:\n" << s.log();
   EXPECT_NE(rc, 0);
@@ -341,8 +344,8 @@ TEST(DistLaunch, AKilledRankEndsTheJobWithinSeconds) {
 TEST(DistBench, ExchangeVolumesMatchTheFormulasAndTheProjectionPrints) {
   REQUIRE_MPIRUN();
   const std::string out = models().root + "/dist.json";
-  Result r = shell(mpirun(2) + bin() + " bench dist --quick -t 1 --ep 2 --cp 2 -m " +
-                   models().fp8 + " --json " + out);
+  Result r = shell(mpirun(2) + bin() + " bench dist --quick -t 1 --ep 2 --cp 2 -m " + models().fp8 +
+                   " --json " + out);
   ASSERT_EQ(r.rc, 0) << r.err;
   const json j = json::parse(read_bytes(out));
   int phases = 0, ranks = 0;
@@ -365,7 +368,8 @@ TEST(DistBench, ExchangeVolumesMatchTheFormulasAndTheProjectionPrints) {
                 x["ep_dispatch_formula_kb"].get<double>(),
                 1e-9 * x["ep_dispatch_formula_kb"].get<double>())
         << name;
-    EXPECT_NEAR(x["ep_combine_kb_per_layer"].get<double>(), x["ep_combine_formula_kb"].get<double>(),
+    EXPECT_NEAR(x["ep_combine_kb_per_layer"].get<double>(),
+                x["ep_combine_formula_kb"].get<double>(),
                 1e-9 * x["ep_combine_formula_kb"].get<double>())
         << name;
     EXPECT_GT(x["one_process_ms"].get<double>(), 0) << name;

@@ -83,19 +83,23 @@ TEST(BlockPool, MisuseIsAnError) {
   EXPECT_THROW(pool.register_block(0, key_of(1)), std::logic_error);
 }
 
-TEST(BlockPool, RandomOperationsKeepTheInvariants) {
-  BlockPool pool(16);
-  std::mt19937 rng(5);
+// 20,000 random allocate / decref / register / lookup operations on groups of `per_group` blocks;
+// the invariants hold throughout and every block comes back.
+void random_operations(int groups, int32_t per_group, uint32_t seed) {
+  BlockPool pool(groups * per_group, groups);
+  std::mt19937 rng(seed);
   std::vector<int32_t> held;
   uint64_t next_hash = 1;
   for (int step = 0; step < 20000; ++step) {
-    const int op = int(rng() % 4);
+    const int op = int(rng() % 4), g = int(rng() % uint32_t(groups));
     if (op == 0) {
-      const int32_t b = pool.allocate();
-      if (b >= 0)
+      const int32_t b = pool.allocate(g);
+      if (b >= 0) {
+        EXPECT_EQ(pool.group_of(b), g);
         held.push_back(b);
-      else
-        EXPECT_EQ(pool.available(), 0);
+      } else {
+        EXPECT_EQ(pool.available(g), 0);
+      }
     } else if (op == 1 && !held.empty()) {
       const size_t i = rng() % held.size();
       pool.decref(held[i]);
@@ -110,7 +114,11 @@ TEST(BlockPool, RandomOperationsKeepTheInvariants) {
   }
   for (int32_t b : held) pool.decref(b);
   pool.check_consistency();
-  EXPECT_EQ(pool.available(), 16);
+  for (int g = 0; g < groups; ++g) EXPECT_EQ(pool.available(g), per_group);
+}
+
+TEST(BlockPool, RandomOperationsKeepTheInvariants) {
+  random_operations(1, 16, 5);
 }
 
 // Data-parallel attention: groups allocate, cache and evict only their own blocks.
@@ -141,35 +149,7 @@ TEST(BlockPool, GroupsAllocateAndEvictOnlyTheirOwnBlocks) {
 }
 
 TEST(BlockPool, RandomOperationsOnGroupsKeepTheInvariants) {
-  BlockPool pool(24, 4);
-  std::mt19937 rng(9);
-  std::vector<int32_t> held;
-  uint64_t next_hash = 1;
-  for (int step = 0; step < 20000; ++step) {
-    const int op = int(rng() % 4), g = int(rng() % 4);
-    if (op == 0) {
-      const int32_t b = pool.allocate(g);
-      if (b >= 0) {
-        EXPECT_EQ(pool.group_of(b), g);
-        held.push_back(b);
-      } else {
-        EXPECT_EQ(pool.available(g), 0);
-      }
-    } else if (op == 1 && !held.empty()) {
-      const size_t i = rng() % held.size();
-      pool.decref(held[i]);
-      held.erase(held.begin() + long(i));
-    } else if (op == 2 && !held.empty()) {
-      pool.register_block(held[rng() % held.size()], key_of(next_hash++));
-    } else if (op == 3) {
-      const int32_t b = pool.lookup(key_of(1 + rng() % next_hash));
-      if (b >= 0) pool.incref(b), held.push_back(b);
-    }
-    if (step % 1000 == 0) pool.check_consistency();
-  }
-  for (int32_t b : held) pool.decref(b);
-  pool.check_consistency();
-  for (int g = 0; g < 4; ++g) EXPECT_EQ(pool.available(g), 6);
+  random_operations(4, 6, 9);
 }
 
 }  // namespace
