@@ -296,6 +296,23 @@ TEST(DistLaunch, RanksThatDisagreeStopWithAClearErrorOnEveryRank) {
   EXPECT_NE(r.err.find("--ep 2 does not divide the 1 ranks"), std::string::npos) << r.err;
 }
 
+TEST(DistLaunch, ARankThatExitsEndsTheJob) {
+  REQUIRE_MPIRUN();
+  // Rank 1 leaves (exit code 3) while rank 0 starts up and waits for it.
+  const auto t0 = std::chrono::steady_clock::now();
+  const Result r = shell(
+      "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 60 mpirun "
+      "--oversubscribe -np 1 " +
+      bin() + " eval --tokens 1,2,3 --logits-out /dev/null -t 1 --ep 2 -m " + models().fp8 +
+      " : -np 1 sh -c 'sleep 1; exit 3'");
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.rc, 124) << "the job hung until the timeout";
+  EXPECT_LT(took, 30.0);
+  EXPECT_NE((r.out + r.err).find("exited with non-zero status"), std::string::npos) << r.err;
+}
+
 // The rank processes mpirun started (children of the launcher, found by their MPI rank).
 std::vector<pid_t> rank_pids(int rank, int port) {
   std::vector<pid_t> out;
