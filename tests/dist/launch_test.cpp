@@ -236,12 +236,35 @@ std::vector<std::string> answers(int port, int n) {
   return out;
 }
 
+// The same long prompt twice: the second finds its prefix cached (in the attention group that
+// holds it, with --dp) and must answer the same.
+std::vector<std::string> cached_answers(int port) {
+  std::string prompt;
+  for (int i = 0; i < 120; ++i) prompt += "word" + std::to_string(i) + " ";
+  std::vector<std::string> out;
+  for (int i = 0; i < 2; ++i) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(120);
+    json body = {{"prompt", prompt}, {"max_tokens", 8}, {"temperature", 0}};
+    auto r = c.Post("/v1/completions", body.dump(), "application/json");
+    if (!r || r->status != 200) {
+      out.push_back("HTTP error");
+      continue;
+    }
+    const json j = json::parse(r->body);
+    out.push_back(j["choices"][0]["text"].get<std::string>());
+    if (i == 1) EXPECT_GT(j["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0);
+  }
+  return out;
+}
+
 TEST(DistLaunch, ServeAnswersConcurrentRequestsAsOneProcess) {
   REQUIRE_MPIRUN();
-  std::vector<std::string> want;
+  std::vector<std::string> want, want_cached;
   {
     Server one("", "", 0);
     want = answers(one.port(), 6);
+    want_cached = cached_answers(one.port());
   }
   for (const auto& [np, layout] :
        std::vector<std::pair<int, std::string>>{{2, "--ep 2"},
@@ -251,6 +274,7 @@ TEST(DistLaunch, ServeAnswersConcurrentRequestsAsOneProcess) {
     SCOPED_TRACE(layout);
     Server many(mpirun(np), layout, 1 + np + int(layout.size()));
     EXPECT_EQ(answers(many.port(), 6), want) << many.log();
+    EXPECT_EQ(cached_answers(many.port()), want_cached) << many.log();
   }
 }
 
