@@ -122,7 +122,10 @@ TEST(DistLaunch, EvalLogitsAreBitwiseThoseOfOneProcess) {
       {&models().fp8, "--precision f32"},
       {&models().fp8, "--prefill-chunk 13"},
       {&models().fp8, "--fp8-activations --prefill-chunk 40"},
+      {&models().fp8, "--precision f32 --prefill-chunk 13"},
       {&models().bf16, ""},
+      {&models().bf16, "--prefill-chunk 13"},
+      {&models().bf16, "--precision f32"},
       {&models().bf16, "--precision f32 --prefill-chunk 1"},
   };
   for (const Variant& v : variants) {
