@@ -164,7 +164,7 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
                  {"created", created},
                  {"model", ctx.model_name},
                  {"choices", json::array()}};
-    int64_t completion = 0, cached = 0, prompt_tokens = 0;
+    int64_t completion = 0, cached = 0, prompt_tokens = 0, drafted = 0, accepted = 0;
     for (size_t i = 0; i < total; ++i) {
       const Choice& ch = out[i];
       if (ch.finish.reason == FinishReason::error)
@@ -178,10 +178,11 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
       resp["choices"].push_back(c);
       record_finish(ctx, id, int(i), ch.finish);
       completion += ch.finish.usage.completion_tokens;
+      drafted += ch.finish.usage.draft_tokens, accepted += ch.finish.usage.accepted_tokens;
       if (i % size_t(g.n) == 0)
         prompt_tokens += ch.finish.usage.prompt_tokens, cached += ch.finish.usage.cached_tokens;
     }
-    resp["usage"] = usage_json(prompt_tokens, cached, completion);
+    resp["usage"] = usage_json(prompt_tokens, cached, completion, drafted, accepted);
     res.body = dump(resp);
     return;
   }
@@ -203,7 +204,7 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
                                             {"logprobs", logprobs},
                                             {"finish_reason", finish}}})}};
     };
-    int64_t completion = 0, cached = 0, prompt_tokens = 0;
+    int64_t completion = 0, cached = 0, prompt_tokens = 0, drafted = 0, accepted = 0;
     std::vector<size_t> offsets(reqs.size(), 0);
     std::vector<bool> finished(reqs.size(), false);
     // A client gone mid-stream: cancel what still runs (its blocks are freed) and count it.
@@ -251,6 +252,7 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
           finished[index] = true;
           if (!write(sse(chunk(index, "", nullptr, openai_finish_reason(e.reason))))) return;
           completion += e.usage.completion_tokens;
+          drafted += e.usage.draft_tokens, accepted += e.usage.accepted_tokens;
           if (ev->first == 0)
             prompt_tokens += e.usage.prompt_tokens, cached += e.usage.cached_tokens;
         }
@@ -262,7 +264,7 @@ void handle_completions(ServerContext& ctx, const HttpRequest& req, HttpResponse
                 {"created", created},
                 {"model", ctx.model_name},
                 {"choices", json::array()},
-                {"usage", usage_json(prompt_tokens, cached, completion)}};
+                {"usage", usage_json(prompt_tokens, cached, completion, drafted, accepted)}};
       if (!write(sse(u))) return;
     }
     write("data: [DONE]\n\n");

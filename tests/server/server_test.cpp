@@ -389,6 +389,15 @@ TEST(Server, SpeculativeDecodingKeepsGreedyAnswersAndCountsDrafts) {
     EXPECT_LE(sd["accepted_tokens"].get<int>(), sd["draft_tokens"].get<int>());
     EXPECT_FALSE(a["usage"].contains("spec_decode"));
   }
+  // The legacy completions route reports the drafts too, streamed or not.
+  const json body = {{"prompt", "Count the drafts"}, {"max_tokens", 12}, {"temperature", 0}};
+  auto [stc, c] = spec.post("/v1/completions", body);
+  ASSERT_EQ(stc, 200) << c.dump();
+  ASSERT_TRUE(c["usage"]["spec_decode"].is_object()) << c.dump();
+  EXPECT_GT(c["usage"]["spec_decode"]["draft_tokens"].get<int>(), 0);
+  auto [stp, p] = plain.post("/v1/completions", body);
+  EXPECT_EQ(c["choices"][0]["text"], p["choices"][0]["text"]);
+  EXPECT_FALSE(p["usage"].contains("spec_decode"));
   auto [st, m] = spec.get("/metrics");
   ASSERT_EQ(st, 200);
   for (const char* name : {"dsinfer:spec_decode_num_draft_tokens_total",
