@@ -46,6 +46,8 @@ Engine::Engine(std::unique_ptr<Model> model, std::optional<Tokenizer> tokenizer,
   if (options.speculative_draft_tokens > 0 && model_->attention_groups() > 1)
     throw std::invalid_argument(
         "speculative decoding with data-parallel attention (--dp) is not supported");
+  // Only drafting reads the hidden states: a distributed model need not collect them.
+  model_->set_hidden_outputs(options.speculative_draft_tokens > 0);
   thread_ = std::thread([this] { loop(); });
 }
 

@@ -1143,8 +1143,9 @@ void Model::run_worker() {
         case Step::stop:
           return;
         case Step::forward: {
+          const bool hidden = words.at(at++) != 0;
           const std::vector<BatchEntry> batch = mirror_entries(words, at, starts, groups);
-          forward_step(batch, starts, groups);
+          forward_step(batch, starts, groups, hidden);
           break;
         }
         case Step::mtp: {
@@ -1304,10 +1305,14 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
   }
   std::vector<int> groups;
   for (const BatchEntry& en : batch) groups.push_back(cache_.group(en.seq));
-  if (world_->size() == 1) return forward_step(batch, starts, groups);
-  send_step(Step::forward, describe_entries(batch, starts), {});
+  if (world_->size() == 1) return forward_step(batch, starts, groups, true);
+  // Every rank must agree on which hidden rows travel: the root's setting rides in the step.
+  std::vector<int64_t> words{int64_t(hidden_outputs_)};
+  const std::vector<int64_t> d = describe_entries(batch, starts);
+  words.insert(words.end(), d.begin(), d.end());
+  send_step(Step::forward, words, {});
   try {
-    return forward_step(batch, starts, groups);
+    return forward_step(batch, starts, groups, hidden_outputs_);
   } catch (const std::exception& e) {
     // The other ranks are inside the same step: stopping alone would leave them waiting.
     world_->abort(std::string("forward failed on the root rank: ") + e.what());
@@ -1317,7 +1322,7 @@ ForwardOutput Model::forward(const std::vector<BatchEntry>& batch) {
 
 ForwardOutput Model::forward_step(const std::vector<BatchEntry>& batch,
                                   const std::vector<int64_t>& starts,
-                                  const std::vector<int>& groups) {
+                                  const std::vector<int>& groups, bool hidden_outputs) {
   const ModelConfig& c = config_;
   const int64_t D = c.hidden_size;
   const bool distributed = world_->size() > 1;
@@ -1336,18 +1341,33 @@ ForwardOutput Model::forward_step(const std::vector<BatchEntry>& batch,
   // the first replica of every attention group's CP ranks and runs the head alone.
   std::vector<float> normed(size_t(b.T * D));
   rms_norm(b.h.data(), b.T, D, D, param(weights_.norm()), float(c.rms_norm_eps), normed.data(), D);
+  // Without hidden outputs (an engine that does not draft) only the rows with logits travel.
+  const bool all_hidden = hidden_outputs || !distributed;
   if (distributed && (b.split || options_.dist.dp > 1)) {
     const int N = world_->size();
+    std::vector<bool> wanted(static_cast<size_t>(b.T_step), hidden_outputs);
+    for (size_t e = 0, t0 = 0; e < batch.size(); t0 += batch[e].tokens.size(), ++e)
+      for (size_t i = 0; i < batch[e].tokens.size(); ++i)
+        if (!batch[e].no_logits && (batch[e].all_logits || i + 1 == batch[e].tokens.size()))
+          wanted[t0 + i] = true;
     std::vector<std::vector<int64_t>> tokens_of(static_cast<size_t>(N));
     std::vector<int64_t> counts(static_cast<size_t>(N), 0), displs(static_cast<size_t>(N), 0);
+    std::vector<float> send;
     for (int r = 0; r < N; ++r) {
       if (dist::place_of(options_.dist, N, r).replica != 0) continue;
-      tokens_of[size_t(r)] = step_tokens(batch, groups, r);
+      const std::vector<int64_t> theirs = step_tokens(batch, groups, r);
+      for (size_t i = 0; i < theirs.size(); ++i) {
+        if (!wanted[size_t(theirs[i])]) continue;
+        tokens_of[size_t(r)].push_back(theirs[i]);
+        if (r == world_->rank())
+          send.insert(send.end(), normed.begin() + int64_t(i) * D,
+                      normed.begin() + int64_t(i + 1) * D);
+      }
       counts[size_t(r)] = int64_t(tokens_of[size_t(r)].size()) * D * 4;
     }
     for (int r = 1; r < N; ++r) displs[size_t(r)] = displs[size_t(r - 1)] + counts[size_t(r - 1)];
     std::vector<float> all(world_->is_root() ? size_t((displs.back() + counts.back()) / 4) : 0);
-    world_->gatherv(normed.data(), counts, displs, all.data(), 0, dist::Traffic::output_gather);
+    world_->gatherv(send.data(), counts, displs, all.data(), 0, dist::Traffic::output_gather);
     if (world_->is_root()) {
       normed.assign(size_t(b.T_step * D), 0.0f);
       for (int r = 0; r < N; ++r)
@@ -1357,8 +1377,9 @@ ForwardOutput Model::forward_step(const std::vector<BatchEntry>& batch,
     }
   }
   if (!world_->is_root()) return out;
-  out.hidden = Tensor::empty(DType::f32, {b.T_step, D});
-  std::memcpy(out.hidden.data<float>(), normed.data(), size_t(b.T_step * D) * 4);
+  const Tensor full = Tensor::empty(DType::f32, {b.T_step, D});
+  std::memcpy(full.data<float>(), normed.data(), size_t(b.T_step * D) * 4);
+  if (all_hidden) out.hidden = full;
   std::vector<int64_t> rows;
   int64_t first = 0;
   for (size_t e = 0; e < batch.size(); ++e) {
@@ -1374,7 +1395,7 @@ ForwardOutput Model::forward_step(const std::vector<BatchEntry>& batch,
   }
   std::vector<float> hr(rows.size() * size_t(D));
   for (size_t i = 0; i < rows.size(); ++i)
-    std::memcpy(&hr[i * D], out.hidden.data<float>() + rows[i] * D, size_t(D) * 4);
+    std::memcpy(&hr[i * D], full.data<float>() + rows[i] * D, size_t(D) * 4);
   out.logits = Tensor::empty(DType::f32, {int64_t(rows.size()), c.vocab_size});
   linear(hr.data(), int64_t(rows.size()), D, weights_.lm_head(), out.logits.data<float>(),
          c.vocab_size);

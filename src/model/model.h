@@ -117,6 +117,10 @@ class Model {
   bool is_root() const { return world_->is_root(); }
   void run_worker();
   dist::Communicator& world() { return *world_; }
+  // Distributed steps: whether forward() returns ForwardOutput::hidden (the MTP drafts' input).
+  // Off, only the rows with logits are sent to the root and `hidden` is left undefined; one
+  // process always returns it. On by default; an engine that does not draft turns it off.
+  void set_hidden_outputs(bool on) { hidden_outputs_ = on; }
   // This rank's exchanges since the last reset, over all its communicators.
   dist::Traffic traffic() const;
   void reset_traffic();
@@ -203,7 +207,8 @@ class Model {
   Batch make_batch(const std::vector<BatchEntry>& batch, const std::vector<int64_t>& starts,
                    const std::vector<int>& groups) const;
   ForwardOutput forward_step(const std::vector<BatchEntry>& batch,
-                             const std::vector<int64_t>& starts, const std::vector<int>& groups);
+                             const std::vector<int64_t>& starts, const std::vector<int>& groups,
+                             bool hidden_outputs);
   MtpOutput mtp_step(const std::vector<MtpEntry>& batch, const std::vector<int64_t>& starts,
                      bool all_logits);
   void fill_step(int seq, int64_t depth, uint32_t seed);
@@ -250,6 +255,7 @@ class Model {
   std::unique_ptr<dist::Communicator> cp_comm_, replica_comm_, ep_comm_;
   int64_t expert_begin_ = 0, expert_end_ = 0;
   dist::RankPlace place_;  // this rank's attention group, CP rank and replica
+  bool hidden_outputs_ = true;
 };
 
 }  // namespace dsinfer
