@@ -85,6 +85,13 @@ class Communicator {
   Traffic traffic_;
 };
 
+// The displacements of packed blocks of these sizes: d[0] = 0, d[i] = d[i - 1] + counts[i - 1].
+inline std::vector<int64_t> displacements(const std::vector<int64_t>& counts) {
+  std::vector<int64_t> d(counts.size(), 0);
+  for (size_t i = 1; i < counts.size(); ++i) d[i] = d[i - 1] + counts[i - 1];
+  return d;
+}
+
 // A one-process communicator (size 1): every collective is a local copy.
 std::unique_ptr<Communicator> make_local_communicator();
 

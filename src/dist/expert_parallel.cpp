@@ -16,16 +16,10 @@ struct Counts {
   int64_t tokens = 0, pairs = 0;
 };
 
-std::vector<int64_t> prefix(const std::vector<int64_t>& counts) {
-  std::vector<int64_t> d(counts.size(), 0);
-  for (size_t i = 1; i < counts.size(); ++i) d[i] = d[i - 1] + counts[i - 1];
-  return d;
-}
-
 }  // namespace
 
-void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const ExpertFn& fn,
-                         float* out) {
+ExpertExchange expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const ExpertFn& fn,
+                                   float* out) {
   const int E = ep.size();
   if (d.n_experts % E != 0)
     throw std::invalid_argument("expert_parallel_moe: " + std::to_string(E) +
@@ -48,12 +42,18 @@ void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const Expert
       pair_tok[dst].push_back(int32_t(tok[dst].size() - 1));
       pair_exp[dst].push_back(e);
     }
+  ExpertExchange sent;
+  for (int r = 0; r < E; ++r)
+    if (r != ep.rank()) {
+      sent.remote_rows += int64_t(tok[size_t(r)].size());
+      sent.remote_pairs += int64_t(slot[size_t(r)].size());
+    }
   // Exchange counts.
   std::vector<Counts> send_n(static_cast<size_t>(E)), recv_n(static_cast<size_t>(E));
   for (int r = 0; r < E; ++r)
     send_n[size_t(r)] = {int64_t(tok[size_t(r)].size()), int64_t(slot[size_t(r)].size())};
   {
-    std::vector<int64_t> c(static_cast<size_t>(E), sizeof(Counts)), disp = prefix(c);
+    std::vector<int64_t> c(static_cast<size_t>(E), sizeof(Counts)), disp = displacements(c);
     ep.alltoallv(send_n.data(), c, disp, recv_n.data(), c, disp, Traffic::ep_dispatch);
   }
   // Dispatch: per destination [tokens * row_bytes][pairs * 8].
@@ -61,7 +61,7 @@ void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const Expert
   std::vector<int64_t> sc(static_cast<size_t>(E)), rc(static_cast<size_t>(E));
   for (int r = 0; r < E; ++r) sc[size_t(r)] = msg_bytes(send_n[size_t(r)]);
   for (int r = 0; r < E; ++r) rc[size_t(r)] = msg_bytes(recv_n[size_t(r)]);
-  const std::vector<int64_t> sd = prefix(sc), rd = prefix(rc);
+  const std::vector<int64_t> sd = displacements(sc), rd = displacements(rc);
   std::vector<uint8_t> sendbuf(size_t(sd.back() + sc.back())),
       recvbuf(size_t(rd.back() + rc.back()));
   for (int r = 0; r < E; ++r) {
@@ -83,7 +83,7 @@ void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const Expert
   const auto [e0, e1] = expert_range(d.n_experts, E, ep.rank());
   std::vector<int64_t> back_c(static_cast<size_t>(E));
   for (int r = 0; r < E; ++r) back_c[size_t(r)] = recv_n[size_t(r)].pairs * d.out_dim * 4;
-  const std::vector<int64_t> back_d = prefix(back_c);
+  const std::vector<int64_t> back_d = displacements(back_c);
   std::vector<float> back(size_t((back_d.back() + back_c.back()) / 4));
   struct Use {
     int src;
@@ -125,7 +125,7 @@ void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const Expert
   // Combine: every pair's output back to its home, into its slot.
   std::vector<int64_t> home_c(static_cast<size_t>(E));
   for (int r = 0; r < E; ++r) home_c[size_t(r)] = send_n[size_t(r)].pairs * d.out_dim * 4;
-  const std::vector<int64_t> home_d = prefix(home_c);
+  const std::vector<int64_t> home_d = displacements(home_c);
   std::vector<float> home(size_t((home_d.back() + home_c.back()) / 4));
   ep.alltoallv(back.data(), back_c, back_d, home.data(), home_c, home_d, Traffic::ep_combine);
   for (int r = 0; r < E; ++r)
@@ -133,6 +133,7 @@ void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const Expert
       std::memcpy(out + slot[size_t(r)][q] * d.out_dim,
                   home.data() + home_d[size_t(r)] / 4 + int64_t(q) * d.out_dim,
                   size_t(d.out_dim) * 4);
+  return sent;
 }
 
 }  // namespace dsinfer::dist

@@ -27,8 +27,14 @@ struct ExpertDispatch {
 // Runs expert `expert` (one this rank holds) on n wire rows into out [n, out_dim].
 using ExpertFn = std::function<void(int64_t expert, int64_t n, const uint8_t* rows, float* out)>;
 
+// What this rank sent other ranks: (row, remote rank) dispatches and (row, remote expert) pairs.
+struct ExpertExchange {
+  int64_t remote_rows = 0, remote_pairs = 0;
+};
+
 // out [rows * k, out_dim]: the output of expert ids[i * k + j] on row i at row i * k + j. Every
 // rank of `ep` must call it (with rows = 0 when it has none). Experts are called in ascending id.
-void expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const ExpertFn& fn, float* out);
+ExpertExchange expert_parallel_moe(Communicator& ep, const ExpertDispatch& d, const ExpertFn& fn,
+                                   float* out);
 
 }  // namespace dsinfer::dist

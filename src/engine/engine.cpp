@@ -86,7 +86,7 @@ RequestHandle Engine::submit(Request r) {
   const KvCache& cache = model_->cache();
   if ((n + 1 + kKvBlockTokens - 1) / kKvBlockTokens > cache.group_capacity_blocks())
     bad("the prompt (" + std::to_string(n) + " tokens) does not fit the whole KV cache budget of " +
-        std::to_string(cache.group_capacity_blocks() * kKvBlockTokens) + " tokens");
+        std::to_string(cache.group_capacity_tokens()) + " tokens");
 
   std::optional<StreamingDecoder> dec;
   if (tokenizer_) dec.emplace(*tokenizer_, true);
@@ -413,7 +413,7 @@ void Engine::step() {
     finish(s, FinishReason::error,
            "the request needs " + std::to_string(s->tokens.size() + 1) +
                " tokens of KV cache; the whole budget holds " +
-               std::to_string(model_->cache().group_capacity_blocks() * kKvBlockTokens));
+               std::to_string(model_->cache().group_capacity_tokens()));
   if (plan.chunks.empty()) {
     // Nothing can run now (everything waits for blocks held by nobody would be a bug): sleep
     // until something changes.

@@ -70,16 +70,19 @@ bool Scheduler::admit(SequenceState* s) {
     for (int32_t b : blocks) revived += pool.refs(b) == 0;
     return blocks_for(n) - int64_t(blocks.size()) + revived <= pool.available(group);
   };
-  int group = hit.empty() ? 0 : pool.group_of(hit[0]);
+  // The group with the most unreferenced blocks, `from` on a tie.
+  auto emptiest = [&](int from) {
+    int best = from;
+    for (int g = 0; g < pool.groups(); ++g)
+      if (pool.available(g) > pool.available(best)) best = g;
+    return best;
+  };
+  int group = hit.empty() ? emptiest(0) : pool.group_of(hit[0]);
   if (!fits(group, hit)) {
     if (pool.groups() == 1) return false;
     hit.clear();
-    for (int g = 0; g < pool.groups(); ++g)
-      if (pool.available(g) > pool.available(group)) group = g;
+    group = emptiest(group);
     if (!fits(group, hit)) return false;
-  } else if (hit.empty()) {
-    for (int g = 0; g < pool.groups(); ++g)
-      if (pool.available(g) > pool.available(group)) group = g;
   }
   s->seq = cache_.create_sequence(group);
   cache_.attach_blocks(s->seq, hit);

@@ -251,7 +251,7 @@ size_t KvCache::bytes_per_token() const {
 }
 
 size_t KvCache::bytes_reserved() const {
-  return bytes_per_token() * size_t(group_capacity_blocks() * kKvBlockTokens);
+  return bytes_per_token() * size_t(group_capacity_tokens());
 }
 
 }  // namespace dsinfer

@@ -92,6 +92,7 @@ class KvCache {
   int64_t capacity_blocks() const { return pool_.capacity(); }
   // Blocks one sequence can ever hold: its group's.
   int64_t group_capacity_blocks() const { return pool_.group_capacity(); }
+  int64_t group_capacity_tokens() const { return group_capacity_blocks() * kKvBlockTokens; }
   int64_t capacity_tokens() const { return capacity_blocks() * kKvBlockTokens; }
   int64_t blocks_in_use() const { return pool_.referenced(); }
   size_t bytes_reserved() const;  // the whole budget (address space)

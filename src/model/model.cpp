@@ -76,6 +76,17 @@ std::vector<float> to_f32(const Tensor& t) {
   return out;
 }
 
+// The release's act_quant of one group of n <= 128 activations: scale = 2^ceil(log2(amax / 448))
+// (amax at least 1e-4), codes = e4m3(x / scale); returns the scale.
+float act_quant_group(const float* x, int64_t n, fp8_e4m3* codes) {
+  float amax = 0;
+  for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
+  const float scale = ref::fp8_block_scale(amax, true);
+  for (int64_t k = 0; k < n; ++k)
+    codes[k] = f32_to_fp8_e4m3(std::clamp(x[k] / scale, -448.0f, 448.0f));
+  return scale;
+}
+
 void rms_norm(const float* x, int64_t rows, int64_t dim, int64_t ld_x, const std::vector<float>& w,
               float eps, float* out, int64_t ld_out) {
   parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
@@ -373,22 +384,17 @@ void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight
   if (rows == 0) return;  // a rank with no tokens in a distributed step
   const WeightView v = view_of(w.w, w.scale_inv);
   if (options_.fp8_activations && v.dtype == DType::fp8_e4m3) {
-    // The release's act_quant: per row and 128-column group, scale = 2^ceil(log2(amax / 448))
-    // (amax at least 1e-4), x8 = e4m3(x / scale). x8 * scale is exact in bf16, so the bf16 GEMM
-    // computes with exactly those values.
+    // The release's act_quant per row and 128-column group (act_quant_group). x8 * scale is exact
+    // in bf16, so the bf16 GEMM computes with exactly those values.
     std::vector<bf16> xq(static_cast<size_t>(rows * v.cols));
     parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
+      fp8_e4m3 codes[ref::kFp8BlockSize];
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t k0 = 0; k0 < v.cols; k0 += ref::kFp8BlockSize) {
-          const int64_t k1 = std::min<int64_t>(v.cols, k0 + ref::kFp8BlockSize);
-          float amax = 0;
-          for (int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(x[r * ldx + k]));
-          const float scale = ref::fp8_block_scale(amax, true);
-          for (int64_t k = k0; k < k1; ++k) {
-            const float q = fp8_e4m3_to_f32(
-                f32_to_fp8_e4m3(std::clamp(x[r * ldx + k] / scale, -448.0f, 448.0f)));
-            xq[size_t(r * v.cols + k)] = f32_to_bf16(q * scale);
-          }
+          const int64_t n = std::min<int64_t>(v.cols - k0, ref::kFp8BlockSize);
+          const float scale = act_quant_group(x + r * ldx + k0, n, codes);
+          for (int64_t k = 0; k < n; ++k)
+            xq[size_t(r * v.cols + k0 + k)] = f32_to_bf16(fp8_e4m3_to_f32(codes[k]) * scale);
         }
     });
     gemm(GemmInput{DType::bf16, xq.data(), rows, v.cols, v.cols}, v, y, ldy);
@@ -562,9 +568,9 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
   std::unique_ptr<dist::PendingExchange> pending;
   if (b.split) {
     const int R = cp_comm_->size();
-    std::vector<int64_t> counts(static_cast<size_t>(R)), displs(static_cast<size_t>(R), 0);
+    std::vector<int64_t> counts(static_cast<size_t>(R));
     for (int r = 0; r < R; ++r) counts[size_t(r)] = b.gather_counts[size_t(r)] * int64_t(row_bytes);
-    for (int r = 1; r < R; ++r) displs[size_t(r)] = displs[size_t(r - 1)] + counts[size_t(r - 1)];
+    const std::vector<int64_t> displs = dist::displacements(counts);
     gathered.resize(size_t(displs.back() + counts.back()));
     pending = cp_comm_->iallgatherv(mine.data(), counts, displs, gathered.data(),
                                     dist::Traffic::cp_gather);
@@ -857,6 +863,14 @@ void Model::run_mlp(const MlpWeights& m, const float* xin, int64_t rows, float* 
   linear(g.data(), rows, F, m.down_proj, y, D);
 }
 
+// One routed expert run: counted with its weight bytes in op_times().
+void Model::count_expert_run(const MlpWeights& m) {
+  ++times_.experts_run;
+  for (const LinearWeight* lw : {&m.gate_proj, &m.up_proj, &m.down_proj})
+    times_.expert_bytes +=
+        double(lw->w.nbytes() + (lw->scale_inv.defined() ? lw->scale_inv.nbytes() : 0));
+}
+
 // The routed experts of `rows` rows, all held here: out = sum over each row's experts in
 // ascending id of gate weight * expert output, in f32 (the reference's order; the shared expert
 // is added after, by the caller).
@@ -872,12 +886,7 @@ void Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const
     const auto& sel = rows_of[size_t(e)];
     if (sel.empty()) continue;
     const int64_t n = int64_t(sel.size());
-    ++times_.experts_run;
-    for (const LinearWeight* lw :
-         {&moe.experts[size_t(e)].gate_proj, &moe.experts[size_t(e)].up_proj,
-          &moe.experts[size_t(e)].down_proj})
-      times_.expert_bytes +=
-          double(lw->w.nbytes() + (lw->scale_inv.defined() ? lw->scale_inv.nbytes() : 0));
+    count_expert_run(moe.experts[size_t(e)]);
     xe.resize(size_t(n * D));
     ye.resize(size_t(n * D));
     for (int64_t r = 0; r < n; ++r) std::memcpy(&xe[r * D], x + (sel[r] / k) * D, size_t(D) * 4);
@@ -919,12 +928,10 @@ void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t r
         for (int64_t d = 0; d < D; ++d) reinterpret_cast<bf16*>(dst)[d] = f32_to_bf16(xr[d]);
       } else {
         for (int64_t g = 0; g < groups; ++g) {
-          const int64_t k0 = g * ref::kFp8BlockSize, k1 = std::min(D, k0 + ref::kFp8BlockSize);
-          float amax = 0;
-          for (int64_t d = k0; d < k1; ++d) amax = std::max(amax, std::fabs(xr[d]));
-          const float scale = ref::fp8_block_scale(amax, true);
-          for (int64_t d = k0; d < k1; ++d)
-            dst[d] = f32_to_fp8_e4m3(std::clamp(xr[d] / scale, -448.0f, 448.0f)).bits;
+          const int64_t k0 = g * ref::kFp8BlockSize;
+          const float scale =
+              act_quant_group(xr + k0, std::min<int64_t>(D - k0, ref::kFp8BlockSize),
+                              reinterpret_cast<fp8_e4m3*>(dst + k0));
           std::memcpy(dst + D + g * 4, &scale, 4);
         }
       }
@@ -952,31 +959,18 @@ void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t r
   dd.row_bytes = row_bytes;
   dd.out_dim = D;
   std::vector<float> routed(static_cast<size_t>(rows * k * D)), xe;
-  ++times_.ep_exchanges;
-  const int me = ep_comm_->rank(), ranks = ep_comm_->size();
-  for (int64_t r = 0; r < rows; ++r) {
-    std::vector<bool> to(static_cast<size_t>(ranks), false);
-    for (int j = 0; j < k; ++j) {
-      const int dst = dist::expert_owner(ids[r * k + j], E, ranks);
-      if (dst == me) continue;
-      ++times_.ep_remote_pairs;
-      if (!to[size_t(dst)]) ++times_.ep_remote_rows;
-      to[size_t(dst)] = true;
-    }
-  }
-  dist::expert_parallel_moe(
+  const dist::ExpertExchange sent = dist::expert_parallel_moe(
       *ep_comm_, dd,
       [&](int64_t e, int64_t n, const uint8_t* in, float* y) {
-        ++times_.experts_run;
-        const MlpWeights& m = moe.experts[size_t(e)];
-        for (const LinearWeight* lw : {&m.gate_proj, &m.up_proj, &m.down_proj})
-          times_.expert_bytes +=
-              double(lw->w.nbytes() + (lw->scale_inv.defined() ? lw->scale_inv.nbytes() : 0));
+        count_expert_run(moe.experts[size_t(e)]);
         xe.resize(size_t(n * D));
         for (int64_t r = 0; r < n; ++r) decode(in + size_t(r) * row_bytes, xe.data() + r * D);
-        run_mlp(m, xe.data(), n, y);
+        run_mlp(moe.experts[size_t(e)], xe.data(), n, y);
       },
       routed.data());
+  ++times_.ep_exchanges;
+  times_.ep_remote_rows += sent.remote_rows;
+  times_.ep_remote_pairs += sent.remote_pairs;
   std::fill(out, out + rows * D, 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
     std::vector<int> order(static_cast<size_t>(k));
@@ -1337,65 +1331,57 @@ ForwardOutput Model::forward_step(const std::vector<BatchEntry>& batch,
 
   ForwardOutput out;
   ScopedTime st{&times_.head};
+  // The rows with logits, in step order, and where each entry's first one is.
+  std::vector<int64_t> rows;
+  for (size_t e = 0, first = 0; e < batch.size(); first += batch[e].tokens.size(), ++e) {
+    const int64_t n = int64_t(batch[e].tokens.size());
+    out.first_row.push_back(batch[e].no_logits ? -1 : int64_t(rows.size()));
+    if (batch[e].no_logits) continue;
+    for (int64_t t = batch[e].all_logits ? 0 : n - 1; t < n; ++t)
+      rows.push_back(int64_t(first) + t);
+  }
   // The final norm of this rank's tokens; the root collects the whole step's (in step order) from
   // the first replica of every attention group's CP ranks and runs the head alone.
-  std::vector<float> normed(size_t(b.T * D));
-  rms_norm(b.h.data(), b.T, D, D, param(weights_.norm()), float(c.rms_norm_eps), normed.data(), D);
-  // Without hidden outputs (an engine that does not draft) only the rows with logits travel.
-  const bool all_hidden = hidden_outputs || !distributed;
+  Tensor normed = Tensor::empty(DType::f32, {b.T, D});
+  rms_norm(b.h.data(), b.T, D, D, param(weights_.norm()), float(c.rms_norm_eps),
+           normed.data<float>(), D);
   if (distributed && (b.split || options_.dist.dp > 1)) {
+    // Without hidden outputs (an engine that does not draft) only the rows with logits travel.
     const int N = world_->size();
     std::vector<bool> wanted(static_cast<size_t>(b.T_step), hidden_outputs);
-    for (size_t e = 0, t0 = 0; e < batch.size(); t0 += batch[e].tokens.size(), ++e)
-      for (size_t i = 0; i < batch[e].tokens.size(); ++i)
-        if (!batch[e].no_logits && (batch[e].all_logits || i + 1 == batch[e].tokens.size()))
-          wanted[t0 + i] = true;
+    for (int64_t t : rows) wanted[size_t(t)] = true;
     std::vector<std::vector<int64_t>> tokens_of(static_cast<size_t>(N));
-    std::vector<int64_t> counts(static_cast<size_t>(N), 0), displs(static_cast<size_t>(N), 0);
+    std::vector<int64_t> counts(static_cast<size_t>(N), 0);
     std::vector<float> send;
+    const float* mine = normed.data<float>();
     for (int r = 0; r < N; ++r) {
       if (dist::place_of(options_.dist, N, r).replica != 0) continue;
       const std::vector<int64_t> theirs = step_tokens(batch, groups, r);
       for (size_t i = 0; i < theirs.size(); ++i) {
         if (!wanted[size_t(theirs[i])]) continue;
         tokens_of[size_t(r)].push_back(theirs[i]);
-        if (r == world_->rank())
-          send.insert(send.end(), normed.begin() + int64_t(i) * D,
-                      normed.begin() + int64_t(i + 1) * D);
+        if (r == world_->rank()) send.insert(send.end(), mine + i * D, mine + (i + 1) * D);
       }
       counts[size_t(r)] = int64_t(tokens_of[size_t(r)].size()) * D * 4;
     }
-    for (int r = 1; r < N; ++r) displs[size_t(r)] = displs[size_t(r - 1)] + counts[size_t(r - 1)];
+    const std::vector<int64_t> displs = dist::displacements(counts);
     std::vector<float> all(world_->is_root() ? size_t((displs.back() + counts.back()) / 4) : 0);
     world_->gatherv(send.data(), counts, displs, all.data(), 0, dist::Traffic::output_gather);
     if (world_->is_root()) {
-      normed.assign(size_t(b.T_step * D), 0.0f);
+      // Rows nobody sent (hidden outputs off) stay zero.
+      normed = Tensor::empty(DType::f32, {b.T_step, D});
+      std::memset(normed.raw(), 0, normed.nbytes());
       for (int r = 0; r < N; ++r)
         for (size_t i = 0; i < tokens_of[size_t(r)].size(); ++i)
-          std::memcpy(&normed[size_t(tokens_of[size_t(r)][i] * D)],
+          std::memcpy(normed.data<float>() + tokens_of[size_t(r)][i] * D,
                       &all[size_t(displs[size_t(r)] / 4) + i * size_t(D)], size_t(D) * 4);
     }
   }
   if (!world_->is_root()) return out;
-  const Tensor full = Tensor::empty(DType::f32, {b.T_step, D});
-  std::memcpy(full.data<float>(), normed.data(), size_t(b.T_step * D) * 4);
-  if (all_hidden) out.hidden = full;
-  std::vector<int64_t> rows;
-  int64_t first = 0;
-  for (size_t e = 0; e < batch.size(); ++e) {
-    const int64_t n = int64_t(batch[e].tokens.size());
-    out.first_row.push_back(batch[e].no_logits ? -1 : int64_t(rows.size()));
-    if (!batch[e].no_logits) {
-      if (batch[e].all_logits)
-        for (int64_t t = first; t < first + n; ++t) rows.push_back(t);
-      else
-        rows.push_back(first + n - 1);
-    }
-    first += n;
-  }
+  if (hidden_outputs || !distributed) out.hidden = normed;
   std::vector<float> hr(rows.size() * size_t(D));
   for (size_t i = 0; i < rows.size(); ++i)
-    std::memcpy(&hr[i * D], full.data<float>() + rows[i] * D, size_t(D) * 4);
+    std::memcpy(&hr[i * D], normed.data<float>() + rows[i] * D, size_t(D) * 4);
   out.logits = Tensor::empty(DType::f32, {int64_t(rows.size()), c.vocab_size});
   linear(hr.data(), int64_t(rows.size()), D, weights_.lm_head(), out.logits.data<float>(),
          c.vocab_size);

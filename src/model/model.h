@@ -82,6 +82,16 @@ struct OpTimes {
   // Expert parallelism: (row, remote EP rank) dispatches and (row, remote expert) pairs sent by
   // this rank, and MoE exchanges joined (what the dispatch volume formula counts).
   int64_t ep_remote_rows = 0, ep_remote_pairs = 0, ep_exchanges = 0;
+  // What was added since `before` (a snapshot of the same counters).
+  OpTimes since(const OpTimes& before) const {
+    OpTimes d = *this;
+    d.projections -= before.projections, d.indexer -= before.indexer;
+    d.attention -= before.attention, d.moe -= before.moe, d.head -= before.head;
+    d.other -= before.other, d.experts_run -= before.experts_run;
+    d.expert_bytes -= before.expert_bytes, d.ep_remote_rows -= before.ep_remote_rows;
+    d.ep_remote_pairs -= before.ep_remote_pairs, d.ep_exchanges -= before.ep_exchanges;
+    return d;
+  }
 };
 
 inline constexpr int64_t kAllPrompt = INT64_MAX;
@@ -221,6 +231,7 @@ class Model {
   void moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
                            const float* gw, float* out);
   void run_mlp(const MlpWeights& m, const float* x, int64_t rows, float* y);
+  void count_expert_run(const MlpWeights& m);
   void decoder_layer(KvCache& cache, int cache_layer, const LayerWeights& w, Batch& b);
   void attention(KvCache& cache, int cache_layer, const AttentionWeights& w, Batch& b,
                  const float* x, float* out);
