@@ -2,10 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string_view>
 
 #include "model/checkpoint.h"
@@ -28,6 +31,50 @@ size_t mlp_bytes(const MlpWeights& m) {
 }
 
 }  // namespace
+
+std::vector<int32_t> random_tokens(int64_t n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = int32_t(rng() % uint32_t(vocab));
+  return t;
+}
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+StepRun time_prefill(Model& m, int64_t T, uint32_t seed) {
+  const std::vector<int32_t> toks = random_tokens(T, m.config().vocab_size, seed);
+  const int seq = m.create_sequence();
+  const OpTimes before = m.op_times();
+  const double t0 = now_s();
+  for (int64_t s = 0; s < T; s += 2048)
+    m.forward({BatchEntry{seq, {toks.begin() + s, toks.begin() + std::min(T, s + 2048)}, false}});
+  StepRun r{now_s() - t0, m.op_times().since(before)};
+  m.free_sequence(seq);
+  return r;
+}
+
+StepRun time_decode(Model& m, int64_t depth, int steps) {
+  const int seq = m.create_sequence();
+  m.fill_cache_synthetic(seq, depth, 1);
+  std::vector<StepRun> runs;
+  for (int i = 0; i <= steps; ++i) {
+    const OpTimes before = m.op_times();
+    BatchEntry e{seq, {int32_t((i + 1) % m.config().vocab_size)}, false};
+    e.prompt_len = depth;  // a generated token: the absorbed form, as decoding runs it
+    const double t0 = now_s();
+    m.forward({e});
+    // The first step warms up.
+    if (i > 0) runs.push_back(StepRun{now_s() - t0, m.op_times().since(before)});
+  }
+  m.free_sequence(seq);
+  std::sort(runs.begin(), runs.end(),
+            [](const StepRun& a, const StepRun& b) { return a.total_s < b.total_s; });
+  return runs[runs.size() / 2];
+}
 
 std::string default_model_dir() {
   const char* env = std::getenv("DSINFER_MODELS");

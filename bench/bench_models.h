@@ -1,11 +1,28 @@
 // Models the benchmark suites run on, and what they read per decode step.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/model.h"
 
 namespace dsinfer::bench {
+
+// n token ids uniform in [0, vocab), from `seed`.
+std::vector<int32_t> random_tokens(int64_t n, int vocab, uint32_t seed);
+
+// One timed forward: its wall time and per-operator times (the model's op_times() keep
+// accumulating across runs).
+struct StepRun {
+  double total_s = 0;
+  OpTimes ops;
+};
+// A prefill of `tokens` random tokens into a new sequence, in chunks of 2048 as the engine
+// schedules them (the sequence is freed after).
+StepRun time_prefill(Model& m, int64_t tokens, uint32_t seed);
+// The median of `steps` decode steps at `depth` (a synthetic cache; one warm-up step first).
+StepRun time_decode(Model& m, int64_t depth, int steps);
 
 // The default benchmark model: the mini preset (real attention shapes), FP8, generated once
 // under $DSINFER_MODELS (default models/).

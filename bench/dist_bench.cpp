@@ -7,10 +7,9 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <memory>
-#include <random>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,17 +23,6 @@
 namespace dsinfer::bench {
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::vector<int32_t> random_tokens(int64_t n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = int32_t(rng() % uint32_t(vocab));
-  return t;
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -45,35 +33,16 @@ struct Shape {
   int prefill_reps = 2, decode_steps = 8;
 };
 
-// The root's measurements on a loaded model (every other rank runs its steps meanwhile).
-struct Timing {
-  double prefill_ms = 0, decode_ms = 0;
-};
-Timing measure(Model& m, const Shape& s) {
-  const ModelConfig& c = m.config();
-  Timing t;
+// The root's measurements on a loaded model (every other rank runs its steps meanwhile): the
+// median prefill of s.prompt tokens, and the median decode step at s.depth.
+double prefill_ms(Model& m, const Shape& s) {
   std::vector<double> ms;
-  for (int rep = 0; rep < s.prefill_reps; ++rep) {
-    const int seq = m.create_sequence();
-    const double t0 = now_s();
-    m.forward({BatchEntry{seq, random_tokens(s.prompt, c.vocab_size, uint32_t(rep + 1)), false}});
-    ms.push_back((now_s() - t0) * 1e3);
-    m.free_sequence(seq);
-  }
-  t.prefill_ms = median(ms);
-  ms.clear();
-  const int seq = m.create_sequence();
-  m.fill_cache_synthetic(seq, s.depth, 1);
-  for (int i = 0; i <= s.decode_steps; ++i) {
-    BatchEntry e{seq, {int32_t(i % c.vocab_size)}, false};
-    e.prompt_len = s.depth;
-    const double t0 = now_s();
-    m.forward({e});
-    if (i > 0) ms.push_back((now_s() - t0) * 1e3);  // the first step warms up
-  }
-  m.free_sequence(seq);
-  t.decode_ms = median(ms);
-  return t;
+  for (int rep = 0; rep < s.prefill_reps; ++rep)
+    ms.push_back(time_prefill(m, s.prompt, uint32_t(rep + 1)).total_s * 1e3);
+  return median(ms);
+}
+double decode_ms(Model& m, const Shape& s) {
+  return time_decode(m, s.depth, s.decode_steps).total_s * 1e3;
 }
 
 // What one rank did during a phase, exchanged with every rank at its end.
@@ -140,7 +109,11 @@ SuiteRegistrar dist_suite(
       const dist::Layout L = opts.dist;
 
       // One process on the cores the job uses (N ranks x t threads), the others asleep.
-      Timing one;
+      struct Timing {
+        double prefill_ms = 0, decode_ms = 0;
+      } one, many;
+      std::optional<ModelConfig> config;  // the root's
+      int moe = 0;
       if (w.is_root()) {
         // mpirun binds each rank to a core by default: the baseline would then run its N x t
         // threads on the root's core alone.
@@ -155,37 +128,29 @@ SuiteRegistrar dist_suite(
         ModelOptions mo;
         mo.one_process = true;
         std::unique_ptr<Model> m = Model::load(dir, mo);
-        one = measure(*m, s);
+        one.prefill_ms = prefill_ms(*m, s);
+        one.decode_ms = decode_ms(*m, s);
+        config = m->config();
+        moe = moe_layers(*m);
       }
       w.quiet_barrier();
       set_num_threads(t);
 
-      Timing many;
-      const std::vector<RankStats> pre = phase(dir, L, [&](Model& m) {
-        many.prefill_ms = measure(m, Shape{s.prompt, 0, s.prefill_reps, -1}).prefill_ms;
-      });
-      const std::vector<RankStats> dec = phase(dir, L, [&](Model& m) {
-        many.decode_ms = measure(m, Shape{1, s.depth, 0, s.decode_steps}).decode_ms;
-      });
+      const std::vector<RankStats> pre =
+          phase(dir, L, [&](Model& m) { many.prefill_ms = prefill_ms(m, s); });
+      const std::vector<RankStats> dec =
+          phase(dir, L, [&](Model& m) { many.decode_ms = decode_ms(m, s); });
       // CP: the same prefill with the gather waited for at once, to measure what the overlap
       // with the query projections hides.
       double blocking_ms = 0;
       std::vector<RankStats> pre_blocking;
       if (L.cp > 1)
         pre_blocking = phase(
-            dir, L,
-            [&](Model& m) {
-              blocking_ms = measure(m, Shape{s.prompt, 0, s.prefill_reps, -1}).prefill_ms;
-            },
-            false);
+            dir, L, [&](Model& m) { blocking_ms = prefill_ms(m, s); }, false);
       if (!w.is_root()) return;
 
-      ModelOptions probe_mo;
-      probe_mo.one_process = true;
-      probe_mo.kv_cache_tokens = 64;
-      std::unique_ptr<Model> cfg_model = Model::load(dir, probe_mo);
-      const ModelConfig& c = cfg_model->config();
-      const int layers = c.num_hidden_layers, moe = moe_layers(*cfg_model);
+      const ModelConfig& c = *config;
+      const int layers = c.num_hidden_layers;
       const double row = double((c.kv_lora_rank + c.qk_rope_head_dim) * 2 + 132);
       const double D = double(c.hidden_size);
       const nlohmann::json params = {{"ranks", N}, {"ep", L.ep}, {"cp", L.cp}, {"threads", t}};

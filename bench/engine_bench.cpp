@@ -34,7 +34,8 @@ double percentile(std::vector<double> v, double p) {
   return i + 1 < v.size() ? v[i] * (1 - f) + v[i + 1] * f : v[i];
 }
 
-std::vector<int32_t> random_tokens(int64_t n, int vocab, uint32_t seed) {
+// Prompt ids that avoid 0 and 1 (the synthetic tokenizer's BOS and EOS).
+std::vector<int32_t> random_prompt(int64_t n, int vocab, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int32_t> t(static_cast<size_t>(n));
   for (auto& x : t) x = int32_t(2 + rng() % uint32_t(vocab - 2));
@@ -58,11 +59,11 @@ void run_load(Engine& engine, const Load& load, int threads, Report& report) {
   const Model& model = engine.model();
   const int vocab = int(model.config().vocab_size);
   const int n_req = load.requests > 0 ? load.requests : std::max(4, 2 * load.concurrency);
-  const std::vector<int32_t> prefix = random_tokens(load.shared_prefix, vocab, 4242);
+  const std::vector<int32_t> prefix = random_prompt(load.shared_prefix, vocab, 4242);
   auto make = [&](int i) {
     Request r;
     r.prompt = prefix;
-    const auto own = random_tokens(load.input_len, vocab, 1000 + uint32_t(i) * 7919u);
+    const auto own = random_prompt(load.input_len, vocab, 1000 + uint32_t(i) * 7919u);
     r.prompt.insert(r.prompt.end(), own.begin(), own.end());
     r.max_tokens = load.output_len;
     r.ignore_eos = true;
@@ -73,7 +74,7 @@ void run_load(Engine& engine, const Load& load, int threads, Report& report) {
   // pays for them and the shared prefix is not cached yet.
   {
     Request w;
-    w.prompt = random_tokens(std::min<int64_t>(64, load.input_len + 1), vocab, 7);
+    w.prompt = random_prompt(std::min<int64_t>(64, load.input_len + 1), vocab, 7);
     w.max_tokens = 4;
     w.ignore_eos = true;
     RequestHandle h = engine.submit(w);

@@ -38,13 +38,6 @@ double decode_attention_flops(const ModelConfig& c, int64_t depth, bool dsa) {
   return f * c.num_hidden_layers;
 }
 
-std::vector<int32_t> random_tokens(int64_t n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(size_t(n), 0);
-  for (auto& x : t) x = int32_t(rng() % uint32_t(vocab));
-  return t;
-}
-
 void add_breakdown(Result& r, const OpTimes& t, double scale_ms) {
   r.extra["proj_ms"] = t.projections * scale_ms;
   r.extra["indexer_topk_ms"] = t.indexer * scale_ms;

@@ -9,11 +9,9 @@
 // then predicts a longer prompt and a deeper decode, which are measured too (the error must stay
 // under 25%).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -25,47 +23,6 @@
 
 namespace dsinfer::bench {
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-struct Measured {
-  double total_s = 0;
-  OpTimes ops;
-};
-
-Measured prefill(Model& m, int64_t T) {
-  std::mt19937 rng(static_cast<uint32_t>(T));
-  std::vector<int32_t> toks(static_cast<size_t>(T));
-  for (auto& t : toks) t = int32_t(rng() % uint32_t(m.config().vocab_size));
-  const int seq = m.create_sequence();
-  m.op_times() = OpTimes{};
-  const double t0 = now_s();
-  for (int64_t s = 0; s < T; s += 2048)  // chunks as the engine schedules them
-    m.forward({BatchEntry{seq, {toks.begin() + s, toks.begin() + std::min(T, s + 2048)}, false}});
-  Measured r{now_s() - t0, m.op_times()};
-  m.free_sequence(seq);
-  return r;
-}
-
-Measured decode(Model& m, int64_t depth, int steps) {
-  const int seq = m.create_sequence();
-  m.fill_cache_synthetic(seq, depth, 1);
-  std::vector<Measured> runs;
-  for (int i = 0; i <= steps; ++i) {
-    m.op_times() = OpTimes{};
-    BatchEntry e{seq, {int32_t(i + 1)}, false};
-    e.prompt_len = depth;
-    const double t0 = now_s();
-    m.forward({e});
-    if (i > 0) runs.push_back(Measured{now_s() - t0, m.op_times()});
-  }
-  m.free_sequence(seq);
-  std::sort(runs.begin(), runs.end(),
-            [](const Measured& a, const Measured& b) { return a.total_s < b.total_s; });
-  return runs[runs.size() / 2];
-}
 
 double ratio(double ideal, double measured) {
   return measured > 0 && ideal > 0 ? ideal / measured : 1.0;
@@ -99,8 +56,8 @@ SuiteRegistrar project_suite(
         hw.cores = threads;
         hw.gflops_core = pk.bf16_gflops / threads;
         hw.dram_gbs = pk.read_gbs;
-        const Measured mp = prefill(*model, cal_T), m1 = decode(*model, d1, steps),
-                       m2 = decode(*model, d2, steps);
+        const StepRun mp = time_prefill(*model, cal_T, uint32_t(cal_T)),
+                      m1 = time_decode(*model, d1, steps), m2 = time_decode(*model, d2, steps);
         const CostBreakdown ip = prefill_cost(mini, cal_T, hw, ideal, {});
         eff.attention = ratio(ip.attention_s, mp.ops.attention);
         eff.gemm = ratio(ip.compute_s, mp.total_s - mp.ops.attention - mp.ops.indexer);
@@ -127,7 +84,7 @@ SuiteRegistrar project_suite(
       calibrate(t, here, eff);
 
       // Check: other shapes, predicted against measured.
-      auto add_check = [&](const char* name, nlohmann::json params, const Measured& m,
+      auto add_check = [&](const char* name, nlohmann::json params, const StepRun& m,
                            const CostBreakdown& c) {
         Result r;
         r.name = name;
@@ -144,13 +101,13 @@ SuiteRegistrar project_suite(
       };
       for (int64_t T : opts.quick ? std::vector<int64_t>{2 * cal_T}
                                   : std::vector<int64_t>{2 * cal_T, 4 * cal_T}) {
-        add_check("project_check_prefill", {{"tokens", T}}, prefill(*model, T),
+        add_check("project_check_prefill", {{"tokens", T}}, time_prefill(*model, T, uint32_t(T)),
                   prefill_cost(mini, T, here, eff, {}));
       }
       for (int64_t d :
            opts.quick ? std::vector<int64_t>{8 * d1} : std::vector<int64_t>{8 * d1, 16 * d1}) {
         if (d + steps + 2 > max_pos) continue;
-        add_check("project_check_decode", {{"depth", d}}, decode(*model, d, steps),
+        add_check("project_check_decode", {{"depth", d}}, time_decode(*model, d, steps),
                   decode_cost(mini, d, 1, here, eff, {}));
       }
       // The distributed layouts of `bench dist` on this machine (2 ranks sharing its cores,
