@@ -44,7 +44,14 @@ SuiteRegistrar project_suite(
       const Efficiency ideal{1, 1, 1, 1, 1, 0};
       const int64_t max_pos = model->config().max_position_embeddings;
       const int64_t cal_T = std::min<int64_t>(opts.quick ? 256 : 512, max_pos / 8);
-      const int64_t d1 = std::min<int64_t>(opts.quick ? 1024 : 4096, max_pos / 16), d2 = 4 * d1;
+      // Both calibration depths past index_topk, where DSA scores every key (below it attention is
+      // dense and the indexer idle, which would skew the per-key slope).
+      const ModelConfig& mc = model->config();
+      const int64_t d1 = std::min<int64_t>(
+                        std::max<int64_t>(opts.quick ? 1024 : 4096,
+                                          mc.has_indexer ? 2 * int64_t(mc.index_topk) : 0),
+                        max_pos / 16),
+                    d2 = 4 * d1;
       const int steps = opts.quick ? 2 : 9;
       // Calibrate at a thread count: a prefill for the dense and attention work; decode at two
       // depths, whose difference is the indexer's per-key work, the rest at the first depth the
