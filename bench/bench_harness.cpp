@@ -40,10 +40,34 @@ const PeakProbe& Report::probe(int threads) {
   // 15 repeats: on a shared machine a neighbour can hold a core for a while, and only the best
   // run shows the peak.
   PeakProbe p = measure_peak(15);
-  std::fprintf(stderr,
-               "probe: %d thread(s), isa %s: bf16 %.1f GFLOP/s, f32 %.1f GFLOP/s, read %.1f GB/s\n",
-               threads, p.isa, p.bf16_gflops, p.f32_gflops, p.read_gbs);
+  std::fprintf(
+      stderr,
+      "probe: %d thread(s), isa %s: bf16 %.1f GFLOP/s (native dot %.1f), f32 %.1f GFLOP/s, "
+      "read %.1f GB/s\n",
+      threads, p.isa, p.bf16_gflops, p.bf16_dot_gflops, p.f32_gflops, p.read_gbs);
   return probes_[threads] = p;
+}
+
+void Report::probe_all(const std::vector<int>& threads) {
+  const int saved = num_threads();
+  const PeakProbe one = probe(1);
+  for (int t : threads) {
+    if (t <= 1) continue;
+    const PeakProbe& p = probe(t);
+    const std::pair<const char*, double> ratios[] = {{"bf16", p.bf16_gflops / one.bf16_gflops},
+                                                     {"f32", p.f32_gflops / one.f32_gflops}};
+    for (auto [what, ratio] : ratios) {
+      if (ratio >= 1.6) continue;
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "the %d-thread %s probe is only %.2fx the 1-thread one (expected >= 1.6x): "
+                    "another process holds a core; %%peak at %d threads reads high",
+                    t, what, ratio, t);
+      warnings_.push_back(buf);
+      std::fprintf(stderr, "warning: %s\n", buf);
+    }
+  }
+  set_num_threads(saved);
 }
 
 void Report::add(Result r, int threads) {
@@ -92,6 +116,12 @@ std::string params_string(const nlohmann::json& params) {
 }  // namespace
 
 void Report::print_table() const {
+  for (auto& [threads, p] : probes_)
+    std::printf(
+        "probe %d thread(s) [%s]: bf16 %.1f GFLOP/s (native dot %.1f), f32 %.1f GFLOP/s, "
+        "read %.1f GB/s\n",
+        threads, p.isa, p.bf16_gflops, p.bf16_dot_gflops, p.f32_gflops, p.read_gbs);
+  for (const std::string& w : warnings_) std::printf("warning: %s\n", w.c_str());
   std::printf("%-22s %-44s %3s %10s %9s %8s %8s  %s\n", "name", "params", "thr", "median_ms",
               "GFLOP/s", "GB/s", "%peak", "extra");
   for (const Result& r : results_) {
@@ -116,12 +146,14 @@ nlohmann::json Report::to_json() const {
     nlohmann::json m = {{"isa", p.isa},
                         {"threads", threads},
                         {"bf16_gflops", p.bf16_gflops},
+                        {"bf16_dot_gflops", p.bf16_dot_gflops},
                         {"f32_gflops", p.f32_gflops},
                         {"read_gbs", p.read_gbs}};
     probes.push_back(m);
     j["machine"] = m;
   }
   j["probes"] = probes;
+  j["warnings"] = warnings_;
   j["results"] = nlohmann::json::array();
   for (const Result& r : results_) {
     nlohmann::json e = {
@@ -148,6 +180,13 @@ int run_suite(const std::string& name, const Options& opts) {
     }
     names.push_back(name);
   }
+  // Every probe first, in isolation: before any suite or baseline library has run.
+  // (Not for suites that time another process or run under mpirun, where every rank would probe
+  // the same cores at once.)
+  const bool probes = std::any_of(names.begin(), names.end(), [](const std::string& n) {
+    return n != "dist" && n != "serve" && n != "tokenizer";
+  });
+  if (probes && !opts.threads.empty() && opts.threads.front() > 0) report.probe_all(opts.threads);
   for (auto& n : names) suites()[n].second(opts, report);
   if (!dist::world().is_root()) return 0;  // the root of an MPI job reports
   if (opts.json_path == "-") {

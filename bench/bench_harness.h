@@ -35,6 +35,11 @@ class Report {
  public:
   // Probes the machine for `threads` (and remembers it); call before timing at that count.
   const PeakProbe& probe(int threads);
+  // Probes every count in `threads` and 1, before anything else runs (run_suite does this): a
+  // probe taken while a baseline library's threads still spin on the other cores reads low.
+  // Warns when an n-thread figure is under 1.6x the 1-thread one (a busy neighbour, or spinning
+  // threads) -- percentages of such a probe are inflated.
+  void probe_all(const std::vector<int>& threads);
   // Fills pct_peak from the probe of the result's thread count, then records it (threads <= 0:
   // a figure measured in another process, e.g. a server: recorded as it is).
   void add(Result r, int threads);
@@ -43,6 +48,7 @@ class Report {
 
  private:
   std::map<int, PeakProbe> probes_;
+  std::vector<std::string> warnings_;
   std::vector<Result> results_;
 };
 

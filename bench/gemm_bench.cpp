@@ -1,7 +1,9 @@
 // `dsinfer bench gemm`: linear-layer shapes of the model, against the probe and OpenBLAS.
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_harness.h"
@@ -82,7 +84,7 @@ double openblas_ms(const Shape& s, const Operands& o, float* y, int threads, boo
   Tensor xf = s.x == DType::f32 ? o.x : Tensor::empty(DType::f32, {s.M, s.K});
   Tensor wf = s.w == DType::f32 ? o.w : Tensor::empty(DType::f32, {s.N, s.K});
   const int64_t sc = (s.K + 127) / 128;
-  return time_median_ms(
+  const double ms = time_median_ms(
       [&] {
         if (s.x == DType::bf16)
           parallel_for(s.M, 16, [&](int64_t m0, int64_t m1, int) {
@@ -104,6 +106,10 @@ double openblas_ms(const Shape& s, const Operands& o, float* y, int threads, boo
                     s.K, wf.data<float>(), s.K, 0.0f, y, s.N);
       },
       quick ? 2 : 5);
+  // OpenBLAS's workers spin for a while after a call: let them go to sleep before anything of
+  // ours is timed on the same cores (a spinning worker halves what the next timing sees).
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  return ms;
 }
 #endif
 

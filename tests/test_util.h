@@ -14,15 +14,20 @@
 namespace dsinfer::testing {
 
 // Runs body() once under every ISA backend this CPU supports, restoring the active one after.
+// avx512bf16 runs with the native bf16 dot product on, whatever this CPU's default (on Intel the
+// default is f32 FMAs, which the avx512 pass covers), so the vdpbf16ps paths are always tested.
 template <class Body>
 void for_each_isa(Body body) {
   const Isa saved = active_isa();
+  const bool saved_dot = bf16_dot_preferred();
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);
+    set_bf16_dot_preferred(isa == Isa::avx512bf16 || saved_dot);
     SCOPED_TRACE("isa " + std::string(isa_name(isa)));
     body(isa);
   }
   set_active_isa(saved);
+  set_bf16_dot_preferred(saved_dot);
 }
 
 inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f,

@@ -66,6 +66,29 @@ Isa initial_isa() {
   return wanted;
 }
 
+bool is_intel() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  return b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;  // "Genu" "ineI" "ntel"
+}
+
+bool initial_bf16_dot() {
+  const char* env = std::getenv("DSINFER_BF16_DOT");
+  const bool by_vendor = !is_intel();
+  if (!env || !*env) return by_vendor;
+  const std::string_view v(env);
+  if (v == "native") return true;
+  if (v == "fma") return false;
+  log_warn("DSINFER_BF16_DOT=%s is neither 'native' nor 'fma'; using %s", env,
+           by_vendor ? "native" : "fma");
+  return by_vendor;
+}
+
+std::atomic<bool>& bf16_dot_slot() {
+  static std::atomic<bool> slot{initial_bf16_dot()};
+  return slot;
+}
+
 std::atomic<int>& active_slot() {
   static std::atomic<int> slot{int(initial_isa())};
   return slot;
@@ -110,6 +133,18 @@ void set_active_isa(Isa isa) {
     throw std::invalid_argument("ISA " + std::string(isa_name(isa)) + " (" +
                                 std::to_string(int(isa)) + ") is not supported by this CPU");
   active_slot().store(int(isa), std::memory_order_relaxed);
+}
+
+bool bf16_dot_preferred() {
+  return bf16_dot_slot().load(std::memory_order_relaxed);
+}
+
+void set_bf16_dot_preferred(bool native) {
+  bf16_dot_slot().store(native, std::memory_order_relaxed);
+}
+
+const char* bf16_dot_name() {
+  return bf16_dot_preferred() ? "native" : "fma";
 }
 
 }  // namespace dsinfer

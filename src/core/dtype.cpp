@@ -1,5 +1,7 @@
 #include "core/dtype.h"
 
+#include <algorithm>
+
 namespace dsinfer {
 
 std::string_view dtype_name(DType t) {
@@ -95,6 +97,21 @@ ue8m0 ue8m0_ceil_pow2(float x) {
   if ((u & 0x7fffffu) != 0) e += 1;  // not a power of two: round the exponent up
   if (e >= 0xff) e = 0xfe;
   return ue8m0{uint8_t(e)};
+}
+
+int64_t find_fp8_nan(const uint8_t* codes, int64_t n) {
+  // Blocks of 4 KiB with a branch-free test the compiler vectorizes; the exact place only when a
+  // block has one.
+  constexpr int64_t kBlock = 4096;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    uint8_t any = 0;
+    for (int64_t i = b; i < e; ++i) any |= uint8_t((codes[i] & 0x7f) == 0x7f);
+    if (!any) continue;
+    for (int64_t i = b; i < e; ++i)
+      if ((codes[i] & 0x7f) == 0x7f) return i;
+  }
+  return -1;
 }
 
 }  // namespace dsinfer

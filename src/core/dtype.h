@@ -92,6 +92,9 @@ inline float fp8_e4m3_to_f32(fp8_e4m3 v) {
 // Round to nearest even; |x| beyond the largest finite value saturates to +-448; NaN -> NaN.
 fp8_e4m3 f32_to_fp8_e4m3(float f);
 
+// The index of the first FP8 e4m3fn NaN code (0x7f or 0xff) among n bytes, or -1.
+int64_t find_fp8_nan(const uint8_t* codes, int64_t n);
+
 // ---- ue8m0: unsigned power-of-two scale 2^(e-127); 0xff = NaN --------------------------------
 struct ue8m0 {
   uint8_t bits;
@@ -103,5 +106,12 @@ inline float ue8m0_to_f32(ue8m0 v) {
 }
 // The power of two 2^ceil(log2(x)) for x > 0, as a ue8m0 code (the FP8 scale rule of the spec).
 ue8m0 ue8m0_ceil_pow2(float x);
+
+// The FP8 activation scale of a block with largest magnitude amax (spec §3.2 / the release's
+// act_quant): a = max(amax, 1e-4), a / 448, rounded up to a power of two when ue8m0_scale.
+inline float fp8_block_scale(float amax, bool ue8m0_scale) {
+  const float ratio = (amax >= 1e-4f ? amax : 1e-4f) / kFp8E4m3Max;
+  return ue8m0_scale ? ue8m0_to_f32(ue8m0_ceil_pow2(ratio)) : ratio;
+}
 
 }  // namespace dsinfer

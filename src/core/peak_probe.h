@@ -8,8 +8,11 @@ namespace dsinfer {
 struct PeakProbe {
   int threads = 1;
   const char* isa = "";
-  double bf16_gflops = 0;  // bf16 dot products (vdpbf16ps where the ISA has it, else f32 FMAs on
-                           // widened bf16: on those ISAs a bf16 product costs an f32 FMA)
+  // bf16 products: the faster of the native dot product (vdpbf16ps, where the ISA has it) and
+  // f32 FMAs on widened operands (exact, so always available). Some CPUs with AVX512-BF16 run
+  // vdpbf16ps at half the FMA rate (seen on a Xeon with AMX): the peak is what bf16 math can reach.
+  double bf16_gflops = 0;
+  double bf16_dot_gflops = 0;  // vdpbf16ps alone; 0 where the ISA has no native bf16 dot
   double f32_gflops = 0;   // f32 FMAs
   double read_gbs = 0;     // streaming reads from DRAM (a buffer far larger than the caches)
 };

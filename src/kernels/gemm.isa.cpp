@@ -15,6 +15,7 @@
 #include <new>
 #include <type_traits>
 
+#include "core/cpu_features.h"
 #include "core/thread_pool.h"
 #include "kernels/gemm.h"
 #include "tile/panel.h"
@@ -299,8 +300,9 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
 
 void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
   // bf16 pair panels only where no precision is lost beyond bf16 activations: bf16 weights, and
-  // fp8 weights (fp8 times a ue8m0 scale is exact in bf16).
-  const bool pairs = kNativeBf16Dot && x.dtype == DType::bf16 &&
+  // fp8 weights (fp8 times a ue8m0 scale is exact in bf16); and only where this CPU's native dot
+  // is the faster way (core/cpu_features.h).
+  const bool pairs = kNativeBf16Dot && bf16_dot_preferred() && x.dtype == DType::bf16 &&
                      (w.dtype == DType::bf16 || w.dtype == DType::fp8_e4m3);
   // Which algorithm is a matter of speed only: both give the same bits.
   if (x.rows <= kGemvMaxRows)

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/log.h"
+#include "core/thread_pool.h"
 
 namespace dsinfer {
 
@@ -120,11 +121,18 @@ class LoadBinder final : public WeightBinder {
  public:
   explicit LoadBinder(const SafetensorsCheckpoint& ckpt) : ckpt_(ckpt) {}
   size_t resident_bytes = 0;
+  struct Fp8 {
+    std::string name;
+    Tensor w;
+  };
+  std::vector<Fp8> fp8;
 
   void linear(const std::string& name, std::vector<int64_t>, LinearWeight& dst,
               bool optional) override {
     if (!fetch(name, dst.w, optional)) return;
-    if (dst.is_fp8()) fetch(scale_inv_name(name), dst.scale_inv, false);
+    if (!dst.is_fp8()) return;
+    fetch(scale_inv_name(name), dst.scale_inv, false);
+    fp8.push_back({name, dst.w});
   }
   void param(const std::string& name, std::vector<int64_t>, Tensor& dst, bool optional) override {
     fetch(name, dst, optional);
@@ -309,6 +317,12 @@ CheckpointWeights CheckpointWeights::load(const ModelConfig& config,
   for (MtpWeights& m : weights.mtp_)
     if (!m.embed_tokens.defined()) m.embed_tokens = weights.embed_tokens_;
   weights.resident_bytes_ = binder.resident_bytes;
+  for (LoadBinder::Fp8& f : binder.fp8) {
+    int64_t expert = -1;
+    const size_t at = f.name.find(".mlp.experts.");
+    if (at != std::string::npos) expert = std::stoll(f.name.substr(at + 13));
+    weights.fp8_.push_back({f.name, checkpoint.info(f.name)->file, f.w, expert});
+  }
   log_info("%s: %d layers, %zu MTP modules, %.3f GiB of weights mapped",
            checkpoint.source().c_str(), weights.num_layers(), weights.mtp_.size(),
            double(weights.resident_bytes_) / (1 << 30));
@@ -331,6 +345,41 @@ void CheckpointWeights::keep_experts(int64_t begin, int64_t end) {
   };
   for (LayerWeights& lw : layers_) drop(lw);
   for (MtpWeights& m : mtp_) drop(m.layer);
+  std::erase_if(fp8_, [&](const Fp8Weight& f) {
+    return f.expert >= 0 && (f.expert < begin || f.expert >= end);
+  });
+}
+
+void CheckpointWeights::check_fp8_codes() const {
+  // One task per 4 MiB piece of every tensor, so a few huge tensors still split across threads.
+  constexpr int64_t kPiece = int64_t(4) << 20;
+  struct Piece {
+    size_t weight;
+    int64_t begin, end;
+  };
+  std::vector<Piece> pieces;
+  for (size_t i = 0; i < fp8_.size(); ++i)
+    for (int64_t b = 0, n = int64_t(fp8_[i].w.nbytes()); b < n; b += kPiece)
+      pieces.push_back({i, b, std::min(n, b + kPiece)});
+  std::vector<int64_t> first_nan(pieces.size(), -1);
+  parallel_for(int64_t(pieces.size()), 1, [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const Piece& pc = pieces[size_t(p)];
+      const auto* bytes = static_cast<const uint8_t*>(fp8_[pc.weight].w.raw());
+      const int64_t at = find_fp8_nan(bytes + pc.begin, pc.end - pc.begin);
+      if (at >= 0) first_nan[size_t(p)] = pc.begin + at;
+    }
+  });
+  for (size_t p = 0; p < pieces.size(); ++p) {
+    if (first_nan[p] < 0) continue;
+    const Fp8Weight& f = fp8_[pieces[p].weight];
+    const int64_t cols = f.w.size(1), at = first_nan[p];
+    const uint8_t code = static_cast<const uint8_t*>(f.w.raw())[at];
+    throw std::runtime_error(fmt::format(
+        "{}: tensor '{}' holds the FP8 NaN code 0x{:02x} at [{}, {}] (element {}): a valid "
+        "checkpoint has only finite weights",
+        f.file, f.name, code, at / cols, at % cols, at));
+  }
 }
 
 }  // namespace dsinfer

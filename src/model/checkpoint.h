@@ -148,8 +148,18 @@ class CheckpointWeights {
   // Expert parallelism: drops the views of the routed experts outside [begin, end) in every MoE
   // layer (MTP's too), so this process never touches their pages; resident_bytes() follows.
   void keep_experts(int64_t begin, int64_t end);
+  // Reads every byte of the FP8 weights this process keeps and throws std::runtime_error naming
+  // the file, the tensor, the element and the code at the first NaN code (0x7f / 0xff): the fast
+  // weight paths decode those as finite values, so a checkpoint holding one would give silent
+  // garbage. Threaded; about a second per 10 GB of weights (the model reads them anyway).
+  void check_fp8_codes() const;
 
  private:
+  struct Fp8Weight {  // every FP8 weight, for check_fp8_codes
+    std::string name, file;
+    Tensor w;
+    int64_t expert = -1;  // a routed expert's id, -1 for every other weight
+  };
   friend std::vector<ExpectedTensor> checkpoint_schema(const ModelConfig&, int);
   void bind(const ModelConfig& config, int mtp_modules, WeightBinder& binder);
 
@@ -158,6 +168,7 @@ class CheckpointWeights {
   LinearWeight lm_head_;
   std::vector<MtpWeights> mtp_;
   size_t resident_bytes_ = 0;
+  std::vector<Fp8Weight> fp8_;
 };
 
 }  // namespace dsinfer

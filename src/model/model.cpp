@@ -22,14 +22,15 @@
 #include "kernels/indexer_prolog.h"
 #include "kernels/mha_attention.h"
 #include "kernels/mla_attention.h"
-#include "kernels/reference/fp8_quant.h"
-#include "kernels/reference/moe_router.h"
-#include "kernels/reference/norms.h"
-#include "kernels/reference/rope.h"
+#include "kernels/moe_router.h"
+#include "kernels/norms.h"
+#include "kernels/rope.h"
 
 namespace dsinfer {
 
 namespace {
+
+constexpr int64_t kFp8Block = 128;  // FP8 activation blocks (spec §3.2)
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -81,7 +82,7 @@ std::vector<float> to_f32(const Tensor& t) {
 float act_quant_group(const float* x, int64_t n, fp8_e4m3* codes) {
   float amax = 0;
   for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
-  const float scale = ref::fp8_block_scale(amax, true);
+  const float scale = fp8_block_scale(amax, true);
   for (int64_t k = 0; k < n; ++k)
     codes[k] = f32_to_fp8_e4m3(std::clamp(x[k] / scale, -448.0f, 448.0f));
   return scale;
@@ -89,10 +90,7 @@ float act_quant_group(const float* x, int64_t n, fp8_e4m3* codes) {
 
 void rms_norm(const float* x, int64_t rows, int64_t dim, int64_t ld_x, const std::vector<float>& w,
               float eps, float* out, int64_t ld_out) {
-  parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r)
-      ref::rms_norm(x + r * ld_x, 1, dim, w.data(), eps, out + r * ld_out);
-  });
+  dsinfer::rms_norm(x, rows, dim, ld_x, w.data(), eps, out, ld_out);
 }
 
 }  // namespace
@@ -155,6 +153,9 @@ Model::Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint che
   inv_freq_ = config_.rope_inv_freq();
   mha_limit_ = compute_mha_limit();
   setup_distribution();
+  const double t0 = now_s();
+  weights_.check_fp8_codes();  // after setup_distribution: only the experts this rank keeps
+  log_debug("FP8 weight codes checked in %.2f s", now_s() - t0);
 }
 
 // The groups of src/dist/layout.h, and this rank's share of the routed experts.
@@ -218,7 +219,7 @@ uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) 
 // What every rank of a job must agree on before any of them builds the model.
 struct RankFingerprint {
   int32_t ok = 0;  // 0: this rank could not read the checkpoint
-  int32_t isa = 0;
+  int32_t isa = 0, bf16_dot = 0;
   uint64_t config = 0, tensors = 0;
   int32_t precision = 0, indexer_fp8 = 0, attention = 0, form = 0, fp8_activations = 0;
   int32_t ep = 0, cp = 0, dp = 0;
@@ -243,6 +244,7 @@ RankFingerprint fingerprint(const std::string& dir, const SafetensorsCheckpoint&
   f.ok = 1;
   f.tensors = h;
   f.isa = int32_t(active_isa());
+  f.bf16_dot = bf16_dot_preferred();
   f.precision = int32_t(o.precision);
   f.indexer_fp8 = o.indexer_fp8;
   f.attention = int32_t(o.attention);
@@ -273,6 +275,9 @@ void check_ranks_agree(dist::Communicator& world, const RankFingerprint& mine,
     if (a.tensors != z.tensors) diff.push_back("checkpoint tensors (names, dtypes or shapes)");
     if (a.isa != z.isa)
       diff.push_back(fmt::format("ISA ({} vs {})", isa_name(Isa(a.isa)), isa_name(Isa(z.isa))));
+    if (a.bf16_dot != z.bf16_dot)
+      diff.push_back(fmt::format("the bf16 dot product ({} vs {}; DSINFER_BF16_DOT)",
+                                 a.bf16_dot ? "native" : "fma", z.bf16_dot ? "native" : "fma"));
     if (a.precision != z.precision) diff.push_back("--precision");
     if (a.indexer_fp8 != z.indexer_fp8) diff.push_back("--indexer-quant");
     if (a.attention != z.attention) diff.push_back("--attention");
@@ -388,10 +393,10 @@ void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight
     // in bf16, so the bf16 GEMM computes with exactly those values.
     std::vector<bf16> xq(static_cast<size_t>(rows * v.cols));
     parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
-      fp8_e4m3 codes[ref::kFp8BlockSize];
+      fp8_e4m3 codes[kFp8Block];
       for (int64_t r = r0; r < r1; ++r)
-        for (int64_t k0 = 0; k0 < v.cols; k0 += ref::kFp8BlockSize) {
-          const int64_t n = std::min<int64_t>(v.cols - k0, ref::kFp8BlockSize);
+        for (int64_t k0 = 0; k0 < v.cols; k0 += kFp8Block) {
+          const int64_t n = std::min<int64_t>(v.cols - k0, kFp8Block);
           const float scale = act_quant_group(x + r * ldx + k0, n, codes);
           for (int64_t k = 0; k < n; ++k)
             xq[size_t(r * v.cols + k0 + k)] = f32_to_bf16(fp8_e4m3_to_f32(codes[k]) * scale);
@@ -506,7 +511,7 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
   const float eps = float(c.rms_norm_eps);
   const auto& entries = *b.entries;
   const bool has_indexer = c.has_indexer && w.indexer;
-  auto rope_fn = c.indexer_rope_interleave ? ref::rope_interleaved : rope_halves;
+  auto rope_fn = c.indexer_rope_interleave ? rope_interleaved : rope_halves;
 
   // The new cache rows first (latent + k_pe, then the indexer's key), so that a context-parallel
   // step can gather every rank's rows while this rank computes its queries.
@@ -515,7 +520,7 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     ScopedTime st{&times_.projections};
     linear(x, T, D, w.kv_a_proj_with_mqa, kv.data(), A);
     rms_norm(kv.data(), T, C, A, param(w.kv_a_layernorm), eps, kv.data(), A);
-    ref::rope_interleaved(kv.data() + C, T, 1, A, int(rope), b.positions.data(), inv_freq_.data());
+    rope_interleaved(kv.data() + C, T, 1, A, int(rope), b.positions.data(), inv_freq_.data());
   }
   // The indexer's keys are cached in every mode (a later sparse step needs them), FP8 with
   // power-of-two scales whatever the checkpoint's weight format: the indexer's quantization is
@@ -594,8 +599,8 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
     } else {
       linear(x, T, D, w.q_proj, q.data(), H * qk);
     }
-    ref::rope_interleaved(q.data() + nope, T, int(H), qk, int(rope), b.positions.data(),
-                          inv_freq_.data());
+    rope_interleaved(q.data() + nope, T, int(H), qk, int(rope), b.positions.data(),
+                     inv_freq_.data());
   }
   if (pending) {
     pending->wait();
@@ -913,7 +918,7 @@ void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t r
     wire = Wire::fp8;
   else if (options_.precision == Precision::bf16)
     wire = Wire::bf16;
-  const int64_t groups = (D + ref::kFp8BlockSize - 1) / ref::kFp8BlockSize;
+  const int64_t groups = (D + kFp8Block - 1) / kFp8Block;
   const size_t row_bytes = wire == Wire::f32    ? size_t(D) * 4
                            : wire == Wire::bf16 ? size_t(D) * 2
                                                 : size_t(D + groups * 4);
@@ -928,10 +933,9 @@ void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t r
         for (int64_t d = 0; d < D; ++d) reinterpret_cast<bf16*>(dst)[d] = f32_to_bf16(xr[d]);
       } else {
         for (int64_t g = 0; g < groups; ++g) {
-          const int64_t k0 = g * ref::kFp8BlockSize;
-          const float scale =
-              act_quant_group(xr + k0, std::min<int64_t>(D - k0, ref::kFp8BlockSize),
-                              reinterpret_cast<fp8_e4m3*>(dst + k0));
+          const int64_t k0 = g * kFp8Block;
+          const float scale = act_quant_group(xr + k0, std::min<int64_t>(D - k0, kFp8Block),
+                                              reinterpret_cast<fp8_e4m3*>(dst + k0));
           std::memcpy(dst + D + g * 4, &scale, 4);
         }
       }
@@ -945,7 +949,7 @@ void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t r
     } else {
       for (int64_t d = 0; d < D; ++d) {
         float scale;
-        std::memcpy(&scale, src + D + (d / ref::kFp8BlockSize) * 4, 4);
+        std::memcpy(&scale, src + D + (d / kFp8Block) * 4, 4);
         xr[d] = fp8_e4m3_to_f32(fp8_e4m3{src[d]}) * scale;
       }
     }
@@ -1008,10 +1012,10 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
     gemm(GemmInput{DType::f32, xh, n, D, D}, view_of(moe.gate, Tensor()), logits.data(), E);
   std::vector<int32_t> ids(static_cast<size_t>(n * k));
   std::vector<float> gw(static_cast<size_t>(n * k));
-  ref::moe_route(logits.data(), param(moe.e_score_correction_bias).data(), n,
-                 ref::MoeRouting{int(E), c.n_group, c.topk_group, int(k), c.norm_topk_prob,
-                                 float(c.routed_scaling_factor)},
-                 ids.data(), gw.data());
+  moe_route(logits.data(), param(moe.e_score_correction_bias).data(), n,
+            MoeRouting{int(E), c.n_group, c.topk_group, int(k), c.norm_topk_prob,
+                       float(c.routed_scaling_factor)},
+            ids.data(), gw.data());
   std::vector<float> yh;
   float* y = R == 1 ? out : (yh.resize(size_t(n * D)), yh.data());
   if (ep_comm_ && ep_comm_->size() > 1)

@@ -66,6 +66,10 @@ inline VF min(VF a, VF b) {
 inline VF fma(VF a, VF b, VF c) {
   return {_mm512_fmadd_ps(a.v, b.v, c.v)};
 }
+// (a1, a0, a3, a2, ...): the two floats of every pair swapped (RoPE's interleaved pairs).
+inline VF swap_pairs(VF a) {
+  return {_mm512_permute_ps(a.v, 0xB1)};
+}
 inline VF abs(VF a) {
   return {_mm512_abs_ps(a.v)};
 }

@@ -66,6 +66,10 @@ inline VF min(VF a, VF b) {
 inline VF fma(VF a, VF b, VF c) {
   DSINFER_LANEWISE(a.v[i] * b.v[i] + c.v[i]);
 }
+// (a1, a0, a3, a2, ...): the two floats of every pair swapped (RoPE's interleaved pairs).
+inline VF swap_pairs(VF a) {
+  DSINFER_LANEWISE(a.v[i ^ 1]);
+}
 inline VF abs(VF a) {
   DSINFER_LANEWISE(std::fabs(a.v[i]));
 }

@@ -1,8 +1,10 @@
 #include "model/checkpoint.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 
@@ -191,6 +193,41 @@ TEST(CheckpointWeights, LoadsAValidFp8Checkpoint) {
   EXPECT_EQ(w.layer(1).moe->experts[0].down_proj.scale_inv.shape(), (std::vector<int64_t>{2, 1}));
   EXPECT_EQ(w.layer(1).moe->gate.dtype(), DType::bf16);  // the router is never FP8
   EXPECT_EQ(w.resident_bytes(), ckpt.total_bytes());
+}
+
+TEST(CheckpointWeights, Fp8NanCodesAreRejectedNamingTensorAndElement) {
+  ModelConfig c = tiny_config();
+  std::vector<NamedTensor> tensors = schema_tensors(c, 0, /*fp8=*/true);
+  {
+    TempDir dir;
+    CheckpointWeights w = CheckpointWeights::load(c, write_and_open(dir, tensors));
+    EXPECT_NO_THROW(w.check_fp8_codes());
+  }
+  // A NaN code (either sign) in a routed expert's weight, at row 1, column 5.
+  for (uint8_t code : {uint8_t(0x7f), uint8_t(0xff)}) {
+    const std::string name = layer(1, "mlp.experts.1.up_proj.weight");
+    std::vector<NamedTensor> bad = tensors;
+    for (NamedTensor& n : bad)
+      if (n.name == name) {
+        Tensor t = Tensor::empty(n.tensor.dtype(), n.tensor.shape());
+        std::memcpy(t.raw(), n.tensor.raw(), n.tensor.nbytes());
+        static_cast<uint8_t*>(t.raw())[1 * t.size(1) + 5] = code;
+        n.tensor = t;
+      }
+    TempDir dir;
+    CheckpointWeights w = CheckpointWeights::load(c, write_and_open(dir, bad));
+    expect_error([&] { w.check_fp8_codes(); },
+                 {name, "NaN", fmt::format("0x{:02x}", code), "[1, 5]", ".safetensors"});
+    // A rank that does not keep that expert never reads it.
+    w.keep_experts(0, 1);
+    EXPECT_NO_THROW(w.check_fp8_codes());
+  }
+  EXPECT_EQ(find_fp8_nan(nullptr, 0), -1);
+  std::vector<uint8_t> codes(10000, 0x7e);
+  EXPECT_EQ(find_fp8_nan(codes.data(), int64_t(codes.size())), -1);
+  codes[9999] = 0xff;
+  codes[4100] = 0x7f;
+  EXPECT_EQ(find_fp8_nan(codes.data(), int64_t(codes.size())), 4100);
 }
 
 TEST(CheckpointWeights, TiedEmbeddingsWithoutLmHead) {
