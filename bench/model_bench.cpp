@@ -40,7 +40,9 @@ double decode_attention_flops(const ModelConfig& c, int64_t depth, bool dsa) {
 
 void add_breakdown(Result& r, const OpTimes& t, double scale_ms) {
   r.extra["proj_ms"] = t.projections * scale_ms;
+  r.extra["indexer_prolog_ms"] = t.indexer_prolog * scale_ms;
   r.extra["indexer_topk_ms"] = t.indexer * scale_ms;
+  r.extra["cache_ms"] = t.cache * scale_ms;
   r.extra["attn_ms"] = t.attention * scale_ms;
   r.extra["mlp_moe_ms"] = t.moe * scale_ms;
   r.extra["head_ms"] = t.head * scale_ms;
@@ -107,9 +109,7 @@ void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, in
       model->forward({e});
       if (i > 0) {  // the first step warms up
         ms.push_back((now_s() - t0) * 1e3);
-        const OpTimes& t = model->op_times();
-        sum.projections += t.projections, sum.indexer += t.indexer, sum.attention += t.attention;
-        sum.moe += t.moe, sum.head += t.head;
+        sum.add(model->op_times());
       }
     }
     model->free_sequence(seq);
@@ -186,12 +186,14 @@ void run_speculative(const std::string& dir, int threads, const Options& opts, R
         ms.push_back(t);
         bytes += (shared + model->op_times().expert_bytes) / steps;
         experts += double(model->op_times().experts_run) / moe / steps;
-        const OpTimes& o = model->op_times();
-        sum.projections += o.projections / steps, sum.indexer += o.indexer / steps;
-        sum.attention += o.attention / steps, sum.moe += o.moe / steps, sum.head += o.head / steps;
+        sum.add(model->op_times());
       }
       std::sort(ms.begin(), ms.end());
-      return std::tuple{ms[ms.size() / 2], bytes, experts, sum};
+      OpTimes mean = sum;  // per step
+      for (double* f : {&mean.projections, &mean.indexer_prolog, &mean.indexer, &mean.cache,
+                        &mean.attention, &mean.moe, &mean.head, &mean.other})
+        *f /= steps;
+      return std::tuple{ms[ms.size() / 2], bytes, experts, mean};
     };
     const auto [decode_ms, decode_bytes, decode_experts, decode_times] = measure(1);
     // One MTP draft: one row through the MTP layer and the shared head.

@@ -138,9 +138,11 @@ CommandRegistrar eval_cmd(
                load_s, double(model->weights().resident_bytes()) / (1 << 30),
                double(model->cache_bytes()) / (1 << 20), (long long)n, run_s, n / run_s);
            std::fprintf(stderr,
-                        "time: projections %.3f s, indexer+top-k %.3f s, attention %.3f s, "
-                        "MLP/MoE %.3f s, head %.3f s, other %.3f s\n",
-                        t.projections, t.indexer, t.attention, t.moe, t.head, t.other);
+                        "time: projections %.3f s, indexer prolog %.3f s, indexer scores+top-k "
+                        "%.3f s, cache rows %.3f s, attention %.3f s, MLP/MoE %.3f s, head %.3f s, "
+                        "other %.3f s\n",
+                        t.projections, t.indexer_prolog, t.indexer, t.cache, t.attention, t.moe,
+                        t.head, t.other);
          }
          return 0;
        });

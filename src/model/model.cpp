@@ -96,6 +96,21 @@ void rms_norm(const float* x, int64_t rows, int64_t dim, int64_t ld_x, const std
 }  // namespace
 
 // ---- per-call scratch -------------------------------------------------------------------------
+// One layer's attention stages' results; every layer of a call reuses the buffers (no page
+// faults after the first layer).
+struct Model::AttentionScratch {
+  std::vector<float> kv;                // [T, C + rope] new latent + k_pe rows (§3.1)
+  std::vector<float> ki, kscale;        // [T, 128] indexer keys, [T] their FP8 scales (§3.2)
+  std::vector<uint8_t> k8;              // [T, 128] FP8 indexer keys
+  std::vector<uint8_t> rows, gathered;  // new cache rows in the cache's format; CP: all ranks'
+  size_t row_bytes = 0;
+  std::vector<float> qr, q;            // [T, q_lora] latent, [T, H, nope + rope] queries (§3.1)
+  std::vector<float> qi, wts, qscale;  // indexer queries [T, HI, 128], head weights, scales
+  std::vector<uint8_t> q8;             // [T, HI, 128] FP8 indexer queries
+  std::vector<int32_t> idx;            // [T, index_topk] selected keys (§3.3)
+  std::vector<float> o;                // [T, H, v] attention output (§3.4)
+};
+
 struct Model::Batch {
   const std::vector<BatchEntry>* entries = nullptr;
   int64_t T = 0;                   // tokens in the batch
@@ -116,6 +131,8 @@ struct Model::Batch {
   int64_t T_step = 0;  // tokens in the whole step
   // The ranks computing the same tokens as this one (they split the MoE rows), null: none.
   dist::Communicator* replicas = nullptr;
+  AttentionScratch attn;
+  std::vector<float> x, y;  // [T, D] a layer's normed input and its sublayers' outputs
 };
 
 namespace {
@@ -501,58 +518,89 @@ bool Model::uses_mha(int64_t pos, int64_t prompt_len) const {
   return std::min(S, prompt_len - seg * S) >= mha_min_tokens_[size_t(seg)];
 }
 
-// ---- attention: MLA prolog, indexer + top-k, sparse/dense attention, output projection ---------
+// ---- attention, in the stages of spec §3.1-3.4 -----------------------------------------------
+// Each stage reads the layer input x and earlier stages' results from the batch's attention
+// scratch and writes its own there; each has its own timing bucket. A backend or a distributed
+// step hooks in at these boundaries (context parallelism: the cache rows are exchanged between
+// store_cache_rows and mla_query_prolog).
 void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& b, const float* x,
                       float* out) {
   const ModelConfig& c = config_;
-  const int64_t T = b.T, D = c.hidden_size, H = c.num_attention_heads;
-  const int64_t nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, vdim = c.v_head_dim;
-  const int64_t C = c.kv_lora_rank, qk = nope + rope, A = C + rope;
-  const float eps = float(c.rms_norm_eps);
-  const auto& entries = *b.entries;
   const bool has_indexer = c.has_indexer && w.indexer;
-  auto rope_fn = c.indexer_rope_interleave ? rope_interleaved : rope_halves;
+  mla_kv_prolog(w, b, x);
+  if (has_indexer) indexer_key_prolog(*w.indexer, b, x);
+  std::unique_ptr<dist::PendingExchange> pending = store_cache_rows(cache, cl, b, has_indexer);
+  mla_query_prolog(w, b, x);
+  if (pending) {
+    ScopedTime st{&times_.cache};
+    pending->wait();
+    write_cache_rows(cache, cl, b.gathered_seq, b.gathered_pos, b.attn.gathered.data(),
+                     b.attn.row_bytes);
+  }
+  const bool any_sparse = has_indexer && indexer_select(cache, cl, *w.indexer, b, x);
+  attention_core(cache, cl, w, b, any_sparse ? b.attn.idx.data() : nullptr);
+  ScopedTime st{&times_.projections};
+  linear(b.attn.o.data(), b.T, c.num_attention_heads * c.v_head_dim, w.o_proj, out, c.hidden_size);
+}
 
-  // The new cache rows first (latent + k_pe, then the indexer's key), so that a context-parallel
-  // step can gather every rank's rows while this rank computes its queries.
-  std::vector<float> kv(static_cast<size_t>(T * A));
-  {
-    ScopedTime st{&times_.projections};
-    linear(x, T, D, w.kv_a_proj_with_mqa, kv.data(), A);
-    rms_norm(kv.data(), T, C, A, param(w.kv_a_layernorm), eps, kv.data(), A);
-    rope_interleaved(kv.data() + C, T, 1, A, int(rope), b.positions.data(), inv_freq_.data());
+// §3.1, keys: the new latent rows c_kv = RMSNorm(x W_dkv) and the shared rope key k_pe, [T, A].
+void Model::mla_kv_prolog(const AttentionWeights& w, Batch& b, const float* x) {
+  const ModelConfig& c = config_;
+  const int64_t T = b.T, C = c.kv_lora_rank, A = C + c.qk_rope_head_dim;
+  ScopedTime st{&times_.projections};
+  std::vector<float>& kv = b.attn.kv;
+  kv.resize(size_t(T * A));
+  linear(x, T, c.hidden_size, w.kv_a_proj_with_mqa, kv.data(), A);
+  rms_norm(kv.data(), T, C, A, param(w.kv_a_layernorm), float(c.rms_norm_eps), kv.data(), A);
+  rope_interleaved(kv.data() + C, T, 1, A, int(c.qk_rope_head_dim), b.positions.data(),
+                   inv_freq_.data());
+}
+
+// §3.2, keys: the indexer's key k = Hadamard(RoPE(LayerNorm(x W_k))), cached in every mode (a
+// later sparse step needs it), FP8 with power-of-two scales whatever the checkpoint's weight
+// format: the indexer's quantization is part of the model, not of how weights are stored.
+void Model::indexer_key_prolog(const IndexerWeights& iw, Batch& b, const float* x) {
+  const ModelConfig& c = config_;
+  const int64_t T = b.T;
+  ScopedTime st{&times_.indexer_prolog};
+  AttentionScratch& s = b.attn;
+  s.ki.resize(size_t(T * kIndexerDim));
+  linear(x, T, c.hidden_size, iw.wk, s.ki.data(), kIndexerDim);
+  layer_norm(s.ki.data(), T, kIndexerDim, param(iw.k_norm_weight).data(),
+             param(iw.k_norm_bias).data(), 1e-6f, s.ki.data());
+  indexer_rope(s.ki.data(), T, 1, b.positions.data());
+  hadamard_128(s.ki.data(), T);
+  if (options_.indexer_fp8) {
+    s.k8.resize(size_t(T * kIndexerDim));
+    s.kscale.resize(size_t(T));
+    quantize_fp8_blocks(s.ki.data(), T, /*ue8m0=*/true, s.k8.data(), s.kscale.data());
   }
-  // The indexer's keys are cached in every mode (a later sparse step needs them), FP8 with
-  // power-of-two scales whatever the checkpoint's weight format: the indexer's quantization is
-  // part of the model (spec §3.2), not of how a checkpoint stores its weights.
-  const bool ue8m0 = true;
-  std::vector<uint8_t> k8;
-  std::vector<float> kscale, ki;
-  if (has_indexer) {
-    const IndexerWeights& iw = *w.indexer;
-    ScopedTime st{&times_.indexer};
-    ki.resize(size_t(T * kIndexerDim));
-    linear(x, T, D, iw.wk, ki.data(), kIndexerDim);
-    const std::vector<float>&knw = param(iw.k_norm_weight), &knb = param(iw.k_norm_bias);
-    layer_norm(ki.data(), T, kIndexerDim, knw.data(), knb.data(), 1e-6f, ki.data());
-    rope_fn(ki.data(), T, 1, kIndexerDim, int(rope), b.positions.data(), inv_freq_.data());
-    hadamard_128(ki.data(), T);
-    if (options_.indexer_fp8) {
-      k8.resize(size_t(T * kIndexerDim));
-      kscale.resize(size_t(T));
-      quantize_fp8_blocks(ki.data(), T, ue8m0, k8.data(), kscale.data());
-    }
-  }
-  // This rank's rows in the cache's byte format: [latent | k_pe | indexer key].
+}
+
+// The indexer's RoPE on the leading rope dims of T x heads 128-vectors (rotate-halves in V3.2).
+void Model::indexer_rope(float* v, int64_t T, int64_t heads, const int32_t* positions) const {
+  auto fn = config_.indexer_rope_interleave ? rope_interleaved : rope_halves;
+  fn(v, T, int(heads), kIndexerDim, int(config_.qk_rope_head_dim), positions, inv_freq_.data());
+}
+
+// This rank's new cache rows in the cache's byte format [latent | k_pe | indexer key], written
+// to the cache, or (context parallelism) sent to every CP rank: the returned exchange is in
+// flight while the queries are projected.
+std::unique_ptr<dist::PendingExchange> Model::store_cache_rows(KvCache& cache, int cl, Batch& b,
+                                                               bool has_indexer) {
+  const int64_t T = b.T, A = config_.kv_lora_rank + config_.qk_rope_head_dim;
+  ScopedTime st{&times_.cache};
+  AttentionScratch& s = b.attn;
   const size_t es = cache.layout().mla_dtype == DType::f32 ? 4 : 2;
   const size_t index_bytes =
       has_indexer ? (options_.indexer_fp8 ? kIndexerDim + 4 : kIndexerDim * 4) : 0;
   const size_t row_bytes = size_t(A) * es + index_bytes;
-  std::vector<uint8_t> mine(static_cast<size_t>(T) * row_bytes);
+  s.row_bytes = row_bytes;
+  s.rows.resize(size_t(T) * row_bytes);
   parallel_for(T, 64, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
-      uint8_t* dst = mine.data() + size_t(t) * row_bytes;
-      const float* src = kv.data() + t * A;
+      uint8_t* dst = s.rows.data() + size_t(t) * row_bytes;
+      const float* src = s.kv.data() + t * A;
       if (es == 4)
         std::memcpy(dst, src, size_t(A) * 4);
       else
@@ -560,138 +608,147 @@ void Model::attention(KvCache& cache, int cl, const AttentionWeights& w, Batch& 
       dst += size_t(A) * es;
       if (!has_indexer) continue;
       if (options_.indexer_fp8) {
-        std::memcpy(dst, &k8[size_t(t * kIndexerDim)], kIndexerDim);
-        std::memcpy(dst + kIndexerDim, &kscale[size_t(t)], 4);
+        std::memcpy(dst, &s.k8[size_t(t * kIndexerDim)], kIndexerDim);
+        std::memcpy(dst + kIndexerDim, &s.kscale[size_t(t)], 4);
       } else {
-        std::memcpy(dst, &ki[size_t(t * kIndexerDim)], kIndexerDim * 4);
+        std::memcpy(dst, &s.ki[size_t(t * kIndexerDim)], kIndexerDim * 4);
       }
     }
   });
-  // Context parallelism: every CP rank's rows into every rank's cache (MPI_Iallgatherv), in
-  // flight while the query projections run.
-  std::vector<uint8_t> gathered;
-  std::unique_ptr<dist::PendingExchange> pending;
-  if (b.split) {
-    const int R = cp_comm_->size();
-    std::vector<int64_t> counts(static_cast<size_t>(R));
-    for (int r = 0; r < R; ++r) counts[size_t(r)] = b.gather_counts[size_t(r)] * int64_t(row_bytes);
-    const std::vector<int64_t> displs = dist::displacements(counts);
-    gathered.resize(size_t(displs.back() + counts.back()));
-    pending = cp_comm_->iallgatherv(mine.data(), counts, displs, gathered.data(),
-                                    dist::Traffic::cp_gather);
-    if (!options_.cp_overlap) pending->wait();
-  } else {
+  if (!b.split) {
     std::vector<int32_t> seqs(static_cast<size_t>(T));
-    for (int64_t t = 0; t < T; ++t) seqs[size_t(t)] = entries[size_t(b.entry_of[t])].seq;
-    write_cache_rows(cache, cl, seqs, b.positions, mine.data(), row_bytes);
+    for (int64_t t = 0; t < T; ++t) seqs[size_t(t)] = (*b.entries)[size_t(b.entry_of[t])].seq;
+    write_cache_rows(cache, cl, seqs, b.positions, s.rows.data(), row_bytes);
+    return nullptr;
   }
+  // Context parallelism: every CP rank's rows into every rank's cache (MPI_Iallgatherv).
+  const int R = cp_comm_->size();
+  std::vector<int64_t> counts(static_cast<size_t>(R));
+  for (int r = 0; r < R; ++r) counts[size_t(r)] = b.gather_counts[size_t(r)] * int64_t(row_bytes);
+  const std::vector<int64_t> displs = dist::displacements(counts);
+  s.gathered.resize(size_t(displs.back() + counts.back()));
+  std::unique_ptr<dist::PendingExchange> pending = cp_comm_->iallgatherv(
+      s.rows.data(), counts, displs, s.gathered.data(), dist::Traffic::cp_gather);
+  if (!options_.cp_overlap) pending->wait();
+  return pending;
+}
 
-  // MLA prolog: the queries.
-  std::vector<float> qr, q(static_cast<size_t>(T * H * qk));
-  {
-    ScopedTime st{&times_.projections};
-    if (c.has_q_lora()) {
-      qr.resize(size_t(T * c.q_lora_rank));
-      linear(x, T, D, w.q_a_proj, qr.data(), c.q_lora_rank);
-      rms_norm(qr.data(), T, c.q_lora_rank, c.q_lora_rank, param(w.q_a_layernorm), eps, qr.data(),
-               c.q_lora_rank);
-      linear(qr.data(), T, c.q_lora_rank, w.q_b_proj, q.data(), H * qk);
-    } else {
-      linear(x, T, D, w.q_proj, q.data(), H * qk);
-    }
-    rope_interleaved(q.data() + nope, T, int(H), qk, int(rope), b.positions.data(),
-                     inv_freq_.data());
+// §3.1, queries: q = RMSNorm(x W_dq) W_uq (or x W_q without a q latent), RoPE on each head's
+// rope part, [T, H, nope + rope]; the q latent stays for the indexer.
+void Model::mla_query_prolog(const AttentionWeights& w, Batch& b, const float* x) {
+  const ModelConfig& c = config_;
+  const int64_t T = b.T, D = c.hidden_size, H = c.num_attention_heads;
+  const int64_t nope = c.qk_nope_head_dim, qk = nope + c.qk_rope_head_dim;
+  ScopedTime st{&times_.projections};
+  AttentionScratch& s = b.attn;
+  s.q.resize(size_t(T * H * qk));
+  if (c.has_q_lora()) {
+    s.qr.resize(size_t(T * c.q_lora_rank));
+    linear(x, T, D, w.q_a_proj, s.qr.data(), c.q_lora_rank);
+    rms_norm(s.qr.data(), T, c.q_lora_rank, c.q_lora_rank, param(w.q_a_layernorm),
+             float(c.rms_norm_eps), s.qr.data(), c.q_lora_rank);
+    linear(s.qr.data(), T, c.q_lora_rank, w.q_b_proj, s.q.data(), H * qk);
+  } else {
+    linear(x, T, D, w.q_proj, s.q.data(), H * qk);
   }
-  if (pending) {
-    pending->wait();
-    write_cache_rows(cache, cl, b.gathered_seq, b.gathered_pos, gathered.data(), row_bytes);
-  }
+  rope_interleaved(s.q.data() + nope, T, int(H), qk, int(c.qk_rope_head_dim), b.positions.data(),
+                   inv_freq_.data());
+}
 
-  // DSA, per token: a query at position p sees every causal key while p < index_topk (the
-  // indexer would keep them all) and the indexer's top-k after that.
-  const bool sparse_mode = options_.attention == AttentionMode::sparse && c.has_indexer;
-  const int64_t K = c.index_topk;
+// §3.2-3.3: which keys each token attends to. A query at position p sees every causal key while
+// p < index_topk (the indexer would keep them all) and the indexer's top-k after that. Fills
+// b.attn.idx [T, K] (-1 past a token's keys) and returns whether any token is sparse.
+bool Model::indexer_select(KvCache& cache, int cl, const IndexerWeights& iw, Batch& b,
+                           const float* x) {
+  const ModelConfig& c = config_;
+  const int64_t T = b.T, HI = c.index_n_heads, K = c.index_topk;
+  const auto& entries = *b.entries;
+  const bool sparse_mode = options_.attention == AttentionMode::sparse;
   bool any_sparse = false;
   for (int64_t t = 0; t < T; ++t) any_sparse |= sparse_mode && b.positions[t] + 1 > K;
-  std::vector<int32_t> idx;
-  if (has_indexer) {
-    const IndexerWeights& iw = *w.indexer;
-    const int64_t HI = c.index_n_heads;
-    ScopedTime st{&times_.indexer};
-    if (any_sparse) {
-      // Queries of the indexer: qi = qr . wq_b^T [T, HI, 128], RoPE first, Hadamard, FP8.
-      std::vector<float> qi(static_cast<size_t>(T * HI * kIndexerDim)),
-          wts(static_cast<size_t>(T * HI));
-      linear(qr.data(), T, c.q_lora_rank, iw.wq_b, qi.data(), HI * kIndexerDim);
-      rope_fn(qi.data(), T, int(HI), kIndexerDim, int(rope), b.positions.data(), inv_freq_.data());
-      hadamard_128(qi.data(), T * HI);
-      linear(x, T, D, iw.weights_proj, wts.data(), HI);
-      const float wscale = float(1.0 / std::sqrt(double(HI)) / std::sqrt(double(kIndexerDim)));
-      std::vector<uint8_t> q8;
-      if (options_.indexer_fp8) {
-        std::vector<float> qscale(static_cast<size_t>(T * HI));
-        q8.resize(size_t(T * HI * kIndexerDim));
-        quantize_fp8_blocks(qi.data(), T * HI, ue8m0, q8.data(), qscale.data());
-        for (int64_t i = 0; i < T * HI; ++i) wts[i] *= wscale * qscale[i];
-      } else {
-        for (int64_t i = 0; i < T * HI; ++i) wts[i] *= wscale;
-      }
-      idx.assign(size_t(T * K), -1);
-      for (int64_t t = 0; t < T; ++t)  // early positions: every causal key, in order
-        for (int64_t s = 0; s <= b.positions[t] && s < K; ++s) idx[t * K + s] = int32_t(s);
-      for (size_t e = 0; e < entries.size(); ++e) {
-        // The entry's tokens past index_topk (positions grow along an entry: a suffix).
-        int64_t t0 = b.first[e];
-        const int64_t t1 = b.first[e + 1];
-        while (t0 < t1 && b.positions[t0] + 1 <= K) ++t0;
-        if (t0 == t1) continue;
-        const int64_t n = t1 - t0;
-        std::vector<int64_t> n_valid(static_cast<size_t>(n));
-        for (int64_t t = 0; t < n; ++t) n_valid[t] = b.positions[t0 + t] + 1;
-        IndexerQueries iq;
-        iq.n_tokens = n;
-        iq.n_heads = int(HI);
-        iq.w = wts.data() + t0 * HI;
-        IndexerKeys keys;
-        std::vector<float> kf;
-        const int64_t N = b.end[e];
-        if (options_.indexer_fp8) {
-          iq.dtype = DType::fp8_e4m3;
-          iq.q = q8.data() + t0 * HI * kIndexerDim;
-          keys = cache.indexer_keys_fp8(cl, entries[e].seq, N);
-        } else {
-          iq.dtype = DType::f32;
-          iq.q = qi.data() + t0 * HI * kIndexerDim;
-          kf.resize(size_t(N * kIndexerDim));
-          for (int64_t s = 0; s < N; ++s)
-            std::memcpy(&kf[s * kIndexerDim], cache.indexer_key_f32(cl, entries[e].seq, s),
-                        kIndexerDim * 4);
-          keys.dtype = DType::f32;
-          keys.n_keys = N;
-          keys.k = kf.data();
-        }
-        indexer_topk(iq, keys, n_valid.data(), int(K), idx.data() + t0 * K, nullptr);
-      }
+  if (!any_sparse) return false;
+  AttentionScratch& s = b.attn;
+  {
+    // Queries of the indexer: qi = qr W_qb [T, HI, 128], RoPE first, Hadamard, FP8; the head
+    // weights w = x W_w / sqrt(HI * 128), times each query block's FP8 scale.
+    ScopedTime st{&times_.indexer_prolog};
+    s.qi.resize(size_t(T * HI * kIndexerDim));
+    s.wts.resize(size_t(T * HI));
+    linear(s.qr.data(), T, c.q_lora_rank, iw.wq_b, s.qi.data(), HI * kIndexerDim);
+    indexer_rope(s.qi.data(), T, HI, b.positions.data());
+    hadamard_128(s.qi.data(), T * HI);
+    linear(x, T, c.hidden_size, iw.weights_proj, s.wts.data(), HI);
+    const float wscale = float(1.0 / std::sqrt(double(HI)) / std::sqrt(double(kIndexerDim)));
+    if (options_.indexer_fp8) {
+      s.qscale.resize(size_t(T * HI));
+      s.q8.resize(size_t(T * HI * kIndexerDim));
+      quantize_fp8_blocks(s.qi.data(), T * HI, /*ue8m0=*/true, s.q8.data(), s.qscale.data());
+      for (int64_t i = 0; i < T * HI; ++i) s.wts[size_t(i)] *= wscale * s.qscale[size_t(i)];
+    } else {
+      for (int64_t i = 0; i < T * HI; ++i) s.wts[size_t(i)] *= wscale;
     }
   }
+  ScopedTime st{&times_.indexer};
+  std::vector<int32_t>& idx = s.idx;
+  idx.assign(size_t(T * K), -1);
+  for (int64_t t = 0; t < T; ++t)  // early positions: every causal key, in order
+    for (int64_t j = 0; j <= b.positions[t] && j < K; ++j) idx[size_t(t * K + j)] = int32_t(j);
+  for (size_t e = 0; e < entries.size(); ++e) {
+    // The entry's tokens past index_topk (positions grow along an entry: a suffix).
+    int64_t t0 = b.first[e];
+    const int64_t t1 = b.first[e + 1];
+    while (t0 < t1 && b.positions[t0] + 1 <= K) ++t0;
+    if (t0 == t1) continue;
+    const int64_t n = t1 - t0;
+    std::vector<int64_t> n_valid(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t) n_valid[size_t(t)] = b.positions[t0 + t] + 1;
+    IndexerQueries iq;
+    iq.n_tokens = n;
+    iq.n_heads = int(HI);
+    iq.w = s.wts.data() + t0 * HI;
+    IndexerKeys keys;
+    std::vector<float> kf;
+    const int64_t N = b.end[e];
+    if (options_.indexer_fp8) {
+      iq.dtype = DType::fp8_e4m3;
+      iq.q = s.q8.data() + t0 * HI * kIndexerDim;
+      keys = cache.indexer_keys_fp8(cl, entries[e].seq, N);
+    } else {
+      iq.dtype = DType::f32;
+      iq.q = s.qi.data() + t0 * HI * kIndexerDim;
+      kf.resize(size_t(N * kIndexerDim));
+      for (int64_t j = 0; j < N; ++j)
+        std::memcpy(&kf[size_t(j * kIndexerDim)], cache.indexer_key_f32(cl, entries[e].seq, j),
+                    kIndexerDim * 4);
+      keys.dtype = DType::f32;
+      keys.n_keys = N;
+      keys.k = kf.data();
+    }
+    indexer_topk(iq, keys, n_valid.data(), int(K), idx.data() + t0 * K, nullptr);
+  }
+  return true;
+}
 
-  // Attention: MHA for each entry's leading MHA tokens, the absorbed form for the rest.
-  std::vector<float> o(static_cast<size_t>(T * H * vdim));
+// §3.4: MHA for each entry's leading MHA tokens, the absorbed form for the rest, into
+// b.attn.o [T, H, v]; idx: the selected keys, null for dense attention.
+void Model::attention_core(KvCache& cache, int cl, const AttentionWeights& w, Batch& b,
+                           const int32_t* idx) {
+  const ModelConfig& c = config_;
+  const auto& entries = *b.entries;
+  AttentionScratch& s = b.attn;
+  s.o.resize(size_t(b.T * c.num_attention_heads * c.v_head_dim));
   std::vector<int64_t> absorbed_rows;
   bool any_mha = false;
   for (size_t e = 0; e < entries.size(); ++e) {
     any_mha |= b.n_mha[e] > 0;
     for (int64_t t = b.first[e] + b.n_mha[e]; t < b.first[e + 1]; ++t) absorbed_rows.push_back(t);
   }
-  const int32_t* idx_p = any_sparse ? idx.data() : nullptr;
   if (any_mha) {
     ScopedTime st{&times_.attention};
-    mha_attention(cache, cl, w, b, idx_p, q.data(), o.data());
+    mha_attention(cache, cl, w, b, idx, s.q.data(), s.o.data());
   }
   if (!absorbed_rows.empty())
-    absorbed_attention(cache, cl, w, b, absorbed_rows, idx_p, q.data(), o.data());
-  ScopedTime st{&times_.projections};
-  linear(o.data(), T, H * vdim, w.o_proj, out, D);
+    absorbed_attention(cache, cl, w, b, absorbed_rows, idx, s.q.data(), s.o.data());
 }
 
 // Absorbed MLA over the latent cache for the batch tokens `rows` (ascending), from q [T, H, qk]
@@ -1042,7 +1099,9 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
 void Model::decoder_layer(KvCache& cache, int cl, const LayerWeights& w, Batch& b) {
   const int64_t T = b.T, D = config_.hidden_size;
   const float eps = float(config_.rms_norm_eps);
-  std::vector<float> x(static_cast<size_t>(T * D)), y(static_cast<size_t>(T * D));
+  std::vector<float>&x = b.x, &y = b.y;
+  x.resize(size_t(T * D));
+  y.resize(size_t(T * D));
   {
     ScopedTime st{&times_.other};
     rms_norm(b.h.data(), T, D, D, param(w.input_layernorm), eps, x.data(), D);

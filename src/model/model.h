@@ -74,18 +74,33 @@ struct ModelOptions {
 
 // Seconds spent per operator class since the last reset (for `bench model` and `eval -v`).
 struct OpTimes {
-  double projections = 0, indexer = 0, attention = 0, moe = 0, head = 0, other = 0;
-  double total() const { return projections + indexer + attention + moe + head + other; }
+  // projections: the MLA q/kv/o GEMMs and absorption; indexer_prolog: the indexer's projections,
+  // norm, RoPE, Hadamard and FP8 quantization; indexer: scores + top-k; cache: new rows in the
+  // cache format, written or (context parallelism) gathered; attention: the attention kernels.
+  double projections = 0, indexer_prolog = 0, indexer = 0, cache = 0, attention = 0, moe = 0,
+         head = 0, other = 0;
+  double total() const {
+    return projections + indexer_prolog + indexer + cache + attention + moe + head + other;
+  }
   // Routed experts run (one per layer and expert with at least one token) and their weight bytes.
   int64_t experts_run = 0;
   double expert_bytes = 0;
   // Expert parallelism: (row, remote EP rank) dispatches and (row, remote expert) pairs sent by
   // this rank, and MoE exchanges joined (what the dispatch volume formula counts).
   int64_t ep_remote_rows = 0, ep_remote_pairs = 0, ep_exchanges = 0;
+  // Adds another step's times (the counters too).
+  void add(const OpTimes& o) {
+    projections += o.projections, indexer_prolog += o.indexer_prolog, indexer += o.indexer;
+    cache += o.cache, attention += o.attention, moe += o.moe, head += o.head, other += o.other;
+    experts_run += o.experts_run, expert_bytes += o.expert_bytes;
+    ep_remote_rows += o.ep_remote_rows, ep_remote_pairs += o.ep_remote_pairs;
+    ep_exchanges += o.ep_exchanges;
+  }
   // What was added since `before` (a snapshot of the same counters).
   OpTimes since(const OpTimes& before) const {
     OpTimes d = *this;
     d.projections -= before.projections, d.indexer -= before.indexer;
+    d.indexer_prolog -= before.indexer_prolog, d.cache -= before.cache;
     d.attention -= before.attention, d.moe -= before.moe, d.head -= before.head;
     d.other -= before.other, d.experts_run -= before.experts_run;
     d.expert_bytes -= before.expert_bytes, d.ep_remote_rows -= before.ep_remote_rows;
@@ -203,6 +218,7 @@ class Model {
 
  private:
   Model(ModelConfig config, ModelOptions options, SafetensorsCheckpoint checkpoint);
+  struct AttentionScratch;
   struct Batch;  // per-call scratch, model.cpp
   struct MoeRows;
   enum class Step : int64_t;
@@ -235,6 +251,17 @@ class Model {
   void decoder_layer(KvCache& cache, int cache_layer, const LayerWeights& w, Batch& b);
   void attention(KvCache& cache, int cache_layer, const AttentionWeights& w, Batch& b,
                  const float* x, float* out);
+  // attention()'s stages (spec §3.1-3.4), in order; results in b.attn.
+  void mla_kv_prolog(const AttentionWeights& w, Batch& b, const float* x);
+  void indexer_key_prolog(const IndexerWeights& iw, Batch& b, const float* x);
+  std::unique_ptr<dist::PendingExchange> store_cache_rows(KvCache& cache, int cache_layer, Batch& b,
+                                                          bool has_indexer);
+  void mla_query_prolog(const AttentionWeights& w, Batch& b, const float* x);
+  bool indexer_select(KvCache& cache, int cache_layer, const IndexerWeights& iw, Batch& b,
+                      const float* x);
+  void attention_core(KvCache& cache, int cache_layer, const AttentionWeights& w, Batch& b,
+                      const int32_t* idx);
+  void indexer_rope(float* v, int64_t tokens, int64_t heads, const int32_t* positions) const;
   void mlp(const LayerWeights& w, Batch& b, const float* x, float* out);
   int64_t compute_mha_limit();  // also fills mha_min_tokens_
   void mha_attention(KvCache& cache, int cache_layer, const AttentionWeights& w, const Batch& b,
