@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <random>
 #include <stdexcept>
@@ -51,8 +52,36 @@ void add_breakdown(Result& r, const OpTimes& t, double scale_ms) {
 // One attention mode: prefill at several prompt lengths, then decode at several depths. A forced
 // `form` (absorbed or MHA, instead of the model's per-batch choice) is a prefill comparison only:
 // decode steps always take the absorbed form.
+// --decode-depths D1,D2,...: decode only, at these depths (empty: the default prefill + decode).
+std::vector<int64_t> decode_only_depths(const Options& opts) {
+  std::vector<int64_t> depths;
+  for (size_t i = 0; i + 1 < opts.args.size(); ++i) {
+    if (opts.args[i] != "--decode-depths") continue;
+    const std::string& list = opts.args[i + 1];
+    for (size_t at = 0; at <= list.size();) {
+      const size_t end = std::min(list.find(',', at), list.size());
+      const std::string item = list.substr(at, end - at);
+      size_t used = 0;
+      long long v = -1;
+      try {
+        v = std::stoll(item, &used);
+      } catch (const std::exception&) {
+      }
+      if (used != item.size() || v < 1)
+        throw std::invalid_argument("--decode-depths: '" + item +
+                                    "' is not a positive token count (e.g. 16384,65536)");
+      depths.push_back(v);
+      at = end + 1;
+    }
+  }
+  return depths;
+}
+
+// Median decode ms per (mode name, depth), for the DSA vs dense summary.
+using DecodeTimes = std::map<std::pair<std::string, int64_t>, double>;
+
 void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, int threads,
-              const Options& opts, Report& report) {
+              const Options& opts, Report& report, DecodeTimes* decode_times = nullptr) {
   const PeakProbe& probe = report.probe(threads);
   set_num_threads(threads);
   ModelOptions mo;
@@ -64,9 +93,11 @@ void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, in
 
   // 16K-token prompts take minutes per mode on a 2-core machine: only with DSINFER_BENCH_LONG=1.
   const bool long_prompts = std::getenv("DSINFER_BENCH_LONG") != nullptr;
+  const std::vector<int64_t> decode_only = decode_only_depths(opts);
   std::vector<int64_t> prompts =
       opts.quick ? std::vector<int64_t>{256} : std::vector<int64_t>{1024, 4096};
   if (long_prompts && !opts.quick) prompts.push_back(16384);
+  if (!decode_only.empty()) prompts.clear();
   for (int64_t P : prompts) {
     const auto tokens = random_tokens(P, c.vocab_size, uint32_t(P));
     const int seq = model->create_sequence();
@@ -92,8 +123,10 @@ void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, in
 
   if (form != AttentionForm::automatic) return;
   const double wbytes = decode_weight_bytes(*model);
-  const std::vector<int64_t> depths =
-      opts.quick ? std::vector<int64_t>{1024} : std::vector<int64_t>{1024, 16384, 65536, 131072};
+  const std::vector<int64_t> depths = !decode_only.empty() ? decode_only
+                                      : opts.quick
+                                          ? std::vector<int64_t>{1024}
+                                          : std::vector<int64_t>{1024, 16384, 65536, 131072};
   for (int64_t depth : depths) {
     if (depth + 16 > c.max_position_embeddings) continue;
     const int seq = model->create_sequence();
@@ -118,6 +151,7 @@ void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, in
     r.name = "model_decode";
     r.params = {{"depth", depth}, {"attention", mode_name}};
     r.median_ms = ms[ms.size() / 2];
+    if (decode_times) (*decode_times)[{mode_name, depth}] = r.median_ms;
     r.gbs = wbytes / r.median_ms / 1e6;
     r.peak = PeakKind::read;
     r.extra["roofline_ms"] = wbytes / (probe.read_gbs * 1e9) * 1e3;
@@ -267,15 +301,30 @@ SuiteRegistrar model_suite(
       std::vector<AttentionMode> modes;
       if (sparse) modes.push_back(AttentionMode::sparse);
       if (dense) modes.push_back(AttentionMode::dense);
-      for (int t : opts.threads)
+      const std::vector<int64_t> decode_only = decode_only_depths(opts);
+      for (int t : opts.threads) {
+        DecodeTimes times;
         for (AttentionMode m : modes) {
           if (!sweep) {
-            run_mode(dir, m, AttentionForm::automatic, t, opts, report);
+            run_mode(dir, m, AttentionForm::automatic, t, opts, report, &times);
             continue;
           }
           for (AttentionForm f : {AttentionForm::absorbed, AttentionForm::mha})
             run_mode(dir, m, f, t, opts, report);
         }
+        // With --decode-depths and both modes: the whole model's per-token cost, side by side.
+        if (decode_only.empty() || !sparse || !dense || opts.json_path == "-") continue;
+        std::printf("\nDSA vs dense attention, the whole model's decode per token, %d thread(s)\n",
+                    t);
+        std::printf("%10s %12s %12s %10s\n", "depth", "DSA ms", "dense ms", "DSA gain");
+        for (int64_t d : decode_only) {
+          auto a = times.find({"dsa", d}), b = times.find({"dense", d});
+          if (a == times.end() || b == times.end()) continue;
+          std::printf("%10lld %12.1f %12.1f %9.2fx\n", (long long)d, a->second, b->second,
+                      b->second / a->second);
+        }
+        std::printf("\n");
+      }
     });
 
 }  // namespace

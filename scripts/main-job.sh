@@ -4,7 +4,8 @@
 #     weights, ~0.5 GB FP8) under models/,
 #  2. run `dsinfer run` on a long built-in prompt (this repo's DSA kernel notes, ~3,000 tokens)
 #     with DSA, then the same with dense attention, and print both timing summaries,
-#  3. show where DSA's advantage goes at long context (decode kernels, 4K .. 128K tokens).
+#  3. show where DSA's advantage goes at long context: the decode kernels at 4K .. 128K tokens,
+#     then the whole model's decode per token at 4K, 16K and 64K tokens of (synthetic) context.
 # The synthetic model's text is meaningless: it shows the engine's speed, not its wisdom.
 set -euo pipefail
 build=${1:-build}
@@ -38,5 +39,10 @@ done
 echo
 echo "== DSA vs dense attention per decoded token at long context (kernels, 671B attention shapes)"
 "$bin" bench kernels --sweep -t "$(nproc)" 2>/dev/null | sed -n '/^DSA vs dense/,/^name /p' | sed '$d'
+
+echo
+echo "== the same in the whole model (mini, synthetic caches at these depths): decode per token"
+"$bin" bench model -m "$model" -t "$(nproc)" --decode-depths 4096,16384,65536 2>/dev/null |
+  sed -n '/^DSA vs dense/,/^$/p'
 echo
 echo "With a real checkpoint: $bin run -m /path/to/DeepSeek-V3.2-Exp"

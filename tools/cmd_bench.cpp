@@ -29,6 +29,13 @@ CommandRegistrar bench_cmd(
            ->check(CLI::IsMember({"sparse", "dense", "both"}));
        app.add_flag(
            "--sweep", [opts](int64_t) { opts->args.push_back("--sweep"); }, "Suite-specific sweep");
+       app.add_option_function<std::string>(
+           "--decode-depths",
+           [opts](const std::string& v) {
+             opts->args.insert(opts->args.end(), {"--decode-depths", v});
+           },
+           "For `bench model`: only decode, at these context depths (e.g. 16384,65536), with a "
+           "DSA vs dense summary");
        app.add_flag(
            "--speculative", [opts](int64_t) { opts->args.push_back("--speculative"); },
            "For `bench model`: MTP verification cost against decode (docs/speculative.md)");

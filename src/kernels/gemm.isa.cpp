@@ -116,8 +116,8 @@ void panel_rows(int rows, float* acc, bool accumulate, int len, const void* xa, 
 // The weight rows of a group are read side by side, kSub columns at a time: software prefetch
 // (into L2: in L1 rows a power-of-two apart would evict each other) kPrefetchBytes ahead along
 // rows [n, n + rows), running on into the next group's rows past the end of these.
-void prefetch_rows(const WeightView& w, int64_t n, int64_t rows, int64_t n_end, int64_t k,
-                   int64_t bytes) {
+[[gnu::always_inline]] inline void prefetch_rows(const WeightView& w, int64_t n, int64_t rows,
+                                                 int64_t n_end, int64_t k, int64_t bytes) {
   const int64_t es = int64_t(dtype_size(w.dtype)), row_bytes = w.cols * es, ld = w.ld * es;
   int64_t off = k * es + kPrefetchBytes;
   while (off >= row_bytes && n < n_end) off -= row_bytes, n += kGroup;
@@ -175,6 +175,26 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
         const int kc = int(std::min<int64_t>(kKc, K - k0));
         for (int s = 0; s < kc; s += kSub) {
           const int len = std::min(kSub, kc - s);
+          // One row of x and the usual fp8 blocks: the products go straight from the decode
+          // registers into the chains (no L1 panel in between; the same bits).
+          if constexpr (!kPairs) {
+            const int r0 = std::min(cols, kLanes), r1 = std::clamp(cols - kLanes, 0, kLanes);
+            if (M == 1 && w.dtype == DType::fp8_e4m3 && !w.kn &&
+                detail::fp8_block_fast(w, n0, r0, k0 + s, len) &&
+                (r1 == 0 || detail::fp8_block_fast(w, n0 + kLanes, r1, k0 + s, len))) {
+              prefetch_rows(w, n0, kGroup, g_end, k0 + s, kSub * es);
+              const float* xk = xa + k0 + s;
+              VF a0 = s > 0 ? load(acc) : zero();
+              detail::mma_fp8_block_row(a0, w, n0, r0, k0 + s, len, xk);
+              store(acc, a0);
+              if (r1 > 0) {
+                VF a1 = s > 0 ? load(acc + kLanes) : zero();
+                detail::mma_fp8_block_row(a1, w, n0 + kLanes, r1, k0 + s, len, xk);
+                store(acc + kLanes, a1);
+              }
+              continue;
+            }
+          }
           auto pass = [&]<int NV>() {
             for (int v = 0; v < kGroupVecs; v += NV) {
               const int c = std::clamp(cols - v * kLanes, 0, NV * kLanes);

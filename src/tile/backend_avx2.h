@@ -241,7 +241,7 @@ inline VB as_pairs(VF words) {
   return {_mm256_castps_si256(words.v)};
 }
 // r[i] lane j <-> r[j] lane i (8 x 8 words).
-inline void transpose(VF (&r)[kLanes]) {
+[[gnu::always_inline]] inline void transpose(VF (&r)[kLanes]) {
   __m256 t[8], u[8];
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i].v, r[i + 1].v);

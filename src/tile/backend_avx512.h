@@ -208,7 +208,7 @@ inline VB as_pairs(VF words) {
   return {_mm512_castps_si512(words.v)};
 }
 // r[i] lane j <-> r[j] lane i (16 x 16 words: 4 rounds of 16 shuffles).
-inline void transpose(VF (&r)[kLanes]) {
+[[gnu::always_inline]] inline void transpose(VF (&r)[kLanes]) {
   __m512 t[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i].v, r[i + 1].v);

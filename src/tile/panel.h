@@ -139,8 +139,8 @@ namespace detail {
 // rows [n, n + rows) of W (the rest zero), `len` elements from column k each, as words: r[i] =
 // row n + i. transpose(r) then gives r[j] lane i = word j of row n + i.
 template <DType WT>
-inline void load_rows(VF (&r)[kLanes], const WeightRef& w, int64_t n, int rows, int64_t k,
-                      int len) {
+[[gnu::always_inline]] inline void load_rows(VF (&r)[kLanes], const WeightRef& w, int64_t n,
+                                             int rows, int64_t k, int len) {
   constexpr int64_t es = int64_t(dtype_size(WT));
   const char* p = static_cast<const char*>(w.data) + (n * w.ld + k) * es;
   const int64_t ld = w.ld * es;
@@ -153,8 +153,8 @@ inline void load_rows(VF (&r)[kLanes], const WeightRef& w, int64_t n, int rows, 
   }
 }
 template <DType WT>
-inline void load_transposed(VF (&r)[kLanes], const WeightRef& w, int64_t n, int rows, int64_t k,
-                            int len) {
+[[gnu::always_inline]] inline void load_transposed(VF (&r)[kLanes], const WeightRef& w, int64_t n,
+                                                   int rows, int64_t k, int len) {
   load_rows<WT>(r, w, n, rows, k, len);
   transpose(r);
 }
@@ -204,7 +204,7 @@ inline void fp8_lane_scales(Fp8LaneScales& f, const WeightRef& w, int64_t n, int
 
 // The 4 codes of word vector r (columns 4j .. 4j + 3 of a block) as ŵ: the first `split` with
 // scale s0, the rest with s1 (s = scale * 2^120: the same product as weight_row_f32's).
-inline void fp8_decode(VF (&v)[4], VF r, VF s0, VF s1, int split) {
+[[gnu::always_inline]] inline void fp8_decode(VF (&v)[4], VF r, VF s0, VF s1, int split) {
   v[0] = mul(fp8_raw_byte<0>(r), split > 0 ? s0 : s1);
   v[1] = mul(fp8_raw_byte<1>(r), split > 1 ? s0 : s1);
   v[2] = mul(fp8_raw_byte<2>(r), split > 2 ? s0 : s1);
@@ -285,6 +285,38 @@ inline void pack_block_f32(float* dst, int64_t ldd, const WeightRef& w, int64_t 
     }
   } else {
     transpose_rows_f32(dst, ldd, w, n, rows, k, len);
+  }
+}
+
+// The usual fp8 block, as pack_block_f32 takes its first branch: every row in one 128-row block of
+// scales, every column in one column block, the scale small enough for the raw decode.
+inline bool fp8_block_fast(const WeightRef& w, int64_t n, int rows, int64_t k, int len) {
+  return scale_block_end(k, k + len, w.col0) >= k + len &&
+         (w.row0 + n) / kFp8BlockSize == (w.row0 + n + rows - 1) / kFp8BlockSize &&
+         std::fabs(w.scale_at(n, k)) < kFp8RawMaxScale;
+}
+
+// One row of x against such a block, from registers, without a panel (decode, M = 1):
+// acc += x[kk] * ŵ[n + lane, k + kk] for kk < len in order -- the products pack_block_f32 makes
+// and the FMA chain mma_outer runs on them, so the same bits.
+[[gnu::always_inline]] inline void mma_fp8_block_row(VF& acc, const WeightRef& w, int64_t n,
+                                                     int rows, int64_t k, int len, const float* x) {
+  VF r[kLanes];
+  load_transposed<DType::fp8_e4m3>(r, w, n, rows, k, len);
+  const VF s = set1(w.scale_at(n, k) * kFp8RawScale);
+  VF v[4];
+  if (len == kMaxBlockK) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kLanes; ++j) {
+      fp8_decode(v, r[j], s, s, 4);
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) acc = fma(set1(x[4 * j + q]), v[q], acc);
+    }
+    return;
+  }
+  for (int j = 0; 4 * j < len; ++j) {
+    fp8_decode(v, r[j], s, s, 4);
+    for (int q = 0; q < std::min(4, len - 4 * j); ++q) acc = fma(set1(x[4 * j + q]), v[q], acc);
   }
 }
 

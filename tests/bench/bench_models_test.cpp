@@ -87,5 +87,34 @@ TEST(BenchModel, SpeculativeRows) {
   }
 }
 
+TEST(BenchModel, DecodeDepthsOnlyDecodeAndSummarizeDsaVsDense) {
+  Options o;
+  o.quick = true;
+  o.threads = {1};
+  o.model_dir = preset_dir(GenPreset::tiny, GenDtype::fp8);
+  o.args = {"--decode-depths", "40,70"};
+  Report report;
+  ::testing::internal::CaptureStdout();
+  suites().at("model").second(o, report);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  const nlohmann::json j = report.to_json();
+  ASSERT_EQ(j["results"].size(), 4u);  // no prefill rows
+  for (const nlohmann::json& r : j["results"]) {
+    EXPECT_EQ(r["name"], "model_decode");
+    const int depth = r["params"]["depth"];
+    EXPECT_TRUE(depth == 40 || depth == 70) << depth;
+    for (const char* k : {"proj_ms", "indexer_prolog_ms", "indexer_topk_ms", "cache_ms", "attn_ms"})
+      EXPECT_TRUE(r.contains(k)) << k;
+  }
+  EXPECT_NE(out.find("DSA vs dense"), std::string::npos) << out;
+  EXPECT_NE(out.find("        40"), std::string::npos) << out;
+  EXPECT_NE(out.find("        70"), std::string::npos) << out;
+  for (const char* bad : {"40,x", "0", "", "40,"}) {
+    o.args = {"--decode-depths", bad};
+    Report r2;
+    EXPECT_THROW(suites().at("model").second(o, r2), std::invalid_argument) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace dsinfer::bench
