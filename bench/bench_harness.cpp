@@ -60,7 +60,7 @@ void Report::probe_all(const std::vector<int>& threads) {
       if (ratio >= 1.6) continue;
       char buf[256];
       std::snprintf(buf, sizeof buf,
-                    "the %d-thread %s probe is only %.2fx the 1-thread one (expected >= 1.6x): "
+                    "the %d-thread %s probe is only %.3fx the 1-thread one (expected >= 1.6x): "
                     "another process holds a core; %%peak at %d threads reads high",
                     t, what, ratio, t);
       warnings_.push_back(buf);

@@ -38,7 +38,7 @@ done
 
 echo
 echo "== DSA vs dense attention per decoded token at long context (kernels, 671B attention shapes)"
-"$bin" bench kernels --sweep -t "$(nproc)" 2>/dev/null | sed -n '/^DSA vs dense/,/^name /p' | sed '$d'
+"$bin" bench kernels --sweep -t "$(nproc)" 2>/dev/null | sed -n '/^DSA vs dense/,/^\(probe \|name \)/p' | sed '/^\(probe \|name \)/d'
 
 echo
 echo "== the same in the whole model (mini, synthetic caches at these depths): decode per token"
