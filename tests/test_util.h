@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -28,6 +29,14 @@ void for_each_isa(Body body) {
   }
   set_active_isa(saved);
   set_bf16_dot_preferred(saved_dot);
+}
+
+// Every a[i] within abs + rel * |b[i]| of b[i].
+inline void expect_close(const std::vector<float>& a, const std::vector<float>& b, float rel,
+                         float abs) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    ASSERT_NEAR(a[i], b[i], abs + rel * std::fabs(b[i])) << "at " << i;
 }
 
 inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f,

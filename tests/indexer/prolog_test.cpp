@@ -12,14 +12,9 @@
 namespace dsinfer {
 namespace {
 
+using testing::expect_close;
 using testing::for_each_isa;
 using testing::random_floats;
-
-void expect_close(const std::vector<float>& a, const std::vector<float>& b, float rel, float abs) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    ASSERT_NEAR(a[i], b[i], abs + rel * std::fabs(b[i])) << "at " << i;
-}
 
 TEST(IndexerProlog, HadamardMatchesReference) {
   for_each_isa([](Isa) {

@@ -33,7 +33,8 @@ struct Route {
 Route route(const std::vector<float>& logits, const std::vector<float>* bias, const MoeRouting& r) {
   const int64_t T = int64_t(logits.size()) / r.n_experts;
   Route out{std::vector<int32_t>(T * r.top_k), std::vector<float>(T * r.top_k)};
-  moe_route(logits.data(), bias ? bias->data() : nullptr, T, r, out.ids.data(), out.weights.data());
+  ref::moe_route(logits.data(), bias ? bias->data() : nullptr, T, r, out.ids.data(),
+                 out.weights.data());
   return out;
 }
 

@@ -3,16 +3,11 @@
 
 #include <cstdint>
 
+#include "kernels/moe_router.h"  // the MoeRouting parameters (shared; the code here is separate)
+
 namespace dsinfer::ref {
 
-struct MoeRouting {
-  int n_experts;                // n_routed_experts
-  int n_group;                  // experts split into this many equal, contiguous groups
-  int topk_group;               // groups kept
-  int top_k;                    // num_experts_per_tok
-  bool norm_topk_prob;          // normalize the chosen weights to sum 1 before scaling
-  float routed_scaling_factor;  // multiplies every chosen weight
-};
+using dsinfer::MoeRouting;
 
 // For each token t, from the router logits (x @ gate.weight^T):
 //   u = sigmoid(logit) in f32 (evaluated in double, rounded); b = u + bias (f32 add).
