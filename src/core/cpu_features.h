@@ -26,9 +26,9 @@ void set_active_isa(Isa isa);  // throws std::invalid_argument when unsupported
 
 // Whether kernels with a native bf16 path (the GEMM's vdpbf16ps pair panels) take it on the
 // avx512bf16 backend. AMD's cores (Zen 4/5) run vdpbf16ps at twice the f32 FMA rate; Intel's
-// (Sapphire Rapids and later) at half -- measured on such a Xeon: 49 vs 95 GFLOP/s per core, bf16
-// GEMM 2048^3 146 ms with pairs vs 85 ms with f32 FMAs on widened bf16 -- so the default is by
-// CPU vendor: native on AMD, f32 FMAs on Intel. DSINFER_BF16_DOT=native|fma overrides; tests
+// (Sapphire Rapids and later) at half -- measured on such a Xeon: 64-68 vs 118-134 GFLOP/s per
+// core, bf16 GEMM 2048^3 146 ms with pairs vs 85 ms with f32 FMAs on widened bf16 -- so the default
+// is by CPU vendor: native on AMD, f32 FMAs on Intel. DSINFER_BF16_DOT=native|fma overrides; tests
 // switch it. The two paths round differently (a pair step adds two products at once), so the
 // setting is part of what must agree across the ranks of a distributed job.
 bool bf16_dot_preferred();

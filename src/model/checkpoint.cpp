@@ -121,18 +121,16 @@ class LoadBinder final : public WeightBinder {
  public:
   explicit LoadBinder(const SafetensorsCheckpoint& ckpt) : ckpt_(ckpt) {}
   size_t resident_bytes = 0;
-  struct Fp8 {
-    std::string name;
-    Tensor w;
-  };
-  std::vector<Fp8> fp8;
+  std::vector<CheckpointWeights::Fp8Weight> fp8;
 
   void linear(const std::string& name, std::vector<int64_t>, LinearWeight& dst,
               bool optional) override {
     if (!fetch(name, dst.w, optional)) return;
     if (!dst.is_fp8()) return;
     fetch(scale_inv_name(name), dst.scale_inv, false);
-    fp8.push_back({name, dst.w});
+    const size_t at = name.find(".mlp.experts.");
+    const int64_t expert = at == std::string::npos ? -1 : std::stoll(name.substr(at + 13));
+    fp8.push_back({name, ckpt_.info(name)->file, dst.w, expert});
   }
   void param(const std::string& name, std::vector<int64_t>, Tensor& dst, bool optional) override {
     fetch(name, dst, optional);
@@ -317,12 +315,7 @@ CheckpointWeights CheckpointWeights::load(const ModelConfig& config,
   for (MtpWeights& m : weights.mtp_)
     if (!m.embed_tokens.defined()) m.embed_tokens = weights.embed_tokens_;
   weights.resident_bytes_ = binder.resident_bytes;
-  for (LoadBinder::Fp8& f : binder.fp8) {
-    int64_t expert = -1;
-    const size_t at = f.name.find(".mlp.experts.");
-    if (at != std::string::npos) expert = std::stoll(f.name.substr(at + 13));
-    weights.fp8_.push_back({f.name, checkpoint.info(f.name)->file, f.w, expert});
-  }
+  weights.fp8_ = std::move(binder.fp8);
   log_info("%s: %d layers, %zu MTP modules, %.3f GiB of weights mapped",
            checkpoint.source().c_str(), weights.num_layers(), weights.mtp_.size(),
            double(weights.resident_bytes_) / (1 << 30));

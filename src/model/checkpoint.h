@@ -154,12 +154,13 @@ class CheckpointWeights {
   // garbage. Threaded; about a second per 10 GB of weights (the model reads them anyway).
   void check_fp8_codes() const;
 
- private:
   struct Fp8Weight {  // every FP8 weight, for check_fp8_codes
     std::string name, file;
     Tensor w;
     int64_t expert = -1;  // a routed expert's id, -1 for every other weight
   };
+
+ private:
   friend std::vector<ExpectedTensor> checkpoint_schema(const ModelConfig&, int);
   void bind(const ModelConfig& config, int mtp_modules, WeightBinder& binder);
 

@@ -30,8 +30,6 @@ namespace dsinfer {
 
 namespace {
 
-constexpr int64_t kFp8Block = 128;  // FP8 activation blocks (spec §3.2)
-
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -410,10 +408,10 @@ void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight
     // in bf16, so the bf16 GEMM computes with exactly those values.
     std::vector<bf16> xq(static_cast<size_t>(rows * v.cols));
     parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
-      fp8_e4m3 codes[kFp8Block];
+      fp8_e4m3 codes[kFp8BlockSize];
       for (int64_t r = r0; r < r1; ++r)
-        for (int64_t k0 = 0; k0 < v.cols; k0 += kFp8Block) {
-          const int64_t n = std::min<int64_t>(v.cols - k0, kFp8Block);
+        for (int64_t k0 = 0; k0 < v.cols; k0 += kFp8BlockSize) {
+          const int64_t n = std::min<int64_t>(v.cols - k0, kFp8BlockSize);
           const float scale = act_quant_group(x + r * ldx + k0, n, codes);
           for (int64_t k = 0; k < n; ++k)
             xq[size_t(r * v.cols + k0 + k)] = f32_to_bf16(fp8_e4m3_to_f32(codes[k]) * scale);
@@ -975,7 +973,7 @@ void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t r
     wire = Wire::fp8;
   else if (options_.precision == Precision::bf16)
     wire = Wire::bf16;
-  const int64_t groups = (D + kFp8Block - 1) / kFp8Block;
+  const int64_t groups = (D + kFp8BlockSize - 1) / kFp8BlockSize;
   const size_t row_bytes = wire == Wire::f32    ? size_t(D) * 4
                            : wire == Wire::bf16 ? size_t(D) * 2
                                                 : size_t(D + groups * 4);
@@ -990,8 +988,8 @@ void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t r
         for (int64_t d = 0; d < D; ++d) reinterpret_cast<bf16*>(dst)[d] = f32_to_bf16(xr[d]);
       } else {
         for (int64_t g = 0; g < groups; ++g) {
-          const int64_t k0 = g * kFp8Block;
-          const float scale = act_quant_group(xr + k0, std::min<int64_t>(D - k0, kFp8Block),
+          const int64_t k0 = g * kFp8BlockSize;
+          const float scale = act_quant_group(xr + k0, std::min<int64_t>(D - k0, kFp8BlockSize),
                                               reinterpret_cast<fp8_e4m3*>(dst + k0));
           std::memcpy(dst + D + g * 4, &scale, 4);
         }
@@ -1006,7 +1004,7 @@ void Model::moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t r
     } else {
       for (int64_t d = 0; d < D; ++d) {
         float scale;
-        std::memcpy(&scale, src + D + (d / kFp8Block) * 4, 4);
+        std::memcpy(&scale, src + D + (d / kFp8BlockSize) * 4, 4);
         xr[d] = fp8_e4m3_to_f32(fp8_e4m3{src[d]}) * scale;
       }
     }
