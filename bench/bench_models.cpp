@@ -24,7 +24,7 @@ bool exists(const std::string& path) {
 }
 
 size_t linear_bytes(const LinearWeight& w) {
-  return w.w.nbytes() + (w.scale_inv.defined() ? w.scale_inv.nbytes() : 0);
+  return w.bytes();
 }
 size_t mlp_bytes(const MlpWeights& m) {
   return linear_bytes(m.gate_proj) + linear_bytes(m.up_proj) + linear_bytes(m.down_proj);

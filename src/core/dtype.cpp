@@ -24,6 +24,8 @@ std::string_view dtype_name(DType t) {
       return "i64";
     case DType::u8:
       return "u8";
+    case DType::u4:
+      return "u4";
   }
   return "?";
 }

@@ -9,7 +9,9 @@
 
 namespace dsinfer {
 
-enum class DType : uint8_t { f32, bf16, f16, fp8_e4m3, ue8m0, i8, i32, i64, u8 };
+// u4: unsigned 4-bit codes, two per byte, the low nibble first (the compressed-tensors INT4
+// packing seen byte by byte); it exists only in weight views, never as a tensor's dtype.
+enum class DType : uint8_t { f32, bf16, f16, fp8_e4m3, ue8m0, i8, i32, i64, u8, u4 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -26,8 +28,13 @@ constexpr size_t dtype_size(DType t) {
       return 1;
     case DType::i64:
       return 8;
+    case DType::u4:
+      return 0;  // not a whole byte: use dtype_bits
   }
   return 0;
+}
+constexpr int dtype_bits(DType t) {
+  return t == DType::u4 ? 4 : int(8 * dtype_size(t));
 }
 std::string_view dtype_name(DType t);
 // Parses safetensors names ("F32", "BF16", "F8_E4M3", ...); returns false when unknown.

@@ -1,7 +1,9 @@
 // A linear layer's weight as stored in the checkpoint: f32, bf16, f16, or fp8 e4m3 with
 // 128 x 128 block scales (`scale_inv`, as in the HF checkpoints: the real weight is
 // w[r][c] * scale_inv[r / 128][c / 128] for storage row r and column c; edge blocks may be
-// partial).
+// partial), or integer codes with group scales (compressed-tensors INT4 / INT8, docs/checkpoints.md):
+// u4 (two codes per byte, low nibble first) or u8 codes offset by 2^(bits-1), or i8 codes, and the
+// real weight is (code - offset) * qscale[r][c / group], qscale in f32, bf16 or f16.
 //
 // Logically it is always W[N, K] for y = x . W^T. Storage is row-major [N, K] (the usual Linear
 // layout) or, with `kn`, [K, N] (e.g. MLA's W_UK used as q_nope . W_UK). A view may start inside
@@ -27,16 +29,51 @@ struct WeightView {
   int64_t scale_ld = 0;              // fp8 only: elements between scale rows
   bool kn = false;                   // storage is [K, N] instead of [N, K]
   int64_t row0 = 0, col0 = 0;        // storage offset of data[0] within the scale grid
+  // Integer weights (u4, u8, i8) only: one scale per `group` storage columns of a storage row.
+  const void* qscale = nullptr;
+  DType qscale_dtype = DType::f32;  // f32, bf16 or f16
+  int64_t qscale_ld = 0;            // elements between scale rows
+  int64_t group = 0;                // columns per scale (the whole row for channel-wise)
+
+  bool is_int() const { return is_int_dtype(dtype); }
+  static constexpr bool is_int_dtype(DType t) {
+    return t == DType::u4 || t == DType::u8 || t == DType::i8;
+  }
+  // What a code's value is offset by: the unsigned codes hold value + 2^(bits - 1).
+  int code_offset() const { return dtype == DType::u4 ? 8 : dtype == DType::u8 ? 128 : 0; }
+  // Byte address of storage element (r, c) (for u4: of the byte holding it).
+  const char* element_ptr(int64_t r, int64_t c) const {
+    return static_cast<const char*>(data) + (r * ld + c) * dtype_bits(dtype) / 8;
+  }
 
   // The scale of storage element (r, c) of this view.
   float scale_at(int64_t r, int64_t c) const {
     return scale_inv[((row0 + r) / kFp8BlockSize) * scale_ld + (col0 + c) / kFp8BlockSize];
   }
+  // The integer scale of storage element (r, c) of this view, as f32.
+  float qscale_at(int64_t r, int64_t c) const {
+    const int64_t i = (row0 + r) * qscale_ld + (col0 + c) / group;
+    switch (qscale_dtype) {
+      case DType::bf16:
+        return bf16_to_f32(static_cast<const bf16*>(qscale)[i]);
+      case DType::f16:
+        return f16_to_f32(static_cast<const f16*>(qscale)[i]);
+      default:
+        return static_cast<const float*>(qscale)[i];
+    }
+  }
+  // The integer code of storage element (r, c) minus its offset: the signed value.
+  int int_code_at(int64_t r, int64_t c) const {
+    const uint8_t b = static_cast<uint8_t>(*element_ptr(r, c));
+    if (dtype == DType::i8) return int(static_cast<int8_t>(b));
+    if (dtype == DType::u4) return int((c % 2 ? b >> 4 : b) & 15) - 8;  // data: an even column
+    return int(b) - 128;
+  }
   // Storage rows [first, first + n) as a view of their own (same scale grid).
   WeightView storage_rows(int64_t first, int64_t n) const {
     WeightView v = *this;
     v.row0 = row0 + first;
-    v.data = static_cast<const char*>(data) + first * ld * int64_t(dtype_size(dtype));
+    v.data = element_ptr(first, 0);
     (kn ? v.cols : v.rows) = n;
     return v;
   }

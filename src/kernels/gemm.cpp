@@ -12,14 +12,21 @@ DSINFER_DECLARE_PER_ISA(void, gemm_kernel, (const GemmInput&, const WeightView&,
 namespace {
 
 double weight_at(const WeightView& w, int64_t n, int64_t k) {
+  const int64_t r = w.kn ? k : n, c = w.kn ? n : k;  // the storage element
+  const int64_t i = r * w.ld + c;
   switch (w.dtype) {
     case DType::f32:
-      return static_cast<const float*>(w.data)[n * w.ld + k];
+      return static_cast<const float*>(w.data)[i];
     case DType::bf16:
-      return bf16_to_f32(static_cast<const bf16*>(w.data)[n * w.ld + k]);
+      return bf16_to_f32(static_cast<const bf16*>(w.data)[i]);
+    case DType::f16:
+      return f16_to_f32(static_cast<const f16*>(w.data)[i]);
+    case DType::u4:
+    case DType::u8:
+    case DType::i8:
+      return double(w.int_code_at(r, c)) * w.qscale_at(r, c);
     default:
-      return double(fp8_e4m3_to_f32(static_cast<const fp8_e4m3*>(w.data)[n * w.ld + k])) *
-             w.scale_inv[(n / kFp8BlockSize) * w.scale_ld + k / kFp8BlockSize];
+      return double(fp8_e4m3_to_f32(static_cast<const fp8_e4m3*>(w.data)[i])) * w.scale_at(r, c);
   }
 }
 double input_at(const GemmInput& x, int64_t m, int64_t k) {
@@ -32,8 +39,9 @@ void check_args(const GemmInput& x, const WeightView& w, const float* y, int64_t
   if (x.dtype != DType::f32 && x.dtype != DType::bf16)
     fail("input dtype " + std::string(dtype_name(x.dtype)) + " is not f32 or bf16");
   if (w.dtype != DType::f32 && w.dtype != DType::bf16 && w.dtype != DType::f16 &&
-      w.dtype != DType::fp8_e4m3)
-    fail("weight dtype " + std::string(dtype_name(w.dtype)) + " is not f32, bf16, f16 or fp8_e4m3");
+      w.dtype != DType::fp8_e4m3 && !w.is_int())
+    fail("weight dtype " + std::string(dtype_name(w.dtype)) +
+         " is not f32, bf16, f16, fp8_e4m3, u4, u8 or i8");
   if (x.cols != w.cols)
     fail("input has K=" + std::to_string(x.cols) +
          " but the weight has K=" + std::to_string(w.cols));
@@ -45,6 +53,14 @@ void check_args(const GemmInput& x, const WeightView& w, const float* y, int64_t
   if (w.dtype == DType::fp8_e4m3 &&
       (!w.scale_inv || w.scale_ld < (storage_cols + kFp8BlockSize - 1) / kFp8BlockSize))
     fail("fp8 weight without a scale_inv covering its columns");
+  if (w.is_int()) {
+    if (!w.qscale || w.group <= 0 || w.qscale_ld < (storage_cols + w.group - 1) / w.group ||
+        (w.qscale_dtype != DType::f32 && w.qscale_dtype != DType::bf16 &&
+         w.qscale_dtype != DType::f16))
+      fail("integer weight without f32/bf16/f16 group scales covering its columns");
+    if (w.dtype == DType::u4 && w.ld % 2 != 0)
+      fail("u4 weight rows must start on whole bytes (even leading dimension)");
+  }
 }
 
 }  // namespace

@@ -118,8 +118,8 @@ void panel_rows(int rows, float* acc, bool accumulate, int len, const void* xa, 
 // rows [n, n + rows), running on into the next group's rows past the end of these.
 [[gnu::always_inline]] inline void prefetch_rows(const WeightView& w, int64_t n, int64_t rows,
                                                  int64_t n_end, int64_t k, int64_t bytes) {
-  const int64_t es = int64_t(dtype_size(w.dtype)), row_bytes = w.cols * es, ld = w.ld * es;
-  int64_t off = k * es + kPrefetchBytes;
+  const int64_t bits = dtype_bits(w.dtype), row_bytes = w.cols * bits / 8, ld = w.ld * bits / 8;
+  int64_t off = k * bits / 8 + kPrefetchBytes;
   while (off >= row_bytes && n < n_end) off -= row_bytes, n += kGroup;
   rows = std::min(rows, n_end - n);
   const char* p = static_cast<const char*>(w.data) + n * ld + off;
@@ -161,7 +161,7 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
     xa = c;
   }
 
-  const int64_t es = int64_t(dtype_size(w.dtype));
+  const int64_t sub_bytes = kSub * dtype_bits(w.dtype) / 8;  // one panel's columns of a row
   const int64_t groups = (N + kGroup - 1) / kGroup;
   const int64_t grain = std::clamp<int64_t>(groups / (4 * num_threads()), 1, 16);
   parallel_for(groups, grain, [&](int64_t g0, int64_t g1, int) {
@@ -182,7 +182,7 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
             if (M == 1 && w.dtype == DType::fp8_e4m3 && !w.kn &&
                 detail::fp8_block_fast(w, n0, r0, k0 + s, len) &&
                 (r1 == 0 || detail::fp8_block_fast(w, n0 + kLanes, r1, k0 + s, len))) {
-              prefetch_rows(w, n0, kGroup, g_end, k0 + s, kSub * es);
+              prefetch_rows(w, n0, kGroup, g_end, k0 + s, sub_bytes);
               const float* xk = xa + k0 + s;
               VF a0 = s > 0 ? load(acc) : zero();
               detail::mma_fp8_block_row(a0, w, n0, r0, k0 + s, len, xk);
@@ -199,7 +199,7 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
             for (int v = 0; v < kGroupVecs; v += NV) {
               const int c = std::clamp(cols - v * kLanes, 0, NV * kLanes);
               Elem* pv = panel + v * kLanes * (kPairs ? 2 : 1);
-              if (!w.kn) prefetch_rows(w, n0 + v * kLanes, NV * kLanes, g_end, k0 + s, kSub * es);
+              if (!w.kn) prefetch_rows(w, n0 + v * kLanes, NV * kLanes, g_end, k0 + s, sub_bytes);
               if constexpr (kPairs)
                 pack_b_pairs(pv, kGroup, NV * kLanes, w, n0 + v * kLanes, c, k0 + s, len);
               else

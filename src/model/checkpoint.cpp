@@ -116,18 +116,41 @@ class SchemaBinder final : public WeightBinder {
   }
 };
 
+// compressed-tensors tensor names: "x.weight" -> "x.weight_packed", "x.weight_scale", ...
+std::string ct_name(const std::string& weight_name, const char* suffix) {
+  return weight_name + suffix;
+}
+// The config group quantizing linear weight `name` ("....weight"), or nullptr.
+const CompressedGroup* quant_group(const ModelConfig& c, const std::string& name) {
+  if (!c.compressed) return nullptr;
+  return c.compressed->group_for(name.substr(0, name.size() - std::string_view(".weight").size()));
+}
+
 // Fetches views of tensors that check_checkpoint has already vetted.
 class LoadBinder final : public WeightBinder {
  public:
-  explicit LoadBinder(const SafetensorsCheckpoint& ckpt) : ckpt_(ckpt) {}
+  LoadBinder(const ModelConfig& config, const SafetensorsCheckpoint& ckpt)
+      : config_(config), ckpt_(ckpt) {}
   size_t resident_bytes = 0;
   std::vector<CheckpointWeights::Fp8Weight> fp8;
 
-  void linear(const std::string& name, std::vector<int64_t>, LinearWeight& dst,
+  void linear(const std::string& name, std::vector<int64_t> shape, LinearWeight& dst,
               bool optional) override {
+    const CompressedGroup* g = quant_group(config_, name);
+    if (g && !g->is_float) {
+      if (optional && !ckpt_.has(ct_name(name, "_scale"))) return;
+      const bool packed = g->format == "pack-quantized";
+      fetch(packed ? ct_name(name, "_packed") : name, dst.w, false);
+      fetch(ct_name(name, "_scale"), dst.scale, false);
+      dst.out = shape[0], dst.in = shape[1];
+      dst.group = g->group_size ? g->group_size : dst.in;
+      dst.codes = !packed ? DType::i8 : g->num_bits == 4 ? DType::u4 : DType::u8;
+      dst.int8_activations = g->int8_activations;
+      return;
+    }
     if (!fetch(name, dst.w, optional)) return;
     if (!dst.is_fp8()) return;
-    fetch(scale_inv_name(name), dst.scale_inv, false);
+    fetch(g ? ct_name(name, "_scale") : scale_inv_name(name), dst.scale_inv, false);
     const size_t at = name.find(".mlp.experts.");
     const int64_t expert = at == std::string::npos ? -1 : std::stoll(name.substr(at + 13));
     fp8.push_back({name, ckpt_.info(name)->file, dst.w, expert});
@@ -143,6 +166,7 @@ class LoadBinder final : public WeightBinder {
     resident_bytes += dst.nbytes();
     return true;
   }
+  const ModelConfig& config_;
   const SafetensorsCheckpoint& ckpt_;
 };
 
@@ -175,8 +199,7 @@ class Problems {
 };
 
 void check_scale_inv(const SafetensorsCheckpoint& ckpt, const std::string& weight,
-                     const TensorInfo& w_info, Problems& problems) {
-  const std::string name = scale_inv_name(weight);
+                     const TensorInfo& w_info, Problems& problems, const std::string& name) {
   const TensorInfo* info = ckpt.info(name);
   if (!info) {
     problems.error("{}: tensor '{}' is F8_E4M3 but its scale tensor '{}' is missing", w_info.file,
@@ -205,7 +228,105 @@ void check_scale_inv(const SafetensorsCheckpoint& ckpt, const std::string& weigh
     }
 }
 
+// A compressed-tensors integer weight of logical shape [out, in] (docs/checkpoints.md): the codes
+// (pack-quantized I32 words, or int-quantized I8), weight_shape, and the group scales.
+void check_int_weight(const SafetensorsCheckpoint& ckpt, const ExpectedTensor& t,
+                      const CompressedGroup& g, Problems& problems, std::set<std::string>& known) {
+  const int64_t out = t.shape[0], in = t.shape[1];
+  const bool packed = g.format == "pack-quantized";
+  const std::string where = fmt::format("config group '{}'", g.name);
+  if (g.group_size && in % g.group_size != 0) {
+    problems.error("{}: tensor '{}': {} group_size {} does not divide its {} input features",
+                   ckpt.source(), t.name, where, g.group_size, in);
+    return;
+  }
+  auto need = [&](const std::string& name) -> const TensorInfo* {
+    known.insert(name);
+    const TensorInfo* info = ckpt.info(name);
+    if (!info)
+      problems.error("{}: missing tensor '{}' ({} quantizes '{}' as {})", ckpt.source(), name,
+                     where, t.name, g.format);
+    return info;
+  };
+  const std::string codes = packed ? ct_name(t.name, "_packed") : t.name;
+  if (const TensorInfo* info = need(codes)) {
+    const std::vector<int64_t> shape =
+        packed ? std::vector<int64_t>{out, (in * g.num_bits + 31) / 32} : t.shape;
+    const DType dt = packed ? DType::i32 : DType::i8;
+    if (info->dtype != dt || info->shape != shape)
+      problems.error("{}: tensor '{}': {} {}, expected {} {} ({}-bit {} codes of a {} weight)",
+                     info->file, codes, safetensors_dtype_name(info->dtype),
+                     shape_text(info->shape), safetensors_dtype_name(dt), shape_text(shape),
+                     g.num_bits, g.format, shape_text(t.shape));
+  }
+  if (packed)
+    if (const TensorInfo* info = need(ct_name(t.name, "_shape"))) {
+      const std::string name = ct_name(t.name, "_shape");
+      bool ok = (info->dtype == DType::i32 || info->dtype == DType::i64) &&
+                info->shape == std::vector<int64_t>{2};
+      if (ok) {
+        const Tensor v = ckpt.get(name);
+        auto at = [&](int i) {
+          return v.dtype() == DType::i32 ? int64_t(v.data<int32_t>()[i]) : v.data<int64_t>()[i];
+        };
+        ok = at(0) == out && at(1) == in;
+      }
+      if (!ok)
+        problems.error("{}: tensor '{}' must be I32 [2] holding {} (the weight's shape)",
+                       info->file, name, shape_text(t.shape));
+    }
+  const std::string scale = ct_name(t.name, "_scale");
+  if (const TensorInfo* info = need(scale)) {
+    const std::vector<int64_t> shape{out, g.group_size ? in / g.group_size : 1};
+    if ((info->dtype != DType::bf16 && info->dtype != DType::f16 && info->dtype != DType::f32) ||
+        info->shape != shape) {
+      problems.error("{}: tensor '{}': {} {}, expected BF16, F16 or F32 {} ({} of a {} weight)",
+                     info->file, scale, safetensors_dtype_name(info->dtype),
+                     shape_text(info->shape), shape_text(shape),
+                     g.group_size ? fmt::format("one scale per {} inputs", g.group_size)
+                                  : std::string("one scale per output channel"),
+                     shape_text(t.shape));
+      return;
+    }
+    const Tensor v = ckpt.get(scale);
+    for (int64_t i = 0; i < v.numel(); ++i) {
+      const float x = v.dtype() == DType::f32    ? v.data<float>()[i]
+                      : v.dtype() == DType::bf16 ? bf16_to_f32(v.data<bf16>()[i])
+                                                 : f16_to_f32(v.data<f16>()[i]);
+      if (!std::isfinite(x)) {
+        problems.error("{}: tensor '{}': value {} at [{}, {}] is not a finite scale", info->file,
+                       scale, x, i / shape[1], i % shape[1]);
+        return;
+      }
+    }
+  }
+}
+
 }  // namespace
+
+size_t LinearWeight::bytes() const {
+  size_t n = w.defined() ? w.nbytes() : 0;
+  if (scale_inv.defined()) n += scale_inv.nbytes();
+  if (scale.defined()) n += scale.nbytes();
+  return n;
+}
+
+WeightView LinearWeight::view() const {
+  WeightView v;
+  v.data = w.raw();
+  if (is_int()) {
+    v.dtype = codes;
+    v.rows = out, v.cols = in;
+    v.ld = w.size(1) * (codes == DType::u4 ? 8 : codes == DType::u8 ? 4 : 1);
+    v.qscale = scale.raw(), v.qscale_dtype = scale.dtype(), v.qscale_ld = scale.size(1);
+    v.group = group;
+    return v;
+  }
+  v.dtype = w.dtype();
+  v.rows = w.size(0), v.cols = w.size(1), v.ld = w.size(1);
+  if (is_fp8()) v.scale_inv = scale_inv.data<float>(), v.scale_ld = scale_inv.size(1);
+  return v;
+}
 
 bool released_fp8_keeps_bf16(const std::string& name) {
   const std::string_view n = name;
@@ -261,6 +382,13 @@ CheckpointReport check_checkpoint(const ModelConfig& config,
   std::set<std::string> known;
   for (const ExpectedTensor& t : checkpoint_schema(config, report.mtp_modules)) {
     known.insert(t.name);
+    const CompressedGroup* group = t.kind == WeightKind::linear ? quant_group(config, t.name)
+                                                                  : nullptr;
+    if (group && !group->is_float) {
+      if (t.optional && !checkpoint.has(ct_name(t.name, "_scale"))) continue;
+      check_int_weight(checkpoint, t, *group, problems, known);
+      continue;
+    }
     const TensorInfo* info = checkpoint.info(t.name);
     if (!info) {
       if (!t.optional)
@@ -275,9 +403,19 @@ CheckpointReport check_checkpoint(const ModelConfig& config,
       problems.error("{}: tensor '{}': shape {}, expected {}", info->file, t.name,
                      shape_text(info->shape), shape_text(t.shape));
     if (t.kind != WeightKind::linear) continue;
+    if (group) {  // float-quantized: FP8 with 128 x 128 block scales named weight_scale
+      known.insert(ct_name(t.name, "_scale"));
+      if (info->dtype != DType::fp8_e4m3)
+        problems.error("{}: tensor '{}': dtype {}, but config group '{}' stores it as F8_E4M3",
+                       info->file, t.name, safetensors_dtype_name(info->dtype), group->name);
+      else if (info->shape == t.shape)
+        check_scale_inv(checkpoint, t.name, *info, problems, ct_name(t.name, "_scale"));
+      continue;
+    }
     known.insert(scale_inv_name(t.name));
     if (info->dtype == DType::fp8_e4m3) {
-      if (info->shape == t.shape) check_scale_inv(checkpoint, t.name, *info, problems);
+      if (info->shape == t.shape)
+        check_scale_inv(checkpoint, t.name, *info, problems, scale_inv_name(t.name));
     } else if (const TensorInfo* scale = checkpoint.info(scale_inv_name(t.name))) {
       problems.warning("{}: tensor '{}' ignored: its weight is {}, not FP8", scale->file,
                        scale_inv_name(t.name), safetensors_dtype_name(info->dtype));
@@ -309,7 +447,7 @@ CheckpointWeights CheckpointWeights::load(const ModelConfig& config,
                                           const SafetensorsCheckpoint& checkpoint) {
   validate_checkpoint(config, checkpoint);
   CheckpointWeights weights;
-  LoadBinder binder(checkpoint);
+  LoadBinder binder(config, checkpoint);
   weights.bind(config, stored_mtp_modules(config, checkpoint), binder);
   if (!weights.lm_head_.w.defined()) weights.lm_head_.w = weights.embed_tokens_;
   for (MtpWeights& m : weights.mtp_)
@@ -323,9 +461,7 @@ CheckpointWeights CheckpointWeights::load(const ModelConfig& config,
 }
 
 void CheckpointWeights::keep_experts(int64_t begin, int64_t end) {
-  auto bytes = [](const LinearWeight& l) {
-    return l.w.nbytes() + (l.scale_inv.defined() ? l.scale_inv.nbytes() : 0);
-  };
+  auto bytes = [](const LinearWeight& l) { return l.bytes(); };
   auto drop = [&](LayerWeights& lw) {
     if (!lw.moe) return;
     for (size_t e = 0; e < lw.moe->experts.size(); ++e) {

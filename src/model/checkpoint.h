@@ -69,11 +69,23 @@ void validate_checkpoint(const ModelConfig& config, const SafetensorsCheckpoint&
 // ---- typed access for the forward pass --------------------------------------------------------
 
 struct LinearWeight {
-  Tensor w;          // [out, in]
+  Tensor w;          // [out, in]; INT4 / pack-quantized INT8: the I32 words [out, in * bits / 32]
   Tensor scale_inv;  // [ceil(out/128), ceil(in/128)] f32 when w is FP8; undefined otherwise
+  // Integer weights (compressed-tensors, docs/checkpoints.md): the group scales weight_scale
+  // [out, ceil(in / group)] (bf16, f16 or f32), what the codes in w are, and the logical shape.
+  Tensor scale;
+  DType codes = DType::f32;  // u4 (INT4 packed), u8 (8-bit packed, offset 128) or i8
+  int64_t out = 0, in = 0, group = 0;
+  bool int8_activations = false;  // W8A8: activations quantized to int8 per token
+
   bool is_fp8() const { return w.dtype() == DType::fp8_e4m3; }
-  int64_t out_features() const { return w.size(0); }
-  int64_t in_features() const { return w.size(1); }
+  bool is_int() const { return scale.defined(); }
+  int64_t out_features() const { return is_int() ? out : w.size(0); }
+  int64_t in_features() const { return is_int() ? in : w.size(1); }
+  // Bytes of checkpoint data behind it (weights and scales).
+  size_t bytes() const;
+  // What gemm multiplies by.
+  WeightView view() const;
 };
 
 // down(silu(gate(x)) * up(x)).

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <regex>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <sstream>
@@ -128,15 +130,11 @@ std::optional<YarnScaling> read_rope_scaling(const FieldReader& r, const json& r
   return y;
 }
 
-std::optional<Fp8Quantization> read_quantization(const FieldReader& r, const json& root) {
-  if (!r.given("quantization_config")) return std::nullopt;
-  const json& obj = root.at("quantization_config");
-  if (!obj.is_object())
-    r.fail("quantization_config", fmt::format("must be an object, got {}", obj.dump()));
-  FieldReader q(obj, r.source(), "quantization_config.");
+Fp8Quantization read_fp8(const FieldReader& q, const json& obj) {
   std::string method = q.string("quant_method");
   if (method != "fp8")
-    q.fail("quant_method", fmt::format("unsupported '{}' (only \"fp8\")", method));
+    q.fail("quant_method",
+           fmt::format("unsupported '{}' (only \"fp8\" or \"compressed-tensors\")", method));
   std::string format = q.string_or("fmt", "e4m3");
   if (format != "e4m3") q.fail("fmt", fmt::format("unsupported '{}' (only \"e4m3\")", format));
   std::string activations = q.string_or("activation_scheme", "dynamic");
@@ -160,6 +158,142 @@ std::optional<Fp8Quantization> read_quantization(const FieldReader& r, const jso
     f.scale_fmt_ue8m0 = true;
   }
   return f;
+}
+
+
+std::vector<std::string> read_string_list(const FieldReader& r, const json& obj, const char* key) {
+  std::vector<std::string> out;
+  if (!r.given(key)) return out;
+  const json& v = obj.at(key);
+  if (!v.is_array()) r.fail(key, fmt::format("must be a list of strings, got {}", v.dump()));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string())
+      r.fail(fmt::format("{}[{}]", key, i), fmt::format("must be a string, got {}", v[i].dump()));
+    out.push_back(v[i].get<std::string>());
+  }
+  return out;
+}
+
+// One config group; `path` is its JSON path for messages. Every unsupported combination is an
+// error naming the group and the field.
+CompressedGroup read_compressed_group(const std::string& source, const std::string& path,
+                                      const std::string& name, const json& obj,
+                                      const std::string& default_format) {
+  if (!obj.is_object())
+    throw std::runtime_error(
+        fmt::format("{}: field '{}': must be an object, got {}", source, path, obj.dump()));
+  FieldReader g(obj, source, path + ".");
+  CompressedGroup c;
+  c.name = name;
+  c.targets = read_string_list(g, obj, "targets");
+  if (c.targets.empty()) g.fail("targets", "must list at least one target");
+  for (size_t i = 0; i < c.targets.size(); ++i) {
+    const std::string& t = c.targets[i];
+    // Class names other than Linear would need the module tree (not in a checkpoint).
+    if (t != "Linear" && !t.starts_with("re:") && t.find('.') == std::string::npos)
+      g.fail(fmt::format("targets[{}]", i),
+             fmt::format("unsupported target '{}' (\"Linear\", a module name or \"re:\" pattern)",
+                         t));
+  }
+  c.format = g.string_or("format", default_format);
+  const json& w = g.get("weights");
+  if (!w.is_object()) g.fail("weights", fmt::format("must be an object, got {}", w.dump()));
+  FieldReader wr(w, source, path + ".weights.");
+  const std::string type = wr.string_or("type", "int");
+  c.num_bits = wr.integer("num_bits", 1, 64);
+  if (wr.given("symmetric") && !wr.boolean_or("symmetric", true))
+    wr.fail("symmetric", "asymmetric weights (weight_zero_point) are not supported");
+  if (wr.boolean_or("dynamic", false)) wr.fail("dynamic", "dynamic weight scales are meaningless");
+  if (wr.given("actorder") && !w.at("actorder").is_null())
+    wr.fail("actorder", "activation reordering (weight_g_idx) is not supported");
+  const std::string strategy = wr.string("strategy");
+  if (type == "int") {
+    if (c.num_bits != 4 && c.num_bits != 8)
+      wr.fail("num_bits", fmt::format("{} is unsupported for int weights (4 or 8)", c.num_bits));
+    if (strategy == "group") {
+      c.group_size = wr.integer("group_size", 1, kMaxWidth);
+    } else if (strategy != "channel") {
+      wr.fail("strategy", fmt::format("unsupported '{}' for int weights (group or channel)",
+                                      strategy));
+    }
+    const bool packed = c.format == "pack-quantized";
+    if (!packed && c.format != "int-quantized" && c.format != "naive-quantized")
+      g.fail("format", fmt::format("'{}' does not store int weights (pack-quantized, "
+                                   "int-quantized or naive-quantized)",
+                                   c.format));
+    if (!packed && c.num_bits != 8)
+      g.fail("format", fmt::format("'{}' stores 8-bit codes, but weights.num_bits is {}", c.format,
+                                   c.num_bits));
+  } else if (type == "float") {
+    c.is_float = true;
+    if (c.num_bits != 8) wr.fail("num_bits", fmt::format("{} is unsupported (8)", c.num_bits));
+    if (c.format != "float-quantized" && c.format != "naive-quantized")
+      g.fail("format", fmt::format("'{}' does not store FP8 weights (float-quantized)", c.format));
+    const json* block = w.contains("block_structure") ? &w.at("block_structure") : nullptr;
+    if (strategy != "block" || !block || *block != json::array({128, 128}))
+      wr.fail(strategy != "block" ? "strategy" : "block_structure",
+              "FP8 weights are supported with strategy \"block\" and block_structure [128, 128]");
+  } else {
+    wr.fail("type", fmt::format("unsupported '{}' (int or float)", type));
+  }
+  if (g.given("input_activations")) {
+    const json& a = obj.at("input_activations");
+    if (!a.is_object())
+      g.fail("input_activations", fmt::format("must be an object or null, got {}", a.dump()));
+    FieldReader ar(a, source, path + ".input_activations.");
+    const std::string atype = ar.string_or("type", "int");
+    const int abits = ar.integer("num_bits", 1, 64);
+    const std::string astrategy = ar.string("strategy");
+    if (!ar.boolean_or("dynamic", false))
+      ar.fail("dynamic", "static activation scales are not supported (dynamic: true)");
+    if (!c.is_float && atype == "int" && abits == 8 && astrategy == "token") {
+      c.int8_activations = true;
+    } else if (c.is_float && atype == "float" && abits == 8 && astrategy == "group" &&
+               ar.integer_or("group_size", 128, 1, kMaxWidth) == 128) {
+      c.fp8_activations = true;
+    } else {
+      g.fail("input_activations",
+             fmt::format("unsupported {} {}-bit '{}' activations with {}-bit {} weights "
+                         "(supported: int8 per token with int weights, fp8 group 128 with FP8 "
+                         "weights)",
+                         atype, abits, astrategy, c.num_bits, type));
+    }
+  }
+  if (g.given("output_activations")) g.fail("output_activations", "is not supported");
+  return c;
+}
+
+CompressedTensors read_compressed_tensors(const FieldReader& q, const json& obj) {
+  const std::string& source = q.source();
+  const std::string status = q.string_or("quantization_status", "compressed");
+  if (status != "compressed")
+    q.fail("quantization_status",
+           fmt::format("'{}' is unsupported: the weights must be stored compressed", status));
+  if (q.given("sparsity_config") && !obj.at("sparsity_config").empty())
+    q.fail("sparsity_config", "sparse checkpoints are not supported");
+  if (q.given("kv_cache_scheme")) q.fail("kv_cache_scheme", "is not supported");
+  const std::string format = q.string_or("format", "");
+  CompressedTensors ct;
+  ct.ignore = read_string_list(q, obj, "ignore");
+  const json& groups = q.get("config_groups");
+  if (!groups.is_object() || groups.empty())
+    q.fail("config_groups", fmt::format("must be a non-empty object, got {}", groups.dump()));
+  for (auto it = groups.begin(); it != groups.end(); ++it)
+    ct.groups.push_back(read_compressed_group(
+        source, "quantization_config.config_groups." + it.key(), it.key(), it.value(), format));
+  return ct;
+}
+
+void read_quantization(const FieldReader& r, const json& root, ModelConfig& c) {
+  if (!r.given("quantization_config")) return;
+  const json& obj = root.at("quantization_config");
+  if (!obj.is_object())
+    r.fail("quantization_config", fmt::format("must be an object, got {}", obj.dump()));
+  FieldReader q(obj, r.source(), "quantization_config.");
+  if (q.string("quant_method") == "compressed-tensors")
+    c.compressed = read_compressed_tensors(q, obj);
+  else
+    c.quantization = read_fp8(q, obj);
 }
 
 std::vector<int> read_eos(const FieldReader& r, const json& root, int vocab) {
@@ -280,7 +414,7 @@ ModelConfig parse_config(const json& root, const std::string& source_name) {
   c.rope_theta = r.number_or("rope_theta", 10000.0, 1.0 + 1e-9, 1e12);
   c.rope_scaling = read_rope_scaling(r, root);
   c.max_position_embeddings = r.integer_or("max_position_embeddings", 4096, 1, kMaxTokens);
-  c.quantization = read_quantization(r, root);
+  read_quantization(r, root, c);
   c.bos_token_id = r.integer_or("bos_token_id", 0, 0, kMaxTokens);
   c.eos_token_ids = read_eos(r, root, c.vocab_size);
   c.tie_word_embeddings = r.boolean_or("tie_word_embeddings", false);
@@ -340,6 +474,45 @@ bool ModelConfig::is_moe_layer(int layer) const {
 
 bool ModelConfig::is_eos(int token) const {
   return std::find(eos_token_ids.begin(), eos_token_ids.end(), token) != eos_token_ids.end();
+}
+
+namespace {
+
+// compressed-tensors' rule: an exact module name, or "re:" + a pattern matched (Python re.match)
+// from the start of the name; "Linear" is every projection's class.
+bool target_matches(const std::string& target, const std::string& module) {
+  if (target == "Linear") return true;
+  if (!target.starts_with("re:")) return target == module;
+  thread_local std::map<std::string, std::regex> compiled;
+  auto it = compiled.find(target);
+  if (it == compiled.end()) {
+    try {
+      it = compiled.emplace(target, std::regex(target.substr(3), std::regex::ECMAScript)).first;
+    } catch (const std::regex_error& e) {
+      throw std::runtime_error(
+          fmt::format("quantization_config: target '{}' is not a valid pattern: {}", target,
+                      e.what()));
+    }
+  }
+  return std::regex_search(module, it->second, std::regex_constants::match_continuous);
+}
+
+}  // namespace
+
+const CompressedGroup* CompressedTensors::group_for(const std::string& module) const {
+  for (const std::string& i : ignore)
+    if (i != "Linear" && target_matches(i, module)) return nullptr;
+  const CompressedGroup* found = nullptr;
+  for (const CompressedGroup& g : groups)
+    for (const std::string& t : g.targets)
+      if (target_matches(t, module)) {
+        if (found && found != &g)
+          throw std::runtime_error(fmt::format(
+              "quantization_config: module '{}' is targeted by both config group '{}' and '{}'",
+              module, found->name, g.name));
+        found = &g;
+      }
+  return found;
 }
 
 }  // namespace dsinfer

@@ -27,6 +27,30 @@ struct Fp8Quantization {
   bool scale_fmt_ue8m0 = false;
 };
 
+// `quantization_config` with quant_method "compressed-tensors" (llm-compressor's format, what
+// vLLM and SGLang load; docs/checkpoints.md): config groups of quantized linear layers.
+struct CompressedGroup {
+  std::string name;                  // the config_groups key ("group_0")
+  std::vector<std::string> targets;  // "Linear", module names, or "re:" regexes on module names
+  std::string format;                // pack-quantized | int-quantized | naive-quantized |
+                                     // float-quantized
+  int num_bits = 0;                  // weights: 4 or 8 (int), 8 (float)
+  bool is_float = false;             // weights.type "float": FP8 e4m3 with 128 x 128 block scales
+  int64_t group_size = 0;            // int weights: columns per scale; 0 = channel-wise (a row)
+  bool int8_activations = false;     // W8A8: input_activations int8, dynamic, per token
+  bool fp8_activations = false;      // float weights: input_activations fp8, dynamic, group 128
+};
+struct CompressedTensors {
+  std::vector<CompressedGroup> groups;
+  std::vector<std::string> ignore;  // module names or "re:" regexes left unquantized
+  // The group that quantizes linear module `module` ("model.layers.3.mlp.experts.7.up_proj"), or
+  // nullptr: ignored or not targeted (stored as it is, BF16 / FP8). Targets are matched as
+  // compressed-tensors does (an exact name, a "re:" pattern matched from the name's start, or
+  // the class name "Linear", which every projection here is); throws std::runtime_error when
+  // two groups claim the module.
+  const CompressedGroup* group_for(const std::string& module) const;
+};
+
 struct ModelConfig {
   std::string architecture;  // "DeepseekV32ForCausalLM" or "DeepseekV3ForCausalLM"
   bool has_indexer = false;  // true for V3.2 (DeepSeek Sparse Attention), false for V3
@@ -67,7 +91,8 @@ struct ModelConfig {
   int max_position_embeddings = 4096;       // optional, HF default
   int num_nextn_predict_layers = 0;         // optional; MTP modules stored after the last layer
 
-  std::optional<Fp8Quantization> quantization;  // absent for BF16 checkpoints
+  std::optional<Fp8Quantization> quantization;  // quant_method "fp8"; absent for BF16 checkpoints
+  std::optional<CompressedTensors> compressed;  // quant_method "compressed-tensors"
 
   int bos_token_id = 0;                  // optional, default 0
   std::vector<int> eos_token_ids = {1};  // optional, default 1; config.json may give a list

@@ -41,20 +41,6 @@ struct ScopedTime {
   ~ScopedTime() { *slot += now_s() - t0; }
 };
 
-WeightView view_of(const Tensor& w, const Tensor& scale_inv) {
-  WeightView v;
-  v.dtype = w.dtype();
-  v.data = w.raw();
-  v.rows = w.size(0);
-  v.cols = w.size(1);
-  v.ld = w.size(1);
-  if (w.dtype() == DType::fp8_e4m3) {
-    v.scale_inv = scale_inv.data<float>();
-    v.scale_ld = scale_inv.size(1);
-  }
-  return v;
-}
-
 std::vector<float> to_f32(const Tensor& t) {
   std::vector<float> out(static_cast<size_t>(t.numel()));
   for (int64_t i = 0; i < t.numel(); ++i) {
@@ -84,6 +70,17 @@ float act_quant_group(const float* x, int64_t n, fp8_e4m3* codes) {
   for (int64_t k = 0; k < n; ++k)
     codes[k] = f32_to_fp8_e4m3(std::clamp(x[k] / scale, -448.0f, 448.0f));
   return scale;
+}
+
+// W8A8's dynamic per-token activation quantization (compressed-tensors input_activations: int8,
+// strategy token; as vLLM's scaled_int8_quant): scale = amax / 127, codes = round-half-even(x /
+// scale) clamped to [-128, 127]; out = codes * scale, the values an int8 dot product multiplies.
+void act_quant_int8_row(const float* x, int64_t n, float* out) {
+  float amax = 0;
+  for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
+  const float scale = amax > 0 ? amax / 127.0f : 1.0f;
+  for (int64_t k = 0; k < n; ++k)
+    out[k] = std::clamp(std::nearbyint(x[k] / scale), -128.0f, 127.0f) * scale;
 }
 
 void rms_norm(const float* x, int64_t rows, int64_t dim, int64_t ld_x, const std::vector<float>& w,
@@ -402,7 +399,15 @@ void Model::write_cache_rows(KvCache& cache, int cl, const std::vector<int32_t>&
 void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight& w, float* y,
                    int64_t ldy) {
   if (rows == 0) return;  // a rank with no tokens in a distributed step
-  const WeightView v = view_of(w.w, w.scale_inv);
+  const WeightView v = w.view();
+  if (w.int8_activations) {
+    std::vector<float> xq(static_cast<size_t>(rows * v.cols));
+    parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) act_quant_int8_row(x + r * ldx, v.cols, &xq[r * v.cols]);
+    });
+    gemm(GemmInput{DType::f32, xq.data(), rows, v.cols, v.cols}, v, y, ldy);
+    return;
+  }
   if (options_.fp8_activations && v.dtype == DType::fp8_e4m3) {
     // The release's act_quant per row and 128-column group (act_quant_group). x8 * scale is exact
     // in bf16, so the bf16 GEMM computes with exactly those values.
@@ -780,7 +785,7 @@ void Model::absorbed_attention(KvCache& cache, int cl, const AttentionWeights& w
     views[e] = cache.mla_view(cl, entries[e].seq, b.end[e]);
 
   std::vector<float> q_abs(static_cast<size_t>(n * H * A));
-  const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
+  const WeightView kvb = w.kv_b_proj.view();
   {
     ScopedTime st{&times_.projections};
     // One head per task: each head's GEMM runs whole on one thread (nested calls are serial),
@@ -842,7 +847,7 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
   const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim;
   const int64_t vdim = c.v_head_dim, C = c.kv_lora_rank, qk = nope + rope, K = c.index_topk;
   const auto& entries = *b.entries;
-  const WeightView kvb = view_of(w.kv_b_proj.w, w.kv_b_proj.scale_inv);
+  const WeightView kvb = w.kv_b_proj.view();
   for (size_t e = 0; e < entries.size(); ++e) {
     const int64_t t0 = b.first[e], n = b.n_mha[e];
     if (n == 0) continue;
@@ -927,8 +932,7 @@ void Model::run_mlp(const MlpWeights& m, const float* xin, int64_t rows, float* 
 void Model::count_expert_run(const MlpWeights& m) {
   ++times_.experts_run;
   for (const LinearWeight* lw : {&m.gate_proj, &m.up_proj, &m.down_proj})
-    times_.expert_bytes +=
-        double(lw->w.nbytes() + (lw->scale_inv.defined() ? lw->scale_inv.nbytes() : 0));
+    times_.expert_bytes += double(lw->bytes());
 }
 
 // The routed experts of `rows` rows, all held here: out = sum over each row's experts in
@@ -1064,7 +1068,7 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
   // Router in f32 (spec §3.5), whatever the precision mode.
   std::vector<float> logits(static_cast<size_t>(n * E));
   if (n > 0)
-    gemm(GemmInput{DType::f32, xh, n, D, D}, view_of(moe.gate, Tensor()), logits.data(), E);
+    gemm(GemmInput{DType::f32, xh, n, D, D}, LinearWeight{moe.gate, {}}.view(), logits.data(), E);
   std::vector<int32_t> ids(static_cast<size_t>(n * k));
   std::vector<float> gw(static_cast<size_t>(n * k));
   moe_route(logits.data(), param(moe.e_score_correction_bias).data(), n,

@@ -169,6 +169,8 @@ std::string_view safetensors_dtype_name(DType dtype) {
       return "I64";
     case DType::u8:
       return "U8";
+    case DType::u4:
+      return "U4 (not a safetensors dtype)";
   }
   return "?";
 }

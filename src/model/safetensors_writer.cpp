@@ -98,7 +98,7 @@ std::vector<std::string> write_sharded_checkpoint(const std::string& dir,
   }
 
   std::vector<std::string> names;
-  json weight_map = json::object();
+  std::map<std::string, std::string> weight_map;
   size_t total = 0;
   for (size_t i = 0; i < shards.size(); ++i) {
     names.push_back(fmt::format("model-{:05}-of-{:05}.safetensors", i + 1, shards.size()));
@@ -108,13 +108,21 @@ std::vector<std::string> write_sharded_checkpoint(const std::string& dir,
       total += t->tensor.nbytes();
     }
   }
-  json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  write_checkpoint_index(dir, weight_map, total);
+  return names;
+}
+
+void write_checkpoint_index(const std::string& dir,
+                            const std::map<std::string, std::string>& weight_map,
+                            size_t total_bytes) {
+  const std::string index_path =
+      (std::filesystem::path(dir) / "model.safetensors.index.json").string();
+  json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
   std::ofstream out(index_path, std::ios::trunc);
   if (!out) fail(index_path, "cannot create file");
   out << index.dump(2) << '\n';
   out.close();
   if (!out) fail(index_path, "write failed");
-  return names;
 }
 
 }  // namespace dsinfer

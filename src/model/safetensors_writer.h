@@ -30,4 +30,10 @@ std::vector<std::string> write_sharded_checkpoint(const std::string& dir,
                                                   const std::vector<NamedTensor>& tensors,
                                                   size_t max_shard_bytes);
 
+// Writes `dir`/model.safetensors.index.json: metadata.total_size and the weight_map (tensor name
+// -> shard file name), for shards written one by one with write_safetensors.
+void write_checkpoint_index(const std::string& dir,
+                            const std::map<std::string, std::string>& weight_map,
+                            size_t total_bytes);
+
 }  // namespace dsinfer

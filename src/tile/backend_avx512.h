@@ -207,6 +207,20 @@ inline VF load_words_n(const void* p, int bytes) {
 inline VB as_pairs(VF words) {
   return {_mm512_castps_si512(words.v)};
 }
+// Integer codes packed in words (INT4 / INT8 weights): field J (kBits wide, from the low bits)
+// of each word as the f32 value 2^23 + field, exactly (the field becomes the low mantissa bits of
+// 2^23: one and + one or, no conversion); subtracting 2^23 + offset then gives field - offset.
+template <int kBits, int J>
+inline VF uint_field_plus_2p23(VF w) {
+  __m512i x = _mm512_castps_si512(w.v);
+  if constexpr (J > 0) x = _mm512_srli_epi32(x, kBits * J);
+  if constexpr (kBits * (J + 1) < 32) x = _mm512_and_si512(x, _mm512_set1_epi32((1 << kBits) - 1));
+  return {_mm512_castsi512_ps(_mm512_or_si512(x, _mm512_set1_epi32(0x4b000000)))};
+}
+// Each word xor m (INT8 codes: the sign bits flipped makes signed codes offset-binary).
+inline VF xor_words(VF w, uint32_t m) {
+  return {_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(w.v), _mm512_set1_epi32(int(m))))};
+}
 // r[i] lane j <-> r[j] lane i (16 x 16 words: 4 rounds of 16 shuffles).
 [[gnu::always_inline]] inline void transpose(VF (&r)[kLanes]) {
   __m512 t[16];

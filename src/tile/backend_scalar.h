@@ -192,6 +192,22 @@ inline VF from_bits(const uint32_t (&b)[kLanes]) {
   std::memcpy(r.v, b, sizeof r.v);
   return r;
 }
+// Integer codes packed in words (INT4 / INT8 weights): field J (kBits wide, from the low bits)
+// of each word as the f32 value 2^23 + field, exactly (the field becomes the low mantissa bits of
+// 2^23: one and + one or, no conversion); subtracting 2^23 + offset then gives field - offset.
+template <int kBits, int J>
+inline VF uint_field_plus_2p23(VF w) {
+  constexpr uint32_t mask = kBits * (J + 1) < 32 ? (1u << kBits) - 1 : ~0u >> (kBits * J);
+  uint32_t b[kLanes];
+  for (int i = 0; i < kLanes; ++i) b[i] = ((f32_bits(w.v[i]) >> (kBits * J)) & mask) | 0x4b000000u;
+  return from_bits(b);
+}
+// Each word xor m (INT8 codes: the sign bits flipped makes signed codes offset-binary).
+inline VF xor_words(VF w, uint32_t m) {
+  uint32_t b[kLanes];
+  for (int i = 0; i < kLanes; ++i) b[i] = f32_bits(w.v[i]) ^ m;
+  return from_bits(b);
+}
 // The low / high bf16 of each word as f32.
 inline VF bf16_lo(VF w) {
   uint32_t b[kLanes];

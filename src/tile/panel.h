@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "core/weight_view.h"
 #include "tile/mma.h"
@@ -65,6 +66,18 @@ inline void weight_row_f32(const WeightRef& w, int64_t r, int64_t c0, int len, f
       int k = 0;
       for (; k + kLanes <= len; k += kLanes) store(out + k, load_f16(p + k));
       for (; k < len; ++k) out[k] = f16_to_f32(f16{p[k]});
+      break;
+    }
+    case DType::u4:
+    case DType::u8:
+    case DType::i8: {  // integer codes with group scales; a segment may cross groups
+      int k = 0;
+      while (k < len) {
+        const int64_t c = w.col0 + c0 + k;
+        const int end = int(std::min<int64_t>(len, k + (w.group - c % w.group)));
+        const float sc = w.qscale_at(r, c0 + k);
+        for (; k < end; ++k) out[k] = float(w.int_code_at(r, c0 + k)) * sc;
+      }
       break;
     }
     default: {  // fp8 e4m3 with 128 x 128 block scales; a segment may cross 128-column blocks
@@ -128,11 +141,13 @@ inline void pack_a_pairs(uint16_t* dst, const bf16* x, int64_t ldx, int rows, in
 // dst[(p * ldd + j) * 2 + h] = bf16(ŵ[n0 + j, k0 + 2p + h]), 0 past kc, ldd in pairs.
 //
 // [N, K] storage is transposed kLanes rows x kLanes 32-bit words at a time in registers: a block
-// is kLanes rows x kWordElems * kLanes elements (AVX-512: 16 f32, 32 bf16, 64 fp8 columns), and
-// a word holds 1 f32, 2 bf16 (already a pair) or 4 fp8 codes, decoded after the transpose.
+// is kLanes rows x kWordElems * kLanes elements (AVX-512: 16 f32, 32 bf16, 64 fp8 or int8, 128
+// int4 columns), and a word holds 1 f32, 2 bf16 (already a pair), 4 fp8 / int8 codes or 8 int4
+// codes, decoded after the transpose.
 template <DType WT>
-inline constexpr int kWordElems = 4 / int(dtype_size(WT));
-inline constexpr int kMaxBlockK = 4 * kLanes;  // the fp8 block, the largest
+inline constexpr int kWordElems = 32 / dtype_bits(WT);
+inline constexpr int kMaxBlockK = 4 * kLanes;     // the fp8 block
+inline constexpr int kMaxWordBlockK = 8 * kLanes;  // the int4 block, the largest
 
 namespace detail {
 
@@ -141,10 +156,10 @@ namespace detail {
 template <DType WT>
 [[gnu::always_inline]] inline void load_rows(VF (&r)[kLanes], const WeightRef& w, int64_t n,
                                              int rows, int64_t k, int len) {
-  constexpr int64_t es = int64_t(dtype_size(WT));
-  const char* p = static_cast<const char*>(w.data) + (n * w.ld + k) * es;
-  const int64_t ld = w.ld * es;
-  const int bytes = int(len * es);
+  constexpr int bits = dtype_bits(WT);
+  const char* p = w.element_ptr(n, k);  // k: a whole byte (even for int4)
+  const int64_t ld = w.ld * bits / 8;
+  const int bytes = (len * bits + 7) / 8;
   if (rows == kLanes && bytes == 4 * kLanes) {
 #pragma GCC unroll 16
     for (int i = 0; i < kLanes; ++i) r[i] = load_words(p + i * ld);
@@ -215,11 +230,11 @@ inline void fp8_lane_scales(Fp8LaneScales& f, const WeightRef& w, int64_t n, int
 // (and zero up to the next multiple of kLanes). The general path (f16, fp8 with large scales).
 inline void transpose_rows_f32(float* dst, int64_t ldd, const WeightRef& w, int64_t n, int rows,
                                int64_t k, int len) {
-  alignas(64) float buf[kLanes][kMaxBlockK];
+  alignas(64) float buf[kLanes][kMaxWordBlockK];
   for (int i = 0; i < kLanes; ++i) {
     int j = i < rows ? len : 0;
     if (i < rows) weight_row_f32(w, n + i, k, len, buf[i]);
-    for (; j < kMaxBlockK; ++j) buf[i][j] = 0.0f;
+    for (; j < kMaxWordBlockK; ++j) buf[i][j] = 0.0f;
   }
   for (int c = 0; c < len; c += kLanes) {
     VF r[kLanes];
@@ -228,6 +243,49 @@ inline void transpose_rows_f32(float* dst, int64_t ldd, const WeightRef& w, int6
     transpose(r);
 #pragma GCC unroll 16
     for (int j = 0; j < kLanes; ++j) store(dst + (c + j) * ldd, r[j]);
+  }
+}
+
+// Integer codes (u4, u8, i8): lanes are weight rows, each with its own group scale.
+// The scales of rows [n, n + rows) for storage column k (zero past rows).
+inline VF int_lane_scales(const WeightRef& w, int64_t n, int rows, int64_t k) {
+  alignas(64) float s[kLanes] = {};
+  for (int i = 0; i < rows; ++i) s[i] = w.qscale_at(n + i, k);
+  return load(s);
+}
+// The E codes of each word of `word` as ŵ = (code - offset) * s: field + 2^23 minus 2^23 + offset
+// is exact, and so is the product for bf16 / f16 scales (the same value weight_row_f32 makes).
+template <DType WT, int E = kWordElems<WT>>
+[[gnu::always_inline]] inline void int_decode(VF (&v)[E], VF word, VF bias, VF s) {
+  if constexpr (WT == DType::i8) word = xor_words(word, 0x80808080u);  // signed -> offset 128
+  [&]<int... J>(std::integer_sequence<int, J...>) {
+    ((v[J] = mul(sub(uint_field_plus_2p23<dtype_bits(WT), J>(word), bias), s)), ...);
+  }(std::make_integer_sequence<int, E>{});
+}
+template <DType WT>
+inline VF int_decode_bias() {
+  return set1(8388608.0f + (WT == DType::u4 ? 8.0f : 128.0f));
+}
+// A block of integer codes into f32 panel rows dst[kk * ldd], as pack_block_f32.
+template <DType WT>
+inline void pack_block_int(float* dst, int64_t ldd, const WeightRef& w, int64_t n, int rows,
+                           int64_t k, int len) {
+  constexpr int E = kWordElems<WT>;
+  // A word's codes must share one scale (groups of whole words, starting on a word).
+  if ((w.col0 + k) % E != 0 || w.group % E != 0)
+    return transpose_rows_f32(dst, ldd, w, n, rows, k, len);
+  VF r[kLanes];
+  load_transposed<WT>(r, w, n, rows, k, len);
+  const VF bias = int_decode_bias<WT>();
+  int64_t group = (w.col0 + k) / w.group;
+  VF s = int_lane_scales(w, n, rows, k);
+  VF v[E];
+  for (int j = 0; E * j < len; ++j) {
+    if (const int64_t g = (w.col0 + k + E * j) / w.group; g != group)
+      group = g, s = int_lane_scales(w, n, rows, k + E * j);
+    int_decode<WT>(v, r[j], bias, s);
+#pragma GCC unroll 8
+    for (int q = 0; q < E; ++q) store(dst + (E * j + q) * ldd, v[q]);
   }
 }
 
@@ -283,6 +341,8 @@ inline void pack_block_f32(float* dst, int64_t ldd, const WeightRef& w, int64_t 
         for (int q = 0; q < 4; ++q) store(dst + (4 * j + q) * ldd, v[q]);
       }
     }
+  } else if constexpr (WeightRef::is_int_dtype(WT)) {
+    pack_block_int<WT>(dst, ldd, w, n, rows, k, len);
   } else {
     transpose_rows_f32(dst, ldd, w, n, rows, k, len);
   }
@@ -368,7 +428,7 @@ inline void pack_block_pairs(uint16_t* dst, int64_t ldd, const WeightRef& w, int
     }
     return;
   }
-  alignas(64) float tmp[kMaxBlockK + 1][kLanes];  // ŵ as f32, zero past len
+  alignas(64) float tmp[kMaxWordBlockK + 1][kLanes];  // ŵ as f32, zero past len
   transpose_rows_f32(&tmp[0][0], kLanes, w, n, rows, k, len);
   store(tmp[len], zero());  // an odd len's last pair
   for (int p = 0; 2 * p < len; ++p)
@@ -418,6 +478,12 @@ inline void dispatch_dtype(DType dt, F f) {
       return f.template operator()<DType::bf16>();
     case DType::f16:
       return f.template operator()<DType::f16>();
+    case DType::u4:
+      return f.template operator()<DType::u4>();
+    case DType::u8:
+      return f.template operator()<DType::u8>();
+    case DType::i8:
+      return f.template operator()<DType::i8>();
     default:
       return f.template operator()<DType::fp8_e4m3>();
   }

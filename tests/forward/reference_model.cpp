@@ -37,14 +37,29 @@ Vec param(const Tensor& t) {
   return v;
 }
 
-// [out, in] f32, FP8 block scales applied.
+// [out, in] f32, FP8 block scales applied; integer weights (compressed-tensors) decoded here from
+// their own bytes: pack-quantized I32 words hold 32 / bits codes each, lowest bits first, offset
+// by 2^(bits - 1); int-quantized I8 codes are signed; times weight_scale[r][c / group].
 Vec dequant(const LinearWeight& w) {
-  const int64_t out = w.w.size(0), in = w.w.size(1);
+  const int64_t out = w.out_features(), in = w.in_features();
   Vec v(static_cast<size_t>(out * in));
   for (int64_t r = 0; r < out; ++r)
     for (int64_t c = 0; c < in; ++c) {
-      float x = elem(w.w, r * in + c);
-      if (w.is_fp8()) x *= w.scale_inv.data<float>()[(r / 128) * w.scale_inv.size(1) + c / 128];
+      float x;
+      if (w.is_int()) {
+        int code;
+        if (w.w.dtype() == DType::i8) {
+          code = w.w.data<int8_t>()[r * in + c];
+        } else {
+          const int bits = w.codes == DType::u4 ? 4 : 8, per = 32 / bits;
+          const uint32_t word = uint32_t(w.w.data<int32_t>()[r * w.w.size(1) + c / per]);
+          code = int((word >> (bits * (c % per))) & ((1u << bits) - 1)) - (1 << (bits - 1));
+        }
+        x = float(code) * elem(w.scale, r * w.scale.size(1) + c / w.group);
+      } else {
+        x = elem(w.w, r * in + c);
+        if (w.is_fp8()) x *= w.scale_inv.data<float>()[(r / 128) * w.scale_inv.size(1) + c / 128];
+      }
       v[r * in + c] = x;
     }
   return v;

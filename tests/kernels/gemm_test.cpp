@@ -328,6 +328,30 @@ struct StoredWeight {
   std::vector<fp8_e4m3> f8;
   std::vector<float> scales;
   int64_t scale_ld = 0;
+  // Integer weights (u4, u8, i8): the bytes, and one scale per `group` columns of a row.
+  std::vector<uint8_t> codes;
+  std::vector<float> qs_f32;
+  std::vector<bf16> qs_bf16;
+  DType qs_dtype = DType::bf16;
+  int64_t group = 0, qs_ld = 0;
+
+  // An integer weight: codes over the whole range (the extremes included), positive and
+  // negative scales of about 1e-2 (held as bf16 or f32), `grp` columns per scale.
+  StoredWeight(DType dt, int64_t r, int64_t c, uint32_t seed, int64_t grp, DType scale_dtype)
+      : dtype(dt), R(r), C(c), qs_dtype(scale_dtype), group(grp) {
+    const int64_t bytes = dt == DType::u4 ? R * C / 2 : R * C;
+    std::vector<float> v = testing::random_floats(bytes, seed, 0.0f, 256.0f);
+    for (float x : v) codes.push_back(uint8_t(std::min(255.0f, x)));
+    codes[0] = 0, codes[1] = 255, codes[bytes - 1] = 0x0f;
+    qs_ld = (C + grp - 1) / grp;
+    std::vector<float> q = testing::random_floats(R * qs_ld, seed + 1, 1e-3f, 2e-2f);
+    for (size_t i = 3; i < q.size(); i += 5) q[i] = -q[i];
+    if (scale_dtype == DType::bf16) {
+      qs_bf16 = testing::to_bf16(q);
+    } else {
+      qs_f32 = q;
+    }
+  }
 
   // normal_fp8: no codes with a zero exponent (the integer fp8 -> bf16 path), except a few exact
   // zeros in rows from 64 on (its masked variant); otherwise every code, subnormals included.
@@ -359,6 +383,10 @@ struct StoredWeight {
         return b16.data();
       case DType::f16:
         return h16.data();
+      case DType::u4:
+      case DType::u8:
+      case DType::i8:
+        return codes.data();
       default:
         return f8.data();
     }
@@ -367,13 +395,18 @@ struct StoredWeight {
   WeightView view(int64_t r0, int64_t nr, int64_t c0, int64_t nc, bool kn) const {
     WeightView w;
     w.dtype = dtype;
-    w.data = static_cast<const char*>(data()) + (r0 * C + c0) * int64_t(dtype_size(dtype));
+    w.data = static_cast<const char*>(data()) + (r0 * C + c0) * dtype_bits(dtype) / 8;
     w.ld = C;
     w.kn = kn;
     w.rows = kn ? nc : nr;
     w.cols = kn ? nr : nc;
     w.row0 = r0, w.col0 = c0;
     if (dtype == DType::fp8_e4m3) w.scale_inv = scales.data(), w.scale_ld = scale_ld;
+    if (group) {
+      w.qscale = qs_dtype == DType::bf16 ? static_cast<const void*>(qs_bf16.data())
+                                         : static_cast<const void*>(qs_f32.data());
+      w.qscale_dtype = qs_dtype, w.qscale_ld = qs_ld, w.group = group;
+    }
     return w;
   }
 };
@@ -434,6 +467,19 @@ double weight_value(const WeightView& w, int64_t n, int64_t k) {
       return bf16_to_f32(static_cast<const bf16*>(w.data)[i]);
     case DType::f16:
       return f16_to_f32(static_cast<const f16*>(w.data)[i]);
+    case DType::u4:
+    case DType::u8:
+    case DType::i8: {  // decoded here from the bytes, not with WeightView's helpers
+      const uint8_t* b = static_cast<const uint8_t*>(w.data);
+      const int code = w.dtype == DType::u4 ? int((b[i / 2] >> (4 * (i % 2))) & 15) - 8
+                       : w.dtype == DType::u8 ? int(b[i]) - 128
+                                              : int(int8_t(b[i]));
+      const int64_t si = (w.row0 + r) * w.qscale_ld + (w.col0 + c) / w.group;
+      const double sc = w.qscale_dtype == DType::bf16
+                            ? bf16_to_f32(static_cast<const bf16*>(w.qscale)[si])
+                            : static_cast<const float*>(w.qscale)[si];
+      return code * sc;
+    }
     default:
       return double(fp8_e4m3_to_f32(static_cast<const fp8_e4m3*>(w.data)[i])) * w.scale_at(r, c);
   }
@@ -496,10 +542,11 @@ void expect_batch_invariant(const Activations& acts, DType xt, const WeightView&
   // W's rows [n0, n1) alone give the same columns (lane positions and groups move).
   for (auto [n0, n1] : {std::pair<int64_t, int64_t>{1, N}, {N / 3, N - N / 4}}) {
     if (n1 <= n0) continue;
+    if (w.kn && w.dtype == DType::u4 && n0 % 2) continue;  // no view starts mid-byte
     WeightView part = w;
     if (w.kn) {  // a column range of the storage
       part.rows = n1 - n0, part.col0 = w.col0 + n0;
-      part.data = static_cast<const char*>(w.data) + n0 * int64_t(dtype_size(w.dtype));
+      part.data = w.element_ptr(0, n0);
     } else {
       part = w.storage_rows(n0, n1 - n0);
     }
@@ -564,6 +611,42 @@ TEST(GemmInvariance, KnLayoutAndSubViews) {
           if (HasFatalFailure()) return set_num_threads(saved);
         }
     }
+  });
+  set_num_threads(saved);
+}
+
+// INT4 / INT8 codes with group scales (compressed-tensors): group sizes 32 / 64 / 128 and a whole
+// row (channel-wise), bf16 and f32 scales, K tails and groups that do not divide K, sub-views of
+// storage rows from an odd row, the [K, N] layout (the generic path), and M across the small-M /
+// packed threshold. The packed codes decode exactly, so the tolerance is the f32 one.
+TEST(GemmInvariance, IntegerWeightsWithGroupScales) {
+  const int saved = num_threads();
+  struct Shape {
+    int64_t N, K, group;
+  };
+  const Shape shapes[] = {{70, 256, 32}, {33, 512, 64}, {100, 1100, 128}, {17, 384, 384},
+                          {129, 96, 32}, {5, 200, 64},  {64, 130, 128}};
+  for_each_isa([&](Isa) {
+    for (DType wt : {DType::u4, DType::u8, DType::i8})
+      for (size_t i = 0; i < std::size(shapes); ++i) {
+        const Shape sh = shapes[i];
+        const DType st = i % 2 ? DType::f32 : DType::bf16;
+        const StoredWeight sw(wt, sh.N + 3, sh.K, uint32_t(300 + i), sh.group, st);
+        for (DType xt : {DType::f32, DType::bf16}) {
+          SCOPED_TRACE("w=" + std::string(dtype_name(wt)) + " N=" + std::to_string(sh.N) +
+                       " K=" + std::to_string(sh.K) + " group=" + std::to_string(sh.group) +
+                       " scales=" + std::string(dtype_name(st)) +
+                       " x=" + std::string(dtype_name(xt)));
+          const Activations acts(20, sh.K, sh.K + 3, uint32_t(400 + i));
+          expect_batch_invariant(acts, xt, sw.view(3, sh.N, 0, sh.K, false), i != 0);
+          if (HasFatalFailure()) return set_num_threads(saved);
+          if (i == 1) {  // [K, N] storage: the whole stored matrix as W^T
+            const Activations acts_kn(12, sh.N + 3, sh.N + 3, 17);
+            expect_batch_invariant(acts_kn, xt, sw.view(0, sh.N + 3, 0, sh.K, true), false);
+            if (HasFatalFailure()) return set_num_threads(saved);
+          }
+        }
+      }
   });
   set_num_threads(saved);
 }

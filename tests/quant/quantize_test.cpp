@@ -1,0 +1,310 @@
+// dsinfer quantize and the compressed-tensors loader: the RTN rule, the exact byte layout of what
+// is written (decoded here independently), config round trips, and clear errors for malformed
+// quantized checkpoints (codes / scale / weight_shape tensors, bits, group sizes).
+#include "quant/quantize.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "../model/model_test_util.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "synthetic/gen_model.h"
+
+namespace dsinfer {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using testing::TempDir;
+
+TEST(Quantize, RowRoundToNearestWithBf16Scales) {
+  // One group of 8 with amax 3: int4 scale bf16(3 / 7.5), codes round(w / scale) clamped.
+  const float w[8] = {3.0f, -3.0f, 0.2f, -0.2f, 1.0f, 0.0f, 2.9f, -1.5f};
+  int8_t codes[8];
+  uint16_t scale;
+  quantize_row(w, 8, 4, 8, codes, &scale);
+  const float s = bf16_to_f32(bf16{scale});
+  EXPECT_EQ(s, bf16_to_f32(f32_to_bf16(3.0f / 7.5f)));
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(codes[i], int8_t(std::clamp(std::nearbyint(w[i] / s), -8.0f, 7.0f))) << i;
+  EXPECT_EQ(codes[0], 7);   // +amax clips to 7
+  EXPECT_EQ(codes[1], -7);  // bf16 rounded the scale up: -amax / scale = -7.49
+  // int8, two groups, one all zero.
+  float w2[6] = {0, 0, 0, 1.0f, -0.5f, 0.25f};
+  int8_t c2[6];
+  uint16_t s2[2];
+  quantize_row(w2, 6, 8, 3, c2, s2);
+  EXPECT_EQ(c2[0], 0);
+  EXPECT_GT(bf16_to_f32(bf16{s2[0]}), 0.0f);
+  EXPECT_EQ(bf16_to_f32(bf16{s2[1]}), bf16_to_f32(f32_to_bf16(1.0f / 127.5f)));
+  EXPECT_EQ(c2[3], 127);
+}
+
+std::string make_tiny(const std::string& dir, GenDtype dtype) {
+  GenModelOptions o;
+  o.preset = GenPreset::tiny;
+  o.dtype = dtype;
+  o.output_dir = dir;
+  o.seed = 5;
+  generate_model(o);
+  return dir;
+}
+
+QuantizeResult quantize(const std::string& src, const std::string& dst, QuantScheme scheme,
+                        QuantTargets targets, int group = 0, bool keep_fp8 = false) {
+  QuantizeOptions o;
+  o.src = src, o.dst = dst, o.scheme = scheme, o.targets = targets, o.group = group;
+  o.keep_fp8_attention = keep_fp8;
+  o.max_shard_bytes = 64 << 10;  // several shards
+  return quantize_checkpoint(o);
+}
+
+// What quantize wrote for one routed expert weight, decoded from the raw words, equals
+// quantize_row on the dequantized FP8 source.
+TEST(Quantize, WritesTheCompressedTensorsLayout) {
+  TempDir tmp;
+  const std::string src = make_tiny(tmp.file("src"), GenDtype::fp8);
+  size_t calls = 0;
+  QuantizeOptions o;
+  o.src = src, o.dst = tmp.file("w4"), o.scheme = QuantScheme::w4a16, o.group = 32;
+  o.max_shard_bytes = 64 << 10;
+  o.progress = [&](size_t done, size_t total, size_t bytes, size_t total_bytes) {
+    ++calls;
+    EXPECT_LE(done, total);
+    EXPECT_LE(bytes, total_bytes);
+  };
+  const QuantizeResult r = quantize_checkpoint(o);
+  EXPECT_GT(r.quantized, 0u);
+  EXPECT_GT(r.shards.size(), 1u);
+  EXPECT_GT(calls, 0u);
+  EXPECT_LT(r.bytes_out, r.bytes_in * 2);
+  EXPECT_TRUE(fs::exists(tmp.file("w4/tokenizer.json")));
+  EXPECT_TRUE(fs::exists(tmp.file("w4/model.safetensors.index.json")));
+
+  const ModelConfig cfg = load_config(tmp.file("w4/config.json"));
+  ASSERT_TRUE(cfg.compressed.has_value());
+  const auto in = SafetensorsCheckpoint::open(src);
+  const auto out = SafetensorsCheckpoint::open(tmp.file("w4"));
+  int moe_layer = cfg.first_k_dense_replace;
+  const std::string name = fmt::format("model.layers.{}.mlp.experts.1.down_proj.weight", moe_layer);
+  ASSERT_TRUE(out.has(name + "_packed")) << name;
+  EXPECT_FALSE(out.has(name));
+  EXPECT_FALSE(out.has(name + "_scale_inv"));
+  const Tensor w = in.get(name), si = in.get(name + "_scale_inv");
+  const int64_t rows = w.size(0), cols = w.size(1);
+  const Tensor packed = out.get(name + "_packed"), scale = out.get(name + "_scale");
+  const Tensor shape = out.get(name + "_shape");
+  EXPECT_EQ(packed.dtype(), DType::i32);
+  EXPECT_EQ(packed.shape(), (std::vector<int64_t>{rows, (cols + 7) / 8}));
+  EXPECT_EQ(scale.dtype(), DType::bf16);
+  EXPECT_EQ(scale.shape(), (std::vector<int64_t>{rows, cols / 32}));
+  EXPECT_EQ(shape.data<int32_t>()[0], rows);
+  EXPECT_EQ(shape.data<int32_t>()[1], cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> f(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c)
+      f[c] = fp8_e4m3_to_f32(w.data<fp8_e4m3>()[r * cols + c]) *
+             si.data<float>()[(r / 128) * si.size(1) + c / 128];
+    std::vector<int8_t> codes(static_cast<size_t>(cols));
+    std::vector<uint16_t> sc(static_cast<size_t>(cols / 32));
+    quantize_row(f.data(), cols, 4, 32, codes.data(), sc.data());
+    for (int64_t c = 0; c < cols; ++c) {
+      const uint32_t word = uint32_t(packed.data<int32_t>()[r * packed.size(1) + c / 8]);
+      ASSERT_EQ(int((word >> (4 * (c % 8))) & 15) - 8, codes[c]) << r << "," << c;
+    }
+    for (int64_t g = 0; g < cols / 32; ++g)
+      ASSERT_EQ(scale.data<bf16>()[r * scale.size(1) + g].bits, sc[g]);
+  }
+  // Not targeted: attention, shared experts, the router and norms (FP8 -> BF16 for linears).
+  const std::string attn = fmt::format("model.layers.{}.self_attn.o_proj.weight", moe_layer);
+  EXPECT_EQ(out.info(attn)->dtype, DType::bf16);
+  const std::string router = fmt::format("model.layers.{}.mlp.gate.weight", moe_layer);
+  EXPECT_EQ(out.info(router)->dtype, in.info(router)->dtype);
+}
+
+TEST(Quantize, SchemesLoadAndShrinkTheWeights) {
+  TempDir tmp;
+  const std::string src = make_tiny(tmp.file("src"), GenDtype::fp8);
+  ModelOptions mo;
+  mo.kv_cache_tokens = 256;
+  const size_t fp8_bytes = Model::load(src, mo)->weights().resident_bytes();
+  struct Case {
+    QuantScheme s;
+    QuantTargets t;
+    int group;
+    bool keep;
+  };
+  const Case cases[] = {{QuantScheme::w4a16, QuantTargets::experts, 32, false},
+                        {QuantScheme::w4a8, QuantTargets::mlp, 32, false},
+                        {QuantScheme::w8a16, QuantTargets::all_linear, 32, false},
+                        {QuantScheme::w8a8, QuantTargets::all_linear, 0, false},
+                        {QuantScheme::w4a16, QuantTargets::experts, -1, true}};
+  int i = 0;
+  for (const Case& c : cases) {
+    const std::string dst = tmp.file("q" + std::to_string(i++));
+    SCOPED_TRACE(std::string(quant_scheme_name(c.s)) + " " + quant_targets_name(c.t));
+    quantize(src, dst, c.s, c.t, c.group, c.keep);
+    auto m = Model::load(dst, mo);
+    const int seq = m->create_sequence();
+    BatchEntry e{seq, {1, 2, 3, 4, 5}, true};
+    const ForwardOutput out = m->forward({e});
+    for (int64_t k = 0; k < out.logits.numel(); ++k)
+      ASSERT_TRUE(std::isfinite(out.logits.data<float>()[k]));
+    if (c.keep) {  // the FP8 attention stays FP8 under a float-quantized group
+      const auto& a = m->weights().layer(0).attn.o_proj;
+      EXPECT_TRUE(a.is_fp8());
+      EXPECT_LT(m->weights().resident_bytes(), fp8_bytes);
+    }
+  }
+}
+
+// A quantized checkpoint rewritten with one tensor (or one config field) broken.
+class Malformed : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    src_ = make_tiny(tmp_.file("src"), GenDtype::bf16);
+    quantize(src_, tmp_.file("good"), QuantScheme::w4a16, QuantTargets::experts, 32);
+    config_ = load_config(tmp_.file("good/config.json"));
+    expert_ = fmt::format("model.layers.{}.mlp.experts.0.up_proj.weight",
+                          config_.first_k_dense_replace);
+  }
+  // Copies "good" into a new directory, replacing tensor `name` (or dropping it when undefined)
+  // and applying `edit` to config.json; returns the load error.
+  std::string load_error(const std::string& name, const Tensor& replacement,
+                         const std::function<void(json&)>& edit = {}) {
+    const std::string dir = tmp_.file("bad" + std::to_string(n_++));
+    fs::create_directories(dir);
+    const auto ck = SafetensorsCheckpoint::open(tmp_.file("good"));
+    std::vector<NamedTensor> all;
+    for (const std::string& t : ck.names()) {
+      if (t == name) {
+        if (replacement.defined()) all.push_back({t, replacement});
+        continue;
+      }
+      all.push_back({t, ck.get(t)});
+    }
+    write_safetensors(dir + "/model.safetensors", all);
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      if (fs::exists(tmp_.file(std::string("good/") + f)))
+        fs::copy_file(tmp_.file(std::string("good/") + f), dir + "/" + f);
+    json cfg = json::parse(std::ifstream(tmp_.file("good/config.json")));
+    if (edit) edit(cfg);
+    std::ofstream(dir + "/config.json") << cfg.dump();
+    try {
+      ModelOptions mo;
+      mo.kv_cache_tokens = 64;
+      Model::load(dir, mo);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  }
+  TempDir tmp_;
+  std::string src_, expert_;
+  ModelConfig config_;
+  int n_ = 0;
+};
+
+TEST_F(Malformed, GoodOneLoads) {
+  EXPECT_EQ(load_error("", Tensor()), "");
+}
+
+TEST_F(Malformed, WrongPackedShapeOrDtype) {
+  const auto ck = SafetensorsCheckpoint::open(tmp_.file("good"));
+  const Tensor p = ck.get(expert_ + "_packed");
+  std::string e = load_error(expert_ + "_packed", Tensor::empty(DType::i32, {p.size(0), p.size(1) + 1}));
+  EXPECT_NE(e.find(expert_ + "_packed"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected I32"), std::string::npos) << e;
+  e = load_error(expert_ + "_packed", Tensor::empty(DType::i8, p.shape()));
+  EXPECT_NE(e.find("I8"), std::string::npos) << e;
+  e = load_error(expert_ + "_packed", Tensor());
+  EXPECT_NE(e.find("missing tensor '" + expert_ + "_packed'"), std::string::npos) << e;
+}
+
+TEST_F(Malformed, WrongScaleShapeDtypeOrValue) {
+  const auto ck = SafetensorsCheckpoint::open(tmp_.file("good"));
+  const Tensor s = ck.get(expert_ + "_scale");
+  std::string e = load_error(expert_ + "_scale", Tensor::empty(DType::bf16, {s.size(0), s.size(1) / 2}));
+  EXPECT_NE(e.find(expert_ + "_scale"), std::string::npos) << e;
+  EXPECT_NE(e.find("one scale per 32 inputs"), std::string::npos) << e;
+  e = load_error(expert_ + "_scale", Tensor::empty(DType::i32, s.shape()));
+  EXPECT_NE(e.find("expected BF16, F16 or F32"), std::string::npos) << e;
+  Tensor nan = Tensor::empty(DType::f32, s.shape());
+  for (int64_t i = 0; i < nan.numel(); ++i) nan.data<float>()[i] = i == 5 ? NAN : 0.01f;
+  e = load_error(expert_ + "_scale", nan);
+  EXPECT_NE(e.find("not a finite scale"), std::string::npos) << e;
+}
+
+TEST_F(Malformed, WrongWeightShapeTensor) {
+  Tensor sh = Tensor::empty(DType::i32, {2});
+  sh.data<int32_t>()[0] = 1, sh.data<int32_t>()[1] = 2;
+  const std::string e = load_error(expert_ + "_shape", sh);
+  EXPECT_NE(e.find(expert_ + "_shape"), std::string::npos) << e;
+}
+
+TEST_F(Malformed, ConfigFields) {
+  auto group = [](json& c) -> json& {
+    return c["quantization_config"]["config_groups"]["group_0"];
+  };
+  std::string e = load_error("", Tensor(), [&](json& c) { group(c)["weights"]["num_bits"] = 3; });
+  EXPECT_NE(e.find("config_groups.group_0.weights.num_bits"), std::string::npos) << e;
+  // group_size 48 does not divide the experts' inputs (the tiny hidden size is a power of two).
+  e = load_error("", Tensor(), [&](json& c) { group(c)["weights"]["group_size"] = 48; });
+  EXPECT_NE(e.find("group_size 48 does not divide"), std::string::npos) << e;
+  e = load_error("", Tensor(), [&](json& c) { group(c)["weights"]["symmetric"] = false; });
+  EXPECT_NE(e.find("weight_zero_point"), std::string::npos) << e;
+  e = load_error("", Tensor(), [&](json& c) { group(c)["weights"]["strategy"] = "tensor"; });
+  EXPECT_NE(e.find("weights.strategy"), std::string::npos) << e;
+  e = load_error("", Tensor(), [&](json& c) { group(c)["format"] = "marlin-24"; });
+  EXPECT_NE(e.find("group_0.format"), std::string::npos) << e;
+  e = load_error("", Tensor(), [&](json& c) { group(c)["targets"] = {"DeepseekV3MLP"}; });
+  EXPECT_NE(e.find("targets[0]"), std::string::npos) << e;
+  e = load_error("", Tensor(), [&](json& c) {
+    c["quantization_config"]["config_groups"]["group_1"] = group(c);
+  });
+  EXPECT_NE(e.find("both config group"), std::string::npos) << e;
+  e = load_error("", Tensor(), [&](json& c) {
+    c["quantization_config"]["quantization_status"] = "frozen";
+  });
+  EXPECT_NE(e.find("quantization_status"), std::string::npos) << e;
+}
+
+TEST(Quantize, RefusesBadRequests) {
+  TempDir tmp;
+  const std::string src = make_tiny(tmp.file("src"), GenDtype::bf16);
+  // BF16 attention cannot be "kept FP8".
+  EXPECT_THROW(quantize(src, tmp.file("a"), QuantScheme::w4a16, QuantTargets::experts, 32, true),
+               std::runtime_error);
+  // The tiny experts' 32 inputs: the default group of 128 does not fit.
+  EXPECT_THROW(quantize(src, tmp.file("e"), QuantScheme::w4a16, QuantTargets::experts),
+               std::runtime_error);
+  quantize(src, tmp.file("b"), QuantScheme::w4a16, QuantTargets::experts, 32);
+  try {  // a non-empty output
+    quantize(src, tmp.file("b"), QuantScheme::w4a16, QuantTargets::experts, 32);
+    ADD_FAILURE() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("not empty"), std::string::npos) << e.what();
+  }
+  try {  // already quantized
+    quantize(tmp.file("b"), tmp.file("c"), QuantScheme::w8a8, QuantTargets::experts);
+    ADD_FAILURE() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("already compressed-tensors"), std::string::npos);
+  }
+  EXPECT_THROW(quantize(src, tmp.file("d"), QuantScheme::w4a16, QuantTargets::experts, 48),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dsinfer
