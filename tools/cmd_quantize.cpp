@@ -32,8 +32,8 @@ void show_progress(size_t done, size_t total, size_t bytes, size_t total_bytes) 
     if (done == total) std::fputc('\n', stderr);
   } else if (int(f * 10) != last_decile || done == total) {
     last_decile = int(f * 10);
-    std::fprintf(stderr, "quantize: %3.0f%%  %zu/%zu tensors  %.2f/%.2f GB\n", 100 * f, done,
-                 total, double(bytes) / 1e9, double(total_bytes) / 1e9);
+    std::fprintf(stderr, "quantize: %3.0f%%  %zu/%zu tensors  %.2f/%.2f GB\n", 100 * f, done, total,
+                 double(bytes) / 1e9, double(total_bytes) / 1e9);
   }
 }
 

@@ -1,9 +1,10 @@
 // A linear layer's weight as stored in the checkpoint: f32, bf16, f16, or fp8 e4m3 with
 // 128 x 128 block scales (`scale_inv`, as in the HF checkpoints: the real weight is
 // w[r][c] * scale_inv[r / 128][c / 128] for storage row r and column c; edge blocks may be
-// partial), or integer codes with group scales (compressed-tensors INT4 / INT8, docs/checkpoints.md):
-// u4 (two codes per byte, low nibble first) or u8 codes offset by 2^(bits-1), or i8 codes, and the
-// real weight is (code - offset) * qscale[r][c / group], qscale in f32, bf16 or f16.
+// partial), or integer codes with group scales (compressed-tensors INT4 / INT8,
+// docs/checkpoints.md): u4 (two codes per byte, low nibble first) or u8 codes offset by 2^(bits-1),
+// or i8 codes, and the real weight is (code - offset) * qscale[r][c / group], qscale in f32, bf16
+// or f16.
 //
 // Logically it is always W[N, K] for y = x . W^T. Storage is row-major [N, K] (the usual Linear
 // layout) or, with `kn`, [K, N] (e.g. MLA's W_UK used as q_nope . W_UK). A view may start inside

@@ -382,8 +382,8 @@ CheckpointReport check_checkpoint(const ModelConfig& config,
   std::set<std::string> known;
   for (const ExpectedTensor& t : checkpoint_schema(config, report.mtp_modules)) {
     known.insert(t.name);
-    const CompressedGroup* group = t.kind == WeightKind::linear ? quant_group(config, t.name)
-                                                                  : nullptr;
+    const CompressedGroup* group =
+        t.kind == WeightKind::linear ? quant_group(config, t.name) : nullptr;
     if (group && !group->is_float) {
       if (t.optional && !checkpoint.has(ct_name(t.name, "_scale"))) continue;
       check_int_weight(checkpoint, t, *group, problems, known);

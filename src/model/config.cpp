@@ -6,9 +6,9 @@
 #include <cmath>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <nlohmann/json.hpp>
 #include <numbers>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -160,7 +160,6 @@ Fp8Quantization read_fp8(const FieldReader& q, const json& obj) {
   return f;
 }
 
-
 std::vector<std::string> read_string_list(const FieldReader& r, const json& obj, const char* key) {
   std::vector<std::string> out;
   if (!r.given(key)) return out;
@@ -191,9 +190,9 @@ CompressedGroup read_compressed_group(const std::string& source, const std::stri
     const std::string& t = c.targets[i];
     // Class names other than Linear would need the module tree (not in a checkpoint).
     if (t != "Linear" && !t.starts_with("re:") && t.find('.') == std::string::npos)
-      g.fail(fmt::format("targets[{}]", i),
-             fmt::format("unsupported target '{}' (\"Linear\", a module name or \"re:\" pattern)",
-                         t));
+      g.fail(
+          fmt::format("targets[{}]", i),
+          fmt::format("unsupported target '{}' (\"Linear\", a module name or \"re:\" pattern)", t));
   }
   c.format = g.string_or("format", default_format);
   const json& w = g.get("weights");
@@ -213,8 +212,8 @@ CompressedGroup read_compressed_group(const std::string& source, const std::stri
     if (strategy == "group") {
       c.group_size = wr.integer("group_size", 1, kMaxWidth);
     } else if (strategy != "channel") {
-      wr.fail("strategy", fmt::format("unsupported '{}' for int weights (group or channel)",
-                                      strategy));
+      wr.fail("strategy",
+              fmt::format("unsupported '{}' for int weights (group or channel)", strategy));
     }
     const bool packed = c.format == "pack-quantized";
     if (!packed && c.format != "int-quantized" && c.format != "naive-quantized")
@@ -489,9 +488,8 @@ bool target_matches(const std::string& target, const std::string& module) {
     try {
       it = compiled.emplace(target, std::regex(target.substr(3), std::regex::ECMAScript)).first;
     } catch (const std::regex_error& e) {
-      throw std::runtime_error(
-          fmt::format("quantization_config: target '{}' is not a valid pattern: {}", target,
-                      e.what()));
+      throw std::runtime_error(fmt::format(
+          "quantization_config: target '{}' is not a valid pattern: {}", target, e.what()));
     }
   }
   return std::regex_search(module, it->second, std::regex_constants::match_continuous);

@@ -93,8 +93,8 @@ std::vector<float> dequantize(const Tensor& w, const Tensor* scale_inv) {
             break;
           default:
             v = fp8_e4m3_to_f32(w.data<fp8_e4m3>()[i]) *
-                scale_inv->data<float>()[(r / kFp8BlockSize) * scale_inv->size(1) +
-                                         c / kFp8BlockSize];
+                scale_inv
+                    ->data<float>()[(r / kFp8BlockSize) * scale_inv->size(1) + c / kFp8BlockSize];
         }
         out[size_t(i)] = v;
       }
@@ -120,8 +120,8 @@ enum class Action { copy, quantize, keep_fp8, to_bf16, drop };
 json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targets,
                                bool keep_fp8_attention) {
   const int bits = scheme_bits(scheme);
-  json weights = {{"num_bits", bits},       {"type", "int"},      {"symmetric", true},
-                  {"dynamic", false},       {"actorder", nullptr}, {"observer", "minmax"},
+  json weights = {{"num_bits", bits},          {"type", "int"},       {"symmetric", true},
+                  {"dynamic", false},          {"actorder", nullptr}, {"observer", "minmax"},
                   {"block_structure", nullptr}};
   if (group > 0) {
     weights["strategy"] = "group", weights["group_size"] = group;
@@ -151,24 +151,23 @@ json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targe
                    {"output_activations", nullptr},
                    {"format", scheme_format(scheme)}}}};
   if (keep_fp8_attention)
-    groups["group_1"] = {
-        {"targets", {kAttentionPattern}},
-        {"weights",
-         {{"num_bits", 8},
-          {"type", "float"},
-          {"symmetric", true},
-          {"strategy", "block"},
-          {"block_structure", {128, 128}},
-          {"dynamic", false}}},
-        {"input_activations",
-         {{"num_bits", 8},
-          {"type", "float"},
-          {"symmetric", true},
-          {"strategy", "group"},
-          {"group_size", 128},
-          {"dynamic", true}}},
-        {"output_activations", nullptr},
-        {"format", "float-quantized"}};
+    groups["group_1"] = {{"targets", {kAttentionPattern}},
+                         {"weights",
+                          {{"num_bits", 8},
+                           {"type", "float"},
+                           {"symmetric", true},
+                           {"strategy", "block"},
+                           {"block_structure", {128, 128}},
+                           {"dynamic", false}}},
+                         {"input_activations",
+                          {{"num_bits", 8},
+                           {"type", "float"},
+                           {"symmetric", true},
+                           {"strategy", "group"},
+                           {"group_size", 128},
+                           {"dynamic", true}}},
+                         {"output_activations", nullptr},
+                         {"format", "float-quantized"}};
   // The output heads, MTP's eh_proj and the indexer's head weights stay as they are (the
   // released FP8 checkpoint keeps them in BF16 too).
   json ignore = {"lm_head", "re:.*shared_head\\.head$", "re:.*eh_proj$",
@@ -201,7 +200,8 @@ void quantize_row(const float* w, int64_t n, int bits, int64_t group, int8_t* co
 
 QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  const fs::path src_dir = fs::is_directory(o.src) ? fs::path(o.src) : fs::path(o.src).parent_path();
+  const fs::path src_dir =
+      fs::is_directory(o.src) ? fs::path(o.src) : fs::path(o.src).parent_path();
   const std::string config_path = (src_dir / "config.json").string();
   json root = read_json(config_path);
   const ModelConfig config = parse_config(root, config_path);
@@ -252,9 +252,9 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
       const int64_t per_scale = group > 0 ? group : in;
       if (g && !g->is_float) {
         if (in % per_scale != 0)
-          throw std::runtime_error(fmt::format(
-              "{}: tensor '{}': {} input features are not a multiple of --group {}", ckpt.source(),
-              name, in, group));
+          throw std::runtime_error(
+              fmt::format("{}: tensor '{}': {} input features are not a multiple of --group {}",
+                          ckpt.source(), name, in, group));
         j.action = Action::quantize;
         const size_t code_bytes = o.scheme == QuantScheme::w8a8
                                       ? size_t(out * in)
@@ -330,7 +330,8 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
         case Action::quantize: {
           const int64_t rows = w.size(0), in = w.size(1);
           const int64_t per_scale = group > 0 ? group : in, n_scales = in / per_scale;
-          const Tensor si = w.dtype() == DType::fp8_e4m3 ? ckpt.get(scale_inv_name(j.name)) : Tensor();
+          const Tensor si =
+              w.dtype() == DType::fp8_e4m3 ? ckpt.get(scale_inv_name(j.name)) : Tensor();
           const std::vector<float> f = dequantize(w, si.defined() ? &si : nullptr);
           std::vector<int8_t> codes(size_t(rows * in));
           Tensor scales = Tensor::empty(DType::bf16, {rows, n_scales});
@@ -357,9 +358,9 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
                 for (int q = 0; q < per_word; ++q) {
                   const int64_t k = wi * per_word + q;
                   if (k < in)
-                    word |= ((uint32_t(int32_t(codes[size_t(row * in + k)]) + int32_t(offset))) &
-                             mask)
-                            << (bits * q);
+                    word |=
+                        ((uint32_t(int32_t(codes[size_t(row * in + k)]) + int32_t(offset))) & mask)
+                        << (bits * q);
                 }
                 pw[row * words + wi] = word;
               }

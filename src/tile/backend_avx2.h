@@ -252,7 +252,8 @@ inline VF uint_field_plus_2p23(VF w) {
 }
 // Each word xor m (INT8 codes: the sign bits flipped makes signed codes offset-binary).
 inline VF xor_words(VF w, uint32_t m) {
-  return {_mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(w.v), _mm256_set1_epi32(int(m))))};
+  return {
+      _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(w.v), _mm256_set1_epi32(int(m))))};
 }
 // r[i] lane j <-> r[j] lane i (8 x 8 words).
 [[gnu::always_inline]] inline void transpose(VF (&r)[kLanes]) {

@@ -219,7 +219,8 @@ inline VF uint_field_plus_2p23(VF w) {
 }
 // Each word xor m (INT8 codes: the sign bits flipped makes signed codes offset-binary).
 inline VF xor_words(VF w, uint32_t m) {
-  return {_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(w.v), _mm512_set1_epi32(int(m))))};
+  return {
+      _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(w.v), _mm512_set1_epi32(int(m))))};
 }
 // r[i] lane j <-> r[j] lane i (16 x 16 words: 4 rounds of 16 shuffles).
 [[gnu::always_inline]] inline void transpose(VF (&r)[kLanes]) {

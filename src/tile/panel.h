@@ -146,7 +146,7 @@ inline void pack_a_pairs(uint16_t* dst, const bf16* x, int64_t ldx, int rows, in
 // codes, decoded after the transpose.
 template <DType WT>
 inline constexpr int kWordElems = 32 / dtype_bits(WT);
-inline constexpr int kMaxBlockK = 4 * kLanes;     // the fp8 block
+inline constexpr int kMaxBlockK = 4 * kLanes;      // the fp8 block
 inline constexpr int kMaxWordBlockK = 8 * kLanes;  // the int4 block, the largest
 
 namespace detail {
@@ -260,7 +260,8 @@ template <DType WT, int E = kWordElems<WT>>
   if constexpr (WT == DType::i8) word = xor_words(word, 0x80808080u);  // signed -> offset 128
   [&]<int... J>(std::integer_sequence<int, J...>) {
     ((v[J] = mul(sub(uint_field_plus_2p23<dtype_bits(WT), J>(word), bias), s)), ...);
-  }(std::make_integer_sequence<int, E>{});
+  }
+  (std::make_integer_sequence<int, E>{});
 }
 template <DType WT>
 inline VF int_decode_bias() {

@@ -140,8 +140,8 @@ TEST(QuantizedForward, Int8ActivationsStayClose) {
     }
     std::sort(rel.begin(), rel.end());
     const double median = rel[rel.size() / 2];
-    std::printf("%s: median relative logit error vs f32 activations %.4f\n",
-                quant_scheme_name(s), median);
+    std::printf("%s: median relative logit error vs f32 activations %.4f\n", quant_scheme_name(s),
+                median);
     EXPECT_LT(median, 0.2) << quant_scheme_name(s);
     EXPECT_GT(median, 1e-7) << "activations were not quantized";
   }

@@ -471,7 +471,7 @@ double weight_value(const WeightView& w, int64_t n, int64_t k) {
     case DType::u8:
     case DType::i8: {  // decoded here from the bytes, not with WeightView's helpers
       const uint8_t* b = static_cast<const uint8_t*>(w.data);
-      const int code = w.dtype == DType::u4 ? int((b[i / 2] >> (4 * (i % 2))) & 15) - 8
+      const int code = w.dtype == DType::u4   ? int((b[i / 2] >> (4 * (i % 2))) & 15) - 8
                        : w.dtype == DType::u8 ? int(b[i]) - 128
                                               : int(int8_t(b[i]));
       const int64_t si = (w.row0 + r) * w.qscale_ld + (w.col0 + c) / w.group;

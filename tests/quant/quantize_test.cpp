@@ -8,9 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -176,8 +176,8 @@ class Malformed : public ::testing::Test {
     src_ = make_tiny(tmp_.file("src"), GenDtype::bf16);
     quantize(src_, tmp_.file("good"), QuantScheme::w4a16, QuantTargets::experts, 32);
     config_ = load_config(tmp_.file("good/config.json"));
-    expert_ = fmt::format("model.layers.{}.mlp.experts.0.up_proj.weight",
-                          config_.first_k_dense_replace);
+    expert_ =
+        fmt::format("model.layers.{}.mlp.experts.0.up_proj.weight", config_.first_k_dense_replace);
   }
   // Copies "good" into a new directory, replacing tensor `name` (or dropping it when undefined)
   // and applying `edit` to config.json; returns the load error.
@@ -223,7 +223,8 @@ TEST_F(Malformed, GoodOneLoads) {
 TEST_F(Malformed, WrongPackedShapeOrDtype) {
   const auto ck = SafetensorsCheckpoint::open(tmp_.file("good"));
   const Tensor p = ck.get(expert_ + "_packed");
-  std::string e = load_error(expert_ + "_packed", Tensor::empty(DType::i32, {p.size(0), p.size(1) + 1}));
+  std::string e =
+      load_error(expert_ + "_packed", Tensor::empty(DType::i32, {p.size(0), p.size(1) + 1}));
   EXPECT_NE(e.find(expert_ + "_packed"), std::string::npos) << e;
   EXPECT_NE(e.find("expected I32"), std::string::npos) << e;
   e = load_error(expert_ + "_packed", Tensor::empty(DType::i8, p.shape()));
@@ -235,7 +236,8 @@ TEST_F(Malformed, WrongPackedShapeOrDtype) {
 TEST_F(Malformed, WrongScaleShapeDtypeOrValue) {
   const auto ck = SafetensorsCheckpoint::open(tmp_.file("good"));
   const Tensor s = ck.get(expert_ + "_scale");
-  std::string e = load_error(expert_ + "_scale", Tensor::empty(DType::bf16, {s.size(0), s.size(1) / 2}));
+  std::string e =
+      load_error(expert_ + "_scale", Tensor::empty(DType::bf16, {s.size(0), s.size(1) / 2}));
   EXPECT_NE(e.find(expert_ + "_scale"), std::string::npos) << e;
   EXPECT_NE(e.find("one scale per 32 inputs"), std::string::npos) << e;
   e = load_error(expert_ + "_scale", Tensor::empty(DType::i32, s.shape()));
@@ -270,13 +272,11 @@ TEST_F(Malformed, ConfigFields) {
   EXPECT_NE(e.find("group_0.format"), std::string::npos) << e;
   e = load_error("", Tensor(), [&](json& c) { group(c)["targets"] = {"DeepseekV3MLP"}; });
   EXPECT_NE(e.find("targets[0]"), std::string::npos) << e;
-  e = load_error("", Tensor(), [&](json& c) {
-    c["quantization_config"]["config_groups"]["group_1"] = group(c);
-  });
+  e = load_error("", Tensor(),
+                 [&](json& c) { c["quantization_config"]["config_groups"]["group_1"] = group(c); });
   EXPECT_NE(e.find("both config group"), std::string::npos) << e;
-  e = load_error("", Tensor(), [&](json& c) {
-    c["quantization_config"]["quantization_status"] = "frozen";
-  });
+  e = load_error("", Tensor(),
+                 [&](json& c) { c["quantization_config"]["quantization_status"] = "frozen"; });
   EXPECT_NE(e.find("quantization_status"), std::string::npos) << e;
 }
 
