@@ -74,24 +74,7 @@ std::vector<float> run(Model& model, const std::vector<int32_t>& tokens, size_t 
   return out;
 }
 
-// Max over positions of max|a - b| / max|b| (per position): the relative logit error.
-double worst_relative(const std::vector<float>& a, const std::vector<float>& b, int64_t vocab,
-                      int64_t* bad_positions = nullptr, double tol = 0) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  int64_t bad = 0;
-  for (size_t p = 0; p * vocab < b.size(); ++p) {
-    double diff = 0, mag = 1e-30;
-    for (int64_t v = 0; v < vocab; ++v) {
-      diff = std::max(diff, double(std::fabs(a[p * vocab + v] - b[p * vocab + v])));
-      mag = std::max(mag, double(std::fabs(b[p * vocab + v])));
-    }
-    worst = std::max(worst, diff / mag);
-    bad += diff / mag > tol;
-  }
-  if (bad_positions) *bad_positions = bad;
-  return worst;
-}
+using testing::worst_relative;
 
 ModelOptions f32_options(bool indexer_fp8) {
   ModelOptions o;

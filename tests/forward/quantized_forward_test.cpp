@@ -63,23 +63,6 @@ std::vector<float> run_all(Model& model, const std::vector<int32_t>& tokens) {
   return std::vector<float>(r.logits.data<float>(), r.logits.data<float>() + r.logits.numel());
 }
 
-// Positions whose max |a - b| / max |b| exceeds tol; the worst ratio in *worst.
-int64_t bad_positions(const std::vector<float>& a, const std::vector<float>& b, int64_t vocab,
-                      double tol, double* worst) {
-  int64_t bad = 0;
-  *worst = 0;
-  for (size_t p = 0; p * vocab < b.size(); ++p) {
-    double diff = 0, mag = 1e-30;
-    for (int64_t v = 0; v < vocab; ++v) {
-      diff = std::max(diff, double(std::fabs(a[p * vocab + v] - b[p * vocab + v])));
-      mag = std::max(mag, double(std::fabs(b[p * vocab + v])));
-    }
-    *worst = std::max(*worst, diff / mag);
-    bad += diff / mag > tol;
-  }
-  return bad;
-}
-
 struct Case {
   GenDtype dtype;
   QuantScheme scheme;
@@ -107,9 +90,9 @@ TEST(QuantizedForward, WeightOnlyMatchesTheReferenceOnEveryIsa) {
       for (auto& t : tokens) t = int32_t(rng() % uint32_t(cfg.vocab_size));
       const auto got = run_all(*model, tokens);
       const auto want = testing::reference_forward(cfg, model->weights(), tokens, {false, false});
-      double worst = 0;
-      EXPECT_EQ(bad_positions(got, want, cfg.vocab_size, 1e-4, &worst), 0)
-          << "worst relative error " << worst;
+      int64_t bad = 0;
+      const double worst = testing::worst_relative(got, want, cfg.vocab_size, &bad, 1e-4);
+      EXPECT_EQ(bad, 0) << "worst relative error " << worst;
     });
   }
 }
@@ -134,9 +117,7 @@ TEST(QuantizedForward, Int8ActivationsStayClose) {
                                  got.begin() + (p + 1) * cfg.vocab_size);
       const std::vector<float> b(want.begin() + p * cfg.vocab_size,
                                  want.begin() + (p + 1) * cfg.vocab_size);
-      double r = 0;
-      bad_positions(a, b, cfg.vocab_size, 1.0, &r);
-      rel.push_back(r);
+      rel.push_back(testing::worst_relative(a, b, cfg.vocab_size));
     }
     std::sort(rel.begin(), rel.end());
     const double median = rel[rel.size() / 2];

@@ -1,5 +1,7 @@
 #include "reference_model.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstring>
 
@@ -207,6 +209,24 @@ std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeigh
   Vec hn = rms(h, T, D, W.norm(), eps);
   if (hidden_out) *hidden_out = hn;
   return linear(hn, T, W.lm_head());
+}
+
+double worst_relative(const std::vector<float>& a, const std::vector<float>& b, int64_t vocab,
+                      int64_t* bad_positions, double tol) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  int64_t bad = 0;
+  for (size_t p = 0; p * vocab < b.size(); ++p) {
+    double diff = 0, mag = 1e-30;
+    for (int64_t v = 0; v < vocab; ++v) {
+      diff = std::max(diff, double(std::fabs(a[p * vocab + v] - b[p * vocab + v])));
+      mag = std::max(mag, double(std::fabs(b[p * vocab + v])));
+    }
+    worst = std::max(worst, diff / mag);
+    bad += diff / mag > tol;
+  }
+  if (bad_positions) *bad_positions = bad;
+  return worst;
 }
 
 }  // namespace dsinfer::testing

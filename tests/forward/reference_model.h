@@ -28,4 +28,9 @@ std::vector<float> reference_forward(const ModelConfig& config, const Checkpoint
                                      const ReferenceOptions& options,
                                      std::vector<float>* hidden_out = nullptr);
 
+// Max over positions of max|a - b| / max|b| (per position): the relative logit error; with
+// bad_positions, how many positions exceed tol.
+double worst_relative(const std::vector<float>& a, const std::vector<float>& b, int64_t vocab,
+                      int64_t* bad_positions = nullptr, double tol = 0);
+
 }  // namespace dsinfer::testing
