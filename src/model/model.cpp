@@ -1067,8 +1067,9 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
   const float* xh = x + h0 * D;
   // Router in f32 (spec §3.5), whatever the precision mode.
   std::vector<float> logits(static_cast<size_t>(n * E));
-  if (n > 0)
-    gemm(GemmInput{DType::f32, xh, n, D, D}, LinearWeight{moe.gate, {}}.view(), logits.data(), E);
+  LinearWeight gate;
+  gate.w = moe.gate;
+  if (n > 0) gemm(GemmInput{DType::f32, xh, n, D, D}, gate.view(), logits.data(), E);
   std::vector<int32_t> ids(static_cast<size_t>(n * k));
   std::vector<float> gw(static_cast<size_t>(n * k));
   moe_route(logits.data(), param(moe.e_score_correction_bias).data(), n,
