@@ -231,7 +231,8 @@ TEST_P(GenModelDtypes, WeightsHaveTheIntendedVariance) {
     const std::string& n = t.name;
     std::vector<float> v;
     if (t.kind == WeightKind::linear) {
-      LinearWeight lw{ckpt.get(n), {}};
+      LinearWeight lw;
+      lw.w = ckpt.get(n);
       if (lw.is_fp8()) lw.scale_inv = ckpt.get(scale_inv_name(n));
       v = to_f32(lw);
     } else {
