@@ -40,8 +40,6 @@ struct WeightView {
   static constexpr bool is_int_dtype(DType t) {
     return t == DType::u4 || t == DType::u8 || t == DType::i8;
   }
-  // What a code's value is offset by: the unsigned codes hold value + 2^(bits - 1).
-  int code_offset() const { return dtype == DType::u4 ? 8 : dtype == DType::u8 ? 128 : 0; }
   // Byte address of storage element (r, c) (for u4: of the byte holding it).
   const char* element_ptr(int64_t r, int64_t c) const {
     return static_cast<const char*>(data) + (r * ld + c) * dtype_bits(dtype) / 8;
@@ -69,6 +67,25 @@ struct WeightView {
     if (dtype == DType::i8) return int(static_cast<int8_t>(b));
     if (dtype == DType::u4) return int((c % 2 ? b >> 4 : b) & 15) - 8;  // data: an even column
     return int(b) - 128;
+  }
+  // The exact value of storage element (r, c), scales applied (in double: one product, no rounding
+  // for any dtype here): the plain decode the references use.
+  double value_at(int64_t r, int64_t c) const {
+    const int64_t i = r * ld + c;
+    switch (dtype) {
+      case DType::f32:
+        return static_cast<const float*>(data)[i];
+      case DType::bf16:
+        return bf16_to_f32(static_cast<const bf16*>(data)[i]);
+      case DType::f16:
+        return f16_to_f32(static_cast<const f16*>(data)[i]);
+      case DType::u4:
+      case DType::u8:
+      case DType::i8:
+        return double(int_code_at(r, c)) * qscale_at(r, c);
+      default:
+        return double(fp8_e4m3_to_f32(static_cast<const fp8_e4m3*>(data)[i])) * scale_at(r, c);
+    }
   }
   // Storage rows [first, first + n) as a view of their own (same scale grid).
   WeightView storage_rows(int64_t first, int64_t n) const {

@@ -12,22 +12,7 @@ DSINFER_DECLARE_PER_ISA(void, gemm_kernel, (const GemmInput&, const WeightView&,
 namespace {
 
 double weight_at(const WeightView& w, int64_t n, int64_t k) {
-  const int64_t r = w.kn ? k : n, c = w.kn ? n : k;  // the storage element
-  const int64_t i = r * w.ld + c;
-  switch (w.dtype) {
-    case DType::f32:
-      return static_cast<const float*>(w.data)[i];
-    case DType::bf16:
-      return bf16_to_f32(static_cast<const bf16*>(w.data)[i]);
-    case DType::f16:
-      return f16_to_f32(static_cast<const f16*>(w.data)[i]);
-    case DType::u4:
-    case DType::u8:
-    case DType::i8:
-      return double(w.int_code_at(r, c)) * w.qscale_at(r, c);
-    default:
-      return double(fp8_e4m3_to_f32(static_cast<const fp8_e4m3*>(w.data)[i])) * w.scale_at(r, c);
-  }
+  return w.kn ? w.value_at(k, n) : w.value_at(n, k);  // the storage element
 }
 double input_at(const GemmInput& x, int64_t m, int64_t k) {
   return x.dtype == DType::f32 ? static_cast<const float*>(x.data)[m * x.ld + k]

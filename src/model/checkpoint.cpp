@@ -120,11 +120,6 @@ class SchemaBinder final : public WeightBinder {
 std::string ct_name(const std::string& weight_name, const char* suffix) {
   return weight_name + suffix;
 }
-// The config group quantizing linear weight `name` ("....weight"), or nullptr.
-const CompressedGroup* quant_group(const ModelConfig& c, const std::string& name) {
-  if (!c.compressed) return nullptr;
-  return c.compressed->group_for(name.substr(0, name.size() - std::string_view(".weight").size()));
-}
 
 // Fetches views of tensors that check_checkpoint has already vetted.
 class LoadBinder final : public WeightBinder {
@@ -136,7 +131,7 @@ class LoadBinder final : public WeightBinder {
 
   void linear(const std::string& name, std::vector<int64_t> shape, LinearWeight& dst,
               bool optional) override {
-    const CompressedGroup* g = quant_group(config_, name);
+    const CompressedGroup* g = quantization_group(config_, name);
     if (g && !g->is_float) {
       if (optional && !ckpt_.has(ct_name(name, "_scale"))) return;
       const bool packed = g->format == "pack-quantized";
@@ -328,6 +323,13 @@ WeightView LinearWeight::view() const {
   return v;
 }
 
+const CompressedGroup* quantization_group(const ModelConfig& config,
+                                          const std::string& weight_name) {
+  if (!config.compressed) return nullptr;
+  return config.compressed->group_for(
+      weight_name.substr(0, weight_name.size() - std::string_view(".weight").size()));
+}
+
 bool released_fp8_keeps_bf16(const std::string& name) {
   const std::string_view n = name;
   return n == "lm_head.weight" || n.ends_with(".shared_head.head.weight") ||
@@ -383,7 +385,7 @@ CheckpointReport check_checkpoint(const ModelConfig& config,
   for (const ExpectedTensor& t : checkpoint_schema(config, report.mtp_modules)) {
     known.insert(t.name);
     const CompressedGroup* group =
-        t.kind == WeightKind::linear ? quant_group(config, t.name) : nullptr;
+        t.kind == WeightKind::linear ? quantization_group(config, t.name) : nullptr;
     if (group && !group->is_float) {
       if (t.optional && !checkpoint.has(ct_name(t.name, "_scale"))) continue;
       check_int_weight(checkpoint, t, *group, problems, known);

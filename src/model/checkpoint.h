@@ -40,6 +40,12 @@ std::vector<int64_t> scale_inv_shape(const std::vector<int64_t>& weight_shape);
 // converted checkpoints drop them).
 int stored_mtp_modules(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint);
 
+// The compressed-tensors config group that quantizes linear weight `weight_name`
+// ("model.layers.3.mlp.experts.7.up_proj.weight": its module is the name without ".weight"), or
+// nullptr (not a compressed-tensors checkpoint, or the module is ignored / not targeted).
+const CompressedGroup* quantization_group(const ModelConfig& config,
+                                          const std::string& weight_name);
+
 // Linear weights the released FP8 checkpoints keep in BF16: the output heads (lm_head, MTP's
 // shared_head.head), MTP's eh_proj and the indexer's weights_proj.
 bool released_fp8_keeps_bf16(const std::string& name);

@@ -73,31 +73,16 @@ constexpr const char* kAttentionPattern =
     "re:.*self_attn\\.(q_a_proj|q_b_proj|q_proj|kv_a_proj_with_mqa|kv_b_proj|o_proj|"
     "indexer\\.wq_b|indexer\\.wk)$";
 
+// A source linear weight as f32, FP8 block scales applied.
 std::vector<float> dequantize(const Tensor& w, const Tensor* scale_inv) {
-  const int64_t rows = w.size(0), cols = w.size(1);
-  std::vector<float> out(size_t(rows * cols));
-  parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
+  LinearWeight lw;
+  lw.w = w;
+  if (scale_inv) lw.scale_inv = *scale_inv;
+  const WeightView v = lw.view();
+  std::vector<float> out(size_t(v.rows * v.cols));
+  parallel_for(v.rows, 16, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r)
-      for (int64_t c = 0; c < cols; ++c) {
-        const int64_t i = r * cols + c;
-        float v;
-        switch (w.dtype()) {
-          case DType::f32:
-            v = w.data<float>()[i];
-            break;
-          case DType::bf16:
-            v = bf16_to_f32(w.data<bf16>()[i]);
-            break;
-          case DType::f16:
-            v = f16_to_f32(w.data<f16>()[i]);
-            break;
-          default:
-            v = fp8_e4m3_to_f32(w.data<fp8_e4m3>()[i]) *
-                scale_inv
-                    ->data<float>()[(r / kFp8BlockSize) * scale_inv->size(1) + c / kFp8BlockSize];
-        }
-        out[size_t(i)] = v;
-      }
+      for (int64_t c = 0; c < v.cols; ++c) out[size_t(r * v.cols + c)] = float(v.value_at(r, c));
   });
   return out;
 }
@@ -220,15 +205,10 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
   const json qc = compressed_tensors_config(o.scheme, group, targets, o.keep_fp8_attention);
   root["quantization_config"] = qc;
   const ModelConfig out_config = parse_config(root, config_path);  // what the loader will read
-  const CompressedTensors& ct = *out_config.compressed;
 
   std::set<std::string> linears;
   for (const ExpectedTensor& t : checkpoint_schema(config, stored_mtp_modules(config, ckpt)))
     if (t.kind == WeightKind::linear) linears.insert(t.name);
-  auto module_of = [](const std::string& weight) {
-    return weight.substr(0, weight.size() - std::string(".weight").size());
-  };
-
   // The plan: every source tensor's action and output bytes, in name order.
   struct Job {
     std::string name;
@@ -247,7 +227,7 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
         linears.count(name.substr(0, name.size() - std::string("_scale_inv").size()))) {
       j.action = Action::drop;  // travels with its weight
     } else if (linears.count(name)) {
-      const CompressedGroup* g = ct.group_for(module_of(name));
+      const CompressedGroup* g = quantization_group(out_config, name);
       const int64_t out = info.shape[0], in = info.shape[1];
       const int64_t per_scale = group > 0 ? group : in;
       if (g && !g->is_float) {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include "../model/model_test_util.h"
 #include "synthetic/gen_model.h"
 
 namespace dsinfer {
@@ -16,15 +17,13 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Dirs {
-  std::string root;
+  testing::TempDir tmp;
+  std::string root = tmp.path();
   Dirs() {
-    char tmpl[] = "/tmp/dsinfer-quantize-cli-XXXXXX";
-    root = mkdtemp(tmpl);
     GenModelOptions o;
     o.preset = GenPreset::tiny, o.output_dir = root + "/tiny", o.seed = 9;
     generate_model(o);
   }
-  ~Dirs() { fs::remove_all(root); }
 };
 
 int run(const Dirs& d, const std::string& cmd, std::string* out, std::string* err) {

@@ -5,16 +5,17 @@
 // every ISA the machine has. W8A8 / W4A8 quantize activations as well: those are compared with
 // loose bounds (the reference keeps f32 activations).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "../model/model_test_util.h"
 #include "../test_util.h"
 #include "model/model.h"
 #include "quant/quantize.h"
@@ -26,27 +27,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct QuantDirs {
-  std::string root;
-  QuantDirs() {
-    char tmpl[] = "/tmp/dsinfer-quantfwd-XXXXXX";
-    const char* d = mkdtemp(tmpl);
-    if (!d) throw std::runtime_error("mkdtemp failed");
-    root = d;
-  }
-  ~QuantDirs() { fs::remove_all(root); }
-};
-
 std::string quantized(GenDtype dtype, QuantScheme scheme, QuantTargets targets, int group) {
-  static QuantDirs dirs;
-  const std::string src = dirs.root + (dtype == GenDtype::fp8 ? "/fp8" : "/bf16");
+  static testing::TempDir dirs;
+  const std::string src = dirs.path() + (dtype == GenDtype::fp8 ? "/fp8" : "/bf16");
   if (!fs::exists(src)) {
     GenModelOptions o;
     o.preset = GenPreset::tiny, o.dtype = dtype, o.output_dir = src, o.seed = 11;
     generate_model(o);
   }
-  const std::string dst = dirs.root + "/" + std::to_string(int(dtype)) + quant_scheme_name(scheme) +
-                          quant_targets_name(targets) + std::to_string(group);
+  const std::string dst = dirs.path() + "/" + std::to_string(int(dtype)) +
+                          quant_scheme_name(scheme) + quant_targets_name(targets) +
+                          std::to_string(group);
   if (!fs::exists(dst)) {
     QuantizeOptions q;
     q.src = src, q.dst = dst, q.scheme = scheme, q.targets = targets, q.group = group;
@@ -61,6 +52,15 @@ std::vector<float> run_all(Model& model, const std::vector<int32_t>& tokens) {
   const ForwardOutput r = model.forward({e});
   model.free_sequence(seq);
   return std::vector<float>(r.logits.data<float>(), r.logits.data<float>() + r.logits.numel());
+}
+
+// The model in f32 with the plain (not FP8) indexer, as the reference computes.
+std::unique_ptr<Model> load_f32(const std::string& dir, int64_t cache_tokens) {
+  ModelOptions o;
+  o.precision = Precision::f32;
+  o.indexer_fp8 = false;
+  o.kv_cache_tokens = cache_tokens;
+  return Model::load(dir, o);
 }
 
 struct Case {
@@ -79,11 +79,7 @@ TEST(QuantizedForward, WeightOnlyMatchesTheReferenceOnEveryIsa) {
     const std::string dir = quantized(c.dtype, c.scheme, c.targets, c.group);
     SCOPED_TRACE(dir);
     testing::for_each_isa([&](Isa) {
-      ModelOptions o;
-      o.precision = Precision::f32;
-      o.indexer_fp8 = false;
-      o.kv_cache_tokens = 1024;
-      auto model = Model::load(dir, o);
+      auto model = load_f32(dir, 1024);
       const ModelConfig& cfg = model->config();
       std::mt19937 rng(3);
       std::vector<int32_t> tokens(size_t(2 * cfg.index_topk + 9));
@@ -101,11 +97,7 @@ TEST(QuantizedForward, WeightOnlyMatchesTheReferenceOnEveryIsa) {
 TEST(QuantizedForward, Int8ActivationsStayClose) {
   for (QuantScheme s : {QuantScheme::w8a8, QuantScheme::w4a8}) {
     const std::string dir = quantized(GenDtype::bf16, s, QuantTargets::all_linear, 32);
-    ModelOptions o;
-    o.precision = Precision::f32;
-    o.indexer_fp8 = false;
-    o.kv_cache_tokens = 256;
-    auto model = Model::load(dir, o);
+    auto model = load_f32(dir, 256);
     const ModelConfig& cfg = model->config();
     const std::vector<int32_t> tokens = {5, 9, 2, 77, 31, 4, 8};
     const auto got = run_all(*model, tokens);
