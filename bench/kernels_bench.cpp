@@ -53,7 +53,7 @@ struct DecodeState {
     for (auto& x : q8) x = uint8_t(next(s) >> 24) & 0x77;
     w.assign(size_t(kHI), 0.01f);
     o.resize(size_t(kH) * kC), lse.resize(size_t(kH)), idx.resize(size_t(kK));
-    view = MlaCacheView{DType::bf16, c.data(), pe.data(), kC, kR, N, nullptr};
+    view = MlaCacheView{DType::bf16, DType::bf16, c.data(), pe.data(), kC, kR, N, nullptr};
   }
   MlaAttnArgs attn_args() {
     MlaAttnArgs a;

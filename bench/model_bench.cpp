@@ -3,6 +3,8 @@
 // with a per-operator breakdown and the weight-streaming roofline.
 #include <sys/stat.h>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -77,6 +79,13 @@ std::vector<int64_t> decode_only_depths(const Options& opts) {
   return depths;
 }
 
+// --kv-cache-dtype NAME (auto when absent).
+KvCacheDtype kv_cache_dtype_arg(const Options& opts) {
+  for (size_t i = 0; i + 1 < opts.args.size(); ++i)
+    if (opts.args[i] == "--kv-cache-dtype") return kv_cache_dtype_from_name(opts.args[i + 1]);
+  return KvCacheDtype::automatic;
+}
+
 // Median decode ms per (mode name, depth), for the DSA vs dense summary.
 using DecodeTimes = std::map<std::pair<std::string, int64_t>, double>;
 
@@ -87,6 +96,7 @@ void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, in
   ModelOptions mo;
   mo.attention = mode;
   mo.attention_form = form;
+  mo.kv_cache_dtype = kv_cache_dtype_arg(opts);
   std::unique_ptr<Model> model = Model::load(dir, mo);
   const ModelConfig& c = model->config();
   const char* mode_name = mode == AttentionMode::sparse ? "dsa" : "dense";
@@ -150,7 +160,14 @@ void run_mode(const std::string& dir, AttentionMode mode, AttentionForm form, in
     Result r;
     r.name = "model_decode";
     r.params = {{"depth", depth}, {"attention", mode_name}};
+    if (mo.kv_cache_dtype != KvCacheDtype::automatic)
+      r.params["kv_cache"] = std::string(dtype_name(model->cache().layout().latent_dtype));
     r.median_ms = ms[ms.size() / 2];
+    // Memory: the cache's bytes per token (all layers) and this process's peak resident set.
+    r.extra["kv_bytes_per_token"] = double(model->cache().bytes_per_token());
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    r.extra["peak_rss_gib"] = double(ru.ru_maxrss) / double(1 << 20);
     if (decode_times) (*decode_times)[{mode_name, depth}] = r.median_ms;
     r.gbs = wbytes / r.median_ms / 1e6;
     r.peak = PeakKind::read;

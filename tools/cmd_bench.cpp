@@ -39,6 +39,13 @@ CommandRegistrar bench_cmd(
        app.add_flag(
            "--speculative", [opts](int64_t) { opts->args.push_back("--speculative"); },
            "For `bench model`: MTP verification cost against decode (docs/speculative.md)");
+       app.add_option_function<std::string>(
+              "--kv-cache-dtype",
+              [opts](const std::string& v) {
+                opts->args.insert(opts->args.end(), {"--kv-cache-dtype", v});
+              },
+              "For `bench model`: the latent cache's storage (auto, bf16, fp8, int8)")
+           ->check(CLI::IsMember({"auto", "bf16", "fp8", "int8"}));
        app.add_option("--url", opts->url,
                       "For `bench serve`: the server (default http://127.0.0.1:8080)");
        app.add_option_function<double>(

@@ -57,7 +57,8 @@ CommandRegistrar eval_cmd(
     {"eval", "Run tokens through a model and write every position's logits", [](CLI::App& app) {
        struct Args {
          std::string model, tokens, logits_out, precision = "bf16", indexer_quant = "fp8",
-                                                attention = "sparse", form = "auto";
+                                                attention = "sparse", form = "auto",
+                                                kv_cache_dtype = "auto";
          int64_t chunk = 0;
          int threads = 0;
          bool verbose = false, fp8_activations = false;
@@ -75,6 +76,11 @@ CommandRegistrar eval_cmd(
            ->check(CLI::IsMember({"bf16", "f32"}));
        app.add_option("--indexer-quant", a->indexer_quant, "fp8 or none")
            ->check(CLI::IsMember({"fp8", "none"}));
+       app.add_option("--kv-cache-dtype", a->kv_cache_dtype,
+                      "KV cache latent storage: auto (as --precision computes), bf16, or 8-bit "
+                      "codes with a scale per 128 values, fp8 or int8 (656 instead of 1,152 bytes "
+                      "per token and layer)")
+           ->check(CLI::IsMember({"auto", "bf16", "fp8", "int8"}));
        app.add_option("--attention", a->attention, "sparse (DSA) or dense")
            ->check(CLI::IsMember({"sparse", "dense"}));
        app.add_option("--attention-form", a->form,
@@ -96,6 +102,7 @@ CommandRegistrar eval_cmd(
          opt.attention = a->attention == "dense" ? AttentionMode::dense : AttentionMode::sparse;
          opt.attention_form = attention_form_from_name(a->form);
          opt.fp8_activations = a->fp8_activations;
+         opt.kv_cache_dtype = kv_cache_dtype_from_name(a->kv_cache_dtype);
          opt.dist = a->dist;
          if (serve_as_worker(a->model, opt)) return 0;
          const auto t0 = std::chrono::steady_clock::now();

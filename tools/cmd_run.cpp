@@ -34,6 +34,7 @@ void on_sigint(int) {
 
 struct RunArgs {
   std::string model, prompt, file, format, precision = "bf16", attention = "sparse", form = "auto";
+  std::string kv_cache_dtype = "auto";
   bool chat = false, raw = false, think = false, quiet = false, fp8_activations = false;
   int64_t max_tokens = 256, ctx = 0, prefill_chunk = 2048, kv_cache_tokens = 0;
   SpeculativeOptions speculative;
@@ -99,6 +100,7 @@ ModelOptions model_options(const RunArgs& a) {
   mo.attention_form = attention_form_from_name(a.form);
   mo.kv_cache_tokens = a.kv_cache_tokens;
   mo.fp8_activations = a.fp8_activations;
+  mo.kv_cache_dtype = kv_cache_dtype_from_name(a.kv_cache_dtype);
   mo.dist = a.dist;
   return mo;
 }
@@ -288,6 +290,11 @@ CommandRegistrar run_cmd(
                     "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_option("--kv-cache-tokens", a->kv_cache_tokens,
                       "KV cache budget in tokens (default: half the free memory)");
+       app.add_option("--kv-cache-dtype", a->kv_cache_dtype,
+                      "KV cache latent storage: auto (as --precision computes), bf16, or 8-bit "
+                      "codes with a scale per 128 values, fp8 or int8 (656 instead of 1,152 bytes "
+                      "per token and layer)")
+           ->check(CLI::IsMember({"auto", "bf16", "fp8", "int8"}));
        app.add_flag("-q,--quiet", a->quiet, "No progress or timing lines on stderr");
        add_dist_options(app, a->dist);
        return std::function<int()>([a] {

@@ -23,6 +23,7 @@ namespace {
 struct ServeArgs {
   server::ServerOptions o;
   std::string api_key_file, precision = "bf16", attention = "sparse", form = "auto";
+  std::string kv_cache_dtype = "auto";
   int threads = 0;
   double kv_cache_gb = 0;
   bool no_prefix_cache = false, fp8_activations = false;
@@ -49,6 +50,7 @@ void model_options(ServeArgs& a) {
     throw std::runtime_error("give --kv-cache-tokens or --kv-cache-gb, not both");
   o.model.kv_cache_gib = a.kv_cache_gb;
   o.model.fp8_activations = a.fp8_activations;
+  o.model.kv_cache_dtype = kv_cache_dtype_from_name(a.kv_cache_dtype);
   o.model.dist = a.dist;
 }
 
@@ -134,6 +136,11 @@ CommandRegistrar serve_cmd(
        app.add_option("--kv-cache-tokens", o.model.kv_cache_tokens,
                       "KV cache budget in tokens (default: half the free memory)");
        app.add_option("--kv-cache-gb", a->kv_cache_gb, "KV cache budget in GiB");
+       app.add_option("--kv-cache-dtype", a->kv_cache_dtype,
+                      "KV cache latent storage: auto (as --precision computes), bf16, or 8-bit "
+                      "codes with a scale per 128 values, fp8 or int8 (656 instead of 1,152 bytes "
+                      "per token and layer)")
+           ->check(CLI::IsMember({"auto", "bf16", "fp8", "int8"}));
        app.add_flag("--no-prefix-cache", a->no_prefix_cache, "Do not reuse cached prompt prefixes");
        app.add_option("-c,--ctx", o.engine.context_limit, "Context limit (default: the model's)");
        app.add_option("--max-queue", o.engine.max_queue,

@@ -25,8 +25,13 @@ void check_args(const MlaAttnArgs& a, const char* who) {
     if (a.cache_of_query && a.cache_of_query[t] < 0) fail("negative cache index");
     if (t > 0 && a.cache_of_query == nullptr) break;
     const MlaCacheView& c = cache_of(a, t);
-    if (c.dtype != DType::f32 && c.dtype != DType::bf16) fail("cache dtype is not f32 or bf16");
-    if (c.n_tokens < 0 || c.ld_c < a.latent_dim || c.ld_pe < a.rope_dim) fail("bad cache view");
+    if (c.c_dtype != DType::f32 && c.c_dtype != DType::bf16 && !latent_is_coded(c.c_dtype))
+      fail("latent cache dtype is not f32, bf16, fp8_e4m3 or i8");
+    if (c.pe_dtype != DType::f32 && c.pe_dtype != DType::bf16)
+      fail("rope cache dtype is not f32 or bf16");
+    const int64_t min_ld_c =
+        latent_is_coded(c.c_dtype) ? latent_row_bytes(c.c_dtype, a.latent_dim) : a.latent_dim;
+    if (c.n_tokens < 0 || c.ld_c < min_ld_c || c.ld_pe < a.rope_dim) fail("bad cache view");
     if (c.n_tokens > 0 && (!c.c || (a.rope_dim > 0 && !c.k_pe))) fail("null cache pointer");
   }
 }

@@ -1,7 +1,8 @@
 // Absorbed MLA flash attention (sparse top-k and dense causal), compiled once per ISA.
 //
 // Work unit = (query t, key split s, head-group range). For each block of kBK keys the unit
-// gathers the key rows [c | k_pe] once, converted to f32 (kf), and reuses them for every head
+// gathers the key rows [c | k_pe] once, converted to f32 (kf; 8-bit latent codes times their
+// block scales), and reuses them for every head
 // group of the unit (heads form the M dimension; V is the first C columns of the same rows):
 //   S^T[key, heads] = kf[key, :] . Qp[:, heads]      keys broadcast, heads in vector lanes
 //   online softmax per head, vectorized across the heads (no horizontal reductions)
@@ -17,6 +18,7 @@
 // threads run it; and a dense query equals a sparse one whose index list is 0 .. n-1.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -75,7 +77,7 @@ int64_t key_count(const Plan& p, int64_t t) {
   return std::max<int64_t>(0, std::min<int64_t>(int64_t(p.positions[t]) + 1, n));
 }
 
-// dst[0, n) = src[0, n) as f32.
+// dst[0, n) = src[0, n) as f32 (f32 or bf16 values).
 inline void row_to_f32(float* dst, const void* src, DType dt, int n) {
   int j = 0;
   if (dt == DType::f32) {
@@ -89,18 +91,46 @@ inline void row_to_f32(float* dst, const void* src, DType dt, int n) {
   }
 }
 
+// An 8-bit latent row (n codes, then one f32 scale per kLatentScaleBlock) as f32: code * scale,
+// exactly as decode_latent_row computes it.
+template <typename Load, typename LoadN>
+inline void coded_row_to_f32(float* dst, const uint8_t* codes, int n, Load ld, LoadN ld_n) {
+  for (int b0 = 0; b0 < n; b0 += int(kLatentScaleBlock)) {
+    float sc;
+    std::memcpy(&sc, codes + n + 4 * (b0 / kLatentScaleBlock), 4);
+    const VF scale = set1(sc);
+    const int b1 = std::min(n, b0 + int(kLatentScaleBlock));
+    int j = b0;
+    for (; j + kLanes <= b1; j += kLanes) store(dst + j, mul(ld(codes + j), scale));
+    if (j < b1) store_n(dst + j, mul(ld_n(codes + j, b1 - j), scale), b1 - j);
+  }
+}
+
+inline void latent_to_f32(float* dst, const void* src, DType dt, int n) {
+  const uint8_t* codes = static_cast<const uint8_t*>(src);
+  if (dt == DType::fp8_e4m3)
+    coded_row_to_f32(
+        dst, codes, n, [](const uint8_t* p) { return load_fp8(p); },
+        [](const uint8_t* p, int m) { return load_fp8_n(p, m); });
+  else if (dt == DType::i8)
+    coded_row_to_f32(
+        dst, codes, n, [](const uint8_t* p) { return load_i8(reinterpret_cast<const int8_t*>(p)); },
+        [](const uint8_t* p, int m) { return load_i8_n(reinterpret_cast<const int8_t*>(p), m); });
+  else
+    row_to_f32(dst, src, dt, n);
+}
+
 inline const void* cache_row(const void* base, DType dt, int64_t row, int64_t ld) {
   return static_cast<const char*>(base) + row * ld * int64_t(dtype_size(dt));
 }
 
 inline void prefetch_row(const MlaCacheView& cv, int64_t s, int C, int R) {
   const int64_t row = cv.row(s);
-  const size_t es = dtype_size(cv.dtype);
-  const char* pc = static_cast<const char*>(cache_row(cv.c, cv.dtype, row, cv.ld_c));
-  for (size_t b = 0; b < C * es; b += 64) prefetch(pc + b);
+  const char* pc = static_cast<const char*>(cache_row(cv.c, cv.c_dtype, row, cv.ld_c));
+  for (int64_t b = 0; b < latent_row_bytes(cv.c_dtype, C); b += 64) prefetch(pc + b);
   if (R > 0) {
-    const char* pp = static_cast<const char*>(cache_row(cv.k_pe, cv.dtype, row, cv.ld_pe));
-    for (size_t b = 0; b < R * es; b += 64) prefetch(pp + b);
+    const char* pp = static_cast<const char*>(cache_row(cv.k_pe, cv.pe_dtype, row, cv.ld_pe));
+    for (size_t b = 0; b < R * dtype_size(cv.pe_dtype); b += 64) prefetch(pp + b);
   }
 }
 
@@ -208,8 +238,9 @@ void run_split(const Plan& p, Workspace& w, int64_t t, int s, int S, int g0, int
     for (int i = 0; i < nb; ++i) {
       const int64_t row = cv.row(key_at(kb + i));
       float* dst = w.kf.data() + int64_t(i) * DQ;
-      row_to_f32(dst, cache_row(cv.c, cv.dtype, row, cv.ld_c), cv.dtype, C);
-      if (R > 0) row_to_f32(dst + C, cache_row(cv.k_pe, cv.dtype, row, cv.ld_pe), cv.dtype, R);
+      latent_to_f32(dst, cache_row(cv.c, cv.c_dtype, row, cv.ld_c), cv.c_dtype, C);
+      if (R > 0)
+        row_to_f32(dst + C, cache_row(cv.k_pe, cv.pe_dtype, row, cv.ld_pe), cv.pe_dtype, R);
     }
     for (int64_t j = kb + kBK; j < kb + 2 * kBK && j < kend; ++j) prefetch_row(cv, key_at(j), C, R);
     for (int g = g0; g < g1; ++g) block_step(p, w, g, nb);

@@ -50,14 +50,19 @@ KvCache::KvCache(const CacheLayout& layout, int64_t capacity_tokens, int groups)
     : layout_(layout),
       pool_(blocks_for(capacity_tokens) * groups, groups),
       pools_(size_t(layout.n_layers)) {
-  if (layout.mla_dtype != DType::f32 && layout.mla_dtype != DType::bf16)
-    throw std::invalid_argument("kv cache: MLA cache dtype must be f32 or bf16");
+  if (layout.latent_dtype != DType::f32 && layout.latent_dtype != DType::bf16 &&
+      !latent_is_coded(layout.latent_dtype))
+    throw std::invalid_argument("kv cache: the latent cache dtype must be f32, bf16, fp8 or int8");
+  if (layout.rope_dtype != DType::f32 && layout.rope_dtype != DType::bf16)
+    throw std::invalid_argument("kv cache: the rope cache dtype must be f32 or bf16");
   // Storage for one group: this process holds the rows of group 0's blocks (a worker of another
   // group mirrors its tables to these rows, see mirror()).
   const int64_t cap = pool_.group_capacity(), rows = cap * kKvBlockTokens;
   for (LayerPools& p : pools_) {
-    p.c = Tensor::lazy(layout_.mla_dtype, {rows, layout_.latent});
-    p.k_pe = Tensor::lazy(layout_.mla_dtype, {rows, layout_.rope});
+    p.c = latent_is_coded(layout_.latent_dtype)
+              ? Tensor::lazy(DType::u8, {rows, layout_.latent_bytes()})
+              : Tensor::lazy(layout_.latent_dtype, {rows, layout_.latent});
+    p.k_pe = Tensor::lazy(layout_.rope_dtype, {rows, layout_.rope});
     if (layout_.has_indexer)
       p.index = layout_.indexer_fp8 ? Tensor::lazy(DType::u8, {cap, kIndexerPageBytes})
                                     : Tensor::lazy(DType::f32, {rows, kIndexerDim});
@@ -204,8 +209,7 @@ int64_t KvCache::row(int seq, int64_t pos) const {
 }
 
 void* KvCache::c_row(int layer, int seq, int64_t pos) {
-  Tensor& t = pools_[size_t(layer)].c;
-  return static_cast<char*>(t.raw()) + row(seq, pos) * layout_.latent * dtype_size(t.dtype());
+  return static_cast<char*>(pools_[size_t(layer)].c.raw()) + row(seq, pos) * layout_.latent_bytes();
 }
 void* KvCache::k_pe_row(int layer, int seq, int64_t pos) {
   Tensor& t = pools_[size_t(layer)].k_pe;
@@ -224,10 +228,11 @@ MlaCacheView KvCache::mla_view(int layer, int seq, int64_t n_tokens) const {
   const LayerPools& p = pools_[size_t(layer)];
   const Sequence& s = seq_at(seq);
   MlaCacheView v;
-  v.dtype = layout_.mla_dtype;
+  v.c_dtype = layout_.latent_dtype;
+  v.pe_dtype = layout_.rope_dtype;
   v.c = p.c.raw();
   v.k_pe = p.k_pe.raw();
-  v.ld_c = layout_.latent;
+  v.ld_c = latent_is_coded(layout_.latent_dtype) ? layout_.latent_bytes() : layout_.latent;
   v.ld_pe = layout_.rope;
   v.n_tokens = n_tokens < 0 ? s.length : n_tokens;
   v.block_table = s.blocks.data();
@@ -245,7 +250,7 @@ IndexerKeys KvCache::indexer_keys_fp8(int layer, int seq, int64_t n_tokens) cons
 }
 
 size_t KvCache::bytes_per_token() const {
-  size_t per = size_t(layout_.latent + layout_.rope) * dtype_size(layout_.mla_dtype);
+  size_t per = size_t(layout_.latent_bytes() + layout_.rope_bytes());
   if (layout_.has_indexer) per += layout_.indexer_fp8 ? kIndexerTokenBytes : kIndexerDim * 4;
   return per * size_t(layout_.n_layers);
 }

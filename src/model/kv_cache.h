@@ -1,7 +1,8 @@
-// Paged caches for many sequences (spec §6): per layer, the MLA latent c and rotated k_pe rows
-// (f32 or bf16) and the indexer's key cache (128 FP8 codes + f32 scale = 132 bytes per token, or
-// f32 keys when the indexer runs unquantized). The layers are the decoder layers, then the MTP
-// module's, so a block holds every cache the model keeps for its 64 positions.
+// Paged caches for many sequences (spec §6): per layer, the MLA latent c (f32, bf16, or 8-bit codes
+// with block scales) and rotated k_pe rows (f32 or bf16), and the indexer's key cache (128 FP8
+// codes + f32 scale = 132 bytes per token, or f32 keys when the indexer runs unquantized). The
+// layers are the decoder layers, then the MTP module's, so a block holds every cache the model
+// keeps for its 64 positions.
 //
 // The memory is a fixed budget of blocks, reserved once (address space only: the OS commits a
 // page when it is first written, so an unused budget costs nothing) and handed out by a
@@ -22,10 +23,13 @@
 namespace dsinfer {
 
 struct CacheLayout {
-  int n_layers = 0;               // decoder layers + MTP modules
-  int64_t latent = 512;           // kv_lora_rank
-  int64_t rope = 64;              // qk_rope_head_dim
-  DType mla_dtype = DType::bf16;  // f32 or bf16
+  int n_layers = 0;                  // decoder layers + MTP modules
+  int64_t latent = 512;              // kv_lora_rank
+  int64_t rope = 64;                 // qk_rope_head_dim
+  DType latent_dtype = DType::bf16;  // f32, bf16, or 8-bit codes: fp8_e4m3 / i8 (kv_cache_view.h)
+  DType rope_dtype = DType::bf16;    // f32 or bf16
+  int64_t latent_bytes() const { return latent_row_bytes(latent_dtype, latent); }
+  int64_t rope_bytes() const { return rope * int64_t(dtype_size(rope_dtype)); }
   bool has_indexer = true;
   bool indexer_fp8 = true;  // false: f32 keys [128]
 };
@@ -107,7 +111,7 @@ class KvCache {
     int group = 0;
   };
   struct LayerPools {
-    Tensor c, k_pe;  // [capacity * 64, latent] / [capacity * 64, rope]
+    Tensor c, k_pe;  // [capacity * 64, latent (8-bit codes: latent_bytes)] / [.., rope]
     Tensor index;    // fp8: [capacity, 64 * 132] bytes; f32: [capacity * 64, 128]
   };
   Sequence& seq_at(int seq);

@@ -133,12 +133,28 @@ struct Model::Batch {
 namespace {
 
 CacheLayout cache_layout(const ModelConfig& c, const ModelOptions& o, bool has_mtp) {
-  return CacheLayout{c.num_hidden_layers + (has_mtp ? 1 : 0),
-                     c.kv_lora_rank,
-                     c.qk_rope_head_dim,
-                     o.precision == Precision::f32 ? DType::f32 : DType::bf16,
-                     c.has_indexer,
-                     o.indexer_fp8};
+  CacheLayout l;
+  l.n_layers = c.num_hidden_layers + (has_mtp ? 1 : 0);
+  l.latent = c.kv_lora_rank;
+  l.rope = c.qk_rope_head_dim;
+  const DType compute = o.precision == Precision::f32 ? DType::f32 : DType::bf16;
+  switch (o.kv_cache_dtype) {
+    case KvCacheDtype::automatic:
+      l.latent_dtype = l.rope_dtype = compute;
+      break;
+    case KvCacheDtype::bf16:
+      l.latent_dtype = l.rope_dtype = DType::bf16;
+      break;
+    case KvCacheDtype::fp8:
+      l.latent_dtype = DType::fp8_e4m3, l.rope_dtype = DType::bf16;
+      break;
+    case KvCacheDtype::int8:
+      l.latent_dtype = DType::i8, l.rope_dtype = DType::bf16;
+      break;
+  }
+  l.has_indexer = c.has_indexer;
+  l.indexer_fp8 = o.indexer_fp8;
+  return l;
 }
 
 int64_t cache_budget(const ModelConfig& c, const ModelOptions& o, const CheckpointWeights& w) {
@@ -234,6 +250,7 @@ struct RankFingerprint {
   int32_t isa = 0, bf16_dot = 0;
   uint64_t config = 0, tensors = 0;
   int32_t precision = 0, indexer_fp8 = 0, attention = 0, form = 0, fp8_activations = 0;
+  int32_t kv_cache_dtype = 0;
   int32_t ep = 0, cp = 0, dp = 0;
   int64_t mha_segment = 0, kv_cache_tokens = 0;
   double kv_cache_gib = 0;
@@ -262,6 +279,7 @@ RankFingerprint fingerprint(const std::string& dir, const SafetensorsCheckpoint&
   f.attention = int32_t(o.attention);
   f.form = int32_t(o.attention_form);
   f.fp8_activations = o.fp8_activations;
+  f.kv_cache_dtype = int32_t(o.kv_cache_dtype);
   f.ep = o.dist.ep, f.cp = o.dist.cp, f.dp = o.dist.dp;
   f.mha_segment = o.mha_segment;
   f.kv_cache_tokens = o.kv_cache_tokens;
@@ -295,6 +313,7 @@ void check_ranks_agree(dist::Communicator& world, const RankFingerprint& mine,
     if (a.attention != z.attention) diff.push_back("--attention");
     if (a.form != z.form) diff.push_back("--attention-form");
     if (a.fp8_activations != z.fp8_activations) diff.push_back("--fp8-activations");
+    if (a.kv_cache_dtype != z.kv_cache_dtype) diff.push_back("--kv-cache-dtype");
     if (a.ep != z.ep || a.cp != z.cp || a.dp != z.dp) diff.push_back("--ep/--cp/--dp");
     if (a.mha_segment != z.mha_segment) diff.push_back("the MHA segment");
     if (a.kv_cache_tokens != z.kv_cache_tokens || a.kv_cache_gib != z.kv_cache_gib)
@@ -374,18 +393,18 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
 void Model::write_cache_rows(KvCache& cache, int cl, const std::vector<int32_t>& seqs,
                              const std::vector<int32_t>& positions, const uint8_t* rows,
                              size_t row_bytes) const {
-  const int64_t C = config_.kv_lora_rank, R = config_.qk_rope_head_dim;
-  const size_t es = cache.layout().mla_dtype == DType::f32 ? 4 : 2;
-  const bool index = row_bytes > size_t(C + R) * es;
+  const size_t lat = size_t(cache.layout().latent_bytes()),
+               pe = size_t(cache.layout().rope_bytes());
+  const bool index = row_bytes > lat + pe;
   parallel_for(int64_t(seqs.size()), 64, [&](int64_t i0, int64_t i1, int) {
     for (int64_t i = i0; i < i1; ++i) {
       const uint8_t* src = rows + size_t(i) * row_bytes;
       const int seq = seqs[size_t(i)];
       const int64_t pos = positions[size_t(i)];
-      std::memcpy(cache.c_row(cl, seq, pos), src, size_t(C) * es);
-      std::memcpy(cache.k_pe_row(cl, seq, pos), src + size_t(C) * es, size_t(R) * es);
+      std::memcpy(cache.c_row(cl, seq, pos), src, lat);
+      std::memcpy(cache.k_pe_row(cl, seq, pos), src + lat, pe);
       if (!index) continue;
-      src += size_t(C + R) * es;
+      src += lat + pe;
       if (options_.indexer_fp8)
         std::memcpy(cache.indexer_token(cl, seq, pos), src, kIndexerDim + 4);
       else
@@ -453,6 +472,14 @@ void Model::embed(const Tensor& table, const std::vector<int32_t>& tokens, float
       }
     }
   }
+}
+
+KvCacheDtype kv_cache_dtype_from_name(const std::string& name) {
+  if (name == "auto") return KvCacheDtype::automatic;
+  if (name == "bf16") return KvCacheDtype::bf16;
+  if (name == "fp8") return KvCacheDtype::fp8;
+  if (name == "int8") return KvCacheDtype::int8;
+  throw std::invalid_argument("kv cache dtype '" + name + "': expected auto, bf16, fp8 or int8");
 }
 
 AttentionForm attention_form_from_name(const std::string& name) {
@@ -591,24 +618,23 @@ void Model::indexer_rope(float* v, int64_t T, int64_t heads, const int32_t* posi
 // flight while the queries are projected.
 std::unique_ptr<dist::PendingExchange> Model::store_cache_rows(KvCache& cache, int cl, Batch& b,
                                                                bool has_indexer) {
-  const int64_t T = b.T, A = config_.kv_lora_rank + config_.qk_rope_head_dim;
+  const int64_t T = b.T, C = config_.kv_lora_rank, A = C + config_.qk_rope_head_dim;
   ScopedTime st{&times_.cache};
   AttentionScratch& s = b.attn;
-  const size_t es = cache.layout().mla_dtype == DType::f32 ? 4 : 2;
+  const CacheLayout& layout = cache.layout();
+  const size_t lat = size_t(layout.latent_bytes()), pe = size_t(layout.rope_bytes());
   const size_t index_bytes =
       has_indexer ? (options_.indexer_fp8 ? kIndexerDim + 4 : kIndexerDim * 4) : 0;
-  const size_t row_bytes = size_t(A) * es + index_bytes;
+  const size_t row_bytes = lat + pe + index_bytes;
   s.row_bytes = row_bytes;
   s.rows.resize(size_t(T) * row_bytes);
   parallel_for(T, 64, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
       uint8_t* dst = s.rows.data() + size_t(t) * row_bytes;
       const float* src = s.kv.data() + t * A;
-      if (es == 4)
-        std::memcpy(dst, src, size_t(A) * 4);
-      else
-        for (int64_t i = 0; i < A; ++i) reinterpret_cast<bf16*>(dst)[i] = f32_to_bf16(src[i]);
-      dst += size_t(A) * es;
+      encode_latent_row(layout.latent_dtype, src, C, dst);
+      encode_latent_row(layout.rope_dtype, src + C, A - C, dst + lat);
+      dst += lat + pe;
       if (!has_indexer) continue;
       if (options_.indexer_fp8) {
         std::memcpy(dst, &s.k8[size_t(t * kIndexerDim)], kIndexerDim);
@@ -857,17 +883,9 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
     std::vector<float> lat(static_cast<size_t>(L * C)), pe(static_cast<size_t>(L * rope));
     parallel_for(L, 256, [&](int64_t s0, int64_t s1, int) {
       for (int64_t s = s0; s < s1; ++s) {
-        const void* cr = cache.c_row(cl, seq, s);
-        const void* pr = cache.k_pe_row(cl, seq, s);
-        if (cache.layout().mla_dtype == DType::f32) {
-          std::memcpy(&lat[s * C], cr, size_t(C) * 4);
-          std::memcpy(&pe[s * rope], pr, size_t(rope) * 4);
-        } else {
-          for (int64_t i = 0; i < C; ++i)
-            lat[s * C + i] = bf16_to_f32(static_cast<const bf16*>(cr)[i]);
-          for (int64_t i = 0; i < rope; ++i)
-            pe[s * rope + i] = bf16_to_f32(static_cast<const bf16*>(pr)[i]);
-        }
+        decode_latent_row(cache.layout().latent_dtype, cache.c_row(cl, seq, s), C, &lat[s * C]);
+        decode_latent_row(cache.layout().rope_dtype, cache.k_pe_row(cl, seq, s), rope,
+                          &pe[s * rope]);
       }
     });
     // DSA: the queries' top-k lists as a bit mask over the context (early positions list every
@@ -1581,15 +1599,8 @@ void Model::fill_step(int seq, int64_t depth, uint32_t seed) {
   for (int l = 0; l < cache_.layout().n_layers; ++l)
     for (int64_t s = l < c.num_hidden_layers ? from : mtp_from; s < depth; ++s) {
       for (auto& v : row) v = nd(rng);
-      void* cr = cache_.c_row(l, seq, s);
-      void* pr = cache_.k_pe_row(l, seq, s);
-      if (cache_.layout().mla_dtype == DType::f32) {
-        std::memcpy(cr, row.data(), size_t(C) * 4);
-        std::memcpy(pr, row.data(), size_t(R) * 4);
-      } else {
-        for (int64_t i = 0; i < C; ++i) static_cast<bf16*>(cr)[i] = f32_to_bf16(row[i]);
-        for (int64_t i = 0; i < R; ++i) static_cast<bf16*>(pr)[i] = f32_to_bf16(row[i]);
-      }
+      encode_latent_row(cache_.layout().latent_dtype, row.data(), C, cache_.c_row(l, seq, s));
+      encode_latent_row(cache_.layout().rope_dtype, row.data(), R, cache_.k_pe_row(l, seq, s));
       if (c.has_indexer) {
         if (options_.indexer_fp8) {
           uint8_t* t = cache_.indexer_token(l, seq, s);

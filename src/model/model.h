@@ -41,6 +41,14 @@ enum class AttentionForm { automatic, absorbed, mha };
 // "auto", "absorbed" or "mha" (anything else: std::invalid_argument naming the value).
 AttentionForm attention_form_from_name(const std::string& name);
 
+// How the MLA latent cache stores its rows (kernels/kv_cache_view.h): `automatic` as the
+// precision computes (f32 or bf16); bf16; or 8-bit codes with one f32 scale per 128 values, FP8
+// e4m3 or INT8 ("C8": 656 bytes per token and layer for V3.2 instead of 1,152), k_pe then in
+// bf16. The indexer's key cache is FP8 as the model defines it, whatever this says.
+enum class KvCacheDtype { automatic, bf16, fp8, int8 };
+// "auto", "bf16", "fp8" or "int8" (anything else: std::invalid_argument naming the value).
+KvCacheDtype kv_cache_dtype_from_name(const std::string& name);
+
 // The automatic form's MHA region for a config (see Model::uses_mha): prompt positions below
 // `limit` (a multiple of `segment`) may use MHA; segment i does when the prompt has at least
 // min_tokens[i] tokens in it. sparse: DSA in use (the absorbed form then reads index_topk keys).
@@ -60,6 +68,7 @@ struct ModelOptions {
   // ue8m0 scales) as the release's inference code does, instead of keeping them bf16 / f32
   // (weight-only FP8, the default; see docs/checkpoints.md for what it changes).
   bool fp8_activations = false;
+  KvCacheDtype kv_cache_dtype = KvCacheDtype::automatic;
   int64_t kv_cache_tokens = 0;  // the cache budget; 0: kv_cache_bytes, else the default
   double kv_cache_gib = 0;      // the budget in GiB when kv_cache_tokens is 0 (0: the default,
                                 // half the free memory: default_kv_cache_tokens())

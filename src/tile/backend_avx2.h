@@ -183,6 +183,16 @@ inline VF load_fp8_n(const uint8_t* p, int n) {
   for (int i = 0; i < n; ++i) tmp[i] = p[i];
   return load_fp8(tmp);
 }
+// kLanes int8 codes as f32 (exact).
+inline VF load_i8(const int8_t* p) {
+  return {_mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))))};
+}
+inline VF load_i8_n(const int8_t* p, int n) {
+  alignas(16) int8_t tmp[16] = {};
+  for (int i = 0; i < n; ++i) tmp[i] = p[i];
+  return load_i8(tmp);
+}
 // Fast fp8 -> f32 for streamed weights: kLanes codes, each as 2^-120 times its value (the caller
 // folds 2^120 into what it multiplies by). The code's exponent and mantissa bits land in f32's
 // (sign-extend, shift left 20, keep sign + 7 bits): exact for every code including subnormals,

@@ -151,6 +151,14 @@ inline VF load_fp8(const uint8_t* p) {
 inline VF load_fp8_n(const uint8_t* p, int n) {
   return fp8_bits_to_f32(_mm_maskz_loadu_epi8(lane_mask(n), p));
 }
+// kLanes int8 codes as f32 (exact).
+inline VF load_i8(const int8_t* p) {
+  return {_mm512_cvtepi32_ps(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))))};
+}
+inline VF load_i8_n(const int8_t* p, int n) {
+  return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(lane_mask(n), p)))};
+}
 // kLanes fp8 codes as 2^-120 times their values (see backend_avx2.h).
 inline VF load_fp8_raw(const uint8_t* p) {
   const __m512i x = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));

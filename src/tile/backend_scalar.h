@@ -117,6 +117,12 @@ inline VF load_fp8(const uint8_t* p) {
 inline VF load_fp8_n(const uint8_t* p, int n) {
   DSINFER_LANEWISE(i < n ? fp8_e4m3_to_f32(fp8_e4m3{p[i]}) : 0.0f);
 }
+inline VF load_i8(const int8_t* p) {
+  DSINFER_LANEWISE(float(p[i]));
+}
+inline VF load_i8_n(const int8_t* p, int n) {
+  DSINFER_LANEWISE(i < n ? float(p[i]) : 0.0f);
+}
 // kLanes fp8 codes as 2^-120 times their values: the code's exponent and mantissa bits placed
 // in f32's (see backend_avx2.h). Exact, subnormal codes included; NaN codes are not special.
 inline VF load_fp8_raw(const uint8_t* p) {

@@ -26,6 +26,7 @@ struct Problem {
   DType dtype = DType::f32;
   std::vector<float> q, c, pe;  // c / pe hold the values the kernel sees (bf16-rounded for bf16)
   std::vector<bf16> c16, pe16;
+  std::vector<uint8_t> c8;  // 8-bit latent rows (codes then scales), k_pe then in bf16
   std::vector<int32_t> idx, pos;
   float scale;
 };
@@ -37,11 +38,22 @@ Problem make_problem(int64_t T, int64_t N, int H, int K, DType dt, uint32_t seed
   p.q = random_floats(size_t(T) * H * (C + R), seed);
   p.c = random_floats(size_t(N) * C, seed + 1);
   p.pe = random_floats(size_t(N) * R, seed + 2);
+  if (latent_is_coded(dt)) {  // blocks of different magnitudes, so each has its own scale
+    const int64_t rb = latent_row_bytes(dt, C);
+    p.c8.resize(size_t(N * rb));
+    for (int64_t s = 0; s < N; ++s) {
+      for (int i = 0; i < C; ++i) p.c[s * C + i] *= float(1 + (s + i / 128) % 4);
+      encode_latent_row(dt, &p.c[s * C], C, &p.c8[s * rb]);
+      decode_latent_row(dt, &p.c8[s * rb], C, &p.c[s * C]);
+    }
+  }
+  if (dt != DType::f32) {
+    p.pe16 = testing::to_bf16(p.pe);
+    for (size_t i = 0; i < p.pe.size(); ++i) p.pe[i] = bf16_to_f32(p.pe16[i]);
+  }
   if (dt == DType::bf16) {
     p.c16 = testing::to_bf16(p.c);
-    p.pe16 = testing::to_bf16(p.pe);
     for (size_t i = 0; i < p.c.size(); ++i) p.c[i] = bf16_to_f32(p.c16[i]);
-    for (size_t i = 0; i < p.pe.size(); ++i) p.pe[i] = bf16_to_f32(p.pe16[i]);
   }
   p.scale = 3.0f / std::sqrt(float(C + R));  // peaky enough to exercise the running max
   std::mt19937 rng(seed + 3);
@@ -68,6 +80,7 @@ Problem make_problem(int64_t T, int64_t N, int H, int K, DType dt, uint32_t seed
 struct Cache {
   std::vector<float> c32, pe32;
   std::vector<bf16> c16, pe16;
+  std::vector<uint8_t> c8;
   std::vector<int32_t> table;
   MlaCacheView view;
 };
@@ -91,15 +104,25 @@ Cache make_cache(const Problem& p, bool paged, uint32_t seed = 9) {
     for (int64_t s = 0; s < p.N; ++s)
       std::copy(src.begin() + s * w, src.begin() + (s + 1) * w, dst.begin() + where[s] * w);
   };
-  k.view.dtype = p.dtype;
+  k.view.c_dtype = p.dtype;
+  k.view.pe_dtype = p.dtype == DType::f32 ? DType::f32 : DType::bf16;
+  k.view.ld_c = p.C;
   if (p.dtype == DType::f32) {
     place(k.c32, p.c, p.C), place(k.pe32, p.pe, p.R);
     k.view.c = k.c32.data(), k.view.k_pe = k.pe32.data();
   } else {
-    place(k.c16, p.c16, p.C), place(k.pe16, p.pe16, p.R);
-    k.view.c = k.c16.data(), k.view.k_pe = k.pe16.data();
+    if (p.dtype == DType::bf16) {
+      place(k.c16, p.c16, p.C);
+      k.view.c = k.c16.data();
+    } else {
+      k.view.ld_c = latent_row_bytes(p.dtype, p.C);
+      place(k.c8, p.c8, int(k.view.ld_c));
+      k.view.c = k.c8.data();
+    }
+    place(k.pe16, p.pe16, p.R);
+    k.view.k_pe = k.pe16.data();
   }
-  k.view.ld_c = p.C, k.view.ld_pe = p.R, k.view.n_tokens = p.N;
+  k.view.ld_pe = p.R, k.view.n_tokens = p.N;
   k.view.block_table = paged ? k.table.data() : nullptr;
   return k;
 }
@@ -266,11 +289,45 @@ TEST(SparseMlaAttention, SeveralCaches) {
   });
 }
 
+// C8: the latent as FP8 / INT8 codes with a scale per 128 values (k_pe bf16), decoded in the
+// kernel's gather: the same result as the reference on the decoded values, sparse and dense,
+// paged and contiguous (bit-identical), decode splits and prefill, and a latent width that is
+// not a multiple of 128 (a short last scale block).
+TEST(SparseMlaAttention, EightBitLatentCache) {
+  for (DType dt : {DType::fp8_e4m3, DType::i8}) {
+    SCOPED_TRACE(std::string(dtype_name(dt)));
+    Problem dec = make_problem(1, 3000, 64, 2048, dt, 41);
+    Problem pre = make_problem(20, 400, 16, 64, dt, 42);
+    Problem den = make_problem(6, 300, 16, 0, dt, 43);
+    Problem odd = make_problem(4, 90, 5, 37, dt, 44, /*C=*/200, /*R=*/6);
+    const Out w_dec = run_ref(dec, false), w_pre = run_ref(pre, false), w_den = run_ref(den, true),
+              w_odd = run_ref(odd, false);
+    Cache c_dec = make_cache(dec, true), f_dec = make_cache(dec, false),
+          c_pre = make_cache(pre, true), c_den = make_cache(den, false),
+          c_odd = make_cache(odd, true);
+    for_each_isa([&](Isa) {
+      const Out a = run_kernel(dec, c_dec.view, false);
+      expect_close(a, w_dec);
+      expect_identical(a, run_kernel(dec, f_dec.view, false));
+      expect_close(run_kernel(pre, c_pre.view, false), w_pre);
+      expect_close(run_kernel(den, c_den.view, true), w_den);
+      expect_close(run_kernel(odd, c_odd.view, false), w_odd);
+    });
+  }
+}
+
 TEST(SparseMlaAttention, RejectsOutOfRangeIndex) {
   Problem p = make_problem(1, 100, 16, 7, DType::f32, 1);
   p.idx[3] = 100;
   Cache cache = make_cache(p, false);
   EXPECT_THROW(run_kernel(p, cache.view, false), std::out_of_range);
+  cache.view.c_dtype = DType::u8;
+  p.idx[3] = 1;
+  EXPECT_THROW(run_kernel(p, cache.view, false), std::invalid_argument);
+  Problem q = make_problem(1, 100, 16, 7, DType::i8, 1);
+  Cache coded = make_cache(q, false);
+  coded.view.ld_c = 512;  // no room for the scales
+  EXPECT_THROW(run_kernel(q, coded.view, false), std::invalid_argument);
 }
 
 TEST(DenseMlaAttention, MatchesReference) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../test_util.h"
 #include "model/model.h"
 #include "reference_model.h"
 #include "synthetic/gen_model.h"
@@ -160,6 +161,46 @@ TEST(Forward, MhaAndAbsorbedAttentionAgreeWithTheReference) {
       EXPECT_LT(worst_relative(run(*model, tokens, 20), want, c.vocab_size), 1e-4);
     }
   }
+}
+
+// --kv-cache-dtype: the latent stored as bf16 or as FP8 / INT8 codes with block scales (k_pe bf16)
+// equals the reference that attends over those stored values, in both attention forms, in one
+// prompt and in chunks (the cached prefix read back), on every ISA. The reference without the
+// cache's rounding differs: the test sees the format.
+TEST(Forward, QuantizedLatentCacheMatchesAReferenceReadingTheSameValues) {
+  const std::pair<KvCacheDtype, DType> cases[] = {{KvCacheDtype::fp8, DType::fp8_e4m3},
+                                                  {KvCacheDtype::int8, DType::i8},
+                                                  {KvCacheDtype::bf16, DType::bf16}};
+  for (const auto& [kv, dt] : cases)
+    for (AttentionForm form : {AttentionForm::absorbed, AttentionForm::mha}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) +
+                   (form == AttentionForm::mha ? " mha" : " absorbed"));
+      ModelOptions o = f32_options(false);
+      o.kv_cache_dtype = kv;
+      o.attention_form = form;
+      auto model = Model::load(model_dir(GenArch::v32, GenDtype::fp8), o);
+      const ModelConfig& c = model->config();
+      const auto tokens = random_tokens(3 * c.index_topk + 7, c.vocab_size, 12);
+      testing::ReferenceOptions ro{false, false};
+      ro.latent_cache = dt;
+      const auto want = testing::reference_forward(c, model->weights(), tokens, ro);
+      testing::for_each_isa([&](Isa) {
+        for (size_t chunk : {size_t(0), size_t(9)}) {
+          int64_t bad = 0;
+          const double worst =
+              worst_relative(run(*model, tokens, chunk), want, c.vocab_size, &bad, 1e-4);
+          // A last-ulp difference before the rounding can move a value to the neighbouring
+          // code (bf16's steps are 32x finer than FP8's, so flips are more frequent): allow a
+          // few positions past 1e-4, none past 1e-3.
+          EXPECT_LE(bad, dt == DType::bf16 ? 3 : 1) << "chunk " << chunk << " worst " << worst;
+          EXPECT_LT(worst, 1e-3) << "chunk " << chunk;
+        }
+      });
+      const auto plain = testing::reference_forward(c, model->weights(), tokens, {false, false});
+      int64_t differ = 0;
+      const double off = worst_relative(run(*model, tokens, 0), plain, c.vocab_size, &differ, 1e-4);
+      EXPECT_GT(differ, int64_t(tokens.size()) / 2) << off;
+    }
 }
 
 TEST(Forward, ShortSequencesAreDenseAttention) {

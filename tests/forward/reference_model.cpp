@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -96,6 +97,30 @@ Vec mlp(const MlpWeights& m, const Vec& x, int64_t T) {
   return linear(g, T, m.down_proj);
 }
 
+// The values the attention reads back from the cache: the latent rounded to bf16, or in blocks
+// of 128 values as 8-bit codes times scale = max(amax, 1e-4) / qmax (FP8 e4m3: 448, INT8: 127);
+// k_pe rounded to bf16 unless the cache is f32.
+void store_latent(DType dt, Vec& cc, int64_t T, int64_t C, Vec& kpe) {
+  if (dt == DType::f32) return;
+  for (float& v : kpe) v = bf16_to_f32(f32_to_bf16(v));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t b = 0; b < C; b += 128) {
+      float* x = &cc[t * C + b];
+      const int64_t n = std::min<int64_t>(128, C - b);
+      float amax = 0;
+      for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+      const float scale = std::max(amax, 1e-4f) / (dt == DType::i8 ? 127.0f : 448.0f);
+      for (int64_t i = 0; i < n; ++i) {
+        if (dt == DType::bf16)
+          x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+        else if (dt == DType::i8)
+          x[i] = std::clamp(std::nearbyint(x[i] / scale), -127.0f, 127.0f) * scale;
+        else
+          x[i] = fp8_e4m3_to_f32(f32_to_fp8_e4m3(x[i] / scale)) * scale;
+      }
+    }
+}
+
 }  // namespace
 
 std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeights& W,
@@ -129,6 +154,7 @@ std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeigh
     }
     cc = rms(cc, T, C, A.kv_a_layernorm, eps);
     ref::rope_interleaved(kpe.data(), T, 1, R, int(R), pos.data(), inv_freq.data());
+    store_latent(opt.latent_cache, cc, T, C, kpe);
 
     // Keys each query attends to: the indexer's top-k (spec §3.3), or every causal key.
     int64_t K = T;

@@ -19,6 +19,10 @@ struct ReferenceOptions {
   // gives plain amax / 448 scales (what a BF16 checkpoint's missing scale_fmt once selected), to
   // show a test can tell the two apart.
   bool indexer_ue8m0 = true;
+  // The latent cache's storage (`--kv-cache-dtype`): f32 (none), bf16, or fp8_e4m3 / i8 with one
+  // scale per 128 values; the attention then reads the stored values (and k_pe in bf16, as the
+  // model keeps it beside a bf16 or 8-bit latent).
+  DType latent_cache = DType::f32;
 };
 
 // Logits [tokens.size(), vocab] for every position; hidden_out (optional) gets the final-normed

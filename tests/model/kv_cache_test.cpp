@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 namespace dsinfer {
 namespace {
@@ -13,7 +16,7 @@ CacheLayout small_layout(bool fp8) {
   l.n_layers = 2;
   l.latent = 16;
   l.rope = 8;
-  l.mla_dtype = DType::f32;
+  l.latent_dtype = l.rope_dtype = DType::f32;
   l.has_indexer = true;
   l.indexer_fp8 = fp8;
   return l;
@@ -104,8 +107,47 @@ TEST(KvCache, ErrorsNameTheProblem) {
   cache.free_sequence(a);
   EXPECT_THROW(cache.free_sequence(a), std::invalid_argument);
   CacheLayout bad = small_layout(true);
-  bad.mla_dtype = DType::fp8_e4m3;
+  bad.latent_dtype = DType::u8;
   EXPECT_THROW((KvCache{bad, 64}), std::invalid_argument);
+  bad = small_layout(true);
+  bad.rope_dtype = DType::fp8_e4m3;  // only the latent has an 8-bit format
+  EXPECT_THROW((KvCache{bad, 64}), std::invalid_argument);
+}
+
+// C8: the latent as 8-bit codes followed by one f32 scale per 128 values, k_pe in bf16; rows are
+// written in that format and the view points the kernels at them.
+TEST(KvCache, EightBitLatentRowsHoldCodesThenScales) {
+  for (DType dt : {DType::fp8_e4m3, DType::i8}) {
+    CacheLayout l = small_layout(true);
+    l.latent = 512, l.rope = 64, l.latent_dtype = dt, l.rope_dtype = DType::bf16;
+    KvCache cache(l, 128);
+    EXPECT_EQ(l.latent_bytes(), 512 + 16);
+    EXPECT_EQ(cache.bytes_per_token(), size_t(2) * (528 + 128 + kIndexerTokenBytes));
+    const int a = cache.create_sequence();
+    cache.reserve(a, 70);
+    std::vector<float> x(512), back(512);
+    for (int i = 0; i < 512; ++i) x[size_t(i)] = std::sin(0.37f * float(i)) * float(1 + i / 128);
+    encode_latent_row(dt, x.data(), 512, cache.c_row(1, a, 66));
+    cache.set_length(a, 70);
+    const MlaCacheView v = cache.mla_view(1, a);
+    EXPECT_EQ(v.c_dtype, dt);
+    EXPECT_EQ(v.pe_dtype, DType::bf16);
+    EXPECT_EQ(v.ld_c, 528);
+    const uint8_t* row = static_cast<const uint8_t*>(v.c) + v.row(66) * v.ld_c;
+    EXPECT_EQ(row, cache.c_row(1, a, 66));
+    decode_latent_row(dt, row, 512, back.data());
+    for (int b = 0; b < 4; ++b) {
+      float scale;
+      std::memcpy(&scale, row + 512 + 4 * b, 4);
+      float amax = 0;
+      for (int i = 128 * b; i < 128 * (b + 1); ++i) amax = std::max(amax, std::fabs(x[size_t(i)]));
+      EXPECT_FLOAT_EQ(scale, amax / (dt == DType::i8 ? 127.0f : 448.0f));
+      for (int i = 128 * b; i < 128 * (b + 1); ++i)  // half a step of the format at most
+        EXPECT_LE(std::fabs(back[size_t(i)] - x[size_t(i)]),
+                  dt == DType::i8 ? 0.5f * scale : std::fabs(x[size_t(i)]) / 16 + 0.002f * scale)
+            << i;
+    }
+  }
 }
 
 // Resident set size in bytes (Linux).

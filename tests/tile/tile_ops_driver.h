@@ -19,6 +19,8 @@ DSINFER_DECLARE_PER_ISA(void, tt_load_fp8_scaled,
                         (const fp8_e4m3*, int64_t, const float*, int, int, float*));
 // The fast fp8 weight decode (load_fp8_raw): n codes (a multiple of 64) to f32.
 DSINFER_DECLARE_PER_ISA(void, tt_load_fp8_raw, (const uint8_t*, int, float*));
+DSINFER_DECLARE_PER_ISA(void, tt_load_i8, (const int8_t*, int, int, float*));
+DSINFER_DECLARE_PER_ISA(int, tt_lanes, ());
 DSINFER_DECLARE_PER_ISA(int, tt_gather,
                         (const float*, int64_t, const int32_t*, int, int, float*, bool*));
 DSINFER_DECLARE_PER_ISA(void, tt_store_bf16, (const float*, int, int, bf16*, int64_t));

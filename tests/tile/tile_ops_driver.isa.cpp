@@ -43,6 +43,15 @@ void tt_load_fp8_scaled(const fp8_e4m3* src, int64_t ld, const float* scale, int
 void tt_load_fp8_raw(const uint8_t* src, int n, float* out) {
   for (int i = 0; i < n; i += simd::kLanes) simd::store(out + i, simd::load_fp8_raw(src + i));
 }
+int tt_lanes() {
+  return simd::kLanes;
+}
+// n codes as whole vectors, then a tail of `tail` codes (the rest of that vector zero).
+void tt_load_i8(const int8_t* src, int n, int tail, float* out) {
+  int i = 0;
+  for (; i + simd::kLanes <= n; i += simd::kLanes) simd::store(out + i, simd::load_i8(src + i));
+  simd::store(out + i, simd::load_i8_n(src + i, tail));
+}
 int tt_gather(const float* base, int64_t ld, const int32_t* idx, int n, int cols, float* out,
               bool* valid) {
   T t;

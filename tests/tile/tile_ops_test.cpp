@@ -62,6 +62,21 @@ TEST(TileOps, RawFp8WeightDecodeIsExactForEveryCode) {
   });
 }
 
+// INT8 codes (the C8 latent cache) as f32: every code, and every tail length.
+TEST(TileOps, Int8LoadIsExactWithTails) {
+  std::vector<int8_t> codes(256 + 16);
+  for (int i = 0; i < 256; ++i) codes[size_t(i)] = int8_t(i - 128);
+  for_each_isa([&](Isa) {
+    const int lanes = DSINFER_DISPATCH(tt_lanes)();
+    for (int tail = 0; tail < lanes; ++tail) {
+      std::vector<float> out(256 + 16, 99.0f);
+      DSINFER_DISPATCH(tt_load_i8)(codes.data(), 256, tail, out.data());
+      for (int i = 0; i < 256 + tail; ++i) ASSERT_EQ(out[size_t(i)], float(codes[size_t(i)])) << i;
+      for (int i = 256 + tail; i < 256 + lanes; ++i) ASSERT_EQ(out[size_t(i)], 0.0f) << i;
+    }
+  });
+}
+
 TEST(TileOps, GatherSkipsMinusOneIndices) {
   const int64_t ld = 64, n_rows = 40;
   std::vector<float> base = testing::random_floats(n_rows * ld, 4);
