@@ -146,8 +146,17 @@ StepBytes schema_step_bytes(const ModelConfig& c, bool fp8) {
   };
   for (const ExpectedTensor& t : checkpoint_schema(c, mtp)) {
     double bytes = 2 * elements(t.shape);  // BF16
-    if (t.kind == WeightKind::linear && fp8 && !released_fp8_keeps_bf16(t.name))
-      bytes = elements(t.shape) + 4 * elements(scale_inv_shape(t.shape));  // and f32 scales
+    const double fp8_bytes = elements(t.shape) + 4 * elements(scale_inv_shape(t.shape));
+    if (t.kind == WeightKind::linear && c.compressed) {
+      const std::string module = t.name.substr(0, t.name.size() - std::string(".weight").size());
+      if (const CompressedGroup* g = c.compressed->group_for(module)) {
+        const double out = double(t.shape[0]), in = double(t.shape[1]);
+        const double scales = g->group_size > 0 ? std::ceil(in / double(g->group_size)) : 1;
+        bytes = g->is_float ? fp8_bytes : out * in * g->num_bits / 8 + 2 * out * scales;
+      }
+    } else if (t.kind == WeightKind::linear && fp8 && !released_fp8_keeps_bf16(t.name)) {
+      bytes = fp8_bytes;  // and f32 scales
+    }
     const std::string_view n = t.name;
     const bool in_mtp = n.starts_with(mtp_prefix);
     if (const size_t at = n.find(".mlp.experts."); at != std::string_view::npos) {
@@ -168,7 +177,7 @@ StepBytes schema_step_bytes(const ModelConfig& c, bool fp8) {
   return b;
 }
 
-ModelConfig deepseek_v32_release_config() {
+ModelConfig deepseek_v32_release_config(const nlohmann::json& quantization) {
   nlohmann::json j = gen_model_config_json(GenPreset::mini, GenArch::v32, GenDtype::fp8);
   const std::pair<const char*, int> sizes[] = {{"vocab_size", 129280},
                                                {"hidden_size", 7168},
@@ -193,6 +202,7 @@ ModelConfig deepseek_v32_release_config() {
                                                {"index_topk", 2048},
                                                {"max_position_embeddings", 163840}};
   for (const auto& [key, value] : sizes) j[key] = value;
+  if (!quantization.is_null()) j["quantization_config"] = quantization;
   return parse_config(j, "the DeepSeek-V3.2 release config");
 }
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "model/model.h"
 
 namespace dsinfer::bench {
@@ -55,10 +57,15 @@ struct StepBytes {
     return mtp_shared + experts_per_layer * routed_expert * mtp_moe_layers;
   }
 };
+// A compressed-tensors config (c.compressed) counts every linear layer as its group stores it:
+// integer codes of num_bits with one bf16 scale per group_size inputs (or per row), FP8 blocks
+// with f32 scales, or BF16 when no group claims it.
 StepBytes schema_step_bytes(const ModelConfig& c, bool fp8);
 
-// The released DeepSeek-V3.2(-Exp) config (671B, FP8, one MTP module).
-ModelConfig deepseek_v32_release_config();
+// The released DeepSeek-V3.2(-Exp) config (671B, FP8, one MTP module); with a `quantization`
+// JSON object (a compressed-tensors quantization_config, e.g. what `dsinfer quantize` writes) in
+// place of the release's FP8 one, that checkpoint's config.
+ModelConfig deepseek_v32_release_config(const nlohmann::json& quantization = nullptr);
 
 // The expected number of distinct experts `tokens` tokens route to in one layer when each picks
 // `per_token` of `experts` uniformly at random: experts * (1 - (1 - per_token/experts)^tokens).

@@ -96,6 +96,7 @@ ModelCounts model_counts(const ModelConfig& c, const StepBytes& bytes) {
     }
   }
   m.head_params = double(c.vocab_size) * D;
+  m.mla_cache_bytes = (C + R) * 2;
   m.mha = mha_region(c, c.has_indexer, 512);
   return m;
 }
@@ -108,8 +109,8 @@ double remote_destinations(int E, int k) {
   return (E - 1) * (1.0 - std::pow(1.0 - 1.0 / E, k));
 }
 
-double cache_row_bytes(const ModelConfig& c) {
-  return double(c.kv_lora_rank + c.qk_rope_head_dim) * 2 + (c.has_indexer ? 132.0 : 0.0);
+double cache_row_bytes(const ModelCounts& m) {
+  return m.mla_cache_bytes + (m.config.has_indexer ? 132.0 : 0.0);
 }
 
 }  // namespace
@@ -160,7 +161,7 @@ CostBreakdown prefill_cost(const ModelCounts& m, int64_t T, const Hardware& hw, 
   b.indexer_s = L * index / C / (peak * e.indexer);
   // Exchanges: the CP gather of cache rows every layer, the EP dispatch/combine every MoE layer.
   const double lat = hw.net_us * 1e-6, bw = hw.net_gbs * 1e9;
-  if (C > 1) b.comm_s += L * ((C - 1) * lat + double(C - 1) / C * T * cache_row_bytes(c) / bw);
+  if (C > 1) b.comm_s += L * ((C - 1) * lat + double(C - 1) / C * T * cache_row_bytes(m) / bw);
   if (E > 1) {
     const double tokens = double(T) / N, D = c.hidden_size;
     const double bytes =
@@ -185,9 +186,7 @@ CostBreakdown decode_cost(const ModelCounts& m, int64_t d, int batch, const Hard
   const double local = double(c.n_routed_experts) / E;
   const double hit = local * (1.0 - std::pow(1.0 - double(k) / c.n_routed_experts, batch));
   double bytes = m.bytes.shared + hit * m.bytes.routed_expert * m.moe_layers;
-  bytes +=
-      per_group * L *
-      (keys * (c.kv_lora_rank + c.qk_rope_head_dim) * 2 + (c.has_indexer ? double(d) * 132 : 0.0));
+  bytes += per_group * L * (keys * m.mla_cache_bytes + (c.has_indexer ? double(d) * 132 : 0.0));
   b.memory_s = bytes / (hw.dram_gbs * 1e9 * e.weights);
   b.compute_s = 2.0 *
                 (m.dense_params * per_group + m.head_params * per_group +

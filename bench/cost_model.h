@@ -58,6 +58,9 @@ struct ModelCounts {
   double expert_params = 0;  // one routed expert
   double head_params = 0;    // lm_head
   int moe_layers = 0;
+  // MLA cache bytes per token and layer (latent + k_pe): bf16 by default (1,152 for V3.2); the
+  // C8 cache (--kv-cache-dtype fp8 / int8) 656. The indexer's 132-byte FP8 keys come on top.
+  double mla_cache_bytes = 0;
   MhaRegion mha;  // the automatic attention form's MHA region (segments of 512)
   // Whether prompt position `pos` of a `prompt`-token prompt runs in the MHA form.
   bool uses_mha(int64_t pos, int64_t prompt) const;

@@ -16,7 +16,7 @@ namespace {
 struct QuantizeArgs {
   std::string src, dst, scheme = "w4a16", targets = "experts";
   int group = 0;
-  bool channel = false, keep_fp8_attention = false, force = false;
+  bool channel = false, keep_fp8 = false, force = false;
   double shard_gb = 2.0;
 };
 
@@ -43,14 +43,14 @@ int run_quantize(const QuantizeArgs& a) {
   o.scheme = parse_quant_scheme(a.scheme);
   o.targets = parse_quant_targets(a.targets);
   o.group = a.channel ? -1 : a.group;
-  o.keep_fp8_attention = a.keep_fp8_attention;
+  o.keep_fp8 = a.keep_fp8;
   o.force = a.force;
   if (!(a.shard_gb > 0)) throw std::invalid_argument("--shard-gb must be positive");
   o.max_shard_bytes = size_t(a.shard_gb * double(1 << 30));
   o.progress = show_progress;
   const QuantizeResult r = quantize_checkpoint(o);
   std::printf("%s: %s, targets %s%s\n", a.dst.c_str(), quant_scheme_name(o.scheme),
-              quant_targets_name(o.targets), a.keep_fp8_attention ? ", FP8 attention kept" : "");
+              quant_targets_name(o.targets), a.keep_fp8 ? ", the other FP8 layers kept" : "");
   std::printf("  %zu tensors in, %zu out: %zu quantized, %zu kept FP8, %zu FP8 -> BF16\n",
               r.tensors_in, r.tensors_out, r.quantized, r.kept_fp8, r.to_bf16);
   std::printf("  %.3f GiB -> %.3f GiB in %zu shards, %.2f s with %d threads\n",
@@ -80,8 +80,9 @@ CommandRegistrar quantize_cmd(
                       "all-linear")
            ->capture_default_str()
            ->check(CLI::IsMember({"experts", "mlp", "all-linear"}));
-       app.add_flag("--keep-fp8-attention", a->keep_fp8_attention,
-                    "Keep FP8 attention projections FP8 (else unquantized layers become BF16)");
+       app.add_flag("--keep-fp8,--keep-fp8-attention", a->keep_fp8,
+                    "FP8 projections left unquantized stay FP8: attention, and with --targets "
+                    "experts the shared experts and dense MLPs (else they become BF16)");
        app.add_option("--shard-gb", a->shard_gb, "Largest output shard in GiB")
            ->capture_default_str();
        app.add_flag("--force", a->force, "Write into a non-empty output directory");

@@ -73,6 +73,9 @@ constexpr const char* kAttentionPattern =
     "re:.*self_attn\\.(q_a_proj|q_b_proj|q_proj|kv_a_proj_with_mqa|kv_b_proj|o_proj|"
     "indexer\\.wq_b|indexer\\.wk)$";
 
+// The shared experts' and dense MLP layers' projections (not the routed experts').
+constexpr const char* kDenseMlpPattern = "re:.*mlp\\.(shared_experts\\.)?(gate|up|down)_proj$";
+
 // A source linear weight as f32, FP8 block scales applied.
 std::vector<float> dequantize(const Tensor& w, const Tensor* scale_inv) {
   LinearWeight lw;
@@ -102,8 +105,7 @@ enum class Action { copy, quantize, keep_fp8, to_bf16, drop };
 
 }  // namespace
 
-json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targets,
-                               bool keep_fp8_attention) {
+json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targets, bool keep_fp8) {
   const int bits = scheme_bits(scheme);
   json weights = {{"num_bits", bits},          {"type", "int"},       {"symmetric", true},
                   {"dynamic", false},          {"actorder", nullptr}, {"observer", "minmax"},
@@ -135,8 +137,12 @@ json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targe
                    {"input_activations", activations},
                    {"output_activations", nullptr},
                    {"format", scheme_format(scheme)}}}};
-  if (keep_fp8_attention)
-    groups["group_1"] = {{"targets", {kAttentionPattern}},
+  // The FP8 projections group_0 does not claim stay FP8: attention, and with routed experts as
+  // the targets also the shared experts and the dense layers' MLPs.
+  json fp8_targets = {kAttentionPattern};
+  if (targets == QuantTargets::experts) fp8_targets.push_back(kDenseMlpPattern);
+  if (keep_fp8)
+    groups["group_1"] = {{"targets", fp8_targets},
                          {"weights",
                           {{"num_bits", 8},
                            {"type", "float"},
@@ -158,7 +164,7 @@ json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targe
   json ignore = {"lm_head", "re:.*shared_head\\.head$", "re:.*eh_proj$",
                  "re:.*indexer\\.weights_proj$"};
   return {{"quant_method", "compressed-tensors"},
-          {"format", keep_fp8_attention ? "mixed-precision" : scheme_format(scheme)},
+          {"format", keep_fp8 ? "mixed-precision" : scheme_format(scheme)},
           {"quantization_status", "compressed"},
           {"config_groups", groups},
           {"ignore", ignore},
@@ -201,8 +207,8 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
     throw std::invalid_argument(fmt::format("--group {}: must be 32, 64 or 128", group));
   QuantTargets targets = o.targets;
   // Attention kept in FP8 cannot also be a Linear target.
-  if (o.keep_fp8_attention && targets == QuantTargets::all_linear) targets = QuantTargets::mlp;
-  const json qc = compressed_tensors_config(o.scheme, group, targets, o.keep_fp8_attention);
+  if (o.keep_fp8 && targets == QuantTargets::all_linear) targets = QuantTargets::mlp;
+  const json qc = compressed_tensors_config(o.scheme, group, targets, o.keep_fp8);
   root["quantization_config"] = qc;
   const ModelConfig out_config = parse_config(root, config_path);  // what the loader will read
 
@@ -242,9 +248,9 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
         j.out_bytes = code_bytes + size_t(out * (in / per_scale)) * 2 + 8;
       } else if (g) {
         if (info.dtype != DType::fp8_e4m3)
-          throw std::runtime_error(fmt::format(
-              "{}: tensor '{}' is {}, not FP8: --keep-fp8-attention needs an FP8 checkpoint",
-              ckpt.source(), name, dtype_name(info.dtype)));
+          throw std::runtime_error(
+              fmt::format("{}: tensor '{}' is {}, not FP8: --keep-fp8 needs an FP8 checkpoint",
+                          ckpt.source(), name, dtype_name(info.dtype)));
         j.action = Action::keep_fp8;
         j.out_bytes = j.in_bytes + ckpt.get(scale_inv_name(name)).nbytes();
       } else if (info.dtype == DType::fp8_e4m3) {

@@ -28,8 +28,9 @@ struct QuantizeOptions {
   // -1 = one per output channel.
   int group = 0;
   QuantTargets targets = QuantTargets::experts;
-  // FP8 attention projections stay FP8 (a float-quantized block group) instead of BF16.
-  bool keep_fp8_attention = false;
+  // FP8 projections left unquantized stay FP8 (a float-quantized block group) instead of BF16:
+  // attention, and with targets = experts the shared experts and dense MLPs too.
+  bool keep_fp8 = false;
   size_t max_shard_bytes = size_t(2) << 30;
   bool force = false;  // write into a non-empty dst
   // Called after every tensor: (tensors done, tensors in all, source bytes done, in all).
@@ -49,7 +50,7 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o);
 // The config.json `quantization_config` that quantize_checkpoint writes (the loader reads the
 // same fields back: config.h's CompressedTensors). group as resolved (> 0, or -1 per channel).
 nlohmann::json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targets,
-                                         bool keep_fp8_attention);
+                                         bool keep_fp8);
 
 // Symmetric round-to-nearest of one row of `n` weights with `bits` (4 or 8) in groups of `group`
 // (n for channel-wise), as compressed-tensors' minmax observer: scale = bf16(amax / ((2^bits -

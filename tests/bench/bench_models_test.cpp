@@ -7,10 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include "../forward/synthetic_models.h"
+#include "../model/model_test_util.h"
 #include "bench_harness.h"
 #include "bench_models.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
+#include "quant/quantize.h"
 
 namespace dsinfer::bench {
 namespace {
@@ -51,6 +53,43 @@ TEST(BenchModels, ReleaseConfigIsThe685BModel) {
   EXPECT_EQ(b.moe_layers, 58);
   // One expert: 3 x 7168 x 2048 FP8 bytes plus its block scales.
   EXPECT_NEAR(b.routed_expert, 3 * 7168.0 * 2048, 3 * 56 * 16 * 4 + 1);
+}
+
+// Quantized checkpoints (dsinfer quantize's compressed-tensors config): the schema count from
+// the config alone equals the loaded tensors' bytes, and the 671B's INT4 experts are a quarter
+// of a byte per weight plus bf16 group scales.
+TEST(BenchModels, SchemaBytesOfQuantizedCheckpoints) {
+  testing::TempDir tmp;
+  struct Case {
+    QuantScheme scheme;
+    QuantTargets targets;
+    int group;
+    bool keep_fp8;
+  };
+  for (const Case& k : {Case{QuantScheme::w4a16, QuantTargets::experts, 32, true},
+                        Case{QuantScheme::w8a8, QuantTargets::all_linear, -1, false}}) {
+    QuantizeOptions q;
+    q.src = preset_dir(GenPreset::tiny, GenDtype::fp8);
+    q.dst = tmp.path() + "/" + quant_scheme_name(k.scheme);
+    q.scheme = k.scheme, q.targets = k.targets, q.group = k.group;
+    q.keep_fp8 = k.keep_fp8;
+    quantize_checkpoint(q);
+    auto model = Model::load(q.dst);
+    const StepBytes b = schema_step_bytes(model->config(), true);
+    EXPECT_DOUBLE_EQ(b.routed_expert, routed_expert_bytes(*model)) << q.dst;
+    EXPECT_NEAR(b.shared, shared_weight_bytes(*model), 0.02 * shared_weight_bytes(*model));
+  }
+  const ModelConfig w4 = deepseek_v32_release_config(
+      compressed_tensors_config(QuantScheme::w4a16, 128, QuantTargets::experts, true));
+  const StepBytes b4 = schema_step_bytes(w4, true),
+                  b8 = schema_step_bytes(deepseek_v32_release_config(), true);
+  // gate and up [2048, 7168] with 56 scales per row, down [7168, 2048] with 16.
+  EXPECT_DOUBLE_EQ(b4.routed_expert, 3 * 7168.0 * 2048 / 2 + 2.0 * (2 * 2048 * 56 + 7168 * 16));
+  // --targets experts --keep-fp8: everything but the routed experts as the release stores it.
+  EXPECT_DOUBLE_EQ(b4.shared, b8.shared);
+  // A decode step reads 38.6 GB in FP8 and 28.7 GB with INT4 routed experts.
+  EXPECT_NEAR(b8.step(8), 38.6e9, 0.1e9);
+  EXPECT_NEAR(b4.step(8), 28.7e9, 0.1e9);
 }
 
 TEST(BenchModels, ExpectedDistinctExperts) {

@@ -65,7 +65,7 @@ QuantizeResult quantize(const std::string& src, const std::string& dst, QuantSch
                         QuantTargets targets, int group = 0, bool keep_fp8 = false) {
   QuantizeOptions o;
   o.src = src, o.dst = dst, o.scheme = scheme, o.targets = targets, o.group = group;
-  o.keep_fp8_attention = keep_fp8;
+  o.keep_fp8 = keep_fp8;
   o.max_shard_bytes = 64 << 10;  // several shards
   return quantize_checkpoint(o);
 }
@@ -161,9 +161,12 @@ TEST(Quantize, SchemesLoadAndShrinkTheWeights) {
     const ForwardOutput out = m->forward({e});
     for (int64_t k = 0; k < out.logits.numel(); ++k)
       ASSERT_TRUE(std::isfinite(out.logits.data<float>()[k]));
-    if (c.keep) {  // the FP8 attention stays FP8 under a float-quantized group
-      const auto& a = m->weights().layer(0).attn.o_proj;
-      EXPECT_TRUE(a.is_fp8());
+    if (c.keep) {  // every unquantized FP8 projection stays FP8 under a float-quantized group
+      EXPECT_TRUE(m->weights().layer(0).attn.o_proj.is_fp8());
+      EXPECT_TRUE(m->weights().layer(0).mlp->down_proj.is_fp8());  // a dense layer's MLP
+      const int moe = m->config().first_k_dense_replace;
+      EXPECT_TRUE(m->weights().layer(moe).moe->shared_experts->gate_proj.is_fp8());
+      EXPECT_TRUE(m->weights().layer(moe).moe->experts[0].up_proj.is_int());
       EXPECT_LT(m->weights().resident_bytes(), fp8_bytes);
     }
   }
