@@ -43,8 +43,8 @@ const PeakProbe& Report::probe(int threads) {
   std::fprintf(
       stderr,
       "probe: %d thread(s), isa %s: bf16 %.1f GFLOP/s (native dot %.1f), f32 %.1f GFLOP/s, "
-      "read %.1f GB/s\n",
-      threads, p.isa, p.bf16_gflops, p.bf16_dot_gflops, p.f32_gflops, p.read_gbs);
+      "int8 %.1f GOP/s, read %.1f GB/s\n",
+      threads, p.isa, p.bf16_gflops, p.bf16_dot_gflops, p.f32_gflops, p.int8_gops, p.read_gbs);
   return probes_[threads] = p;
 }
 
@@ -87,6 +87,9 @@ void Report::add(Result r, int threads) {
     case PeakKind::read:
       r.pct_peak = 100.0 * r.gbs / p.read_gbs;
       break;
+    case PeakKind::int8:
+      r.pct_peak = 100.0 * r.gflops / p.int8_gops;
+      break;
   }
   r.params["threads"] = threads;
   results_.push_back(std::move(r));
@@ -101,6 +104,8 @@ const char* peak_name(PeakKind k) {
       return "f32";
     case PeakKind::read:
       return "read";
+    case PeakKind::int8:
+      return "int8";
   }
   return "?";
 }
@@ -119,8 +124,8 @@ void Report::print_table() const {
   for (auto& [threads, p] : probes_)
     std::printf(
         "probe %d thread(s) [%s]: bf16 %.1f GFLOP/s (native dot %.1f), f32 %.1f GFLOP/s, "
-        "read %.1f GB/s\n",
-        threads, p.isa, p.bf16_gflops, p.bf16_dot_gflops, p.f32_gflops, p.read_gbs);
+        "int8 %.1f GOP/s, read %.1f GB/s\n",
+        threads, p.isa, p.bf16_gflops, p.bf16_dot_gflops, p.f32_gflops, p.int8_gops, p.read_gbs);
   for (const std::string& w : warnings_) std::printf("warning: %s\n", w.c_str());
   std::printf("%-22s %-44s %3s %10s %9s %8s %8s  %s\n", "name", "params", "thr", "median_ms",
               "GFLOP/s", "GB/s", "%peak", "extra");
@@ -148,6 +153,7 @@ nlohmann::json Report::to_json() const {
                         {"bf16_gflops", p.bf16_gflops},
                         {"bf16_dot_gflops", p.bf16_dot_gflops},
                         {"f32_gflops", p.f32_gflops},
+                        {"int8_gops", p.int8_gops},
                         {"read_gbs", p.read_gbs}};
     probes.push_back(m);
     j["machine"] = m;

@@ -14,7 +14,7 @@
 namespace dsinfer::bench {
 
 // Which probe figure a result is a percentage of.
-enum class PeakKind { bf16, f32, read };
+enum class PeakKind { bf16, f32, read, int8 };
 
 struct Result {
   std::string name;

@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_int8.h"
 
 #ifdef DSINFER_HAVE_OPENBLAS
 #include <cblas.h>
@@ -22,6 +23,7 @@ namespace {
 struct Shape {
   int64_t M, N, K;
   DType x, w;
+  int64_t group = 128;  // integer weights: inputs per scale (K: one per output channel)
 };
 
 // Random-ish data without the cost of a real RNG over 16M elements.
@@ -43,6 +45,7 @@ Operands make_operands(const Shape& s) {
   Operands o;
   Tensor xf = Tensor::empty(DType::f32, {s.M, s.K});
   fill_pattern(xf.data<float>(), s.M * s.K, 1);
+  // x = i8: f32 activations that gemm_int8_activations quantizes per row (W8A8 / W4A8).
   if (s.x == DType::bf16) {
     o.x = Tensor::empty(DType::bf16, {s.M, s.K});
     for (int64_t i = 0; i < s.M * s.K; ++i) o.x.data<bf16>()[i] = f32_to_bf16(xf.data<float>()[i]);
@@ -56,6 +59,16 @@ Operands make_operands(const Shape& s) {
   } else if (s.w == DType::bf16) {
     o.w = Tensor::empty(DType::bf16, {s.N, s.K});
     for (int64_t i = 0; i < s.N * s.K; ++i) o.w.data<bf16>()[i] = f32_to_bf16(wf.data<float>()[i]);
+  } else if (WeightView::is_int_dtype(s.w)) {
+    // Integer codes with one bf16 scale per `group` inputs (compressed-tensors group or channel
+    // strategy): random bytes are valid codes of every width.
+    const int64_t row_bytes = s.K * dtype_bits(s.w) / 8, groups = (s.K + s.group - 1) / s.group;
+    o.w = Tensor::empty(DType::u8, {s.N, row_bytes});
+    uint32_t st = 5;
+    for (int64_t i = 0; i < s.N * row_bytes; ++i)
+      st = st * 1664525u + 1013904223u, o.w.data<uint8_t>()[i] = uint8_t(st >> 24);
+    o.scales = Tensor::empty(DType::bf16, {s.N, groups});
+    for (int64_t i = 0; i < s.N * groups; ++i) o.scales.data<bf16>()[i] = f32_to_bf16(1.0f / 64);
   } else {
     o.w = Tensor::empty(DType::fp8_e4m3, {s.N, s.K});
     for (int64_t i = 0; i < s.N * s.K; ++i)
@@ -64,7 +77,7 @@ Operands make_operands(const Shape& s) {
     o.scales = Tensor::empty(DType::f32, {sr, sc});
     for (int64_t i = 0; i < sr * sc; ++i) o.scales.data<float>()[i] = 1.0f / 512;
   }
-  o.in = GemmInput{s.x, o.x.raw(), s.M, s.K, s.K};
+  o.in = GemmInput{s.x == DType::i8 ? DType::f32 : s.x, o.x.raw(), s.M, s.K, s.K};
   o.wv = WeightView{s.w,
                     o.w.raw(),
                     s.N,
@@ -72,6 +85,10 @@ Operands make_operands(const Shape& s) {
                     s.K,
                     s.w == DType::fp8_e4m3 ? o.scales.data<float>() : nullptr,
                     (s.K + 127) / 128};
+  if (WeightView::is_int_dtype(s.w)) {
+    o.wv.qscale = o.scales.raw(), o.wv.qscale_dtype = DType::bf16;
+    o.wv.qscale_ld = (s.K + s.group - 1) / s.group, o.wv.group = s.group;
+  }
   return o;
 }
 
@@ -81,7 +98,7 @@ Operands make_operands(const Shape& s) {
 // the weights stay bf16/fp8 in memory), then sgemm runs.
 double openblas_ms(const Shape& s, const Operands& o, float* y, int threads, bool quick) {
   openblas_set_num_threads(threads);
-  Tensor xf = s.x == DType::f32 ? o.x : Tensor::empty(DType::f32, {s.M, s.K});
+  Tensor xf = s.x != DType::bf16 ? o.x : Tensor::empty(DType::f32, {s.M, s.K});
   Tensor wf = s.w == DType::f32 ? o.w : Tensor::empty(DType::f32, {s.N, s.K});
   const int64_t sc = (s.K + 127) / 128;
   const double ms = time_median_ms(
@@ -96,8 +113,9 @@ double openblas_ms(const Shape& s, const Operands& o, float* y, int threads, boo
             for (int64_t n = n0; n < n1; ++n)
               for (int64_t k = 0; k < s.K; ++k) {
                 const int64_t i = n * s.K + k;
-                wf.data<float>()[i] = s.w == DType::bf16
-                                          ? bf16_to_f32(o.w.data<bf16>()[i])
+                wf.data<float>()[i] = s.w == DType::bf16 ? bf16_to_f32(o.w.data<bf16>()[i])
+                                      : o.wv.is_int()
+                                          ? float(o.wv.value_at(n, k))
                                           : fp8_e4m3_to_f32(o.w.data<fp8_e4m3>()[i]) *
                                                 o.scales.data<float>()[(n / 128) * sc + k / 128];
               }
@@ -136,7 +154,10 @@ void run_shape(const Shape& s, int threads, const Options& opts, Report& report)
   size_t next = 0;
   const double ms = time_median_ms(
       [&] {
-        gemm(o.in, views[next], y.data(), s.N);
+        if (s.x == DType::i8)
+          gemm_int8_activations(o.x.data<float>(), s.M, s.K, views[next], y.data(), s.N);
+        else
+          gemm(o.in, views[next], y.data(), s.N);
         next = (next + 1) % views.size();
       },
       opts.quick ? 2 : 5);
@@ -147,11 +168,15 @@ void run_shape(const Shape& s, int threads, const Options& opts, Report& report)
               {"K", s.K},
               {"x", std::string(dtype_name(s.x))},
               {"w", std::string(dtype_name(s.w))}};
+  if (o.wv.is_int())
+    r.params["group"] = s.group == s.K ? std::string("channel") : std::to_string(s.group);
   r.median_ms = ms;
   r.gflops = 2.0 * s.M * s.N * s.K / ms / 1e6;
-  const double weight_bytes = double(s.N) * s.K * dtype_size(s.w);
+  // The bytes a call streams: codes, plus the integer formats' group scales.
+  const double weight_bytes = double(wbytes) + (o.wv.is_int() ? double(o.scales.nbytes()) : 0.0);
   r.gbs = weight_bytes / ms / 1e6;
   r.peak = s.M <= kGemvMaxRows                        ? PeakKind::read
+           : s.x == DType::i8                         ? PeakKind::int8
            : (s.x == DType::f32 || s.w == DType::f32) ? PeakKind::f32
                                                       : PeakKind::bf16;
 #ifdef DSINFER_HAVE_OPENBLAS
@@ -188,7 +213,21 @@ SuiteRegistrar gemm_suite("gemm",
                                         {1, 4096, 4096, DType::bf16, DType::bf16},
                                         {1, 4096, 4096, DType::bf16, DType::fp8_e4m3},
                                         {8, 4096, 4096, DType::bf16, DType::bf16},
-                                        {8, 4096, 4096, DType::bf16, DType::fp8_e4m3}};
+                                        {8, 4096, 4096, DType::bf16, DType::fp8_e4m3},
+                                        // compressed-tensors INT8 / INT4, group 128 (W8A16, W4A16)
+                                        {1, 4096, 4096, DType::bf16, DType::u8},
+                                        {1, 4096, 4096, DType::bf16, DType::u4},
+                                        {8, 4096, 4096, DType::bf16, DType::u8},
+                                        {8, 4096, 4096, DType::bf16, DType::u4},
+                                        {512, 2048, 2048, DType::bf16, DType::u4},
+                                        // W8A8 (per channel, as dsinfer quantize writes it)
+                                        // and W4A8 (group 128): int8 dot products
+                                        {512, 2048, 2048, DType::i8, DType::u8, 2048},
+                                        {512, 2048, 2048, DType::i8, DType::u4},
+                                        {1, 4096, 4096, DType::i8, DType::u8, 4096},
+                                        {1, 4096, 4096, DType::i8, DType::u4},
+                                        {8, 4096, 4096, DType::i8, DType::u8, 4096},
+                                        {8, 4096, 4096, DType::i8, DType::u4}};
                             }
                             for (int t : opts.threads)
                               for (const Shape& s : shapes) run_shape(s, t, opts, report);

@@ -17,6 +17,8 @@ DSINFER_DECLARE_PER_ISA(double, probe_fma_flops_per_iter, ());
 DSINFER_DECLARE_PER_ISA(double, probe_bf16_loop, (int64_t));
 DSINFER_DECLARE_PER_ISA(double, probe_bf16_flops_per_iter, ());
 DSINFER_DECLARE_PER_ISA(double, probe_read_loop, (const float*, int64_t));
+DSINFER_DECLARE_PER_ISA(double, probe_int8_loop, (int64_t));
+DSINFER_DECLARE_PER_ISA(double, probe_int8_ops_per_iter, ());
 
 namespace {
 
@@ -57,12 +59,15 @@ PeakProbe measure_peak(int repeats) {
   if (active_isa() == Isa::avx512bf16) {
     auto bf16_loop = DSINFER_DISPATCH(probe_bf16_loop);
     t = best_wall(repeats, [&](int) { return bf16_loop(iters); });
-    p.bf16_dot_gflops =
-        DSINFER_DISPATCH(probe_bf16_flops_per_iter)() * iters * p.threads / t / 1e9;
+    p.bf16_dot_gflops = DSINFER_DISPATCH(probe_bf16_flops_per_iter)() * iters * p.threads / t / 1e9;
   }
   // bf16 widens exactly to f32, so a bf16 product never costs more than an f32 FMA: the bf16 peak
   // is the faster of the two (the same loop's figure without a native dot product).
   p.bf16_gflops = std::max(p.bf16_dot_gflops, p.f32_gflops);
+
+  auto int8_loop = DSINFER_DISPATCH(probe_int8_loop);
+  t = best_wall(repeats, [&](int) { return int8_loop(iters / 2); });
+  p.int8_gops = DSINFER_DISPATCH(probe_int8_ops_per_iter)() * (iters / 2) * p.threads / t / 1e9;
 
   // 64 MiB per thread: far beyond any last-level cache slice a thread gets.
   const int64_t per_thread = int64_t(16) << 20;  // floats

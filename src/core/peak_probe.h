@@ -13,8 +13,11 @@ struct PeakProbe {
   // vdpbf16ps at half the FMA rate (seen on a Xeon with AMX): the peak is what bf16 math can reach.
   double bf16_gflops = 0;
   double bf16_dot_gflops = 0;  // vdpbf16ps alone; 0 where the ISA has no native bf16 dot
-  double f32_gflops = 0;   // f32 FMAs
-  double read_gbs = 0;     // streaming reads from DRAM (a buffer far larger than the caches)
+  double f32_gflops = 0;       // f32 FMAs
+  double read_gbs = 0;         // streaming reads from DRAM (a buffer far larger than the caches)
+  // int8 dot products (u8 x s8 into int32: vpdpbusd on AVX512-VNNI, 16-bit multiply-adds
+  // elsewhere), two ops per multiply-add: the W8A8 / W4A8 kernels' peak.
+  double int8_gops = 0;
 };
 
 // Runs the probe on the current thread pool with the active ISA (about half a second); each

@@ -46,6 +46,25 @@ double probe_bf16_flops_per_iter() {
   return kNativeBf16Dot ? 12.0 * kLanes * 4 : 12.0 * kLanes * 2;
 }
 
+// 12 independent chains of int8 dot products (gemm_int8's inner step).
+double probe_int8_loop(int64_t iters) {
+  VI acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = first_lane(j);
+  uint8_t ua[4 * kLanes], sb[4 * kLanes];
+  for (int i = 0; i < 4 * kLanes; ++i) ua[i] = uint8_t(i), sb[i] = uint8_t(i % 3);
+  const VQ a = load_q(ua), b = load_q(sb);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) acc[j] = dot_u8s8(acc[j], a, b);
+  }
+  VF s = zero();
+  for (int j = 0; j < 12; ++j) s = add(s, to_f32(acc[j]));
+  return reduce_add(s);
+}
+double probe_int8_ops_per_iter() {
+  return 12.0 * kLanes * 4 * 2;
+}
+
 // Sums n floats (n a multiple of 8 * kLanes) with 8 independent accumulators.
 double probe_read_loop(const float* p, int64_t n) {
   VF acc[8];

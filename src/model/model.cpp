@@ -18,6 +18,7 @@
 #include "core/thread_pool.h"
 #include "dist/expert_parallel.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_int8.h"
 #include "kernels/indexer.h"
 #include "kernels/indexer_prolog.h"
 #include "kernels/mha_attention.h"
@@ -70,17 +71,6 @@ float act_quant_group(const float* x, int64_t n, fp8_e4m3* codes) {
   for (int64_t k = 0; k < n; ++k)
     codes[k] = f32_to_fp8_e4m3(std::clamp(x[k] / scale, -448.0f, 448.0f));
   return scale;
-}
-
-// W8A8's dynamic per-token activation quantization (compressed-tensors input_activations: int8,
-// strategy token; as vLLM's scaled_int8_quant): scale = amax / 127, codes = round-half-even(x /
-// scale) clamped to [-128, 127]; out = codes * scale, the values an int8 dot product multiplies.
-void act_quant_int8_row(const float* x, int64_t n, float* out) {
-  float amax = 0;
-  for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
-  const float scale = amax > 0 ? amax / 127.0f : 1.0f;
-  for (int64_t k = 0; k < n; ++k)
-    out[k] = std::clamp(std::nearbyint(x[k] / scale), -128.0f, 127.0f) * scale;
 }
 
 void rms_norm(const float* x, int64_t rows, int64_t dim, int64_t ld_x, const std::vector<float>& w,
@@ -419,12 +409,8 @@ void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight
                    int64_t ldy) {
   if (rows == 0) return;  // a rank with no tokens in a distributed step
   const WeightView v = w.view();
-  if (w.int8_activations) {
-    std::vector<float> xq(static_cast<size_t>(rows * v.cols));
-    parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
-      for (int64_t r = r0; r < r1; ++r) act_quant_int8_row(x + r * ldx, v.cols, &xq[r * v.cols]);
-    });
-    gemm(GemmInput{DType::f32, xq.data(), rows, v.cols, v.cols}, v, y, ldy);
+  if (w.int8_activations) {  // W8A8 / W4A8: int8 dot products on per-row quantized activations
+    gemm_int8_activations(x, rows, ldx, v, y, ldy);
     return;
   }
   if (options_.fp8_activations && v.dtype == DType::fp8_e4m3) {

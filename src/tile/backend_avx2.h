@@ -18,9 +18,6 @@ inline constexpr bool kNativeBf16Dot = false;  // bf16 pairs are widened to f32 
 struct VF {
   __m256 v;
 };
-struct VI {  // 8 x int32
-  __m256i v;
-};
 struct VB {  // 16 bf16 values = 8 (even, odd) pairs, one pair per f32 lane
   __m256i v;
 };
@@ -235,6 +232,61 @@ inline VB bf16_pairs_exact(VF lo, VF hi) {
 }
 inline void store_pairs(uint16_t* p, VB a) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a.v);
+}
+
+// ---- 8-bit integer dot products (W8A8 / W4A8) -------------------------------------------------
+// VQ: 4 * kLanes bytes, one byte quad per int32 lane of a VI.
+struct VQ {
+  __m256i v;
+};
+struct VI {
+  __m256i v;
+};
+inline VQ load_q(const void* p) {
+  return {_mm256_loadu_si256(static_cast<const __m256i*>(p))};
+}
+inline VQ low_nibbles(VQ a) {
+  return {_mm256_and_si256(a.v, _mm256_set1_epi8(0x0f))};
+}
+inline VQ high_nibbles(VQ a) {
+  return {_mm256_and_si256(_mm256_srli_epi16(a.v, 4), _mm256_set1_epi8(0x0f))};
+}
+inline VQ flip_bytes(VQ a) {
+  return {_mm256_xor_si256(a.v, _mm256_set1_epi8(char(0x80)))};
+}
+inline VI first_lane(int32_t x) {
+  return {_mm256_setr_epi32(x, 0, 0, 0, 0, 0, 0, 0)};
+}
+// acc[l] += sum_{j < 4} u[4l + j] * s[4l + j] (unsigned u, signed s), exact: the even and odd
+// bytes of each 16-bit half widened in place (vpmaddubsw's saturating 16-bit pair sums can
+// overflow for u up to 255), so lane l keeps bytes 4l .. 4l + 3, then vpmaddwd.
+inline VI dot_u8s8(VI acc, VQ u, VQ s) {
+  const __m256i lo8 = _mm256_set1_epi16(0x00ff);
+  const __m256i ue = _mm256_and_si256(u.v, lo8), uo = _mm256_srli_epi16(u.v, 8);
+  const __m256i se = _mm256_srai_epi16(_mm256_slli_epi16(s.v, 8), 8),
+                so = _mm256_srai_epi16(s.v, 8);
+  return {_mm256_add_epi32(acc.v,
+                           _mm256_add_epi32(_mm256_madd_epi16(ue, se), _mm256_madd_epi16(uo, so)))};
+}
+inline VF to_f32(VI a) {
+  return {_mm256_cvtepi32_ps(a.v)};
+}
+inline VI set1_i(int32_t x) {
+  return {_mm256_set1_epi32(x)};
+}
+inline VQ broadcast_quad(const void* p) {
+  int32_t w;
+  __builtin_memcpy(&w, p, 4);
+  return {_mm256_set1_epi32(w)};
+}
+inline VQ as_quads(VF words) {
+  return {_mm256_castps_si256(words.v)};
+}
+inline VF as_words(VQ q) {
+  return {_mm256_castsi256_ps(q.v)};
+}
+inline void store_q(void* p, VQ a) {
+  _mm256_storeu_si256(static_cast<__m256i*>(p), a.v);
 }
 
 // ---- raw 32-bit words (weight transposes; pure data moves, every bit pattern kept) -------------

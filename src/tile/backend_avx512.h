@@ -230,6 +230,68 @@ inline VF xor_words(VF w, uint32_t m) {
   return {
       _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(w.v), _mm512_set1_epi32(int(m))))};
 }
+// ---- 8-bit integer dot products (W8A8 / W4A8) -------------------------------------------------
+// VQ: 4 * kLanes bytes, one byte quad per int32 lane of a VI.
+struct VQ {
+  __m512i v;
+};
+struct VI {
+  __m512i v;
+};
+inline VQ load_q(const void* p) {
+  return {_mm512_loadu_si512(p)};
+}
+inline VQ low_nibbles(VQ a) {  // each byte's low 4 bits (INT4 codes: even columns)
+  return {_mm512_and_si512(a.v, _mm512_set1_epi8(0x0f))};
+}
+inline VQ high_nibbles(VQ a) {  // each byte's high 4 bits (odd columns)
+  return {_mm512_and_si512(_mm512_srli_epi16(a.v, 4), _mm512_set1_epi8(0x0f))};
+}
+inline VQ flip_bytes(VQ a) {  // xor 0x80: a signed byte becomes its value + 128, unsigned
+  return {_mm512_xor_si512(a.v, _mm512_set1_epi8(char(0x80)))};
+}
+inline VI first_lane(int32_t x) {  // (x, 0, ..., 0)
+  return {_mm512_maskz_set1_epi32(1, x)};
+}
+// acc[l] += sum_{j < 4} u[4l + j] * s[4l + j], u unsigned and s signed bytes: exact.
+inline VI dot_u8s8(VI acc, VQ u, VQ s) {
+#ifdef __AVX512VNNI__
+  // Inline asm ties the accumulator to its register: with the intrinsic, GCC 12 copies every
+  // accumulator of a loop-carried tile twice per iteration (a move per dot product).
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc.v) : "v"(u.v), "v"(s.v));
+  return acc;
+#else
+  // The even and odd bytes of each 16-bit half widened in place (vpmaddubsw's saturating 16-bit
+  // pair sums can overflow for u up to 255), so lane l keeps bytes 4l .. 4l + 3.
+  const __m512i lo8 = _mm512_set1_epi16(0x00ff);
+  const __m512i ue = _mm512_and_si512(u.v, lo8), uo = _mm512_srli_epi16(u.v, 8);
+  const __m512i se = _mm512_srai_epi16(_mm512_slli_epi16(s.v, 8), 8),
+                so = _mm512_srai_epi16(s.v, 8);
+  return {_mm512_add_epi32(acc.v,
+                           _mm512_add_epi32(_mm512_madd_epi16(ue, se), _mm512_madd_epi16(uo, so)))};
+#endif
+}
+inline VF to_f32(VI a) {
+  return {_mm512_cvtepi32_ps(a.v)};
+}
+inline VI set1_i(int32_t x) {
+  return {_mm512_set1_epi32(x)};
+}
+inline VQ broadcast_quad(const void* p) {  // 4 bytes repeated in every lane
+  int32_t w;
+  __builtin_memcpy(&w, p, 4);
+  return {_mm512_set1_epi32(w)};
+}
+inline VQ as_quads(VF words) {  // the same bits: each f32 lane's 4 bytes
+  return {_mm512_castps_si512(words.v)};
+}
+inline VF as_words(VQ q) {
+  return {_mm512_castsi512_ps(q.v)};
+}
+inline void store_q(void* p, VQ a) {
+  _mm512_storeu_si512(p, a.v);
+}
+
 // r[i] lane j <-> r[j] lane i (16 x 16 words: 4 rounds of 16 shuffles).
 [[gnu::always_inline]] inline void transpose(VF (&r)[kLanes]) {
   __m512 t[16];

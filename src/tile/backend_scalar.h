@@ -123,6 +123,67 @@ inline VF load_i8(const int8_t* p) {
 inline VF load_i8_n(const int8_t* p, int n) {
   DSINFER_LANEWISE(i < n ? float(p[i]) : 0.0f);
 }
+// ---- 8-bit integer dot products (W8A8 / W4A8) -------------------------------------------------
+// VQ: 4 * kLanes bytes, one byte quad per int32 lane of a VI.
+struct VQ {
+  uint8_t b[4 * kLanes];
+};
+struct VI {
+  int32_t v[kLanes];
+};
+inline VQ load_q(const void* p) {
+  VQ r;
+  std::memcpy(r.b, p, sizeof r.b);
+  return r;
+}
+inline VQ low_nibbles(VQ a) {
+  for (auto& x : a.b) x &= 15;
+  return a;
+}
+inline VQ high_nibbles(VQ a) {
+  for (auto& x : a.b) x = uint8_t(x >> 4);
+  return a;
+}
+inline VQ flip_bytes(VQ a) {
+  for (auto& x : a.b) x ^= 0x80;
+  return a;
+}
+inline VI first_lane(int32_t x) {
+  VI r{};
+  r.v[0] = x;
+  return r;
+}
+inline VI dot_u8s8(VI acc, VQ u, VQ s) {
+  for (int l = 0; l < kLanes; ++l)
+    for (int j = 0; j < 4; ++j) acc.v[l] += int32_t(u.b[4 * l + j]) * int8_t(s.b[4 * l + j]);
+  return acc;
+}
+inline VF to_f32(VI a) {
+  DSINFER_LANEWISE(float(a.v[i]));
+}
+inline VI set1_i(int32_t x) {
+  VI r;
+  for (int32_t& v : r.v) v = x;
+  return r;
+}
+inline VQ broadcast_quad(const void* p) {
+  VQ r;
+  for (int l = 0; l < kLanes; ++l) std::memcpy(r.b + 4 * l, p, 4);
+  return r;
+}
+inline VQ as_quads(VF words) {
+  VQ r;
+  std::memcpy(r.b, words.v, sizeof r.b);
+  return r;
+}
+inline VF as_words(VQ q) {
+  VF r;
+  std::memcpy(r.v, q.b, sizeof r.v);
+  return r;
+}
+inline void store_q(void* p, VQ a) {
+  std::memcpy(p, a.b, sizeof a.b);
+}
 // kLanes fp8 codes as 2^-120 times their values: the code's exponent and mantissa bits placed
 // in f32's (see backend_avx2.h). Exact, subnormal codes included; NaN codes are not special.
 inline VF load_fp8_raw(const uint8_t* p) {

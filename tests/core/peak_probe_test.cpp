@@ -50,7 +50,7 @@ TEST(PeakProbe, FiguresArePositiveFiniteAndSane) {
       PeakProbe p = measure_peak(1);
       EXPECT_EQ(p.threads, num_threads());
       EXPECT_EQ(std::string(p.isa), isa_name(isa));
-      for (double v : {p.f32_gflops, p.bf16_gflops, p.read_gbs}) {
+      for (double v : {p.f32_gflops, p.bf16_gflops, p.read_gbs, p.int8_gops}) {
         EXPECT_TRUE(std::isfinite(v)) << v;
         EXPECT_GT(v, 0.0);
       }

@@ -1,4 +1,5 @@
 #include "kernels/gemm.h"
+#include "kernels/gemm_int8.h"
 
 #include <gtest/gtest.h>
 
@@ -691,6 +692,98 @@ TEST(GemmInvariance, Fp8LargeActivationsAndScales) {
     }
   });
   set_num_threads(saved);
+}
+
+// ---- W8A8 / W4A8: int8 activations times integer weights (gemm_int8.h) -----------------------
+
+TEST(QuantizeInt8Row, AmaxOver127RoundHalfEven) {
+  const float x[] = {1.27f, -0.635f, 0.005f, 0.015f, -1.27f, 0.0f};
+  int8_t q[6];
+  const float s = quantize_int8_row(x, 6, q);
+  EXPECT_FLOAT_EQ(s, 0.01f);
+  const int8_t want[] = {127,
+                         int8_t(std::nearbyint(-0.635f / s)),
+                         int8_t(std::nearbyint(0.005f / s)),
+                         int8_t(std::nearbyint(0.015f / s)),
+                         -127,
+                         0};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(q[i], want[i]) << i;
+  const float zeros[3] = {0, 0, 0};
+  EXPECT_EQ(quantize_int8_row(zeros, 3, q), 1.0f);
+  EXPECT_EQ(q[0], 0);
+}
+
+// y = sx * sum_g sw * (xq . wq) against the double reference on every ISA: both int8-dot paths
+// (u8 / i8 / u4 codes, groups that are and are not a multiple of the kernel's column step, and
+// channel-wise), the f32 fallback (K not a multiple of the step, the [K, N] layout), tails in M
+// and N, zero rows; each row bitwise the same at M = 1 and in a batch, at 1, 2 and 3 threads.
+TEST(GemmInt8, MatchesTheReferenceAndIsBatchInvariant) {
+  const int saved = num_threads();
+  struct Shape {
+    int64_t N, K, group;
+  };
+  const Shape shapes[] = {{37, 512, 128}, {9, 1024, 1024}, {70, 256, 256}, {5, 384, 128},
+                          {21, 256, 32},  {6, 96, 32},     {33, 200, 200}};
+  for_each_isa([&](Isa) {
+    for (DType wt : {DType::u8, DType::i8, DType::u4})
+      for (size_t i = 0; i < std::size(shapes); ++i) {
+        const Shape sh = shapes[i];
+        const StoredWeight sw(wt, sh.N + 2, sh.K, uint32_t(500 + i), sh.group,
+                              i % 2 ? DType::f32 : DType::bf16);
+        SCOPED_TRACE("w=" + std::string(dtype_name(wt)) + " N=" + std::to_string(sh.N) +
+                     " K=" + std::to_string(sh.K) + " group=" + std::to_string(sh.group));
+        const WeightView w = sw.view(2, sh.N, 0, sh.K, false);
+        const Activations acts(19, sh.K, sh.K + 5, uint32_t(600 + i));
+        const int64_t M = acts.M, ldy = sh.N + 1;
+        std::vector<float> want(size_t(M * ldy)), got(size_t(M * ldy), -1.0f);
+        gemm_int8_activations_reference(acts.f.data(), M, acts.ld, w, want.data(), ldy);
+        set_num_threads(2);
+        gemm_int8_activations(acts.f.data(), M, acts.ld, w, got.data(), ldy);
+        std::vector<int8_t> q(size_t(sh.K));
+        for (int64_t m = 0; m < M; ++m) {
+          // The bound: the f32 steps on sum |sx sw xq wq|.
+          const float sx = quantize_int8_row(acts.f.data() + m * acts.ld, sh.K, q.data());
+          for (int64_t n = 0; n < sh.N; ++n) {
+            double mag = 0;
+            for (int64_t k = 0; k < sh.K; ++k)
+              mag += std::fabs(double(q[size_t(k)]) * w.value_at(n, k));
+            ASSERT_NEAR(got[size_t(m * ldy + n)], want[size_t(m * ldy + n)],
+                        2e-6 * sx * mag + 1e-30)
+                << "m " << m << " n " << n;
+          }
+        }
+        for (int threads : {1, 3}) {
+          set_num_threads(threads);
+          for (int64_t m : {int64_t(0), int64_t(2), M - 1}) {  // alone, at M = 1
+            std::vector<float> one(size_t(ldy), -1.0f);
+            gemm_int8_activations(acts.f.data() + m * acts.ld, 1, acts.ld, w, one.data(), ldy);
+            ASSERT_TRUE(same_bits(one.data(), ldy, got.data() + m * ldy, ldy, 1, sh.N))
+                << "threads " << threads << " row " << m;
+          }
+          std::vector<float> part(size_t(7 * ldy), -1.0f);  // a batch of 7 from row 5
+          gemm_int8_activations(acts.f.data() + 5 * acts.ld, 7, acts.ld, w, part.data(), ldy);
+          ASSERT_TRUE(same_bits(part.data(), ldy, got.data() + 5 * ldy, ldy, 7, sh.N));
+        }
+      }
+  });
+  set_num_threads(saved);
+}
+
+TEST(GemmInt8, KnLayoutAndBadArguments) {
+  const StoredWeight sw(DType::u8, 64, 128, 77, 64, DType::bf16);
+  const Activations acts(3, 64, 64, 78);
+  const WeightView w = sw.view(0, 64, 0, 128, true);  // [K = 64, N = 128] storage
+  std::vector<float> want(3 * 128), got(3 * 128);
+  gemm_int8_activations_reference(acts.f.data(), 3, 64, w, want.data(), 128);
+  gemm_int8_activations(acts.f.data(), 3, 64, w, got.data(), 128);
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], 1e-4 * std::fabs(want[i]) + 1e-6);
+  const StoredWeight f(DType::bf16, 8, 64, 79);
+  EXPECT_THROW(
+      gemm_int8_activations(acts.f.data(), 3, 64, f.view(0, 8, 0, 64, false), got.data(), 8),
+      std::invalid_argument);
+  EXPECT_THROW(gemm_int8_activations(acts.f.data(), 3, 10, w, got.data(), 128),
+               std::invalid_argument);
 }
 
 }  // namespace

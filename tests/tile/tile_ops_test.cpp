@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "test_util.h"
@@ -58,6 +59,36 @@ TEST(TileOps, RawFp8WeightDecodeIsExactForEveryCode) {
       const float want = fp8_e4m3_to_f32(fp8_e4m3{uint8_t(i)});
       ASSERT_EQ(double(out[i]) * 0x1p120, double(want)) << "code " << i;
       ASSERT_EQ(std::signbit(out[i]), std::signbit(want)) << "code " << i;
+    }
+  });
+}
+
+// The int8 dot product ops of W8A8 / W4A8 (gemm_int8): lane l sums its own 4 byte products,
+// exactly, at the extremes (255 x -128) too; nibble split, sign flip and quad broadcast.
+TEST(TileOps, Int8DotProductsAreExactPerLane) {
+  for_each_isa([&](Isa) {
+    const int lanes = DSINFER_DISPATCH(tt_lanes)();
+    std::mt19937 rng(5);
+    for (int rep = 0; rep < 20; ++rep) {
+      std::vector<uint8_t> u(static_cast<size_t>(4 * lanes)), s(static_cast<size_t>(4 * lanes));
+      std::vector<int32_t> acc(static_cast<size_t>(lanes)), out(static_cast<size_t>(4 * lanes));
+      for (auto& b : u) b = uint8_t(rng());
+      for (auto& b : s) b = uint8_t(rng());
+      for (auto& a : acc) a = int32_t(rng() % 2000001) - 1000000;
+      if (rep == 0) std::fill(u.begin(), u.end(), 255), std::fill(s.begin(), s.end(), 0x80);
+      DSINFER_DISPATCH(tt_int8_dots)(u.data(), s.data(), acc.data(), out.data());
+      for (int l = 0; l < lanes; ++l) {
+        int64_t d = 0, lo = 0, hi = 0, fb = 0;
+        for (int j = 0; j < 4; ++j) {
+          const int64_t a = u[size_t(4 * l + j)], b = int8_t(s[size_t(4 * l + j)]);
+          d += a * b, lo += (a & 15) * b, hi += (a >> 4) * b;
+          fb += int64_t(a ^ 0x80) * int8_t(s[size_t(j)]);
+        }
+        ASSERT_EQ(out[size_t(l)], acc[size_t(l)] + d) << "lane " << l;
+        ASSERT_EQ(out[size_t(lanes + l)], acc[size_t(l)] + lo) << "lane " << l;
+        ASSERT_EQ(out[size_t(2 * lanes + l)], acc[size_t(l)] + hi) << "lane " << l;
+        ASSERT_EQ(out[size_t(3 * lanes + l)], acc[size_t(l)] + fb) << "lane " << l;
+      }
     }
   });
 }

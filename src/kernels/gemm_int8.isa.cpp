@@ -1,0 +1,207 @@
+// W8A8 / W4A8 GEMM on int8 dot products (gemm_int8.h), compiled once per ISA.
+//
+// Weights: per block of kNB rows, the codes are packed (transposed in registers, 16 x 16 words
+// on AVX-512) into bp[quad][row]: one VQ holds the same 4 consecutive columns (a "quad") of
+// kLanes rows, so a row's dot product runs down one lane and the activations are broadcast 4
+// bytes at a time -- per group of columns no horizontal sums, one scale vector per kLanes rows.
+// INT4 codes are split into bytes while packing: a word of 8 nibbles (columns 8t .. 8t + 7)
+// gives the quad of its even columns (low nibbles) and the quad of its odd ones (high), so the
+// activation panel stores every 8 columns as x0 x2 x4 x6 x1 x3 x5 x7. INT8 (I8) codes are
+// flipped to offset-binary. Codes are then unsigned (value + off: 8 for INT4, 128 for INT8),
+// activations signed, and per row the sum of its codes in each group removes the offset:
+//   sum_k (w + off) x = sum_k w x + off * sum_k x   (seeded into each group's accumulator).
+//
+// Per (row, weight row) pair the arithmetic is the same whatever tile or task it falls in:
+// exact int32 sums per group, then total = fma(f32(sum), scale, total) in group order and one
+// product by the row's activation scale. So results do not depend on M, the thread count or the
+// split (batch invariant).
+#include <algorithm>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/gemm_int8.h"
+#include "tile/backend.h"
+
+namespace dsinfer::DSINFER_ISA_NS {
+
+using namespace simd;
+
+namespace {
+
+constexpr int kVQ = 4 * kLanes;           // bytes per VQ: one quad per lane
+constexpr int kNV = 2;                    // weight vectors (kLanes rows each) per block
+constexpr int kNB = kNV * kLanes;         // weight rows per block
+constexpr int MR = kLanes == 16 ? 6 : 3;  // activation rows per micro-tile
+constexpr int64_t kMChunk = 240;          // activation rows per pass over a packed block
+
+struct Plan {
+  const WeightView* w;
+  int64_t M, N, K, group, G;
+  const int8_t* xq;     // [M][K] in the packed column order
+  const float* sx;      // [M]
+  const int32_t* sumx;  // [M][G]
+  float* y;
+  int64_t ldy;
+  int32_t offset;  // of the unsigned weight codes
+};
+
+// Weight rows [n0, n0 + kNB) (rows past N: zero codes) into bp[quad][kNB] (4 bytes each) and their
+// group scales into sp[g][kNB].
+template <DType WT>
+void pack_block(const Plan& p, int64_t n0, uint8_t* bp, float* sp) {
+  constexpr bool u4 = WT == DType::u4;
+  constexpr int64_t chunk = u4 ? 2 * kVQ : kVQ;  // columns per VQ of a row
+  for (int v = 0; v < kNV; ++v) {
+    const uint8_t* rows[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      const int64_t n = n0 + v * kLanes + l;
+      rows[l] = n < p.N ? reinterpret_cast<const uint8_t*>(p.w->element_ptr(n, 0)) : nullptr;
+    }
+    for (int64_t c = 0; c < p.K; c += chunk) {
+      VF r[kLanes];
+      for (int l = 0; l < kLanes; ++l)
+        r[l] = rows[l] ? as_words(load_q(rows[l] + (u4 ? c / 2 : c))) : zero();
+      transpose(r);  // r[t]: word t (columns c + 4t.., or 8t.. for INT4) of every row
+      const int64_t q0 = c / 4;
+      for (int t = 0; t < kLanes; ++t) {
+        VQ w = as_quads(r[t]);
+        if constexpr (WT == DType::i8) w = flip_bytes(w);
+        if constexpr (u4) {
+          store_q(bp + ((q0 + 2 * t) * kNB + v * kLanes) * 4, low_nibbles(w));
+          store_q(bp + ((q0 + 2 * t + 1) * kNB + v * kLanes) * 4, high_nibbles(w));
+        } else {
+          store_q(bp + ((q0 + t) * kNB + v * kLanes) * 4, w);
+        }
+      }
+    }
+  }
+  for (int64_t g = 0; g < p.G; ++g)
+    for (int j = 0; j < kNB; ++j)
+      sp[g * kNB + j] = n0 + j < p.N ? p.w->qscale_at(n0 + j, g * p.group) : 0.0f;
+}
+
+// Rows [m0, m0 + mr) x weight rows [n0, n0 + kNB) of y from a packed block.
+template <int mr>
+void micro_tile(const Plan& p, const uint8_t* bp, const float* sp, int64_t m0, int64_t n0) {
+  const int8_t* xr[mr];
+  for (int i = 0; i < mr; ++i) xr[i] = p.xq + (m0 + i) * p.K;
+  VF total[mr][kNV];
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < kNV; ++j) total[i][j] = zero();
+  const int64_t quads = p.group / 4;
+  VI acc[mr][kNV];
+  for (int64_t g = 0; g < p.G; ++g) {
+    for (int i = 0; i < mr; ++i) {
+      const VI seed = set1_i(-p.offset * p.sumx[(m0 + i) * p.G + g]);
+      for (int j = 0; j < kNV; ++j) acc[i][j] = seed;
+    }
+    const uint8_t* bq = bp + g * quads * kNB * 4;
+    for (int64_t q = g * quads; q < (g + 1) * quads; ++q, bq += kNB * 4) {
+      VQ b[kNV];
+      for (int j = 0; j < kNV; ++j) b[j] = load_q(bq + j * kVQ);
+      for (int i = 0; i < mr; ++i) {
+        const VQ xb = broadcast_quad(xr[i] + 4 * q);
+        for (int j = 0; j < kNV; ++j) acc[i][j] = dot_u8s8(acc[i][j], b[j], xb);
+      }
+    }
+    for (int j = 0; j < kNV; ++j) {
+      const VF s = load(sp + g * kNB + j * kLanes);
+      for (int i = 0; i < mr; ++i) total[i][j] = fma(to_f32(acc[i][j]), s, total[i][j]);
+    }
+  }
+  for (int i = 0; i < mr; ++i) {
+    const VF sx = set1(p.sx[m0 + i]);
+    for (int j = 0; j < kNV; ++j) {
+      const int64_t n = n0 + j * kLanes;
+      const int64_t cnt = std::min<int64_t>(kLanes, p.N - n);
+      float* dst = p.y + (m0 + i) * p.ldy + n;
+      if (cnt == kLanes)
+        store(dst, mul(total[i][j], sx));
+      else if (cnt > 0)
+        store_n(dst, mul(total[i][j], sx), int(cnt));
+    }
+  }
+}
+
+template <int mr>
+void micro_rows(const Plan& p, const uint8_t* bp, const float* sp, int64_t m0, int64_t n0,
+                int rows) {
+  if (rows == mr)
+    micro_tile<mr>(p, bp, sp, m0, n0);
+  else if constexpr (mr > 1)
+    micro_rows<mr - 1>(p, bp, sp, m0, n0, rows);
+}
+
+}  // namespace
+
+bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& w, float* y,
+                      int64_t ldy) {
+  const bool u4 = w.dtype == DType::u4;
+  const int64_t K = w.cols, chunk = u4 ? 2 * kVQ : kVQ;
+  const int64_t group = std::min(w.group, K);
+  // Whole VQs per row, and groups of whole quads (INT4: of whole 8-column blocks).
+  if (w.kn || w.col0 % std::max<int64_t>(1, w.group) != 0 || K % chunk != 0 ||
+      group % (u4 ? 8 : 4) != 0 || K % group != 0)
+    return false;
+  Plan p;
+  p.w = &w, p.M = M, p.N = w.rows, p.K = K, p.group = group, p.G = K / group;
+  p.y = y, p.ldy = ldy;
+  p.offset = u4 ? 8 : 128;
+  // The calling thread's scratch (workers write through these pointers, not their own copies).
+  thread_local std::vector<int8_t> xq_buf;
+  thread_local std::vector<float> sx_buf;
+  thread_local std::vector<int32_t> sumx_buf;
+  xq_buf.resize(size_t(M * K)), sx_buf.resize(size_t(M)), sumx_buf.resize(size_t(M * p.G));
+  int8_t* const xq = xq_buf.data();
+  float* const sx = sx_buf.data();
+  int32_t* const sumx = sumx_buf.data();
+  // The activation panel: quantized, in the packed column order, with per-group code sums.
+  parallel_for(M, 4, [&](int64_t m0, int64_t m1, int) {
+    std::vector<int8_t> row(static_cast<size_t>(K));
+    for (int64_t m = m0; m < m1; ++m) {
+      sx[m] = quantize_int8_row(x + m * ldx, K, row.data());
+      int8_t* dst = xq + m * K;
+      if (u4) {
+        for (int64_t b = 0; b < K; b += 8)
+          for (int j = 0; j < 4; ++j) {
+            dst[b + j] = row[size_t(b + 2 * j)];
+            dst[b + 4 + j] = row[size_t(b + 2 * j + 1)];
+          }
+      } else {
+        std::copy(row.begin(), row.end(), dst);
+      }
+      for (int64_t g = 0; g < p.G; ++g) {
+        int32_t s = 0;
+        for (int64_t k = g * group; k < (g + 1) * group; ++k) s += row[size_t(k)];
+        sumx[m * p.G + g] = s;
+      }
+    }
+  });
+  p.xq = xq, p.sx = sx, p.sumx = sumx;
+  const int64_t blocks = (p.N + kNB - 1) / kNB;
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1, int) {
+    thread_local std::vector<uint8_t> bp;
+    thread_local std::vector<float> sp;
+    bp.resize(size_t(K * kNB)), sp.resize(size_t(p.G * kNB));
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * kNB;
+      switch (w.dtype) {
+        case DType::u4:
+          pack_block<DType::u4>(p, n0, bp.data(), sp.data());
+          break;
+        case DType::u8:
+          pack_block<DType::u8>(p, n0, bp.data(), sp.data());
+          break;
+        default:
+          pack_block<DType::i8>(p, n0, bp.data(), sp.data());
+          break;
+      }
+      for (int64_t mc = 0; mc < M; mc += kMChunk)
+        for (int64_t m = mc; m < std::min(M, mc + kMChunk); m += MR)
+          micro_rows<MR>(p, bp.data(), sp.data(), m, n0, int(std::min<int64_t>(MR, M - m)));
+    }
+  });
+  return true;
+}
+
+}  // namespace dsinfer::DSINFER_ISA_NS
