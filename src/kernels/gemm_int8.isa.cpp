@@ -11,11 +11,14 @@
 // activations signed, and per row the sum of its codes in each group removes the offset:
 //   sum_k (w + off) x = sum_k w x + off * sum_k x   (seeded into each group's accumulator).
 //
-// Per (row, weight row) pair the arithmetic is the same whatever tile or task it falls in:
+// Up to MR rows (decode) skip the packed copy: the transposed codes are used from registers, in
+// the same order. Per (row, weight row) pair the arithmetic is the same whatever tile, task or
+// path it falls in:
 // exact int32 sums per group, then total = fma(f32(sum), scale, total) in group order and one
 // product by the row's activation scale. So results do not depend on M, the thread count or the
 // split (batch invariant).
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -45,10 +48,9 @@ struct Plan {
   int32_t offset;  // of the unsigned weight codes
 };
 
-// Weight rows [n0, n0 + kNB) (rows past N: zero codes) into bp[quad][kNB] (4 bytes each) and their
-// group scales into sp[g][kNB].
+// Weight rows [n0, n0 + kNB) (rows past N: zero codes) into bp[quad][kNB] (4 bytes each).
 template <DType WT>
-void pack_block(const Plan& p, int64_t n0, uint8_t* bp, float* sp) {
+void pack_block(const Plan& p, int64_t n0, uint8_t* bp) {
   constexpr bool u4 = WT == DType::u4;
   constexpr int64_t chunk = u4 ? 2 * kVQ : kVQ;  // columns per VQ of a row
   for (int v = 0; v < kNV; ++v) {
@@ -75,9 +77,36 @@ void pack_block(const Plan& p, int64_t n0, uint8_t* bp, float* sp) {
       }
     }
   }
-  for (int64_t g = 0; g < p.G; ++g)
-    for (int j = 0; j < kNB; ++j)
-      sp[g * kNB + j] = n0 + j < p.N ? p.w->qscale_at(n0 + j, g * p.group) : 0.0f;
+}
+
+// The group scales of weight rows [n0, n0 + kNB) as sp[g][kNB] (rows past N: 0).
+void pack_scales(const Plan& p, int64_t n0, float* sp) {
+  const WeightView& w = *p.w;
+  const int64_t g0 = w.col0 / w.group;  // the view's first group (col0 is a multiple of it)
+  for (int j = 0; j < kNB; ++j) {
+    if (n0 + j >= p.N) {
+      for (int64_t g = 0; g < p.G; ++g) sp[g * kNB + j] = 0.0f;
+      continue;
+    }
+    const int64_t at = (w.row0 + n0 + j) * w.qscale_ld + g0;
+    switch (w.qscale_dtype) {
+      case DType::bf16: {
+        const bf16* q = static_cast<const bf16*>(w.qscale) + at;
+        for (int64_t g = 0; g < p.G; ++g) sp[g * kNB + j] = bf16_to_f32(q[g]);
+        break;
+      }
+      case DType::f16: {
+        const f16* q = static_cast<const f16*>(w.qscale) + at;
+        for (int64_t g = 0; g < p.G; ++g) sp[g * kNB + j] = f16_to_f32(q[g]);
+        break;
+      }
+      default: {
+        const float* q = static_cast<const float*>(w.qscale) + at;
+        for (int64_t g = 0; g < p.G; ++g) sp[g * kNB + j] = q[g];
+        break;
+      }
+    }
+  }
 }
 
 // Rows [m0, m0 + mr) x weight rows [n0, n0 + kNB) of y from a packed block.
@@ -121,6 +150,102 @@ void micro_tile(const Plan& p, const uint8_t* bp, const float* sp, int64_t m0, i
         store_n(dst, mul(total[i][j], sx), int(cnt));
     }
   }
+}
+
+// Few rows (decode): the same arithmetic as pack_block + micro_tile, pair by pair, on the
+// transposed codes straight from registers (no packed copy). Each row keeps four int32 partial
+// sums, quads round robin -- four dependency chains instead of one; integer sums are exact, so
+// each group's total is the packed path's bit for bit.
+template <int mr>
+struct FusedSums {
+  static constexpr int kChains = 4;
+  const Plan& p;
+  const float* sc;  // this vector's scales of group 0 (kNB apart per group)
+  int64_t quads, g = 0, left;
+  VF total[mr];
+  VI acc[mr][kChains];
+
+  [[gnu::always_inline]] FusedSums(const Plan& plan, const float* scales)
+      : p(plan), sc(scales), quads(plan.group / 4), left(quads) {
+    for (int i = 0; i < mr; ++i) total[i] = zero();
+    seed();
+  }
+  [[gnu::always_inline]] void seed() {
+    for (int i = 0; i < mr; ++i) {
+      acc[i][0] = set1_i(-p.offset * p.sumx[i * p.G + g]);
+      for (int c = 1; c < kChains; ++c) acc[i][c] = set1_i(0);
+    }
+  }
+  // Quad q of every row into chain C, then the group's end.
+  template <int C>
+  [[gnu::always_inline]] void step(int64_t q, VQ wq) {
+    for (int i = 0; i < mr; ++i)
+      acc[i][C] = dot_u8s8(acc[i][C], wq, broadcast_quad(p.xq + i * p.K + 4 * q));
+    if (--left == 0) {
+      const VF s = load(sc + g * kNB);
+      for (int i = 0; i < mr; ++i)
+        total[i] = fma(to_f32(add_i(add_i(acc[i][0], acc[i][1]), add_i(acc[i][2], acc[i][3]))), s,
+                       total[i]);
+      left = quads;
+      if (++g < p.G) seed();
+    }
+  }
+};
+
+template <DType WT, int mr, int T>
+[[gnu::always_inline]] inline void fused_word(FusedSums<mr>& f, const VF (&r)[kLanes], int64_t q0) {
+  VQ w = as_quads(r[T]);
+  if constexpr (WT == DType::i8) w = flip_bytes(w);
+  if constexpr (WT == DType::u4) {
+    f.template step<(2 * T) % 4>(q0 + 2 * T, low_nibbles(w));
+    f.template step<(2 * T + 1) % 4>(q0 + 2 * T + 1, high_nibbles(w));
+  } else {
+    f.template step<T % 4>(q0 + T, w);
+  }
+}
+
+template <DType WT, int mr, int... T>
+[[gnu::always_inline]] inline void fused_words(FusedSums<mr>& f, const VF (&r)[kLanes], int64_t q0,
+                                               std::integer_sequence<int, T...>) {
+  (fused_word<WT, mr, T>(f, r, q0), ...);
+}
+
+template <DType WT, int mr>
+void fused_block(const Plan& p, const float* sp, int64_t n0) {
+  constexpr bool u4 = WT == DType::u4;
+  constexpr int64_t chunk = u4 ? 2 * kVQ : kVQ;
+  for (int v = 0; v < kNV; ++v) {
+    const uint8_t* rows[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      const int64_t n = n0 + v * kLanes + l;
+      rows[l] = n < p.N ? reinterpret_cast<const uint8_t*>(p.w->element_ptr(n, 0)) : nullptr;
+    }
+    FusedSums<mr> f(p, sp + v * kLanes);
+    for (int64_t c = 0; c < p.K; c += chunk) {
+      VF r[kLanes];
+      for (int l = 0; l < kLanes; ++l)
+        r[l] = rows[l] ? as_words(load_q(rows[l] + (u4 ? c / 2 : c))) : zero();
+      transpose(r);
+      fused_words<WT, mr>(f, r, c / 4, std::make_integer_sequence<int, kLanes>{});
+    }
+    const int64_t n = n0 + v * kLanes, cnt = std::min<int64_t>(kLanes, p.N - n);
+    for (int i = 0; i < mr; ++i) {
+      float* dst = p.y + i * p.ldy + n;
+      const VF out = mul(f.total[i], set1(p.sx[i]));
+      if (cnt == kLanes)
+        store(dst, out);
+      else if (cnt > 0)
+        store_n(dst, out, int(cnt));
+    }
+  }
+}
+
+template <DType WT, int mr>
+void fused_rows(const Plan& p, const float* sp, int64_t n0, int rows) {
+  if (rows == mr)
+    fused_block<WT, mr>(p, sp, n0);
+  else if constexpr (mr > 1)
+    fused_rows<WT, mr - 1>(p, sp, n0, rows);
 }
 
 template <int mr>
@@ -182,18 +307,34 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1, int) {
     thread_local std::vector<uint8_t> bp;
     thread_local std::vector<float> sp;
-    bp.resize(size_t(K * kNB)), sp.resize(size_t(p.G * kNB));
+    sp.resize(size_t(p.G * kNB));
+    if (M > MR) bp.resize(size_t(K * kNB));
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * kNB;
+      pack_scales(p, n0, sp.data());
+      if (M <= MR) {
+        switch (w.dtype) {
+          case DType::u4:
+            fused_rows<DType::u4, MR>(p, sp.data(), n0, int(M));
+            break;
+          case DType::u8:
+            fused_rows<DType::u8, MR>(p, sp.data(), n0, int(M));
+            break;
+          default:
+            fused_rows<DType::i8, MR>(p, sp.data(), n0, int(M));
+            break;
+        }
+        continue;
+      }
       switch (w.dtype) {
         case DType::u4:
-          pack_block<DType::u4>(p, n0, bp.data(), sp.data());
+          pack_block<DType::u4>(p, n0, bp.data());
           break;
         case DType::u8:
-          pack_block<DType::u8>(p, n0, bp.data(), sp.data());
+          pack_block<DType::u8>(p, n0, bp.data());
           break;
         default:
-          pack_block<DType::i8>(p, n0, bp.data(), sp.data());
+          pack_block<DType::i8>(p, n0, bp.data());
           break;
       }
       for (int64_t mc = 0; mc < M; mc += kMChunk)

@@ -274,6 +274,9 @@ inline VI dot_u8s8(VI acc, VQ u, VQ s) {
 inline VF to_f32(VI a) {
   return {_mm512_cvtepi32_ps(a.v)};
 }
+inline VI add_i(VI a, VI b) {
+  return {_mm512_add_epi32(a.v, b.v)};
+}
 inline VI set1_i(int32_t x) {
   return {_mm512_set1_epi32(x)};
 }

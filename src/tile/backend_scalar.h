@@ -161,6 +161,10 @@ inline VI dot_u8s8(VI acc, VQ u, VQ s) {
 inline VF to_f32(VI a) {
   DSINFER_LANEWISE(float(a.v[i]));
 }
+inline VI add_i(VI a, VI b) {
+  for (int l = 0; l < kLanes; ++l) a.v[l] += b.v[l];
+  return a;
+}
 inline VI set1_i(int32_t x) {
   VI r;
   for (int32_t& v : r.v) v = x;

@@ -76,6 +76,16 @@ inline void weight_row_f32(const WeightRef& w, int64_t r, int64_t c0, int len, f
         const int64_t c = w.col0 + c0 + k;
         const int end = int(std::min<int64_t>(len, k + (w.group - c % w.group)));
         const float sc = w.qscale_at(r, c0 + k);
+        if (w.dtype != DType::u4) {  // 8-bit codes: whole vectors (u8 flipped to signed bytes)
+          const uint8_t* p = reinterpret_cast<const uint8_t*>(w.element_ptr(r, c0));
+          const uint8_t flip = w.dtype == DType::u8 ? 0x80 : 0;
+          const VF s = set1(sc);
+          alignas(64) int8_t codes[kLanes];
+          for (; k + kLanes <= end; k += kLanes) {
+            for (int j = 0; j < kLanes; ++j) codes[j] = int8_t(p[k + j] ^ flip);
+            store(out + k, mul(load_i8(codes), s));
+          }
+        }
         for (; k < end; ++k) out[k] = float(w.int_code_at(r, c0 + k)) * sc;
       }
       break;
