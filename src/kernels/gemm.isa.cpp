@@ -194,6 +194,31 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
               }
               continue;
             }
+            // The same for integer weights (their blocks of kWordElems * kLanes columns, as
+            // pack_b_f32 cuts them).
+            if (M == 1 && w.is_int() && !w.kn) {
+              bool done = false;
+              detail::dispatch_dtype(w.dtype, [&]<DType WT>() {
+                if constexpr (WeightView::is_int_dtype(WT)) {
+                  constexpr int bk = kWordElems<WT> * kLanes;
+                  for (int kk = 0; kk < len; kk += bk)
+                    if (!detail::int_block_fast<WT>(w, k0 + s + kk)) return;
+                  prefetch_rows(w, n0, kGroup, g_end, k0 + s, sub_bytes);
+                  const float* xk = xa + k0 + s;
+                  for (int v = 0; v < 2; ++v) {
+                    const int rv = v == 0 ? r0 : r1;
+                    if (rv == 0) continue;
+                    VF a = s > 0 ? load(acc + v * kLanes) : zero();
+                    for (int kk = 0; kk < len; kk += bk)
+                      detail::mma_int_block_row<WT>(a, w, n0 + v * kLanes, rv, k0 + s + kk,
+                                                    std::min(bk, len - kk), xk + kk);
+                    store(acc + v * kLanes, a);
+                  }
+                  done = true;
+                }
+              });
+              if (done) continue;
+            }
           }
           auto pass = [&]<int NV>() {
             for (int v = 0; v < kGroupVecs; v += NV) {

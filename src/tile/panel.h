@@ -300,6 +300,39 @@ inline void pack_block_int(float* dst, int64_t ldd, const WeightRef& w, int64_t 
   }
 }
 
+// Whether pack_block_int takes its register path for a block starting at column k.
+template <DType WT>
+inline bool int_block_fast(const WeightRef& w, int64_t k) {
+  constexpr int E = kWordElems<WT>;
+  return (w.col0 + k) % E == 0 && w.group % E == 0;
+}
+
+// One row of x against an integer block pack_block_int decodes in registers (int_block_fast),
+// without a panel (decode, M = 1): acc += x[kk] * ŵ[n + lane, k + kk] for kk < len in order --
+// the products pack_block_int makes and the FMA chain mma_outer runs on them, so the same bits.
+template <DType WT>
+[[gnu::always_inline]] inline void mma_int_block_row(VF& acc, const WeightRef& w, int64_t n,
+                                                     int rows, int64_t k, int len, const float* x) {
+  constexpr int E = kWordElems<WT>;
+  VF r[kLanes];
+  load_transposed<WT>(r, w, n, rows, k, len);
+  const VF bias = int_decode_bias<WT>();
+  int64_t group = (w.col0 + k) / w.group;
+  VF s = int_lane_scales(w, n, rows, k);
+  VF v[E];
+  for (int j = 0; E * j < len; ++j) {
+    if (const int64_t g = (w.col0 + k + E * j) / w.group; g != group)
+      group = g, s = int_lane_scales(w, n, rows, k + E * j);
+    int_decode<WT>(v, r[j], bias, s);
+    if (E * (j + 1) <= len) {
+#pragma GCC unroll 8
+      for (int q = 0; q < E; ++q) acc = fma(set1(x[E * j + q]), v[q], acc);
+    } else {
+      for (int q = 0; q < len - E * j; ++q) acc = fma(set1(x[E * j + q]), v[q], acc);
+    }
+  }
+}
+
 // One block of [N, K] storage (rows [n, n + rows), columns [k, k + len), len <= kWordElems *
 // kLanes) into f32 panel rows dst[kk * ldd], kLanes lanes.
 template <DType WT>
