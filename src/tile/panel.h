@@ -277,14 +277,20 @@ template <DType WT>
 inline VF int_decode_bias() {
   return set1(8388608.0f + (WT == DType::u4 ? 8.0f : 128.0f));
 }
-// A block of integer codes into f32 panel rows dst[kk * ldd], as pack_block_f32.
+// Whether an integer block starting at column k decodes in registers: a word's codes must share
+// one scale (groups of whole words, starting on a word).
 template <DType WT>
-inline void pack_block_int(float* dst, int64_t ldd, const WeightRef& w, int64_t n, int rows,
-                           int64_t k, int len) {
+inline bool int_block_fast(const WeightRef& w, int64_t k) {
   constexpr int E = kWordElems<WT>;
-  // A word's codes must share one scale (groups of whole words, starting on a word).
-  if ((w.col0 + k) % E != 0 || w.group % E != 0)
-    return transpose_rows_f32(dst, ldd, w, n, rows, k, len);
+  return (w.col0 + k) % E == 0 && w.group % E == 0;
+}
+
+// The words of such a block, decoded: use(j, v) gets ŵ of columns k + E * j .. + E - 1 (v[q]: one
+// lane per row) for every word j that starts before len.
+template <DType WT, class Use>
+[[gnu::always_inline]] inline void for_each_int_word(const WeightRef& w, int64_t n, int rows,
+                                                     int64_t k, int len, Use use) {
+  constexpr int E = kWordElems<WT>;
   VF r[kLanes];
   load_transposed<WT>(r, w, n, rows, k, len);
   const VF bias = int_decode_bias<WT>();
@@ -295,16 +301,21 @@ inline void pack_block_int(float* dst, int64_t ldd, const WeightRef& w, int64_t 
     if (const int64_t g = (w.col0 + k + E * j) / w.group; g != group)
       group = g, s = int_lane_scales(w, n, rows, k + E * j);
     int_decode<WT>(v, r[j], bias, s);
-#pragma GCC unroll 8
-    for (int q = 0; q < E; ++q) store(dst + (E * j + q) * ldd, v[q]);
+    use(j, v);
   }
 }
 
-// Whether pack_block_int takes its register path for a block starting at column k.
+// A block of integer codes into f32 panel rows dst[kk * ldd], as pack_block_f32.
 template <DType WT>
-inline bool int_block_fast(const WeightRef& w, int64_t k) {
+inline void pack_block_int(float* dst, int64_t ldd, const WeightRef& w, int64_t n, int rows,
+                           int64_t k, int len) {
   constexpr int E = kWordElems<WT>;
-  return (w.col0 + k) % E == 0 && w.group % E == 0;
+  if (!int_block_fast<WT>(w, k)) return transpose_rows_f32(dst, ldd, w, n, rows, k, len);
+  for_each_int_word<WT>(
+      w, n, rows, k, len, [&](int j, const VF(&v)[E]) __attribute__((always_inline)) {
+#pragma GCC unroll 8
+        for (int q = 0; q < E; ++q) store(dst + (E * j + q) * ldd, v[q]);
+      });
 }
 
 // One row of x against an integer block pack_block_int decodes in registers (int_block_fast),
@@ -314,23 +325,15 @@ template <DType WT>
 [[gnu::always_inline]] inline void mma_int_block_row(VF& acc, const WeightRef& w, int64_t n,
                                                      int rows, int64_t k, int len, const float* x) {
   constexpr int E = kWordElems<WT>;
-  VF r[kLanes];
-  load_transposed<WT>(r, w, n, rows, k, len);
-  const VF bias = int_decode_bias<WT>();
-  int64_t group = (w.col0 + k) / w.group;
-  VF s = int_lane_scales(w, n, rows, k);
-  VF v[E];
-  for (int j = 0; E * j < len; ++j) {
-    if (const int64_t g = (w.col0 + k + E * j) / w.group; g != group)
-      group = g, s = int_lane_scales(w, n, rows, k + E * j);
-    int_decode<WT>(v, r[j], bias, s);
-    if (E * (j + 1) <= len) {
+  for_each_int_word<WT>(
+      w, n, rows, k, len, [&](int j, const VF(&v)[E]) __attribute__((always_inline)) {
+        if (E * (j + 1) <= len) {
 #pragma GCC unroll 8
-      for (int q = 0; q < E; ++q) acc = fma(set1(x[E * j + q]), v[q], acc);
-    } else {
-      for (int q = 0; q < len - E * j; ++q) acc = fma(set1(x[E * j + q]), v[q], acc);
-    }
-  }
+          for (int q = 0; q < E; ++q) acc = fma(set1(x[E * j + q]), v[q], acc);
+        } else {
+          for (int q = 0; q < len - E * j; ++q) acc = fma(set1(x[E * j + q]), v[q], acc);
+        }
+      });
 }
 
 // One block of [N, K] storage (rows [n, n + rows), columns [k, k + len), len <= kWordElems *
