@@ -48,35 +48,72 @@ struct Plan {
   int32_t offset;  // of the unsigned weight codes
 };
 
-// Weight rows [n0, n0 + kNB) (rows past N: zero codes) into bp[quad][kNB] (4 bytes each).
-template <DType WT>
-void pack_block(const Plan& p, int64_t n0, uint8_t* bp) {
+// One transposed word T of a chunk as its quads: sink.step<q % 4>(q, codes), the codes of quad q
+// of every row as unsigned bytes (the chain index is a constant for sinks that keep per-chain
+// state in registers).
+template <DType WT, int T, class Sink>
+[[gnu::always_inline]] inline void quad_word(Sink& sink, const VF (&r)[kLanes], int64_t q0) {
+  VQ w = as_quads(r[T]);
+  if constexpr (WT == DType::i8) w = flip_bytes(w);
+  if constexpr (WT == DType::u4) {
+    sink.template step<(2 * T) % 4>(q0 + 2 * T, low_nibbles(w));
+    sink.template step<(2 * T + 1) % 4>(q0 + 2 * T + 1, high_nibbles(w));
+  } else {
+    sink.template step<T % 4>(q0 + T, w);
+  }
+}
+
+template <DType WT, class Sink, int... T>
+[[gnu::always_inline]] inline void quad_words(Sink& sink, const VF (&r)[kLanes], int64_t q0,
+                                              std::integer_sequence<int, T...>) {
+  (quad_word<WT, T>(sink, r, q0), ...);
+}
+
+// Weight vector v of the block at n0 (kLanes rows; rows past N: zero codes), quad by quad in
+// column order, into sink (each chunk of a row's codes loaded and transposed in registers).
+template <DType WT, class Sink>
+[[gnu::always_inline]] inline void for_each_quad(const Plan& p, int64_t n0, int v, Sink& sink) {
   constexpr bool u4 = WT == DType::u4;
   constexpr int64_t chunk = u4 ? 2 * kVQ : kVQ;  // columns per VQ of a row
-  for (int v = 0; v < kNV; ++v) {
-    const uint8_t* rows[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      const int64_t n = n0 + v * kLanes + l;
-      rows[l] = n < p.N ? reinterpret_cast<const uint8_t*>(p.w->element_ptr(n, 0)) : nullptr;
-    }
-    for (int64_t c = 0; c < p.K; c += chunk) {
-      VF r[kLanes];
-      for (int l = 0; l < kLanes; ++l)
-        r[l] = rows[l] ? as_words(load_q(rows[l] + (u4 ? c / 2 : c))) : zero();
-      transpose(r);  // r[t]: word t (columns c + 4t.., or 8t.. for INT4) of every row
-      const int64_t q0 = c / 4;
-      for (int t = 0; t < kLanes; ++t) {
-        VQ w = as_quads(r[t]);
-        if constexpr (WT == DType::i8) w = flip_bytes(w);
-        if constexpr (u4) {
-          store_q(bp + ((q0 + 2 * t) * kNB + v * kLanes) * 4, low_nibbles(w));
-          store_q(bp + ((q0 + 2 * t + 1) * kNB + v * kLanes) * 4, high_nibbles(w));
-        } else {
-          store_q(bp + ((q0 + t) * kNB + v * kLanes) * 4, w);
-        }
-      }
-    }
+  const uint8_t* rows[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    const int64_t n = n0 + v * kLanes + l;
+    rows[l] = n < p.N ? reinterpret_cast<const uint8_t*>(p.w->element_ptr(n, 0)) : nullptr;
   }
+  for (int64_t c = 0; c < p.K; c += chunk) {
+    VF r[kLanes];
+    for (int l = 0; l < kLanes; ++l)
+      r[l] = rows[l] ? as_words(load_q(rows[l] + (u4 ? c / 2 : c))) : zero();
+    transpose(r);  // r[t]: word t (columns c + 4t.., or 8t.. for INT4) of every row
+    quad_words<WT>(sink, r, c / 4, std::make_integer_sequence<int, kLanes>{});
+  }
+}
+
+// Stores quads into bp[quad][kNB] (4 bytes each) at vector v's lanes.
+struct PackSink {
+  uint8_t* bp;
+  int v;
+  template <int C>
+  [[gnu::always_inline]] void step(int64_t q, VQ w) {
+    store_q(bp + (q * kNB + v * kLanes) * 4, w);
+  }
+};
+
+// Weight rows [n0, n0 + kNB) into bp[quad][kNB].
+template <DType WT>
+void pack_block(const Plan& p, int64_t n0, uint8_t* bp) {
+  for (int v = 0; v < kNV; ++v) {
+    PackSink sink{bp, v};
+    for_each_quad<WT>(p, n0, v, sink);
+  }
+}
+
+// y[dst, dst + cnt) = the first cnt lanes of out (cnt <= 0: nothing).
+inline void store_lanes(float* dst, VF out, int64_t cnt) {
+  if (cnt >= kLanes)
+    store(dst, out);
+  else if (cnt > 0)
+    store_n(dst, out, int(cnt));
 }
 
 // The group scales of weight rows [n0, n0 + kNB) as sp[g][kNB] (rows past N: 0).
@@ -142,12 +179,7 @@ void micro_tile(const Plan& p, const uint8_t* bp, const float* sp, int64_t m0, i
     const VF sx = set1(p.sx[m0 + i]);
     for (int j = 0; j < kNV; ++j) {
       const int64_t n = n0 + j * kLanes;
-      const int64_t cnt = std::min<int64_t>(kLanes, p.N - n);
-      float* dst = p.y + (m0 + i) * p.ldy + n;
-      if (cnt == kLanes)
-        store(dst, mul(total[i][j], sx));
-      else if (cnt > 0)
-        store_n(dst, mul(total[i][j], sx), int(cnt));
+      store_lanes(p.y + (m0 + i) * p.ldy + n, mul(total[i][j], sx), p.N - n);
     }
   }
 }
@@ -192,51 +224,14 @@ struct FusedSums {
   }
 };
 
-template <DType WT, int mr, int T>
-[[gnu::always_inline]] inline void fused_word(FusedSums<mr>& f, const VF (&r)[kLanes], int64_t q0) {
-  VQ w = as_quads(r[T]);
-  if constexpr (WT == DType::i8) w = flip_bytes(w);
-  if constexpr (WT == DType::u4) {
-    f.template step<(2 * T) % 4>(q0 + 2 * T, low_nibbles(w));
-    f.template step<(2 * T + 1) % 4>(q0 + 2 * T + 1, high_nibbles(w));
-  } else {
-    f.template step<T % 4>(q0 + T, w);
-  }
-}
-
-template <DType WT, int mr, int... T>
-[[gnu::always_inline]] inline void fused_words(FusedSums<mr>& f, const VF (&r)[kLanes], int64_t q0,
-                                               std::integer_sequence<int, T...>) {
-  (fused_word<WT, mr, T>(f, r, q0), ...);
-}
-
 template <DType WT, int mr>
 void fused_block(const Plan& p, const float* sp, int64_t n0) {
-  constexpr bool u4 = WT == DType::u4;
-  constexpr int64_t chunk = u4 ? 2 * kVQ : kVQ;
   for (int v = 0; v < kNV; ++v) {
-    const uint8_t* rows[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      const int64_t n = n0 + v * kLanes + l;
-      rows[l] = n < p.N ? reinterpret_cast<const uint8_t*>(p.w->element_ptr(n, 0)) : nullptr;
-    }
     FusedSums<mr> f(p, sp + v * kLanes);
-    for (int64_t c = 0; c < p.K; c += chunk) {
-      VF r[kLanes];
-      for (int l = 0; l < kLanes; ++l)
-        r[l] = rows[l] ? as_words(load_q(rows[l] + (u4 ? c / 2 : c))) : zero();
-      transpose(r);
-      fused_words<WT, mr>(f, r, c / 4, std::make_integer_sequence<int, kLanes>{});
-    }
-    const int64_t n = n0 + v * kLanes, cnt = std::min<int64_t>(kLanes, p.N - n);
-    for (int i = 0; i < mr; ++i) {
-      float* dst = p.y + i * p.ldy + n;
-      const VF out = mul(f.total[i], set1(p.sx[i]));
-      if (cnt == kLanes)
-        store(dst, out);
-      else if (cnt > 0)
-        store_n(dst, out, int(cnt));
-    }
+    for_each_quad<WT>(p, n0, v, f);
+    const int64_t n = n0 + v * kLanes;
+    for (int i = 0; i < mr; ++i)
+      store_lanes(p.y + i * p.ldy + n, mul(f.total[i], set1(p.sx[i])), p.N - n);
   }
 }
 
