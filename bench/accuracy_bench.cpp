@@ -25,10 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 struct Logits {
   std::vector<float> prefill, decode;  // [prompt, vocab], [continuation, vocab]
   double seconds = 0;
@@ -38,7 +34,7 @@ Logits run_logits(const std::string& dir, const ModelOptions& mo,
                   const std::vector<int32_t>& prompt, const std::vector<int32_t>& cont) {
   std::unique_ptr<Model> m = Model::load(dir, mo);
   Logits out;
-  const double t0 = now_seconds();
+  const double t0 = now_s();
   const int seq = m->create_sequence();
   BatchEntry e{seq, prompt, true};
   ForwardOutput r = m->forward({e});
@@ -50,7 +46,7 @@ Logits run_logits(const std::string& dir, const ModelOptions& mo,
                       r.logits.data<float>() + r.logits.numel());
   }
   m->free_sequence(seq);
-  out.seconds = now_seconds() - t0;
+  out.seconds = now_s() - t0;
   return out;
 }
 

@@ -17,6 +17,10 @@ std::map<std::string, std::pair<std::string, Suite>>& suites() {
   return s;
 }
 
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 double time_median_ms(const std::function<void()>& fn, int min_repeats, double min_seconds) {
   using clock = std::chrono::steady_clock;
   fn();  // warm-up: page faults, caches, lazy packing

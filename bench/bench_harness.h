@@ -27,6 +27,9 @@ struct Result {
   std::map<std::string, double> extra;  // e.g. ratio to a baseline
 };
 
+// Seconds on the steady clock (differences are wall time).
+double now_s();
+
 // Median wall time in ms of fn() over at least `min_repeats` runs and about `min_seconds`.
 double time_median_ms(const std::function<void()>& fn, int min_repeats = 5,
                       double min_seconds = 0.3);

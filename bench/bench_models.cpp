@@ -11,6 +11,7 @@
 #include <random>
 #include <string_view>
 
+#include "bench_harness.h"
 #include "model/checkpoint.h"
 #include "synthetic/gen_model.h"
 
@@ -38,12 +39,6 @@ std::vector<int32_t> random_tokens(int64_t n, int vocab, uint32_t seed) {
   for (auto& x : t) x = int32_t(rng() % uint32_t(vocab));
   return t;
 }
-
-namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 StepRun time_prefill(Model& m, int64_t T, uint32_t seed) {
   const std::vector<int32_t> toks = random_tokens(T, m.config().vocab_size, seed);

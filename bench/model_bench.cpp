@@ -26,10 +26,6 @@
 namespace dsinfer::bench {
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 // FLOPs one decode step spends on attention and the indexer at a context depth (spec §7):
 // absorbed MLA reads (kv_lora + rope) per key for scores and kv_lora for P.V, per head; the
 // indexer scores every key with index_n_heads x index_head_dim once DSA is active.
