@@ -76,11 +76,7 @@ CommandRegistrar eval_cmd(
            ->check(CLI::IsMember({"bf16", "f32"}));
        app.add_option("--indexer-quant", a->indexer_quant, "fp8 or none")
            ->check(CLI::IsMember({"fp8", "none"}));
-       app.add_option("--kv-cache-dtype", a->kv_cache_dtype,
-                      "KV cache latent storage: auto (as --precision computes), bf16, or 8-bit "
-                      "codes with a scale per 128 values, fp8 or int8 (656 instead of 1,152 bytes "
-                      "per token and layer)")
-           ->check(CLI::IsMember({"auto", "bf16", "fp8", "int8"}));
+       add_kv_cache_dtype_option(app, a->kv_cache_dtype);
        app.add_option("--attention", a->attention, "sparse (DSA) or dense")
            ->check(CLI::IsMember({"sparse", "dense"}));
        app.add_option("--attention-form", a->form,

@@ -290,11 +290,7 @@ CommandRegistrar run_cmd(
                     "Quantize FP8 layers' activations to FP8 as the release does");
        app.add_option("--kv-cache-tokens", a->kv_cache_tokens,
                       "KV cache budget in tokens (default: half the free memory)");
-       app.add_option("--kv-cache-dtype", a->kv_cache_dtype,
-                      "KV cache latent storage: auto (as --precision computes), bf16, or 8-bit "
-                      "codes with a scale per 128 values, fp8 or int8 (656 instead of 1,152 bytes "
-                      "per token and layer)")
-           ->check(CLI::IsMember({"auto", "bf16", "fp8", "int8"}));
+       add_kv_cache_dtype_option(app, a->kv_cache_dtype);
        app.add_flag("-q,--quiet", a->quiet, "No progress or timing lines on stderr");
        add_dist_options(app, a->dist);
        return std::function<int()>([a] {

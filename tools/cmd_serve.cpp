@@ -136,11 +136,7 @@ CommandRegistrar serve_cmd(
        app.add_option("--kv-cache-tokens", o.model.kv_cache_tokens,
                       "KV cache budget in tokens (default: half the free memory)");
        app.add_option("--kv-cache-gb", a->kv_cache_gb, "KV cache budget in GiB");
-       app.add_option("--kv-cache-dtype", a->kv_cache_dtype,
-                      "KV cache latent storage: auto (as --precision computes), bf16, or 8-bit "
-                      "codes with a scale per 128 values, fp8 or int8 (656 instead of 1,152 bytes "
-                      "per token and layer)")
-           ->check(CLI::IsMember({"auto", "bf16", "fp8", "int8"}));
+       add_kv_cache_dtype_option(app, a->kv_cache_dtype);
        app.add_flag("--no-prefix-cache", a->no_prefix_cache, "Do not reuse cached prompt prefixes");
        app.add_option("-c,--ctx", o.engine.context_limit, "Context limit (default: the model's)");
        app.add_option("--max-queue", o.engine.max_queue,

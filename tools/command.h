@@ -48,6 +48,15 @@ inline void add_dist_options(CLI::App& app, dist::Layout& l) {
   app.add_option("--dp", l.dp, "Data-parallel attention over D rank groups (1; not yet)");
 }
 
+// `--kv-cache-dtype auto|bf16|fp8|int8` (parsed by kv_cache_dtype_from_name).
+inline void add_kv_cache_dtype_option(CLI::App& app, std::string& name) {
+  app.add_option("--kv-cache-dtype", name,
+                 "KV cache latent storage: auto (as --precision computes), bf16, or 8-bit codes "
+                 "with a scale per 128 values, fp8 or int8 (656 instead of 1,152 bytes per token "
+                 "and layer)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp8", "int8"}));
+}
+
 // On every rank but the root of an MPI job: load the same model and run the root's steps until it
 // is done. Returns true when this process is such a worker (its command is then finished).
 inline bool serve_as_worker(const std::string& dir, const ModelOptions& options) {
