@@ -53,9 +53,13 @@ class ServeProcess {
   explicit ServeProcess(const std::string& extra = "") {
     port_ = 20000 + int(::getpid() % 20000);
     log_ = fs::temp_directory_path() / ("dsinfer-serve-" + std::to_string(::getpid()) + ".log");
+    // The model is generated here, not in the child: a forked child has none of the parent's
+    // thread-pool workers, and generate_model there waited on them forever whenever an earlier
+    // test of this process had started the pool.
+    const std::string& model = tiny_dir();
     pid_ = ::fork();
     if (pid_ == 0) {
-      const std::string cmd = "exec " + bin() + " serve -m " + tiny_dir() + " --port " +
+      const std::string cmd = "exec " + bin() + " serve -m " + model + " --port " +
                               std::to_string(port_) + " --kv-cache-tokens 65536 " + extra + " > " +
                               log_ + " 2>&1";
       ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
