@@ -16,7 +16,7 @@ namespace {
 struct QuantizeArgs {
   std::string src, dst, scheme = "w4a16", targets = "experts";
   int group = 0;
-  bool channel = false, keep_fp8 = false, force = false;
+  bool channel = false, keep_fp8 = false, force = false, asymmetric = false;
   double shard_gb = 2.0;
 };
 
@@ -44,13 +44,15 @@ int run_quantize(const QuantizeArgs& a) {
   o.targets = parse_quant_targets(a.targets);
   o.group = a.channel ? -1 : a.group;
   o.keep_fp8 = a.keep_fp8;
+  o.asymmetric = a.asymmetric;
   o.force = a.force;
   if (!(a.shard_gb > 0)) throw std::invalid_argument("--shard-gb must be positive");
   o.max_shard_bytes = size_t(a.shard_gb * double(1 << 30));
   o.progress = show_progress;
   const QuantizeResult r = quantize_checkpoint(o);
-  std::printf("%s: %s, targets %s%s\n", a.dst.c_str(), quant_scheme_name(o.scheme),
-              quant_targets_name(o.targets), a.keep_fp8 ? ", the other FP8 layers kept" : "");
+  std::printf("%s: %s%s, targets %s%s\n", a.dst.c_str(), quant_scheme_name(o.scheme),
+              a.asymmetric ? " asymmetric" : "", quant_targets_name(o.targets),
+              a.keep_fp8 ? ", the other FP8 layers kept" : "");
   std::printf("  %zu tensors in, %zu out: %zu quantized, %zu kept FP8, %zu FP8 -> BF16\n",
               r.tensors_in, r.tensors_out, r.quantized, r.kept_fp8, r.to_bf16);
   std::printf("  %.3f GiB -> %.3f GiB in %zu shards, %.2f s with %d threads\n",
@@ -75,6 +77,8 @@ CommandRegistrar quantize_cmd(
                       "Inputs per scale: 32, 64 or 128 (default 128; w8a8: per channel)")
            ->check(CLI::IsMember({32, 64, 128}));
        app.add_flag("--channel", a->channel, "One scale per output channel");
+       app.add_flag("--asymmetric", a->asymmetric,
+                    "A zero point per scale (weight_zero_point): min/max ranges instead of +-amax");
        app.add_option("--targets", a->targets,
                       "experts (routed experts) | mlp (+ shared experts and dense MLPs) | "
                       "all-linear")

@@ -3,8 +3,8 @@
 // w[r][c] * scale_inv[r / 128][c / 128] for storage row r and column c; edge blocks may be
 // partial), or integer codes with group scales (compressed-tensors INT4 / INT8,
 // docs/checkpoints.md): u4 (two codes per byte, low nibble first) or u8 codes offset by 2^(bits-1),
-// or i8 codes, and the real weight is (code - offset) * qscale[r][c / group], qscale in f32, bf16
-// or f16.
+// or i8 codes, and the real weight is (code - offset - qzero[r][c / group]) * qscale[r][c / group],
+// qscale in f32, bf16 or f16, qzero the signed zero points of asymmetric checkpoints (none: 0).
 //
 // Logically it is always W[N, K] for y = x . W^T. Storage is row-major [N, K] (the usual Linear
 // layout) or, with `kn`, [K, N] (e.g. MLA's W_UK used as q_nope . W_UK). A view may start inside
@@ -35,6 +35,8 @@ struct WeightView {
   DType qscale_dtype = DType::f32;  // f32, bf16 or f16
   int64_t qscale_ld = 0;            // elements between scale rows
   int64_t group = 0;                // columns per scale (the whole row for channel-wise)
+  const int8_t* qzero = nullptr;    // asymmetric only: signed zero points, one per scale
+  int64_t qzero_ld = 0;             // elements between zero-point rows
 
   bool is_int() const { return is_int_dtype(dtype); }
   static constexpr bool is_int_dtype(DType t) {
@@ -61,6 +63,10 @@ struct WeightView {
         return static_cast<const float*>(qscale)[i];
     }
   }
+  // The zero point of storage element (r, c) (0 for symmetric weights).
+  int zero_at(int64_t r, int64_t c) const {
+    return qzero ? int(qzero[(row0 + r) * qzero_ld + (col0 + c) / group]) : 0;
+  }
   // The integer code of storage element (r, c) minus its offset: the signed value.
   int int_code_at(int64_t r, int64_t c) const {
     const uint8_t b = static_cast<uint8_t>(*element_ptr(r, c));
@@ -82,7 +88,7 @@ struct WeightView {
       case DType::u4:
       case DType::u8:
       case DType::i8:
-        return double(int_code_at(r, c)) * qscale_at(r, c);
+        return double(int_code_at(r, c) - zero_at(r, c)) * qscale_at(r, c);
       default:
         return double(fp8_e4m3_to_f32(static_cast<const fp8_e4m3*>(data)[i])) * scale_at(r, c);
     }

@@ -33,6 +33,8 @@ void check_args(const GemmInput& x, const WeightView& w, const float* y, int64_t
   if (x.rows < 0 || w.rows < 0 || x.ld < x.cols || w.ld < (w.kn ? w.rows : w.cols) ||
       ldy < w.rows || w.row0 < 0 || w.col0 < 0)
     fail("bad leading dimension, offset or negative size");
+  if (w.qzero && !w.is_int())
+    fail("zero points on a " + std::string(dtype_name(w.dtype)) + " weight");
   if ((x.rows && !x.data) || (w.rows && !w.data) || (x.rows && w.rows && !y)) fail("null pointer");
   const int64_t storage_cols = w.col0 + (w.kn ? w.rows : w.cols);
   if (w.dtype == DType::fp8_e4m3 &&
@@ -43,6 +45,8 @@ void check_args(const GemmInput& x, const WeightView& w, const float* y, int64_t
         (w.qscale_dtype != DType::f32 && w.qscale_dtype != DType::bf16 &&
          w.qscale_dtype != DType::f16))
       fail("integer weight without f32/bf16/f16 group scales covering its columns");
+    if (w.qzero && w.qzero_ld < (storage_cols + w.group - 1) / w.group)
+      fail("integer weight zero points do not cover its columns");
     if (w.dtype == DType::u4 && w.ld % 2 != 0)
       fail("u4 weight rows must start on whole bytes (even leading dimension)");
   }

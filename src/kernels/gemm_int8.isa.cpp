@@ -8,8 +8,10 @@
 // gives the quad of its even columns (low nibbles) and the quad of its odd ones (high), so the
 // activation panel stores every 8 columns as x0 x2 x4 x6 x1 x3 x5 x7. INT8 (I8) codes are
 // flipped to offset-binary. Codes are then unsigned (value + off: 8 for INT4, 128 for INT8),
-// activations signed, and per row the sum of its codes in each group removes the offset:
-//   sum_k (w + off) x = sum_k w x + off * sum_k x   (seeded into each group's accumulator).
+// activations signed, and per row the sum of its codes in each group removes the offset (and an
+// asymmetric checkpoint's zero point z of the weight row and group):
+//   sum_k (w + off) x = sum_k (w - z) x + (off + z) * sum_k x   (seeded into each group's
+// accumulator: -(off + z) * sum_k x, per lane).
 //
 // Up to MR rows (decode) skip the packed copy: the transposed codes are used from registers, in
 // the same order. Per (row, weight row) pair the arithmetic is the same whatever tile, task or
@@ -47,6 +49,18 @@ struct Plan {
   int64_t ldy;
   int32_t offset;  // of the unsigned weight codes
 };
+
+// What each group's sums start from, per weight row j of a block of kNB (rows past N: 0): the
+// code offset plus the row's zero point, times minus the activation row's code sum (seed_at).
+void pack_offsets(const Plan& p, int64_t n0, int32_t* op) {
+  const WeightView& w = *p.w;
+  for (int64_t g = 0; g < p.G; ++g)
+    for (int j = 0; j < kNB; ++j)
+      op[g * kNB + j] = n0 + j < p.N ? p.offset + w.zero_at(n0 + j, g * p.group) : 0;
+}
+[[gnu::always_inline]] inline VI seed_at(const int32_t* op, int32_t sumx) {
+  return mul_i(load_i(op), set1_i(-sumx));
+}
 
 // One transposed word T of a chunk as its quads: sink.step<q % 4>(q, codes), the codes of quad q
 // of every row as unsigned bytes (the chain index is a constant for sinks that keep per-chain
@@ -148,7 +162,8 @@ void pack_scales(const Plan& p, int64_t n0, float* sp) {
 
 // Rows [m0, m0 + mr) x weight rows [n0, n0 + kNB) of y from a packed block.
 template <int mr>
-void micro_tile(const Plan& p, const uint8_t* bp, const float* sp, int64_t m0, int64_t n0) {
+void micro_tile(const Plan& p, const uint8_t* bp, const float* sp, const int32_t* op, int64_t m0,
+                int64_t n0) {
   const int8_t* xr[mr];
   for (int i = 0; i < mr; ++i) xr[i] = p.xq + (m0 + i) * p.K;
   VF total[mr][kNV];
@@ -157,10 +172,9 @@ void micro_tile(const Plan& p, const uint8_t* bp, const float* sp, int64_t m0, i
   const int64_t quads = p.group / 4;
   VI acc[mr][kNV];
   for (int64_t g = 0; g < p.G; ++g) {
-    for (int i = 0; i < mr; ++i) {
-      const VI seed = set1_i(-p.offset * p.sumx[(m0 + i) * p.G + g]);
-      for (int j = 0; j < kNV; ++j) acc[i][j] = seed;
-    }
+    for (int i = 0; i < mr; ++i)
+      for (int j = 0; j < kNV; ++j)
+        acc[i][j] = seed_at(op + g * kNB + j * kLanes, p.sumx[(m0 + i) * p.G + g]);
     const uint8_t* bq = bp + g * quads * kNB * 4;
     for (int64_t q = g * quads; q < (g + 1) * quads; ++q, bq += kNB * 4) {
       VQ b[kNV];
@@ -192,19 +206,20 @@ template <int mr>
 struct FusedSums {
   static constexpr int kChains = 4;
   const Plan& p;
-  const float* sc;  // this vector's scales of group 0 (kNB apart per group)
+  const float* sc;    // this vector's scales of group 0 (kNB apart per group)
+  const int32_t* op;  // its offsets (pack_offsets), the same way
   int64_t quads, g = 0, left;
   VF total[mr];
   VI acc[mr][kChains];
 
-  [[gnu::always_inline]] FusedSums(const Plan& plan, const float* scales)
-      : p(plan), sc(scales), quads(plan.group / 4), left(quads) {
+  [[gnu::always_inline]] FusedSums(const Plan& plan, const float* scales, const int32_t* offsets)
+      : p(plan), sc(scales), op(offsets), quads(plan.group / 4), left(quads) {
     for (int i = 0; i < mr; ++i) total[i] = zero();
     seed();
   }
   [[gnu::always_inline]] void seed() {
     for (int i = 0; i < mr; ++i) {
-      acc[i][0] = set1_i(-p.offset * p.sumx[i * p.G + g]);
+      acc[i][0] = seed_at(op + g * kNB, p.sumx[i * p.G + g]);
       for (int c = 1; c < kChains; ++c) acc[i][c] = set1_i(0);
     }
   }
@@ -225,9 +240,9 @@ struct FusedSums {
 };
 
 template <DType WT, int mr>
-void fused_block(const Plan& p, const float* sp, int64_t n0) {
+void fused_block(const Plan& p, const float* sp, const int32_t* op, int64_t n0) {
   for (int v = 0; v < kNV; ++v) {
-    FusedSums<mr> f(p, sp + v * kLanes);
+    FusedSums<mr> f(p, sp + v * kLanes, op + v * kLanes);
     for_each_quad<WT>(p, n0, v, f);
     const int64_t n = n0 + v * kLanes;
     for (int i = 0; i < mr; ++i)
@@ -236,20 +251,20 @@ void fused_block(const Plan& p, const float* sp, int64_t n0) {
 }
 
 template <DType WT, int mr>
-void fused_rows(const Plan& p, const float* sp, int64_t n0, int rows) {
+void fused_rows(const Plan& p, const float* sp, const int32_t* op, int64_t n0, int rows) {
   if (rows == mr)
-    fused_block<WT, mr>(p, sp, n0);
+    fused_block<WT, mr>(p, sp, op, n0);
   else if constexpr (mr > 1)
-    fused_rows<WT, mr - 1>(p, sp, n0, rows);
+    fused_rows<WT, mr - 1>(p, sp, op, n0, rows);
 }
 
 template <int mr>
-void micro_rows(const Plan& p, const uint8_t* bp, const float* sp, int64_t m0, int64_t n0,
-                int rows) {
+void micro_rows(const Plan& p, const uint8_t* bp, const float* sp, const int32_t* op, int64_t m0,
+                int64_t n0, int rows) {
   if (rows == mr)
-    micro_tile<mr>(p, bp, sp, m0, n0);
+    micro_tile<mr>(p, bp, sp, op, m0, n0);
   else if constexpr (mr > 1)
-    micro_rows<mr - 1>(p, bp, sp, m0, n0, rows);
+    micro_rows<mr - 1>(p, bp, sp, op, m0, n0, rows);
 }
 
 }  // namespace
@@ -302,21 +317,23 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1, int) {
     thread_local std::vector<uint8_t> bp;
     thread_local std::vector<float> sp;
-    sp.resize(size_t(p.G * kNB));
+    thread_local std::vector<int32_t> op;
+    sp.resize(size_t(p.G * kNB)), op.resize(size_t(p.G * kNB));
     if (M > MR) bp.resize(size_t(K * kNB));
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * kNB;
       pack_scales(p, n0, sp.data());
+      pack_offsets(p, n0, op.data());
       if (M <= MR) {
         switch (w.dtype) {
           case DType::u4:
-            fused_rows<DType::u4, MR>(p, sp.data(), n0, int(M));
+            fused_rows<DType::u4, MR>(p, sp.data(), op.data(), n0, int(M));
             break;
           case DType::u8:
-            fused_rows<DType::u8, MR>(p, sp.data(), n0, int(M));
+            fused_rows<DType::u8, MR>(p, sp.data(), op.data(), n0, int(M));
             break;
           default:
-            fused_rows<DType::i8, MR>(p, sp.data(), n0, int(M));
+            fused_rows<DType::i8, MR>(p, sp.data(), op.data(), n0, int(M));
             break;
         }
         continue;
@@ -334,7 +351,8 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
       }
       for (int64_t mc = 0; mc < M; mc += kMChunk)
         for (int64_t m = mc; m < std::min(M, mc + kMChunk); m += MR)
-          micro_rows<MR>(p, bp.data(), sp.data(), m, n0, int(std::min<int64_t>(MR, M - m)));
+          micro_rows<MR>(p, bp.data(), sp.data(), op.data(), m, n0,
+                         int(std::min<int64_t>(MR, M - m)));
     }
   });
   return true;

@@ -121,6 +121,23 @@ std::string ct_name(const std::string& weight_name, const char* suffix) {
   return weight_name + suffix;
 }
 
+// The zero points of an asymmetric pack-quantized weight: I32 words packed along the output
+// dimension (compressed-tensors pack_to_int32 with packed_dim 0: row n of the weight in field
+// n % (32 / bits) of word row n / (32 / bits), lowest bits first, offset by 2^(bits-1)), unpacked
+// to signed int8 [out, groups].
+Tensor unpack_zero_points(const Tensor& packed, int bits, int64_t out) {
+  const int64_t groups = packed.size(1), per_word = 32 / bits;
+  const uint32_t mask = (1u << bits) - 1, offset = 1u << (bits - 1);
+  Tensor z = Tensor::empty(DType::i8, {out, groups});
+  const uint32_t* p = reinterpret_cast<const uint32_t*>(packed.raw());
+  for (int64_t n = 0; n < out; ++n)
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint32_t field = (p[(n / per_word) * groups + g] >> (bits * (n % per_word))) & mask;
+      z.data<int8_t>()[n * groups + g] = int8_t(int32_t(field) - int32_t(offset));
+    }
+  return z;
+}
+
 // Fetches views of tensors that check_checkpoint has already vetted.
 class LoadBinder final : public WeightBinder {
  public:
@@ -137,6 +154,16 @@ class LoadBinder final : public WeightBinder {
       const bool packed = g->format == "pack-quantized";
       fetch(packed ? ct_name(name, "_packed") : name, dst.w, false);
       fetch(ct_name(name, "_scale"), dst.scale, false);
+      if (!g->symmetric) {
+        Tensor zp;
+        fetch(ct_name(name, "_zero_point"), zp, false);
+        if (packed) {
+          dst.zero = unpack_zero_points(zp, g->num_bits, shape[0]);
+          resident_bytes += dst.zero.nbytes();
+        } else {
+          dst.zero = zp;
+        }
+      }
       dst.out = shape[0], dst.in = shape[1];
       dst.group = g->group_size ? g->group_size : dst.in;
       dst.codes = !packed ? DType::i8 : g->num_bits == 4 ? DType::u4 : DType::u8;
@@ -224,7 +251,8 @@ void check_scale_inv(const SafetensorsCheckpoint& ckpt, const std::string& weigh
 }
 
 // A compressed-tensors integer weight of logical shape [out, in] (docs/checkpoints.md): the codes
-// (pack-quantized I32 words, or int-quantized I8), weight_shape, and the group scales.
+// (pack-quantized I32 words, or int-quantized I8), weight_shape, the group scales and, when
+// asymmetric, the zero points.
 void check_int_weight(const SafetensorsCheckpoint& ckpt, const ExpectedTensor& t,
                       const CompressedGroup& g, Problems& problems, std::set<std::string>& known) {
   const int64_t out = t.shape[0], in = t.shape[1];
@@ -270,6 +298,23 @@ void check_int_weight(const SafetensorsCheckpoint& ckpt, const ExpectedTensor& t
         problems.error("{}: tensor '{}' must be I32 [2] holding {} (the weight's shape)",
                        info->file, name, shape_text(t.shape));
     }
+  if (!g.symmetric) {
+    const std::string zp = ct_name(t.name, "_zero_point");
+    if (const TensorInfo* info = need(zp)) {
+      const int64_t groups = g.group_size ? in / g.group_size : 1;
+      const int per_word = 32 / g.num_bits;
+      const std::vector<int64_t> shape =
+          packed ? std::vector<int64_t>{(out + per_word - 1) / per_word, groups}
+                 : std::vector<int64_t>{out, groups};
+      const DType dt = packed ? DType::i32 : DType::i8;
+      if (info->dtype != dt || info->shape != shape)
+        problems.error(
+            "{}: tensor '{}': {} {}, expected {} {} (the zero points of an asymmetric {} weight{})",
+            info->file, zp, safetensors_dtype_name(info->dtype), shape_text(info->shape),
+            safetensors_dtype_name(dt), shape_text(shape), shape_text(t.shape),
+            packed ? fmt::format(", {} per I32 along the outputs", per_word) : "");
+    }
+  }
   const std::string scale = ct_name(t.name, "_scale");
   if (const TensorInfo* info = need(scale)) {
     const std::vector<int64_t> shape{out, g.group_size ? in / g.group_size : 1};
@@ -303,6 +348,7 @@ size_t LinearWeight::bytes() const {
   size_t n = w.defined() ? w.nbytes() : 0;
   if (scale_inv.defined()) n += scale_inv.nbytes();
   if (scale.defined()) n += scale.nbytes();
+  if (zero.defined()) n += zero.nbytes();
   return n;
 }
 
@@ -315,6 +361,7 @@ WeightView LinearWeight::view() const {
     v.ld = w.size(1) * (codes == DType::u4 ? 8 : codes == DType::u8 ? 4 : 1);
     v.qscale = scale.raw(), v.qscale_dtype = scale.dtype(), v.qscale_ld = scale.size(1);
     v.group = group;
+    if (zero.defined()) v.qzero = zero.data<int8_t>(), v.qzero_ld = zero.size(1);
     return v;
   }
   v.dtype = w.dtype();

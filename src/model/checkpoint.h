@@ -80,6 +80,7 @@ struct LinearWeight {
   // Integer weights (compressed-tensors, docs/checkpoints.md): the group scales weight_scale
   // [out, ceil(in / group)] (bf16, f16 or f32), what the codes in w are, and the logical shape.
   Tensor scale;
+  Tensor zero;               // asymmetric only: signed zero points, int8 [out, ceil(in / group)]
   DType codes = DType::f32;  // u4 (INT4 packed), u8 (8-bit packed, offset 128) or i8
   int64_t out = 0, in = 0, group = 0;
   bool int8_activations = false;  // W8A8: activations quantized to int8 per token

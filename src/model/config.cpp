@@ -200,8 +200,7 @@ CompressedGroup read_compressed_group(const std::string& source, const std::stri
   FieldReader wr(w, source, path + ".weights.");
   const std::string type = wr.string_or("type", "int");
   c.num_bits = wr.integer("num_bits", 1, 64);
-  if (wr.given("symmetric") && !wr.boolean_or("symmetric", true))
-    wr.fail("symmetric", "asymmetric weights (weight_zero_point) are not supported");
+  c.symmetric = wr.boolean_or("symmetric", true);
   if (wr.boolean_or("dynamic", false)) wr.fail("dynamic", "dynamic weight scales are meaningless");
   if (wr.given("actorder") && !w.at("actorder").is_null())
     wr.fail("actorder", "activation reordering (weight_g_idx) is not supported");
@@ -225,6 +224,7 @@ CompressedGroup read_compressed_group(const std::string& source, const std::stri
                                    c.num_bits));
   } else if (type == "float") {
     c.is_float = true;
+    if (!c.symmetric) wr.fail("symmetric", "asymmetric FP8 weights are not supported");
     if (c.num_bits != 8) wr.fail("num_bits", fmt::format("{} is unsupported (8)", c.num_bits));
     if (c.format != "float-quantized" && c.format != "naive-quantized")
       g.fail("format", fmt::format("'{}' does not store FP8 weights (float-quantized)", c.format));

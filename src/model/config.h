@@ -37,6 +37,7 @@ struct CompressedGroup {
   int num_bits = 0;                  // weights: 4 or 8 (int), 8 (float)
   bool is_float = false;             // weights.type "float": FP8 e4m3 with 128 x 128 block scales
   int64_t group_size = 0;            // int weights: columns per scale; 0 = channel-wise (a row)
+  bool symmetric = true;             // int weights: false adds weight_zero_point (one per scale)
   bool int8_activations = false;     // W8A8: input_activations int8, dynamic, per token
   bool fp8_activations = false;      // float weights: input_activations fp8, dynamic, group 128
 };

@@ -105,9 +105,10 @@ enum class Action { copy, quantize, keep_fp8, to_bf16, drop };
 
 }  // namespace
 
-json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targets, bool keep_fp8) {
+json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targets, bool keep_fp8,
+                               bool asymmetric) {
   const int bits = scheme_bits(scheme);
-  json weights = {{"num_bits", bits},          {"type", "int"},       {"symmetric", true},
+  json weights = {{"num_bits", bits},          {"type", "int"},       {"symmetric", !asymmetric},
                   {"dynamic", false},          {"actorder", nullptr}, {"observer", "minmax"},
                   {"block_structure", nullptr}};
   if (group > 0) {
@@ -174,10 +175,23 @@ json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targe
 }
 
 void quantize_row(const float* w, int64_t n, int bits, int64_t group, int8_t* codes,
-                  uint16_t* scales_bf16) {
+                  uint16_t* scales_bf16, int8_t* zeros) {
   const float qmax = float((1 << (bits - 1)) - 1), qmin = -qmax - 1;
   for (int64_t g0 = 0, gi = 0; g0 < n; g0 += group, ++gi) {
     const int64_t g1 = std::min(n, g0 + group);
+    if (zeros) {
+      float lo = 0, hi = 0;
+      for (int64_t k = g0; k < g1; ++k) lo = std::min(lo, w[k]), hi = std::max(hi, w[k]);
+      bf16 s = f32_to_bf16((hi - lo) / (qmax - qmin));
+      if (!(bf16_to_f32(s) > 0)) s = f32_to_bf16(1.0f);  // an all-zero group: any scale
+      scales_bf16[gi] = s.bits;
+      const float scale = bf16_to_f32(s);
+      const float z = std::clamp(std::nearbyint(qmin - lo / scale), qmin, qmax);
+      zeros[gi] = int8_t(z);
+      for (int64_t k = g0; k < g1; ++k)
+        codes[k] = int8_t(std::clamp(std::nearbyint(w[k] / scale + z), qmin, qmax));
+      continue;
+    }
     float amax = 0;
     for (int64_t k = g0; k < g1; ++k) amax = std::max(amax, std::fabs(w[k]));
     bf16 s = f32_to_bf16(amax / ((qmax - qmin) / 2));
@@ -208,7 +222,7 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
   QuantTargets targets = o.targets;
   // Attention kept in FP8 cannot also be a Linear target.
   if (o.keep_fp8 && targets == QuantTargets::all_linear) targets = QuantTargets::mlp;
-  const json qc = compressed_tensors_config(o.scheme, group, targets, o.keep_fp8);
+  const json qc = compressed_tensors_config(o.scheme, group, targets, o.keep_fp8, o.asymmetric);
   root["quantization_config"] = qc;
   const ModelConfig out_config = parse_config(root, config_path);  // what the loader will read
 
@@ -245,7 +259,7 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
         const size_t code_bytes = o.scheme == QuantScheme::w8a8
                                       ? size_t(out * in)
                                       : size_t(out * ((in * bits + 31) / 32) * 4);
-        j.out_bytes = code_bytes + size_t(out * (in / per_scale)) * 2 + 8;
+        j.out_bytes = code_bytes + size_t(out * (in / per_scale)) * (o.asymmetric ? 3 : 2) + 8;
       } else if (g) {
         if (info.dtype != DType::fp8_e4m3)
           throw std::runtime_error(
@@ -321,15 +335,22 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
           const std::vector<float> f = dequantize(w, si.defined() ? &si : nullptr);
           std::vector<int8_t> codes(size_t(rows * in));
           Tensor scales = Tensor::empty(DType::bf16, {rows, n_scales});
+          std::vector<int8_t> zeros(o.asymmetric ? size_t(rows * n_scales) : 0);
           parallel_for(rows, 8, [&](int64_t r0, int64_t r1, int) {
             for (int64_t row = r0; row < r1; ++row)
               quantize_row(&f[size_t(row * in)], in, bits, per_scale, &codes[size_t(row * in)],
-                           reinterpret_cast<uint16_t*>(scales.data<bf16>()) + row * n_scales);
+                           reinterpret_cast<uint16_t*>(scales.data<bf16>()) + row * n_scales,
+                           o.asymmetric ? &zeros[size_t(row * n_scales)] : nullptr);
           });
           if (o.scheme == QuantScheme::w8a8) {
             Tensor c = Tensor::empty(DType::i8, {rows, in});
             std::memcpy(c.raw(), codes.data(), codes.size());
             out.push_back({j.name, c});
+            if (o.asymmetric) {  // int-quantized: I8 [out, groups] as they are
+              Tensor z = Tensor::empty(DType::i8, {rows, n_scales});
+              std::memcpy(z.raw(), zeros.data(), zeros.size());
+              out.push_back({j.name + "_zero_point", z});
+            }
           } else {
             // compressed-tensors pack_to_int32: codes + 2^(bits-1) as unsigned fields, 32 / bits
             // per int32 along the input, lowest bits first, the last word zero-padded.
@@ -354,6 +375,21 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o) {
             shape.data<int32_t>()[0] = int32_t(rows), shape.data<int32_t>()[1] = int32_t(in);
             out.push_back({j.name + "_packed", p});
             out.push_back({j.name + "_shape", shape});
+            if (o.asymmetric) {
+              // pack_to_int32 along the outputs (packed_dim 0): row n in field n % per_word of
+              // word row n / per_word, offset like the codes.
+              const int64_t zrows = (rows + per_word - 1) / per_word;
+              Tensor z = Tensor::empty(DType::i32, {zrows, n_scales});
+              uint32_t* zw = reinterpret_cast<uint32_t*>(z.raw());
+              std::fill(zw, zw + zrows * n_scales, 0u);
+              for (int64_t row = 0; row < rows; ++row)
+                for (int64_t g = 0; g < n_scales; ++g)
+                  zw[(row / per_word) * n_scales + g] |=
+                      (uint32_t(int32_t(zeros[size_t(row * n_scales + g)]) + int32_t(offset)) &
+                       mask)
+                      << (bits * (row % per_word));
+              out.push_back({j.name + "_zero_point", z});
+            }
           }
           out.push_back({j.name + "_scale", scales});
           ++r.quantized;

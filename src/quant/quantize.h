@@ -1,7 +1,8 @@
 // `dsinfer quantize`: writes a compressed-tensors INT4 / INT8 checkpoint (what llm-compressor
 // writes and vLLM / SGLang load; docs/checkpoints.md) from an FP8 or BF16 DeepSeek checkpoint.
-// Round-to-nearest, symmetric, bf16 scales; one tensor at a time (FP8 sources dequantized
-// tensor by tensor, never the whole model), each output shard written as soon as it is full.
+// Round-to-nearest, symmetric (or asymmetric with zero points), bf16 scales; one tensor at a time
+// (FP8 sources dequantized tensor by tensor, never the whole model), each output shard written as
+// soon as it is full.
 #pragma once
 
 #include <cstddef>
@@ -31,6 +32,8 @@ struct QuantizeOptions {
   // FP8 projections left unquantized stay FP8 (a float-quantized block group) instead of BF16:
   // attention, and with targets = experts the shared experts and dense MLPs too.
   bool keep_fp8 = false;
+  // Asymmetric: a zero point per scale (min/max range instead of +-amax), weight_zero_point.
+  bool asymmetric = false;
   size_t max_shard_bytes = size_t(2) << 30;
   bool force = false;  // write into a non-empty dst
   // Called after every tensor: (tensors done, tensors in all, source bytes done, in all).
@@ -50,12 +53,16 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o);
 // The config.json `quantization_config` that quantize_checkpoint writes (the loader reads the
 // same fields back: config.h's CompressedTensors). group as resolved (> 0, or -1 per channel).
 nlohmann::json compressed_tensors_config(QuantScheme scheme, int group, QuantTargets targets,
-                                         bool keep_fp8);
+                                         bool keep_fp8, bool asymmetric = false);
 
 // Symmetric round-to-nearest of one row of `n` weights with `bits` (4 or 8) in groups of `group`
 // (n for channel-wise), as compressed-tensors' minmax observer: scale = bf16(amax / ((2^bits -
 // 1) / 2)), codes = clamp(round_half_even(w / scale), -2^(bits-1), 2^(bits-1) - 1).
+// With `zeros` (one per group), asymmetric as the same observer: the range [min(w, 0), max(w, 0)]
+// over the 2^bits - 1 steps, scale = bf16((max - min) / (2^bits - 1)), zero = clamp(round(qmin -
+// min / scale), qmin, qmax), codes = clamp(round(w / scale + zero), qmin, qmax); the weight is
+// (code - zero) * scale.
 void quantize_row(const float* w, int64_t n, int bits, int64_t group, int8_t* codes,
-                  uint16_t* scales_bf16);
+                  uint16_t* scales_bf16, int8_t* zeros = nullptr);
 
 }  // namespace dsinfer

@@ -274,6 +274,12 @@ inline VF to_f32(VI a) {
 inline VI add_i(VI a, VI b) {
   return {_mm256_add_epi32(a.v, b.v)};
 }
+inline VI load_i(const int32_t* p) {
+  return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))};
+}
+inline VI mul_i(VI a, VI b) {  // the low 32 bits of each product
+  return {_mm256_mullo_epi32(a.v, b.v)};
+}
 inline VI set1_i(int32_t x) {
   return {_mm256_set1_epi32(x)};
 }

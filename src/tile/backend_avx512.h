@@ -280,6 +280,12 @@ inline VI add_i(VI a, VI b) {
 inline VI set1_i(int32_t x) {
   return {_mm512_set1_epi32(x)};
 }
+inline VI load_i(const int32_t* p) {
+  return {_mm512_loadu_si512(p)};
+}
+inline VI mul_i(VI a, VI b) {  // the low 32 bits of each product
+  return {_mm512_mullo_epi32(a.v, b.v)};
+}
 inline VQ broadcast_quad(const void* p) {  // 4 bytes repeated in every lane
   int32_t w;
   __builtin_memcpy(&w, p, 4);

@@ -165,6 +165,15 @@ inline VI add_i(VI a, VI b) {
   for (int l = 0; l < kLanes; ++l) a.v[l] += b.v[l];
   return a;
 }
+inline VI load_i(const int32_t* p) {
+  VI r;
+  std::memcpy(r.v, p, sizeof r.v);
+  return r;
+}
+inline VI mul_i(VI a, VI b) {  // the low 32 bits of each product
+  for (int l = 0; l < kLanes; ++l) a.v[l] = int32_t(uint32_t(a.v[l]) * uint32_t(b.v[l]));
+  return a;
+}
 inline VI set1_i(int32_t x) {
   VI r;
   for (int32_t& v : r.v) v = x;

@@ -76,17 +76,18 @@ inline void weight_row_f32(const WeightRef& w, int64_t r, int64_t c0, int len, f
         const int64_t c = w.col0 + c0 + k;
         const int end = int(std::min<int64_t>(len, k + (w.group - c % w.group)));
         const float sc = w.qscale_at(r, c0 + k);
+        const int z = w.zero_at(r, c0 + k);  // (code - z) is exact in f32, then one product
         if (w.dtype != DType::u4) {  // 8-bit codes: whole vectors (u8 flipped to signed bytes)
           const uint8_t* p = reinterpret_cast<const uint8_t*>(w.element_ptr(r, c0));
           const uint8_t flip = w.dtype == DType::u8 ? 0x80 : 0;
-          const VF s = set1(sc);
+          const VF s = set1(sc), zv = set1(float(z));
           alignas(64) int8_t codes[kLanes];
           for (; k + kLanes <= end; k += kLanes) {
             for (int j = 0; j < kLanes; ++j) codes[j] = int8_t(p[k + j] ^ flip);
-            store(out + k, mul(load_i8(codes), s));
+            store(out + k, mul(sub(load_i8(codes), zv), s));
           }
         }
-        for (; k < end; ++k) out[k] = float(w.int_code_at(r, c0 + k)) * sc;
+        for (; k < end; ++k) out[k] = float(w.int_code_at(r, c0 + k) - z) * sc;
       }
       break;
     }
@@ -263,8 +264,9 @@ inline VF int_lane_scales(const WeightRef& w, int64_t n, int rows, int64_t k) {
   for (int i = 0; i < rows; ++i) s[i] = w.qscale_at(n + i, k);
   return load(s);
 }
-// The E codes of each word of `word` as ŵ = (code - offset) * s: field + 2^23 minus 2^23 + offset
-// is exact, and so is the product for bf16 / f16 scales (the same value weight_row_f32 makes).
+// The E codes of each word of `word` as ŵ = (code - offset - zero) * s: field + 2^23 minus
+// bias = 2^23 + offset + zero is exact, and so is the product for bf16 / f16 scales (the same
+// value weight_row_f32 makes).
 template <DType WT, int E = kWordElems<WT>>
 [[gnu::always_inline]] inline void int_decode(VF (&v)[E], VF word, VF bias, VF s) {
   if constexpr (WT == DType::i8) word = xor_words(word, 0x80808080u);  // signed -> offset 128
@@ -273,9 +275,14 @@ template <DType WT, int E = kWordElems<WT>>
   }
   (std::make_integer_sequence<int, E>{});
 }
+// The bias per lane (row) for storage column k: 2^23 + the code offset + the row's zero point.
 template <DType WT>
-inline VF int_decode_bias() {
-  return set1(8388608.0f + (WT == DType::u4 ? 8.0f : 128.0f));
+inline VF int_lane_bias(const WeightRef& w, int64_t n, int rows, int64_t k) {
+  constexpr float base = 8388608.0f + (WT == DType::u4 ? 8.0f : 128.0f);
+  if (!w.qzero) return set1(base);
+  alignas(64) float b[kLanes];
+  for (int i = 0; i < kLanes; ++i) b[i] = base + float(i < rows ? w.zero_at(n + i, k) : 0);
+  return load(b);
 }
 // Whether an integer block starting at column k decodes in registers: a word's codes must share
 // one scale (groups of whole words, starting on a word).
@@ -293,13 +300,15 @@ template <DType WT, class Use>
   constexpr int E = kWordElems<WT>;
   VF r[kLanes];
   load_transposed<WT>(r, w, n, rows, k, len);
-  const VF bias = int_decode_bias<WT>();
+  VF bias = int_lane_bias<WT>(w, n, rows, k);
   int64_t group = (w.col0 + k) / w.group;
   VF s = int_lane_scales(w, n, rows, k);
   VF v[E];
   for (int j = 0; E * j < len; ++j) {
-    if (const int64_t g = (w.col0 + k + E * j) / w.group; g != group)
+    if (const int64_t g = (w.col0 + k + E * j) / w.group; g != group) {
       group = g, s = int_lane_scales(w, n, rows, k + E * j);
+      if (w.qzero) bias = int_lane_bias<WT>(w, n, rows, k + E * j);
+    }
     int_decode<WT>(v, r[j], bias, s);
     use(j, v);
   }

@@ -27,7 +27,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string quantized(GenDtype dtype, QuantScheme scheme, QuantTargets targets, int group) {
+std::string quantized(GenDtype dtype, QuantScheme scheme, QuantTargets targets, int group,
+                      bool asymmetric = false) {
   static testing::TempDir dirs;
   const std::string src = dirs.path() + (dtype == GenDtype::fp8 ? "/fp8" : "/bf16");
   if (!fs::exists(src)) {
@@ -37,10 +38,11 @@ std::string quantized(GenDtype dtype, QuantScheme scheme, QuantTargets targets, 
   }
   const std::string dst = dirs.path() + "/" + std::to_string(int(dtype)) +
                           quant_scheme_name(scheme) + quant_targets_name(targets) +
-                          std::to_string(group);
+                          std::to_string(group) + (asymmetric ? "asym" : "");
   if (!fs::exists(dst)) {
     QuantizeOptions q;
     q.src = src, q.dst = dst, q.scheme = scheme, q.targets = targets, q.group = group;
+    q.asymmetric = asymmetric;
     quantize_checkpoint(q);
   }
   return dst;
@@ -68,15 +70,18 @@ struct Case {
   QuantScheme scheme;
   QuantTargets targets;
   int group;
+  bool asymmetric = false;  // zero points
 };
 
 TEST(QuantizedForward, WeightOnlyMatchesTheReferenceOnEveryIsa) {
   const Case cases[] = {{GenDtype::fp8, QuantScheme::w4a16, QuantTargets::experts, -1},
                         {GenDtype::fp8, QuantScheme::w4a16, QuantTargets::all_linear, 32},
                         {GenDtype::bf16, QuantScheme::w8a16, QuantTargets::all_linear, 32},
-                        {GenDtype::bf16, QuantScheme::w8a16, QuantTargets::mlp, -1}};
+                        {GenDtype::bf16, QuantScheme::w8a16, QuantTargets::mlp, -1},
+                        {GenDtype::fp8, QuantScheme::w4a16, QuantTargets::all_linear, 32, true},
+                        {GenDtype::bf16, QuantScheme::w8a16, QuantTargets::mlp, -1, true}};
   for (const Case& c : cases) {
-    const std::string dir = quantized(c.dtype, c.scheme, c.targets, c.group);
+    const std::string dir = quantized(c.dtype, c.scheme, c.targets, c.group, c.asymmetric);
     SCOPED_TRACE(dir);
     testing::for_each_isa([&](Isa) {
       auto model = load_f32(dir, 1024);

@@ -42,7 +42,8 @@ Vec param(const Tensor& t) {
 
 // [out, in] f32, FP8 block scales applied; integer weights (compressed-tensors) decoded here from
 // their own bytes: pack-quantized I32 words hold 32 / bits codes each, lowest bits first, offset
-// by 2^(bits - 1); int-quantized I8 codes are signed; times weight_scale[r][c / group].
+// by 2^(bits - 1); int-quantized I8 codes are signed; asymmetric weights subtract their zero
+// point zero[r][c / group]; times weight_scale[r][c / group].
 Vec dequant(const LinearWeight& w) {
   const int64_t out = w.out_features(), in = w.in_features();
   Vec v(static_cast<size_t>(out * in));
@@ -58,6 +59,7 @@ Vec dequant(const LinearWeight& w) {
           const uint32_t word = uint32_t(w.w.data<int32_t>()[r * w.w.size(1) + c / per]);
           code = int((word >> (bits * (c % per))) & ((1u << bits) - 1)) - (1 << (bits - 1));
         }
+        if (w.zero.defined()) code -= w.zero.data<int8_t>()[r * w.zero.size(1) + c / w.group];
         x = float(code) * elem(w.scale, r * w.scale.size(1) + c / w.group);
       } else {
         x = elem(w.w, r * in + c);

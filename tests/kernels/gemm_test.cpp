@@ -335,6 +335,16 @@ struct StoredWeight {
   std::vector<bf16> qs_bf16;
   DType qs_dtype = DType::bf16;
   int64_t group = 0, qs_ld = 0;
+  std::vector<int8_t> zeros;  // asymmetric: one zero point per scale ([R, qs_ld]) or none
+
+  // Zero points over their whole range (INT4: -8 .. 7), the extremes included.
+  StoredWeight& with_zero_points(uint32_t seed) {
+    const float lo = dtype == DType::u4 ? -8.0f : -128.0f;
+    std::vector<float> z = testing::random_floats(R * qs_ld, seed, lo, -lo);
+    for (float x : z) zeros.push_back(int8_t(std::clamp(std::floor(x), lo, -lo - 1)));
+    zeros[0] = int8_t(lo), zeros[1] = int8_t(-lo - 1);
+    return *this;
+  }
 
   // An integer weight: codes over the whole range (the extremes included), positive and
   // negative scales of about 1e-2 (held as bf16 or f32), `grp` columns per scale.
@@ -407,6 +417,7 @@ struct StoredWeight {
       w.qscale = qs_dtype == DType::bf16 ? static_cast<const void*>(qs_bf16.data())
                                          : static_cast<const void*>(qs_f32.data());
       w.qscale_dtype = qs_dtype, w.qscale_ld = qs_ld, w.group = group;
+      if (!zeros.empty()) w.qzero = zeros.data(), w.qzero_ld = qs_ld;
     }
     return w;
   }
@@ -479,7 +490,8 @@ double weight_value(const WeightView& w, int64_t n, int64_t k) {
       const double sc = w.qscale_dtype == DType::bf16
                             ? bf16_to_f32(static_cast<const bf16*>(w.qscale)[si])
                             : static_cast<const float*>(w.qscale)[si];
-      return code * sc;
+      const int z = w.qzero ? int(w.qzero[si]) : 0;  // zero points share the scales' grid
+      return (code - z) * sc;
     }
     default:
       return double(fp8_e4m3_to_f32(static_cast<const fp8_e4m3*>(w.data)[i])) * w.scale_at(r, c);
@@ -619,7 +631,8 @@ TEST(GemmInvariance, KnLayoutAndSubViews) {
 // INT4 / INT8 codes with group scales (compressed-tensors): group sizes 32 / 64 / 128 and a whole
 // row (channel-wise), bf16 and f32 scales, K tails and groups that do not divide K, sub-views of
 // storage rows from an odd row, the [K, N] layout (the generic path), and M across the small-M /
-// packed threshold. The packed codes decode exactly, so the tolerance is the f32 one.
+// packed threshold; zero points (asymmetric checkpoints) on two shapes in three. The packed codes
+// decode exactly, so the tolerance is the f32 one.
 TEST(GemmInvariance, IntegerWeightsWithGroupScales) {
   const int saved = num_threads();
   struct Shape {
@@ -632,11 +645,12 @@ TEST(GemmInvariance, IntegerWeightsWithGroupScales) {
       for (size_t i = 0; i < std::size(shapes); ++i) {
         const Shape sh = shapes[i];
         const DType st = i % 2 ? DType::f32 : DType::bf16;
-        const StoredWeight sw(wt, sh.N + 3, sh.K, uint32_t(300 + i), sh.group, st);
+        StoredWeight sw(wt, sh.N + 3, sh.K, uint32_t(300 + i), sh.group, st);
+        if (i % 3 != 0) sw.with_zero_points(uint32_t(350 + i));
         for (DType xt : {DType::f32, DType::bf16}) {
-          SCOPED_TRACE("w=" + std::string(dtype_name(wt)) + " N=" + std::to_string(sh.N) +
-                       " K=" + std::to_string(sh.K) + " group=" + std::to_string(sh.group) +
-                       " scales=" + std::string(dtype_name(st)) +
+          SCOPED_TRACE("w=" + std::string(dtype_name(wt)) + (i % 3 ? " asymmetric" : "") +
+                       " N=" + std::to_string(sh.N) + " K=" + std::to_string(sh.K) + " group=" +
+                       std::to_string(sh.group) + " scales=" + std::string(dtype_name(st)) +
                        " x=" + std::string(dtype_name(xt)));
           const Activations acts(20, sh.K, sh.K + 3, uint32_t(400 + i));
           expect_batch_invariant(acts, xt, sw.view(3, sh.N, 0, sh.K, false), i != 0);
@@ -715,8 +729,9 @@ TEST(QuantizeInt8Row, AmaxOver127RoundHalfEven) {
 
 // y = sx * sum_g sw * (xq . wq) against the double reference on every ISA: both int8-dot paths
 // (u8 / i8 / u4 codes, groups that are and are not a multiple of the kernel's column step, and
-// channel-wise), the f32 fallback (K not a multiple of the step, the [K, N] layout), tails in M
-// and N, zero rows; each row bitwise the same at M = 1 and in a batch, at 1, 2 and 3 threads.
+// channel-wise), zero points on two shapes in three, the f32 fallback (K not a multiple of the
+// step, the [K, N] layout), tails in M and N, zero rows; each row bitwise the same at M = 1 and in
+// a batch, at 1, 2 and 3 threads.
 TEST(GemmInt8, MatchesTheReferenceAndIsBatchInvariant) {
   const int saved = num_threads();
   struct Shape {
@@ -728,10 +743,12 @@ TEST(GemmInt8, MatchesTheReferenceAndIsBatchInvariant) {
     for (DType wt : {DType::u8, DType::i8, DType::u4})
       for (size_t i = 0; i < std::size(shapes); ++i) {
         const Shape sh = shapes[i];
-        const StoredWeight sw(wt, sh.N + 2, sh.K, uint32_t(500 + i), sh.group,
-                              i % 2 ? DType::f32 : DType::bf16);
-        SCOPED_TRACE("w=" + std::string(dtype_name(wt)) + " N=" + std::to_string(sh.N) +
-                     " K=" + std::to_string(sh.K) + " group=" + std::to_string(sh.group));
+        StoredWeight sw(wt, sh.N + 2, sh.K, uint32_t(500 + i), sh.group,
+                        i % 2 ? DType::f32 : DType::bf16);
+        if (i % 3 != 0) sw.with_zero_points(uint32_t(550 + i));
+        SCOPED_TRACE("w=" + std::string(dtype_name(wt)) + (i % 3 ? " asymmetric" : "") +
+                     " N=" + std::to_string(sh.N) + " K=" + std::to_string(sh.K) +
+                     " group=" + std::to_string(sh.group));
         const WeightView w = sw.view(2, sh.N, 0, sh.K, false);
         const Activations acts(19, sh.K, sh.K + 5, uint32_t(600 + i));
         const int64_t M = acts.M, ldy = sh.N + 1;

@@ -51,6 +51,36 @@ TEST(Quantize, RowRoundToNearestWithBf16Scales) {
   EXPECT_EQ(c2[3], 127);
 }
 
+TEST(Quantize, RowAsymmetricMinMaxWithZeroPoints) {
+  // One int4 group over [-1, 2]: scale bf16(3 / 15), zero clamp(round(-8 + 1 / scale)) = -3,
+  // codes clamp(round(w / scale + zero)); the range's ends map to -8 and 7.
+  const float w[6] = {-1.0f, 2.0f, 0.0f, 0.5f, 1.3f, -0.4f};
+  int8_t codes[6], zero;
+  uint16_t scale;
+  quantize_row(w, 6, 4, 6, codes, &scale, &zero);
+  const float s = bf16_to_f32(bf16{scale});
+  EXPECT_EQ(s, bf16_to_f32(f32_to_bf16(3.0f / 15.0f)));
+  EXPECT_EQ(zero, int8_t(std::nearbyint(-8.0f + 1.0f / s)));
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(codes[i], int8_t(std::clamp(std::nearbyint(w[i] / s + zero), -8.0f, 7.0f))) << i;
+    EXPECT_LE(std::fabs((codes[i] - zero) * s - w[i]), s / 2 + 1e-6f) << i;  // within a step
+  }
+  EXPECT_EQ(codes[0], -8);
+  EXPECT_EQ(codes[1], 7);
+  EXPECT_EQ(codes[2], zero);  // 0 is exact
+  // All positive: the range starts at 0, so the zero point is qmin; int8; an all-zero group.
+  const float w2[4] = {0.5f, 1.0f, 0, 0};
+  int8_t c2[4], z2[2];
+  uint16_t s2[2];
+  quantize_row(w2, 4, 8, 2, c2, s2, z2);
+  EXPECT_EQ(z2[0], -128);
+  EXPECT_EQ(bf16_to_f32(bf16{s2[0]}), bf16_to_f32(f32_to_bf16(1.0f / 255.0f)));
+  EXPECT_EQ(c2[1], int8_t(std::nearbyint(1.0f / bf16_to_f32(bf16{s2[0]}) - 128)));  // 126: bf16
+  EXPECT_EQ(c2[0], int8_t(std::nearbyint(0.5f / bf16_to_f32(bf16{s2[0]}) - 128)));
+  EXPECT_GT(bf16_to_f32(bf16{s2[1]}), 0.0f);
+  EXPECT_EQ(c2[2], z2[1]);
+}
+
 std::string make_tiny(const std::string& dir, GenDtype dtype) {
   GenModelOptions o;
   o.preset = GenPreset::tiny;
@@ -62,10 +92,11 @@ std::string make_tiny(const std::string& dir, GenDtype dtype) {
 }
 
 QuantizeResult quantize(const std::string& src, const std::string& dst, QuantScheme scheme,
-                        QuantTargets targets, int group = 0, bool keep_fp8 = false) {
+                        QuantTargets targets, int group = 0, bool keep_fp8 = false,
+                        bool asymmetric = false) {
   QuantizeOptions o;
   o.src = src, o.dst = dst, o.scheme = scheme, o.targets = targets, o.group = group;
-  o.keep_fp8 = keep_fp8;
+  o.keep_fp8 = keep_fp8, o.asymmetric = asymmetric;
   o.max_shard_bytes = 64 << 10;  // several shards
   return quantize_checkpoint(o);
 }
@@ -126,6 +157,44 @@ TEST(Quantize, WritesTheCompressedTensorsLayout) {
     for (int64_t g = 0; g < cols / 32; ++g)
       ASSERT_EQ(scale.data<bf16>()[r * scale.size(1) + g].bits, sc[g]);
   }
+  // Asymmetric: the zero points packed along the outputs (8 rows per I32 word, offset 8), and
+  // the same codes as quantize_row with zero points; the loaded view decodes (code - zero) * s.
+  o.dst = tmp.file("w4a"), o.asymmetric = true;
+  quantize_checkpoint(o);
+  const auto outa = SafetensorsCheckpoint::open(tmp.file("w4a"));
+  const Tensor pa = outa.get(name + "_packed"), sa = outa.get(name + "_scale");
+  const Tensor za = outa.get(name + "_zero_point");
+  EXPECT_EQ(za.dtype(), DType::i32);
+  ASSERT_EQ(za.shape(), (std::vector<int64_t>{(rows + 7) / 8, cols / 32}));
+  EXPECT_FALSE(load_config(tmp.file("w4a/config.json")).compressed->groups[0].symmetric);
+  ModelOptions mo;
+  mo.kv_cache_tokens = 64;
+  const auto model = Model::load(tmp.file("w4a"), mo);
+  const WeightView lv = model->weights().layer(moe_layer).moe->experts[1].down_proj.view();
+  ASSERT_NE(lv.qzero, nullptr);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> f(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c)
+      f[c] = fp8_e4m3_to_f32(w.data<fp8_e4m3>()[r * cols + c]) *
+             si.data<float>()[(r / 128) * si.size(1) + c / 128];
+    std::vector<int8_t> codes(static_cast<size_t>(cols)), zeros(static_cast<size_t>(cols / 32));
+    std::vector<uint16_t> sc(static_cast<size_t>(cols / 32));
+    quantize_row(f.data(), cols, 4, 32, codes.data(), sc.data(), zeros.data());
+    for (int64_t g = 0; g < cols / 32; ++g) {
+      const uint32_t zw = uint32_t(za.data<int32_t>()[(r / 8) * za.size(1) + g]);
+      ASSERT_EQ(int((zw >> (4 * (r % 8))) & 15) - 8, zeros[g]) << r << "," << g;
+      ASSERT_EQ(sa.data<bf16>()[r * sa.size(1) + g].bits, sc[g]);
+    }
+    for (int64_t c = 0; c < cols; ++c) {
+      const uint32_t word = uint32_t(pa.data<int32_t>()[r * pa.size(1) + c / 8]);
+      ASSERT_EQ(int((word >> (4 * (c % 8))) & 15) - 8, codes[c]) << r << "," << c;
+      const double want = double(codes[c] - zeros[c / 32]) * bf16_to_f32(bf16{sc[c / 32]});
+      ASSERT_EQ(lv.value_at(r, c), want) << r << "," << c;
+      // Within half a step, or one where the range's end clips.
+      ASSERT_LE(std::fabs(want - f[c]), bf16_to_f32(bf16{sc[c / 32]}) * 1.01) << r << "," << c;
+    }
+  }
+
   // Not targeted: attention, shared experts, the router and norms (FP8 -> BF16 for linears).
   const std::string attn = fmt::format("model.layers.{}.self_attn.o_proj.weight", moe_layer);
   EXPECT_EQ(out.info(attn)->dtype, DType::bf16);
@@ -138,29 +207,48 @@ TEST(Quantize, SchemesLoadAndShrinkTheWeights) {
   const std::string src = make_tiny(tmp.file("src"), GenDtype::fp8);
   ModelOptions mo;
   mo.kv_cache_tokens = 256;
-  const size_t fp8_bytes = Model::load(src, mo)->weights().resident_bytes();
+  const std::vector<int32_t> prompt{1, 2, 3, 4, 5, 9, 17, 3};
+  auto logits_of = [&](Model& m) {
+    BatchEntry e{m.create_sequence(), prompt, true};
+    const ForwardOutput out = m.forward({e});
+    return std::vector<float>(out.logits.data<float>(),
+                              out.logits.data<float>() + out.logits.numel());
+  };
+  const auto fp8_model = Model::load(src, mo);
+  const size_t fp8_bytes = fp8_model->weights().resident_bytes();
+  const std::vector<float> ref = logits_of(*fp8_model);
   struct Case {
     QuantScheme s;
     QuantTargets t;
     int group;
-    bool keep;
+    bool keep, asym;
+    double max_rel;  // of the logits against the FP8 model's (about twice the measured)
   };
-  const Case cases[] = {{QuantScheme::w4a16, QuantTargets::experts, 32, false},
-                        {QuantScheme::w4a8, QuantTargets::mlp, 32, false},
-                        {QuantScheme::w8a16, QuantTargets::all_linear, 32, false},
-                        {QuantScheme::w8a8, QuantTargets::all_linear, 0, false},
-                        {QuantScheme::w4a16, QuantTargets::experts, -1, true}};
+  const Case cases[] = {{QuantScheme::w4a16, QuantTargets::experts, 32, false, false, 0.12},
+                        {QuantScheme::w4a8, QuantTargets::mlp, 32, false, false, 0.2},
+                        {QuantScheme::w8a16, QuantTargets::all_linear, 32, false, false, 0.02},
+                        {QuantScheme::w8a8, QuantTargets::all_linear, 0, false, false, 0.03},
+                        {QuantScheme::w4a16, QuantTargets::experts, -1, true, false, 0.12},
+                        {QuantScheme::w4a16, QuantTargets::mlp, 32, false, false, 0.4},
+                        {QuantScheme::w4a16, QuantTargets::mlp, 32, false, true, 0.4},
+                        {QuantScheme::w4a8, QuantTargets::experts, 32, false, true, 0.12},
+                        {QuantScheme::w8a16, QuantTargets::all_linear, -1, false, true, 0.02},
+                        {QuantScheme::w8a8, QuantTargets::all_linear, 32, false, true, 0.03}};
   int i = 0;
   for (const Case& c : cases) {
     const std::string dst = tmp.file("q" + std::to_string(i++));
-    SCOPED_TRACE(std::string(quant_scheme_name(c.s)) + " " + quant_targets_name(c.t));
-    quantize(src, dst, c.s, c.t, c.group, c.keep);
+    SCOPED_TRACE(std::string(quant_scheme_name(c.s)) + " " + quant_targets_name(c.t) +
+                 (c.asym ? " asymmetric" : ""));
+    quantize(src, dst, c.s, c.t, c.group, c.keep, c.asym);
     auto m = Model::load(dst, mo);
-    const int seq = m->create_sequence();
-    BatchEntry e{seq, {1, 2, 3, 4, 5}, true};
-    const ForwardOutput out = m->forward({e});
-    for (int64_t k = 0; k < out.logits.numel(); ++k)
-      ASSERT_TRUE(std::isfinite(out.logits.data<float>()[k]));
+    const std::vector<float> got = logits_of(*m);
+    double num = 0, den = 0;
+    for (size_t k = 0; k < got.size(); ++k) {
+      ASSERT_TRUE(std::isfinite(got[k]));
+      num += (got[k] - ref[k]) * double(got[k] - ref[k]), den += double(ref[k]) * ref[k];
+    }
+    const double rel = std::sqrt(num / den);
+    EXPECT_LT(rel, c.max_rel);
     if (c.keep) {  // every unquantized FP8 projection stays FP8 under a float-quantized group
       EXPECT_TRUE(m->weights().layer(0).attn.o_proj.is_fp8());
       EXPECT_TRUE(m->weights().layer(0).mlp->down_proj.is_fp8());  // a dense layer's MLP
@@ -177,7 +265,7 @@ class Malformed : public ::testing::Test {
  protected:
   void SetUp() override {
     src_ = make_tiny(tmp_.file("src"), GenDtype::bf16);
-    quantize(src_, tmp_.file("good"), QuantScheme::w4a16, QuantTargets::experts, 32);
+    quantize(src_, tmp_.file(good_), QuantScheme::w4a16, QuantTargets::experts, 32);
     config_ = load_config(tmp_.file("good/config.json"));
     expert_ =
         fmt::format("model.layers.{}.mlp.experts.0.up_proj.weight", config_.first_k_dense_replace);
@@ -188,7 +276,7 @@ class Malformed : public ::testing::Test {
                          const std::function<void(json&)>& edit = {}) {
     const std::string dir = tmp_.file("bad" + std::to_string(n_++));
     fs::create_directories(dir);
-    const auto ck = SafetensorsCheckpoint::open(tmp_.file("good"));
+    const auto ck = SafetensorsCheckpoint::open(tmp_.file(good_));
     std::vector<NamedTensor> all;
     for (const std::string& t : ck.names()) {
       if (t == name) {
@@ -199,9 +287,9 @@ class Malformed : public ::testing::Test {
     }
     write_safetensors(dir + "/model.safetensors", all);
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-      if (fs::exists(tmp_.file(std::string("good/") + f)))
-        fs::copy_file(tmp_.file(std::string("good/") + f), dir + "/" + f);
-    json cfg = json::parse(std::ifstream(tmp_.file("good/config.json")));
+      if (fs::exists(tmp_.file(good_ + "/" + f)))
+        fs::copy_file(tmp_.file(good_ + "/" + f), dir + "/" + f);
+    json cfg = json::parse(std::ifstream(tmp_.file(good_ + "/config.json")));
     if (edit) edit(cfg);
     std::ofstream(dir + "/config.json") << cfg.dump();
     try {
@@ -214,6 +302,7 @@ class Malformed : public ::testing::Test {
     return "";
   }
   TempDir tmp_;
+  std::string good_ = "good";  // the checkpoint load_error starts from
   std::string src_, expert_;
   ModelConfig config_;
   int n_ = 0;
@@ -249,6 +338,24 @@ TEST_F(Malformed, WrongScaleShapeDtypeOrValue) {
   for (int64_t i = 0; i < nan.numel(); ++i) nan.data<float>()[i] = i == 5 ? NAN : 0.01f;
   e = load_error(expert_ + "_scale", nan);
   EXPECT_NE(e.find("not a finite scale"), std::string::npos) << e;
+}
+
+// Asymmetric: the zero points' tensor missing, of the wrong dtype or of the unpacked shape.
+TEST_F(Malformed, WrongZeroPoints) {
+  QuantizeOptions o;
+  o.src = src_, o.dst = tmp_.file("good_asym"), o.group = 32, o.asymmetric = true;
+  quantize_checkpoint(o);
+  good_ = "good_asym";
+  EXPECT_EQ(load_error("", Tensor()), "");
+  const std::string zp = expert_ + "_zero_point";
+  const Tensor z = SafetensorsCheckpoint::open(tmp_.file("good_asym")).get(zp);
+  std::string e = load_error(zp, Tensor());
+  EXPECT_NE(e.find("missing tensor '" + zp + "'"), std::string::npos) << e;
+  e = load_error(zp, Tensor::empty(DType::i8, z.shape()));
+  EXPECT_NE(e.find(zp), std::string::npos) << e;
+  EXPECT_NE(e.find("expected I32"), std::string::npos) << e;
+  e = load_error(zp, Tensor::empty(DType::i32, {z.size(0) * 8, z.size(1)}));
+  EXPECT_NE(e.find("8 per I32 along the outputs"), std::string::npos) << e;
 }
 
 TEST_F(Malformed, WrongWeightShapeTensor) {

@@ -22,9 +22,10 @@ DSINFER_DECLARE_PER_ISA(void, tt_load_fp8_raw, (const uint8_t*, int, float*));
 DSINFER_DECLARE_PER_ISA(void, tt_load_i8, (const int8_t*, int, int, float*));
 DSINFER_DECLARE_PER_ISA(int, tt_lanes, ());
 // out[l] = acc[l] + dots of lane l's byte quads: u . s, low_nibbles(u) . s, high_nibbles(u) . s,
-// flip_bytes(u) . broadcast_quad(s); 4 * lanes outputs (the int8 dot ops).
+// flip_bytes(u) . broadcast_quad(s), then acc[l] * m (load_i, mul_i, set1_i); 5 * lanes outputs
+// (the int8 dot ops).
 DSINFER_DECLARE_PER_ISA(void, tt_int8_dots,
-                        (const uint8_t*, const uint8_t*, const int32_t*, int32_t*));
+                        (const uint8_t*, const uint8_t*, const int32_t*, int32_t, int32_t*));
 DSINFER_DECLARE_PER_ISA(int, tt_gather,
                         (const float*, int64_t, const int32_t*, int, int, float*, bool*));
 DSINFER_DECLARE_PER_ISA(void, tt_store_bf16, (const float*, int, int, bf16*, int64_t));

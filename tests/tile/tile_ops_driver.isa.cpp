@@ -46,15 +46,14 @@ void tt_load_fp8_raw(const uint8_t* src, int n, float* out) {
 int tt_lanes() {
   return simd::kLanes;
 }
-void tt_int8_dots(const uint8_t* u, const uint8_t* s, const int32_t* acc, int32_t* out) {
+void tt_int8_dots(const uint8_t* u, const uint8_t* s, const int32_t* acc, int32_t m, int32_t* out) {
   using namespace simd;
-  VI a;
-  std::memcpy(&a, acc, sizeof a);
+  const VI a = load_i(acc);
   const VQ uq = as_quads(as_words(load_q(u))), sq = load_q(s);  // the reinterpretations too
-  const VI r[4] = {dot_u8s8(a, uq, sq), dot_u8s8(a, low_nibbles(uq), sq),
+  const VI r[5] = {dot_u8s8(a, uq, sq), dot_u8s8(a, low_nibbles(uq), sq),
                    dot_u8s8(a, high_nibbles(uq), sq),
-                   dot_u8s8(a, flip_bytes(uq), broadcast_quad(s))};
-  for (int i = 0; i < 4; ++i) std::memcpy(out + i * kLanes, &r[i], sizeof r[i]);
+                   dot_u8s8(a, flip_bytes(uq), broadcast_quad(s)), mul_i(a, set1_i(m))};
+  for (int i = 0; i < 5; ++i) std::memcpy(out + i * kLanes, &r[i], sizeof r[i]);
 }
 // n codes as whole vectors, then a tail of `tail` codes (the rest of that vector zero).
 void tt_load_i8(const int8_t* src, int n, int tail, float* out) {

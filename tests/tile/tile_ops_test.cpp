@@ -64,19 +64,21 @@ TEST(TileOps, RawFp8WeightDecodeIsExactForEveryCode) {
 }
 
 // The int8 dot product ops of W8A8 / W4A8 (gemm_int8): lane l sums its own 4 byte products,
-// exactly, at the extremes (255 x -128) too; nibble split, sign flip and quad broadcast.
+// exactly, at the extremes (255 x -128) too; nibble split, sign flip and quad broadcast; the
+// int32 load and low-half multiply of the zero-point seeds.
 TEST(TileOps, Int8DotProductsAreExactPerLane) {
   for_each_isa([&](Isa) {
     const int lanes = DSINFER_DISPATCH(tt_lanes)();
     std::mt19937 rng(5);
     for (int rep = 0; rep < 20; ++rep) {
       std::vector<uint8_t> u(static_cast<size_t>(4 * lanes)), s(static_cast<size_t>(4 * lanes));
-      std::vector<int32_t> acc(static_cast<size_t>(lanes)), out(static_cast<size_t>(4 * lanes));
+      std::vector<int32_t> acc(static_cast<size_t>(lanes)), out(static_cast<size_t>(5 * lanes));
       for (auto& b : u) b = uint8_t(rng());
       for (auto& b : s) b = uint8_t(rng());
       for (auto& a : acc) a = int32_t(rng() % 2000001) - 1000000;
       if (rep == 0) std::fill(u.begin(), u.end(), 255), std::fill(s.begin(), s.end(), 0x80);
-      DSINFER_DISPATCH(tt_int8_dots)(u.data(), s.data(), acc.data(), out.data());
+      const int32_t m = rep == 0 ? -2147 : int32_t(rng() % 4001) - 2000;  // a seed's -sum(x)
+      DSINFER_DISPATCH(tt_int8_dots)(u.data(), s.data(), acc.data(), m, out.data());
       for (int l = 0; l < lanes; ++l) {
         int64_t d = 0, lo = 0, hi = 0, fb = 0;
         for (int j = 0; j < 4; ++j) {
@@ -88,6 +90,7 @@ TEST(TileOps, Int8DotProductsAreExactPerLane) {
         ASSERT_EQ(out[size_t(lanes + l)], acc[size_t(l)] + lo) << "lane " << l;
         ASSERT_EQ(out[size_t(2 * lanes + l)], acc[size_t(l)] + hi) << "lane " << l;
         ASSERT_EQ(out[size_t(3 * lanes + l)], acc[size_t(l)] + fb) << "lane " << l;
+        ASSERT_EQ(out[size_t(4 * lanes + l)], acc[size_t(l)] * m) << "lane " << l;  // mul_i
       }
     }
   });
