@@ -5,14 +5,17 @@
 // Accumulation and y are f32. Threaded over the global thread pool.
 //
 // Batch invariant: every y[m, n] is bitwise the same whatever M, the row's index m, the thread
-// count, the work split and the leading dimensions (one canonical summation order per ISA, see
-// gemm.isa.cpp), so a token's results never depend on what else is batched with it.
+// count, the work split and the leading dimensions (one canonical summation order per ISA and
+// weight layout), so a token's results never depend on what else is batched with it.
 //
-// Two algorithms, picked by M (for speed only: they give the same bits):
-//  - small M (M <= kGemvMaxRows, decode): groups of weight rows are transposed in registers into
-//    small L1 panels and multiplied into all M rows at once; each weight is read once.
-//  - GEMM: BLIS-style blocking; per thread, a K x Nc block of W is packed (converted) into an
-//    L2-resident panel and multiplied with all of x's packed row strips by a register micro-kernel.
+// [N, K] weights (gemm_rows.isa.cpp): the dot form -- vector lanes along k, each output a vector
+// chain over a K block reduced by a fixed tree -- so weight rows stream as stored:
+//  - small M (M <= kGemvMaxRows, decode): a few weight rows at a time along all of K, decoded
+//    (FP8 to bf16 by integer ops) into L1 pieces or read as they are, into all M rows at once;
+//  - GEMM: per thread a K block of Nc weight rows decoded into an L2 panel, x packed once, a
+//    4 x 4 (rows of x x rows of W) register block per reduction.
+// [K, N] weights (gemm.isa.cpp): lanes along n, weights transposed in registers into panels.
+// Within each, the two algorithms are picked by M for speed only: they give the same bits.
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,9 @@
-// GEMM kernels written in the tile layer (compiled once per ISA).
+// GEMM kernels for weights stored [K, N] (MLA's W_UK view), written in the tile layer (compiled
+// once per ISA); [N, K] weights take the dot form of gemm_rows.isa.cpp.
 //
-// Batch invariance: every y[m, n] is computed in one canonical order (per ISA), whatever M, the
-// row's index, the thread count, the work split or the leading dimensions, so a token's results
-// never depend on what else is in the batch:
+// Batch invariance: every y[m, n] is computed in one canonical order (per ISA and layout),
+// whatever M, the row's index, the thread count, the work split or the leading dimensions, so a
+// token's results never depend on what else is in the batch:
 //   for each K block b of kKc columns (from k = 0), s_b = a chain of FMAs from 0 over k in order,
 //   x[m, k] as f32 times ŵ[n, k] (panel.h's pack_b_f32); with bf16 pairs (vdpbf16ps), the chain
 //   steps over (k, k + 1) pairs, both operands bf16 (pack_b_pairs); then y = s_0 + s_1 + ...
@@ -343,12 +344,16 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
 
 }  // namespace
 
+// [N, K] weights: the dot form (gemm_rows.isa.cpp).
+void gemm_rows_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy, bool pairs);
+
 void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
   // bf16 pair panels only where no precision is lost beyond bf16 activations: bf16 weights, and
   // fp8 weights (fp8 times a ue8m0 scale is exact in bf16); and only where this CPU's native dot
   // is the faster way (core/cpu_features.h).
   const bool pairs = kNativeBf16Dot && bf16_dot_preferred() && x.dtype == DType::bf16 &&
                      (w.dtype == DType::bf16 || w.dtype == DType::fp8_e4m3);
+  if (!w.kn) return gemm_rows_kernel(x, w, y, ldy, pairs);
   // Which algorithm is a matter of speed only: both give the same bits.
   if (x.rows <= kGemvMaxRows)
     pairs ? gemm_small<true>(x, w, y, ldy) : gemm_small<false>(x, w, y, ldy);

@@ -93,6 +93,23 @@ inline float reduce_max(VF a) {
   s = _mm_max_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+// Lane i = reduce_add(v[i]), the same halving tree (lanes l + 4, l + 2, l + 1), for kLanes
+// vectors at once: the dot-form GEMM's per-output sums.
+inline VF reduce_lanes(const VF (&v)[kLanes]) {
+  __m256 t[4], u[2];
+  for (int i = 0; i < 4; ++i)  // [v2i lo + hi | v2i+1 lo + hi]
+    t[i] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * i].v, v[2 * i + 1].v, 0x20),
+                         _mm256_permute2f128_ps(v[2 * i].v, v[2 * i + 1].v, 0x31));
+  for (int j = 0; j < 2; ++j) {  // half h: inputs 4j + h (lanes 0, 1) and 4j + 2 + h
+    const __m256d a = _mm256_castps_pd(t[2 * j]), b = _mm256_castps_pd(t[2 * j + 1]);
+    u[j] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)),
+                         _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)));
+  }
+  // Lane 4h + k holds input 2k + h.
+  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return {_mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))};
+}
 
 // e^x for f32, ~1 ulp over the normal range; exactly 0 below -87.3 (so exp(-inf) = 0) and
 // +inf past the f32 overflow threshold.
@@ -184,6 +201,21 @@ inline VF load_fp8_n(const uint8_t* p, int n) {
 inline VF load_i8(const int8_t* p) {
   return {_mm256_cvtepi32_ps(
       _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))))};
+}
+// kLanes unsigned bytes as f32 (exact): 8-bit integer weight codes.
+inline VF load_u8(const uint8_t* p) {
+  return {_mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))))};
+}
+// kLanes 4-bit codes from kLanes / 2 bytes as f32 (exact): element 2j is byte j's low nibble,
+// 2j + 1 its high one (INT4 weights packed along the row).
+inline VF load_u4(const uint8_t* p) {
+  int32_t w;
+  __builtin_memcpy(&w, p, 4);
+  const __m128i b = _mm_cvtepu8_epi16(_mm_cvtsi32_si128(w));
+  const __m128i codes =
+      _mm_or_si128(_mm_and_si128(b, _mm_set1_epi16(0x0f)), _mm_slli_epi16(_mm_srli_epi16(b, 4), 8));
+  return {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(codes))};
 }
 inline VF load_i8_n(const int8_t* p, int n) {
   alignas(16) int8_t tmp[16] = {};
@@ -375,6 +407,20 @@ inline void fp8_pairs_pow2(VF w, VF add7, VB& p01, VB& p23) {
   const VF sv = load(s);
   p01 = bf16_pairs_exact(mul(fp8_raw_byte<0>(w), sv), mul(fp8_raw_byte<1>(w), sv));
   p23 = bf16_pairs_exact(mul(fp8_raw_byte<2>(w), sv), mul(fp8_raw_byte<3>(w), sv));
+}
+// 2 * kLanes consecutive fp8 codes times 2^(c - 120) (3 <= c <= 126) as bf16, in order (pair l
+// = codes 2l, 2l + 1): exact, by integer ops, for every code but the subnormal ones; nonzero if
+// there is one among them (then `out` is not that product).
+inline uint32_t fp8_to_bf16_pow2(const uint8_t* p, int c, VB& out) {
+  const __m256i x = _mm256_slli_epi16(
+      _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 8);
+  const __m256i e = _mm256_and_si256(_mm256_srai_epi16(x, 4), _mm256_set1_epi16(int16_t(0x87f0)));
+  const __m256i zero_exp =
+      _mm256_cmpeq_epi16(_mm256_and_si256(e, _mm256_set1_epi16(0x0780)), _mm256_setzero_si256());
+  const __m256i zero_mant =
+      _mm256_cmpeq_epi16(_mm256_and_si256(e, _mm256_set1_epi16(0x0070)), _mm256_setzero_si256());
+  out.v = _mm256_add_epi16(e, _mm256_andnot_si256(zero_exp, _mm256_set1_epi16(int16_t(c << 7))));
+  return uint32_t(_mm256_movemask_epi8(_mm256_andnot_si256(zero_mant, zero_exp)));
 }
 // Over kLanes words of fp8 codes: 1 if some code has a zero exponent field (zero or subnormal),
 // 2 if some code is subnormal, 0 if neither.

@@ -85,6 +85,27 @@ inline float reduce_add(VF a) {
 inline float reduce_max(VF a) {
   return _mm512_reduce_max_ps(a.v);
 }
+// Lane i = reduce_add(v[i]), the same halving tree (lanes l + 8, l + 4, l + 2, l + 1), for
+// kLanes vectors at once: the dot-form GEMM's per-output sums (4 rounds of shuffles and adds).
+inline VF reduce_lanes(const VF (&v)[kLanes]) {
+  __m512 t[8], u[4], w[2];
+  for (int i = 0; i < 8; ++i)  // [v2i lo256 + hi256 | v2i+1 lo256 + hi256]
+    t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i].v, v[2 * i + 1].v, 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i].v, v[2 * i + 1].v, 0xee));
+  for (int i = 0; i < 4; ++i)  // quarter q: input 4i + q, lanes l + 4 folded
+    u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xdd));
+  for (int j = 0; j < 2; ++j) {  // quarter q: inputs 8j + q (lanes 0, 1) and 8j + 4 + q
+    const __m512d a = _mm512_castps_pd(u[2 * j]), b = _mm512_castps_pd(u[2 * j + 1]);
+    w[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  // Lane 4q + k holds input 4k + q.
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  return {_mm512_permutexvar_ps(idx, r)};
+}
 
 inline VF exp(VF x) {
   const __m512 lo = _mm512_set1_ps(-87.33654f),
@@ -158,6 +179,19 @@ inline VF load_i8(const int8_t* p) {
 }
 inline VF load_i8_n(const int8_t* p, int n) {
   return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(lane_mask(n), p)))};
+}
+// kLanes unsigned bytes as f32 (exact): 8-bit integer weight codes.
+inline VF load_u8(const uint8_t* p) {
+  return {_mm512_cvtepi32_ps(
+      _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))))};
+}
+// kLanes 4-bit codes from kLanes / 2 bytes as f32 (exact): element 2j is byte j's low nibble,
+// 2j + 1 its high one (INT4 weights packed along the row).
+inline VF load_u4(const uint8_t* p) {
+  const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  const __m128i codes =
+      _mm_or_si128(_mm_and_si128(b, _mm_set1_epi16(0x0f)), _mm_slli_epi16(_mm_srli_epi16(b, 4), 8));
+  return {_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(codes))};
 }
 // kLanes fp8 codes as 2^-120 times their values (see backend_avx2.h).
 inline VF load_fp8_raw(const uint8_t* p) {
@@ -368,6 +402,18 @@ inline void fp8_pairs_pow2(VF w, VF add7, VB& p01, VB& p23) {
   } else {
     p01.v = _mm512_add_epi16(e01, a), p23.v = _mm512_add_epi16(e23, a);
   }
+}
+// 2 * kLanes consecutive fp8 codes times 2^(c - 120) (3 <= c <= 126) as bf16, in order (pair l
+// = codes 2l, 2l + 1): exact, by integer ops, for every code but the subnormal ones; nonzero if
+// there is one among them (then `out` is not that product).
+inline uint32_t fp8_to_bf16_pow2(const uint8_t* p, int c, VB& out) {
+  const __m512i x = _mm512_slli_epi16(
+      _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 8);
+  const __m512i e = _mm512_and_si512(_mm512_srai_epi16(x, 4), _mm512_set1_epi16(int16_t(0x87f0)));
+  const __mmask32 normal = _mm512_test_epi16_mask(e, _mm512_set1_epi16(0x0780));
+  const __mmask32 nonzero = _mm512_test_epi16_mask(e, _mm512_set1_epi16(0x07f0));
+  out.v = _mm512_mask_add_epi16(e, normal, e, _mm512_set1_epi16(int16_t(c << 7)));
+  return normal ^ nonzero;
 }
 // Over kLanes words of fp8 codes: 1 if some code has a zero exponent field (zero or subnormal),
 // 2 if some code is subnormal, 0 if neither.

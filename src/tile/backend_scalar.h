@@ -92,6 +92,10 @@ inline float reduce_max(VF a) {
   for (int i = 1; i < kLanes; ++i) m = a.v[i] > m ? a.v[i] : m;
   return m;
 }
+// Lane i = reduce_add(v[i]), for kLanes vectors at once (the dot-form GEMM's per-output sums).
+inline VF reduce_lanes(const VF (&v)[kLanes]) {
+  DSINFER_LANEWISE(reduce_add(v[i]));
+}
 inline VF exp(VF x) {
   DSINFER_LANEWISE(x.v[i] < -87.33654f ? 0.0f : std::exp(x.v[i]));
 }
@@ -122,6 +126,15 @@ inline VF load_i8(const int8_t* p) {
 }
 inline VF load_i8_n(const int8_t* p, int n) {
   DSINFER_LANEWISE(i < n ? float(p[i]) : 0.0f);
+}
+// kLanes unsigned bytes as f32 (exact): 8-bit integer weight codes.
+inline VF load_u8(const uint8_t* p) {
+  DSINFER_LANEWISE(float(p[i]));
+}
+// kLanes 4-bit codes from kLanes / 2 bytes as f32 (exact): element 2j is byte j's low nibble,
+// 2j + 1 its high one (INT4 weights packed along the row).
+inline VF load_u4(const uint8_t* p) {
+  DSINFER_LANEWISE(float(i % 2 ? p[i / 2] >> 4 : p[i / 2] & 15));
 }
 // ---- 8-bit integer dot products (W8A8 / W4A8) -------------------------------------------------
 // VQ: 4 * kLanes bytes, one byte quad per int32 lane of a VI.
@@ -323,6 +336,19 @@ inline void fp8_pairs_pow2(VF w, VF add7, VB& p01, VB& p23) {
   const VF sv = load(s);
   p01 = bf16_pairs_exact(mul(fp8_raw_byte<0>(w), sv), mul(fp8_raw_byte<1>(w), sv));
   p23 = bf16_pairs_exact(mul(fp8_raw_byte<2>(w), sv), mul(fp8_raw_byte<3>(w), sv));
+}
+// 2 * kLanes consecutive fp8 codes times 2^(c - 120) (3 <= c <= 126) as bf16, in order (pair l
+// = codes 2l, 2l + 1): exact, by integer ops, for every code but the subnormal ones; nonzero if
+// there is one among them (then `out` is not that product).
+inline uint32_t fp8_to_bf16_pow2(const uint8_t* p, int c, VB& out) {
+  uint32_t subnormal = 0;
+  for (int i = 0; i < 2 * kLanes; ++i) {
+    const uint16_t e = uint16_t(((p[i] & 0x80) << 8) | ((p[i] & 0x7f) << 4));
+    const bool normal = (e & 0x0780) != 0;
+    subnormal |= !normal && (e & 0x0070) != 0;
+    out.v[i] = normal ? uint16_t(e + (c << 7)) : e;
+  }
+  return subnormal;
 }
 // Over kLanes words of fp8 codes: 1 if some code has a zero exponent field (zero or subnormal),
 // 2 if some code is subnormal, 0 if neither.

@@ -77,14 +77,26 @@ inline void weight_row_f32(const WeightRef& w, int64_t r, int64_t c0, int len, f
         const int end = int(std::min<int64_t>(len, k + (w.group - c % w.group)));
         const float sc = w.qscale_at(r, c0 + k);
         const int z = w.zero_at(r, c0 + k);  // (code - z) is exact in f32, then one product
-        if (w.dtype != DType::u4) {  // 8-bit codes: whole vectors (u8 flipped to signed bytes)
+        // Whole vectors of codes: the stored code minus (offset + z), exact, times the scale.
+        const VF s = set1(sc);
+        if (w.dtype == DType::u4) {
+          if ((c0 + k) % 2 != 0 && k < end) out[k] = float(w.int_code_at(r, c0 + k) - z) * sc, ++k;
+          const VF bias = set1(float(8 + z));
+          for (; k + kLanes <= end; k += kLanes)
+            store(
+                out + k,
+                mul(sub(load_u4(reinterpret_cast<const uint8_t*>(w.element_ptr(r, c0 + k))), bias),
+                    s));
+        } else {
           const uint8_t* p = reinterpret_cast<const uint8_t*>(w.element_ptr(r, c0));
-          const uint8_t flip = w.dtype == DType::u8 ? 0x80 : 0;
-          const VF s = set1(sc), zv = set1(float(z));
-          alignas(64) int8_t codes[kLanes];
-          for (; k + kLanes <= end; k += kLanes) {
-            for (int j = 0; j < kLanes; ++j) codes[j] = int8_t(p[k + j] ^ flip);
-            store(out + k, mul(sub(load_i8(codes), zv), s));
+          if (w.dtype == DType::u8) {
+            const VF bias = set1(float(128 + z));
+            for (; k + kLanes <= end; k += kLanes)
+              store(out + k, mul(sub(load_u8(p + k), bias), s));
+          } else {
+            const VF bias = set1(float(z));
+            for (; k + kLanes <= end; k += kLanes)
+              store(out + k, mul(sub(load_i8(reinterpret_cast<const int8_t*>(p) + k), bias), s));
           }
         }
         for (; k < end; ++k) out[k] = float(w.int_code_at(r, c0 + k) - z) * sc;

@@ -26,6 +26,12 @@ DSINFER_DECLARE_PER_ISA(int, tt_lanes, ());
 // (the int8 dot ops).
 DSINFER_DECLARE_PER_ISA(void, tt_int8_dots,
                         (const uint8_t*, const uint8_t*, const int32_t*, int32_t, int32_t*));
+// reduce_lanes of kLanes vectors (in: kLanes * kLanes floats) into kLanes sums.
+DSINFER_DECLARE_PER_ISA(void, tt_reduce_lanes, (const float*, float*));
+// fp8_to_bf16_pow2 on 2 * kLanes codes: the bf16 bits, and whether a subnormal code was there.
+DSINFER_DECLARE_PER_ISA(uint32_t, tt_fp8_to_bf16_pow2, (const uint8_t*, int, uint16_t*));
+// load_u4 (kLanes / 2 bytes) or load_u8 (kLanes bytes) as f32.
+DSINFER_DECLARE_PER_ISA(void, tt_load_uint, (const uint8_t*, bool, float*));
 DSINFER_DECLARE_PER_ISA(int, tt_gather,
                         (const float*, int64_t, const int32_t*, int, int, float*, bool*));
 DSINFER_DECLARE_PER_ISA(void, tt_store_bf16, (const float*, int, int, bf16*, int64_t));

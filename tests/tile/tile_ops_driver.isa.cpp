@@ -61,6 +61,21 @@ void tt_load_i8(const int8_t* src, int n, int tail, float* out) {
   for (; i + simd::kLanes <= n; i += simd::kLanes) simd::store(out + i, simd::load_i8(src + i));
   simd::store(out + i, simd::load_i8_n(src + i, tail));
 }
+// Lane i of reduce_lanes over kLanes vectors in[i * kLanes ...].
+void tt_reduce_lanes(const float* in, float* out) {
+  simd::VF v[simd::kLanes];
+  for (int i = 0; i < simd::kLanes; ++i) v[i] = simd::load(in + i * simd::kLanes);
+  simd::store(out, simd::reduce_lanes(v));
+}
+uint32_t tt_fp8_to_bf16_pow2(const uint8_t* codes, int c, uint16_t* out) {
+  simd::VB v;
+  const uint32_t subnormal = simd::fp8_to_bf16_pow2(codes, c, v);
+  simd::store_pairs(out, v);
+  return subnormal;
+}
+void tt_load_uint(const uint8_t* p, bool u4, float* out) {
+  simd::store(out, u4 ? simd::load_u4(p) : simd::load_u8(p));
+}
 int tt_gather(const float* base, int64_t ld, const int32_t* idx, int n, int cols, float* out,
               bool* valid) {
   T t;

@@ -1,11 +1,13 @@
 // Every tile op against a scalar reference, under every ISA backend this CPU supports.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "core/dtype.h"
 #include "test_util.h"
 #include "tile_ops_driver.h"
 
@@ -91,6 +93,74 @@ TEST(TileOps, Int8DotProductsAreExactPerLane) {
         ASSERT_EQ(out[size_t(2 * lanes + l)], acc[size_t(l)] + hi) << "lane " << l;
         ASSERT_EQ(out[size_t(3 * lanes + l)], acc[size_t(l)] + fb) << "lane " << l;
         ASSERT_EQ(out[size_t(4 * lanes + l)], acc[size_t(l)] * m) << "lane " << l;  // mul_i
+      }
+    }
+  });
+}
+
+// reduce_lanes (the dot-form GEMM's sums): lane i is reduce_add's halving tree over vector i,
+// bitwise, for every i (values spread over many magnitudes, so any other order shows).
+TEST(TileOps, ReduceLanesIsTheHalvingTreeOfEachVector) {
+  for_each_isa([&](Isa) {
+    const int lanes = DSINFER_DISPATCH(tt_lanes)();
+    std::mt19937 rng(8);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (int rep = 0; rep < 50; ++rep) {
+      std::vector<float> in(size_t(lanes) * size_t(lanes)), out(static_cast<size_t>(lanes));
+      for (auto& x : in) x = u(rng) * std::ldexp(1.0f, int(rng() % 40) - 20);
+      DSINFER_DISPATCH(tt_reduce_lanes)(in.data(), out.data());
+      for (int i = 0; i < lanes; ++i) {
+        std::vector<float> t(in.begin() + i * lanes, in.begin() + (i + 1) * lanes);
+        for (int w = lanes / 2; w >= 1; w /= 2)
+          for (int l = 0; l < w; ++l) t[size_t(l)] += t[size_t(l + w)];
+        ASSERT_EQ(f32_bits(out[size_t(i)]), f32_bits(t[0])) << "vector " << i << " rep " << rep;
+      }
+    }
+  });
+}
+
+// FP8 codes times 2^(c - 120) straight to bf16 (the dot-form GEMM's weight decode): every code,
+// exact against the plain decode, with subnormal codes reported (their output is not used).
+TEST(TileOps, Fp8ToBf16Pow2IsExactAndFlagsSubnormals) {
+  for_each_isa([&](Isa) {
+    const int n = 2 * DSINFER_DISPATCH(tt_lanes)();
+    for (int c : {3, 60, 111, 120, 126})
+      for (int start = 0; start < 256; start += n) {
+        std::vector<uint8_t> codes(static_cast<size_t>(n));
+        bool sub = false;
+        for (int i = 0; i < n; ++i) {
+          codes[size_t(i)] = uint8_t((start + i) % 256);
+          sub |= (codes[size_t(i)] & 0x78) == 0 && (codes[size_t(i)] & 0x07) != 0;
+        }
+        std::replace(codes.begin(), codes.end(), uint8_t(0x7f), uint8_t(0x7e));  // no NaN codes
+        std::replace(codes.begin(), codes.end(), uint8_t(0xff), uint8_t(0xfe));
+        std::vector<uint16_t> out(static_cast<size_t>(n));
+        const uint32_t flagged = DSINFER_DISPATCH(tt_fp8_to_bf16_pow2)(codes.data(), c, out.data());
+        ASSERT_EQ(flagged != 0, sub) << "c " << c << " codes from " << start;
+        for (int i = 0; i < n; ++i) {
+          const uint8_t code = codes[size_t(i)];
+          if ((code & 0x78) == 0 && (code & 0x07) != 0) continue;
+          const float want = fp8_e4m3_to_f32(fp8_e4m3{code}) * std::ldexp(1.0f, c - 120);
+          ASSERT_EQ(out[size_t(i)], f32_to_bf16(want).bits) << "code " << int(code) << " c " << c;
+        }
+      }
+  });
+}
+
+// 8- and 4-bit unsigned codes as f32 (integer weights decoded along a row).
+TEST(TileOps, UnsignedCodeLoadsAreExact) {
+  for_each_isa([&](Isa) {
+    const int lanes = DSINFER_DISPATCH(tt_lanes)();
+    std::vector<uint8_t> bytes(256);
+    for (int i = 0; i < 256; ++i) bytes[size_t(i)] = uint8_t(i * 37 + 11);
+    std::vector<float> out(static_cast<size_t>(lanes));
+    for (int off = 0; off + lanes <= 256; off += lanes) {
+      DSINFER_DISPATCH(tt_load_uint)(bytes.data() + off, false, out.data());
+      for (int i = 0; i < lanes; ++i) ASSERT_EQ(out[size_t(i)], float(bytes[size_t(off + i)]));
+      DSINFER_DISPATCH(tt_load_uint)(bytes.data() + off / 2, true, out.data());
+      for (int i = 0; i < lanes; ++i) {
+        const uint8_t b = bytes[size_t(off / 2 + i / 2)];
+        ASSERT_EQ(out[size_t(i)], float(i % 2 ? b >> 4 : b & 15)) << i;
       }
     }
   });

@@ -1,0 +1,440 @@
+// GEMM for weights stored [N, K] (every linear layer but MLA's W_UK view), in the dot form: vector
+// lanes run along k, so a weight row is read as it lies in memory, with no transposes.
+//
+// Batch invariance: every y[m, n] is computed in one canonical order (per ISA), whatever M, the
+// row's index, the thread count or the work split:
+//   for each K block b of kKc columns (from k = 0): a vector accumulator over the block's chunks
+//   in order (f32: kLanes columns per chunk, FMAs; pairs: 2 * kLanes columns, dot_pairs), lane l
+//   taking chunk elements l (f32) or 2l, 2l + 1 (pairs), the last chunk zero-padded;
+//   s_b = reduce_lanes of it (lane l's halving tree); then y = s_0, y = s_b + y, ...
+// The operands are x as f32 (f32 form) or bf16 (pairs), and ŵ as panel.h's weight_row_f32
+// defines it (pairs: rounded to bf16). Both algorithms below (small M, packed GEMM) run the same
+// micro-kernel (dot_block) and reduce_lanes, so they give the same bits.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "core/thread_pool.h"
+#include "kernels/gemm.h"
+#include "tile/panel.h"
+
+namespace dsinfer::DSINFER_ISA_NS {
+
+using namespace tile;
+
+namespace {
+
+constexpr int kKc = 2048;    // K block: the unit of the canonical order
+constexpr int kPiece = 512;  // small M: columns decoded at a time (kKc a multiple of it)
+
+// Per-thread scratch that only grows (slots: 0 x as f32, 1 weight rows, 2 partial sums, 3 packed
+// x).
+template <class T>
+T* scratch(int slot, size_t elems) {
+  struct Buf {
+    void* p = nullptr;
+    size_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf bufs[4];
+  Buf& b = bufs[slot];
+  const size_t bytes = (elems * sizeof(T) + 63) / 64 * 64;
+  if (b.n < bytes) {
+    std::free(b.p);
+    b.p = std::aligned_alloc(64, bytes);
+    if (!b.p) throw std::bad_alloc();
+    b.n = bytes;
+  }
+  return static_cast<T*>(b.p);
+}
+
+// The two forms of the chain: f32 FMAs over kLanes columns, or bf16 pairs over 2 * kLanes.
+template <bool kPairs>
+struct Form;
+template <>
+struct Form<false> {
+  using E = float;
+  using V = VF;
+  static constexpr int kChunk = kLanes;
+  static V load(const E* p) { return tile::load(p); }
+  static V load_n(const E* p, int n) { return tile::load_n(p, n); }
+  static VF dot(VF acc, V a, V b) { return fma(a, b, acc); }
+};
+template <>
+struct Form<true> {
+  using E = uint16_t;
+  using V = VB;
+  static constexpr int kChunk = 2 * kLanes;
+  static V load(const E* p) { return load_pairs(p); }
+  static V load_n(const E* p, int n) { return as_pairs(load_words_n(p, 2 * n)); }
+  static VF dot(VF acc, V a, V b) { return dot_pairs(acc, a, b); }
+};
+
+// acc[i][j] continues the chain over columns [0, len) of A row i and B row j: chunk c of A row i at
+// a + i * a_rs + c * a_cs (likewise B), the last chunk zero-padded (masked loads: nothing past len
+// is read; panels padded to whole chunks never take that path).
+template <bool kPairs, int MR, int NR>
+[[gnu::always_inline]] inline void dot_block(VF (&acc)[MR][NR], int len,
+                                             const typename Form<kPairs>::E* a, int64_t a_rs,
+                                             int64_t a_cs, const typename Form<kPairs>::E* b,
+                                             int64_t b_rs, int64_t b_cs) {
+  using F = Form<kPairs>;
+  const int chunks = len / F::kChunk;
+  for (int c = 0; c < chunks; ++c, a += a_cs, b += b_cs) {
+    typename F::V bv[NR];
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) bv[j] = F::load(b + j * b_rs);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const typename F::V av = F::load(a + i * a_rs);
+#pragma GCC unroll 16
+      for (int j = 0; j < NR; ++j) acc[i][j] = F::dot(acc[i][j], av, bv[j]);
+    }
+  }
+  if (const int n = len - chunks * F::kChunk; n > 0) {
+    typename F::V bv[NR];
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) bv[j] = F::load_n(b + j * b_rs, n);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const typename F::V av = F::load_n(a + i * a_rs, n);
+#pragma GCC unroll 16
+      for (int j = 0; j < NR; ++j) acc[i][j] = F::dot(acc[i][j], av, bv[j]);
+    }
+  }
+}
+
+// ---- weight rows as the chain's B operand -------------------------------------------------------
+// Rows [n, n + rows) of W, columns [k0, k0 + kc), decoded into dst[r * ldd + kk] (ŵ; pairs: as
+// bf16); rows from `rows` up to `pad_rows` are zero.
+// weight_row_f32 over any length (it takes kMaxSegment columns at a time).
+inline void row_f32(const WeightView& w, int64_t r, int64_t c0, int len, float* out) {
+  for (int k = 0; k < len; k += kMaxSegment)
+    weight_row_f32(w, r, c0 + k, std::min(kMaxSegment, len - k), out + k);
+}
+// ŵ rounded to bf16 (round to nearest even, as store_bf16 does everywhere).
+inline void to_bf16(uint16_t* d, const float* f, int n) {
+  int k = 0;
+  for (; k + kLanes <= n; k += kLanes) store_bf16(d + k, load(f + k));
+  if (k < n) store_bf16_n(d + k, load_n(f + k, n - k), n - k);
+}
+inline bool fp8_pow2_scale(float sc, int& c) {  // sc = +2^e, 2^-117 <= 2^e < 2^7: c = e + 120
+  const uint32_t bits = f32_bits(sc);
+  if ((bits & 0x807fffffu) != 0 || bits < (10u << 23) || bits >= (134u << 23)) return false;
+  c = int(bits >> 23) - 7;
+  return true;
+}
+template <bool kPairs>
+void decode_rows(typename Form<kPairs>::E* dst, int64_t ldd, const WeightView& w, int64_t n,
+                 int rows, int pad_rows, int64_t k0, int kc) {
+  alignas(64) float row[kKc];
+  for (int r = 0; r < pad_rows; ++r) {
+    auto* d = dst + r * ldd;
+    if (r >= rows) {
+      std::memset(d, 0, size_t(kc) * sizeof(*d));
+      continue;
+    }
+    if (w.dtype == (kPairs ? DType::bf16 : DType::f32)) {  // already the operand
+      std::memcpy(d, w.element_ptr(n + r, k0), size_t(kc) * sizeof(*d));
+      continue;
+    }
+    if constexpr (kPairs) {
+      // FP8 with power-of-two scales (ue8m0 checkpoints, and our own): integer ops, 128-column
+      // scale blocks at a time (chunks never straddle one when the view starts on a block).
+      if (w.dtype == DType::fp8_e4m3 && (w.col0 + k0) % kFp8BlockSize == 0) {
+        const uint8_t* p = reinterpret_cast<const uint8_t*>(w.element_ptr(n + r, k0));
+        const float* srow = &w.scale_inv[((w.row0 + n + r) / kFp8BlockSize) * w.scale_ld +
+                                         (w.col0 + k0) / kFp8BlockSize];
+        constexpr int kBlock = int(kFp8BlockSize), kPer = kBlock / (2 * kLanes);
+        for (int k = 0; k < kc; k += kBlock) {
+          const int len = std::min(kBlock, kc - k);
+          int c;
+          uint32_t subnormal = 1;
+          if (len == kBlock && fp8_pow2_scale(srow[k / kBlock], c)) {
+            subnormal = 0;
+#pragma GCC unroll 8
+            for (int q = 0; q < kPer; ++q) {
+              VB v;
+              subnormal |= fp8_to_bf16_pow2(p + k + q * 2 * kLanes, c, v);
+              store_pairs(d + k + q * 2 * kLanes, v);
+            }
+          }
+          if (subnormal) {  // through f32 (the same values where both apply, exactly)
+            row_f32(w, n + r, k0 + k, len, row);
+            to_bf16(d + k, row, len);
+          }
+        }
+        continue;
+      }
+      row_f32(w, n + r, k0, kc, row);
+      to_bf16(d, row, kc);
+    } else {
+      row_f32(w, n + r, k0, kc, d);
+    }
+  }
+}
+
+// Where the chain reads W's rows from: the weight itself (f32 form on f32 weights, pairs on bf16:
+// already the operand), or a decoded copy.
+template <bool kPairs>
+bool rows_direct(const WeightView& w) {
+  return w.dtype == (kPairs ? DType::bf16 : DType::f32);
+}
+
+// x as the chain's A operand: x itself, or a copy (f32 form on bf16 x: widened) shared by all
+// threads. Small batches are copied with a row stride off the power-of-two grid: rows of x and W
+// 4 or 8 KB apart all land in one L1 set, more of them than it has ways.
+inline int64_t unaligned_ld(int64_t K) {
+  return (K + 31) / 32 * 32 + 32;
+}
+template <bool kPairs>
+const typename Form<kPairs>::E* a_operand(const GemmInput& x, int64_t& lda) {
+  const int64_t M = x.rows, K = x.cols;
+  const bool small = M > 1 && M <= kGemvMaxRows;
+  if constexpr (kPairs) {
+    lda = x.ld;
+    const uint16_t* src = static_cast<const uint16_t*>(x.data);
+    if (!small || x.ld % 1024 != 0) return src;
+    lda = unaligned_ld(K);
+    uint16_t* c = scratch<uint16_t>(0, size_t(M * lda));
+    for (int64_t m = 0; m < M; ++m) std::memcpy(c + m * lda, src + m * x.ld, size_t(K) * 2);
+    return c;
+  } else {
+    if (x.dtype == DType::f32 && (!small || x.ld % 1024 != 0)) {
+      lda = x.ld;
+      return static_cast<const float*>(x.data);
+    }
+    lda = small ? unaligned_ld(K) : K;
+    float* c = scratch<float>(0, size_t(M * lda));
+    for (int64_t m = 0; m < M; ++m) {
+      if (x.dtype == DType::f32) {
+        std::memcpy(c + m * lda, static_cast<const float*>(x.data) + m * x.ld, size_t(K) * 4);
+        continue;
+      }
+      const uint16_t* src = static_cast<const uint16_t*>(x.data) + m * x.ld;
+      int64_t k = 0;
+      for (; k + kLanes <= K; k += kLanes) store(c + m * lda + k, load_bf16(src + k));
+      if (k < K) store_n(c + m * lda + k, load_bf16_n(src + k, int(K - k)), int(K - k));
+    }
+    return c;
+  }
+}
+
+// y[m, n] = s (first K block) or s + y[m, n].
+inline void accumulate_out(float* y, float s, bool first) {
+  *y = first ? s : s + *y;
+}
+
+// ---- small M (decode): groups of kLanes weight rows, each read once
+// ------------------------------ R rows of a group at a time (as many as the registers hold next to
+// kPass rows of x) stream along all of K and are multiplied into every row of x; each K block's
+// accumulators wait in `part` and the group's are reduced together (one reduce_lanes per row of x
+// and K block).
+template <bool kPairs, int M>
+void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const WeightView& w, float* y,
+                     int64_t ldy) {
+  using E = typename Form<kPairs>::E;
+  using F = Form<kPairs>;
+  constexpr int kAcc = kLanes == 16 ? 16 : 8;   // accumulator registers
+  constexpr int kPass = std::min(M, kAcc / 4);  // rows of x per pass (then >= 4 rows of W)
+  constexpr int R = std::bit_floor(unsigned(std::min(kLanes, kAcc / kPass)));
+  constexpr int G = kLanes;  // rows per group: one reduce_lanes per row of x
+  static_assert(G % R == 0);
+  const int64_t N = w.rows, K = w.cols;
+  const int64_t groups = (N + G - 1) / G;
+  const bool direct = rows_direct<kPairs>(w);
+  const int64_t grain = std::clamp<int64_t>(groups / (4 * num_threads()), 1, 16);
+  parallel_for(groups, grain, [&](int64_t g0, int64_t g1, int) {
+    E* buf = scratch<E>(1, size_t(R) * kPiece);
+    VF* part = scratch<VF>(2, size_t((K + kKc - 1) / kKc) * M * G);
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t n0 = g * G;
+      const int rows = int(std::min<int64_t>(G, N - n0));
+      // R rows at a time, each streamed along all of K (long runs for the prefetchers); the
+      // partial sums of every K block wait in `part` for the group's reduction.
+      for (int r0 = 0; r0 < G; r0 += R) {
+        const int nr = std::clamp(rows - r0, 0, R);
+        // Pieces of kPiece columns (the decoded rows stay in L1); a K block's chain runs on
+        // across its pieces through `part`.
+        for (int64_t k0 = 0; k0 < K; k0 += kPiece) {
+          const int64_t kb = k0 / kKc;
+          const bool first = k0 % kKc == 0;
+          const int kc = int(std::min<int64_t>(kPiece, std::min((kb + 1) * kKc, K) - k0));
+          // The same rows' next piece (or the next rows' first) on their way into L2.
+          if (nr > 0) {
+            const bool last = k0 + kPiece >= K;
+            const int64_t nk = last ? 0 : k0 + kPiece, nn = n0 + r0 + (last ? R : 0);
+            const int64_t bytes = std::min<int64_t>(kPiece, K - nk) * dtype_bits(w.dtype) / 8;
+            for (int64_t r = nn; r < std::min(nn + R, N); ++r)
+              for (int64_t b = 0; b < bytes; b += 64) prefetch_l2(w.element_ptr(r, nk) + b);
+          }
+          const E* b;
+          int64_t ldb;
+          if (direct && nr == R) {
+            b = reinterpret_cast<const E*>(w.element_ptr(n0 + r0, k0)), ldb = w.ld;
+          } else {
+            decode_rows<kPairs>(buf, kPiece, w, n0 + r0, nr, R, k0, kc);
+            b = buf, ldb = kPiece;
+          }
+          VF* pk = part + kb * M * G;
+          [&]<int... P>(std::integer_sequence<int, P...>) {  // passes of kPass rows of x
+            (
+                [&] {
+                  constexpr int m0 = P * kPass, mp = std::min(kPass, M - m0);
+                  VF acc[mp][R];
+#pragma GCC unroll 8
+                  for (int m = 0; m < mp; ++m)
+#pragma GCC unroll 16
+                    for (int r = 0; r < R; ++r)
+                      acc[m][r] = first ? zero() : pk[(m0 + m) * G + r0 + r];
+                  dot_block<kPairs, mp, R>(acc, kc, xa + m0 * lda + k0, lda, F::kChunk, b, ldb,
+                                           F::kChunk);
+#pragma GCC unroll 8
+                  for (int m = 0; m < mp; ++m)
+#pragma GCC unroll 16
+                    for (int r = 0; r < R; ++r) pk[(m0 + m) * G + r0 + r] = acc[m][r];
+                }(),
+                ...);
+          }
+          (std::make_integer_sequence<int, (M + kPass - 1) / kPass>{});
+        }
+      }
+      for (int64_t k0 = 0, kb = 0; k0 < K; k0 += kKc, ++kb)
+        for (int m = 0; m < M; ++m) {
+          VF v[kLanes];
+          for (int i = 0; i < kLanes; ++i) v[i] = part[(kb * M + m) * G + i];
+          alignas(64) float s[kLanes];
+          store(s, reduce_lanes(v));
+          for (int i = 0; i < rows; ++i) accumulate_out(y + m * ldy + n0 + i, s[i], k0 == 0);
+        }
+    }
+  });
+}
+
+// ---- GEMM: a decoded K block of Nc weight rows per thread, x rows streaming past it
+// ---------------- Register block: MR rows of x x NR rows of W = kLanes accumulators, one
+// reduce_lanes.
+constexpr int kMR = kLanes == 16 ? 4 : 2, kNR = 4;
+static_assert(kMR * kNR == kLanes);
+constexpr int64_t kStripsPerGroup = 12;  // x strips (kMR rows) that stay in L2 together
+constexpr int64_t kMaxNc = 64;           // weight rows per task: a K block of them stays in L2
+
+template <bool kPairs>
+void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M,
+                      const WeightView& w, float* y, int64_t ldy) {
+  using F = Form<kPairs>;
+  using E = typename F::E;
+  constexpr int C = F::kChunk;
+  const int64_t N = w.rows, K = w.cols;
+  const int64_t strips = (M + kMR - 1) / kMR, k_blocks = (K + kKc - 1) / kKc;
+  const int64_t a_block = int64_t(kKc) * kMR;
+
+  // x packed once, shared by every thread: [strip][K block][chunk][kMR rows][C], zero past M and
+  // past each block's columns (so the micro-kernel runs whole chunks on both operands).
+  E* a_packed = scratch<E>(3, size_t(strips * k_blocks * a_block));
+  parallel_for(strips * k_blocks, 1, [&](int64_t b0, int64_t b1, int) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t st = blk / k_blocks, k0 = (blk % k_blocks) * kKc;
+      const int kc = int(std::min<int64_t>(kKc, K - k0)), chunks = (kc + C - 1) / C;
+      E* dst = a_packed + blk * a_block;
+      for (int i = 0; i < kMR; ++i) {
+        const int64_t m = st * kMR + i;
+        for (int c = 0; c < chunks; ++c) {
+          E* d = dst + (c * kMR + i) * C;
+          const int n = std::min(C, kc - c * C);
+          if (m < M) {
+            std::memcpy(d, xa + m * lda + k0 + c * C, size_t(n) * sizeof(E));
+            std::memset(d + n, 0, size_t(C - n) * sizeof(E));
+          } else {
+            std::memset(d, 0, size_t(C) * sizeof(E));
+          }
+        }
+      }
+    }
+  });
+
+  const int threads = num_threads();
+  int64_t nc = (N + 4 * threads - 1) / (4 * threads);
+  nc = std::clamp<int64_t>((nc + kNR - 1) / kNR * kNR, kNR, kMaxNc);
+  const int64_t n_tasks = (N + nc - 1) / nc;
+  parallel_for(n_tasks, 1, [&](int64_t t0, int64_t t1, int) {
+    E* panel = scratch<E>(1, size_t(nc) * kKc);  // [nc rows][kKc]: this K block of W, decoded
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n0 = t * nc, rows = std::min(nc, N - n0);
+      const int64_t quads = (rows + kNR - 1) / kNR;
+      for (int64_t kb = 0; kb < k_blocks; ++kb) {
+        const int64_t k0 = kb * kKc;
+        const int kc = int(std::min<int64_t>(kKc, K - k0)), padded = (kc + C - 1) / C * C;
+        decode_rows<kPairs>(panel, kKc, w, n0, int(rows), int(quads * kNR), k0, kc);
+        if (padded > kc)
+          for (int64_t r = 0; r < quads * kNR; ++r)
+            std::memset(panel + r * kKc + kc, 0, size_t(padded - kc) * sizeof(E));
+        for (int64_t s0 = 0; s0 < strips; s0 += kStripsPerGroup) {
+          const int64_t s1 = std::min(strips, s0 + kStripsPerGroup);
+          for (int64_t q = 0; q < quads; ++q) {
+            const int cols = int(std::min<int64_t>(kNR, rows - q * kNR));
+            for (int64_t st = s0; st < s1; ++st) {
+              const int64_t m0 = st * kMR;
+              const int mr = int(std::min<int64_t>(kMR, M - m0));
+              VF acc[kMR][kNR];
+#pragma GCC unroll 16
+              for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 16
+                for (int j = 0; j < kNR; ++j) acc[i][j] = zero();
+              dot_block<kPairs, kMR, kNR>(acc, padded, a_packed + (st * k_blocks + kb) * a_block, C,
+                                          kMR * C, panel + q * kNR * kKc, kKc, C);
+              VF v[kLanes];
+#pragma GCC unroll 16
+              for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 16
+                for (int j = 0; j < kNR; ++j) v[i * kNR + j] = acc[i][j];
+              alignas(64) float sums[kLanes];
+              store(sums, reduce_lanes(v));
+              for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < cols; ++j)
+                  accumulate_out(y + (m0 + i) * ldy + n0 + q * kNR + j, sums[i * kNR + j], kb == 0);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <bool kPairs>
+void gemm_rows(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
+  int64_t lda;
+  const auto* xa = a_operand<kPairs>(x, lda);
+  switch (x.rows) {
+    case 1:
+      return gemm_rows_small<kPairs, 1>(xa, lda, w, y, ldy);
+    case 2:
+      return gemm_rows_small<kPairs, 2>(xa, lda, w, y, ldy);
+    case 3:
+      return gemm_rows_small<kPairs, 3>(xa, lda, w, y, ldy);
+    case 4:
+      return gemm_rows_small<kPairs, 4>(xa, lda, w, y, ldy);
+    case 5:
+      return gemm_rows_small<kPairs, 5>(xa, lda, w, y, ldy);
+    case 6:
+      return gemm_rows_small<kPairs, 6>(xa, lda, w, y, ldy);
+    case 7:
+      return gemm_rows_small<kPairs, 7>(xa, lda, w, y, ldy);
+    case 8:
+      return gemm_rows_small<kPairs, 8>(xa, lda, w, y, ldy);
+    default:
+      return gemm_rows_packed<kPairs>(xa, lda, x.rows, w, y, ldy);
+  }
+}
+
+}  // namespace
+
+void gemm_rows_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy, bool pairs) {
+  pairs ? gemm_rows<true>(x, w, y, ldy) : gemm_rows<false>(x, w, y, ldy);
+}
+
+}  // namespace dsinfer::DSINFER_ISA_NS
