@@ -708,6 +708,34 @@ TEST(GemmInvariance, Fp8LargeActivationsAndScales) {
   set_num_threads(saved);
 }
 
+// FP8 with power-of-two scales (ue8m0, as DeepSeek's and our checkpoints): on AVX512-BF16 the
+// decode GEMV turns the codes into bf16 in registers, a few rows at a time, and redoes a 128-column
+// block that holds a subnormal code from its decoded copy. Single rows against batches, with
+// views whose row groups straddle a 128-row scale block, that start mid-block in the columns, or
+// end in a partial block, so every fallback meets the fast path.
+TEST(GemmInvariance, Fp8PowerOfTwoScalesDecodedInRegisters) {
+  const int saved = num_threads();
+  StoredWeight sw(DType::fp8_e4m3, 300, 1600, 21, true);
+  for (size_t i = 0; i < sw.scales.size(); ++i) sw.scales[i] = std::ldexp(1.0f, -int(4 + i % 7));
+  for (int64_t i = 0; i < 300 * 1600; i += 4999) sw.f8[size_t(i)].bits = i % 2 ? 0x03 : 0x86;
+  for_each_isa([&](Isa) {
+    struct V {
+      int64_t r0, nr, c0, nc;
+    };
+    for (const V& v :
+         {V{0, 300, 0, 1600}, V{3, 250, 0, 1536}, V{0, 130, 128, 1408}, V{64, 200, 5, 1100}}) {
+      SCOPED_TRACE("r0=" + std::to_string(v.r0) + " c0=" + std::to_string(v.c0) +
+                   " K=" + std::to_string(v.nc));
+      const Activations acts(20, v.nc, v.nc, uint32_t(30 + v.r0));
+      for (DType xt : {DType::bf16, DType::f32}) {
+        expect_batch_invariant(acts, xt, sw.view(v.r0, v.nr, v.c0, v.nc, false));
+        if (HasFatalFailure()) return set_num_threads(saved);
+      }
+    }
+  });
+  set_num_threads(saved);
+}
+
 // ---- W8A8 / W4A8: int8 activations times integer weights (gemm_int8.h) -----------------------
 
 TEST(QuantizeInt8Row, AmaxOver127RoundHalfEven) {
