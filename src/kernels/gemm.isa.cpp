@@ -128,6 +128,61 @@ void panel_rows(int rows, float* acc, bool accumulate, int len, const void* xa, 
     for (int64_t b = 0; b < bytes; b += 64) prefetch_l2(p + r * ld + b);
 }
 
+// One row of f32 x against a [K, N] weight (MLA's W_UK at decode), kKnVecs vectors of columns at
+// a time: each weight row's ŵ made in registers (as weight_row_f32 makes it for pack_kn_f32) and
+// fed straight into the chains mma_outer would run on the panel -- the same bits, no panel.
+// Only f32 / bf16 / fp8 weights, N a multiple of the width, and (fp8) every column group inside
+// one 128-column scale block; false otherwise.
+constexpr int kKnVecs = 8;
+bool gemv_kn_fused(const float* x, const WeightView& w, float* y) {
+  constexpr int width = kKnVecs * kLanes;
+  const int64_t N = w.rows, K = w.cols;
+  const bool fp8 = w.dtype == DType::fp8_e4m3;
+  if (!(fp8 || w.dtype == DType::bf16 || w.dtype == DType::f32) || N % width != 0) return false;
+  if (fp8 && ((w.col0 % kFp8BlockSize) + width > kFp8BlockSize || w.col0 % width != 0))
+    return false;
+  parallel_for(N / width, 1, [&](int64_t g0, int64_t g1, int) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t n0 = g * width;
+      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+        const int64_t k1 = std::min(K, k0 + kKc);
+        VF acc[kKnVecs];
+        for (VF& a : acc) a = zero();
+        for (int64_t k = k0; k < k1;) {
+          // Rows up to the next 128-row scale block share one scale.
+          const int64_t kb =
+              fp8 ? std::min(k1, k + (kFp8BlockSize - (w.row0 + k) % kFp8BlockSize)) : k1;
+          const float sc = fp8 ? w.scale_at(k, n0) : 1.0f;
+          const bool raw = std::fabs(sc) < kFp8RawMaxScale;
+          const VF s = set1(raw ? sc * kFp8RawScale : sc);
+          for (; k < kb; ++k) {
+            const VF xv = set1(x[k]);
+            const char* p = w.element_ptr(k, n0);
+#pragma GCC unroll 8
+            for (int v = 0; v < kKnVecs; ++v) {
+              VF wv;
+              if (w.dtype == DType::f32)
+                wv = load(reinterpret_cast<const float*>(p) + v * kLanes);
+              else if (w.dtype == DType::bf16)
+                wv = load_bf16(reinterpret_cast<const uint16_t*>(p) + v * kLanes);
+              else if (raw)
+                wv = mul(load_fp8_raw(reinterpret_cast<const uint8_t*>(p) + v * kLanes), s);
+              else
+                wv = mul(load_fp8(reinterpret_cast<const uint8_t*>(p) + v * kLanes), s);
+              acc[v] = fma(xv, wv, acc[v]);
+            }
+          }
+        }
+        for (int v = 0; v < kKnVecs; ++v) {  // y = s_0, then y = s_b + y
+          float* yr = y + n0 + v * kLanes;
+          store(yr, k0 > 0 ? add(acc[v], load(yr)) : acc[v]);
+        }
+      }
+    }
+  });
+  return true;
+}
+
 template <bool kPairs>
 void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
   using Elem = std::conditional_t<kPairs, uint16_t, float>;
@@ -150,6 +205,7 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
     }
   } else if (x.dtype == DType::f32) {
     xa = static_cast<const float*>(x.data), ldx = x.ld;
+    if (M == 1 && w.kn && gemv_kn_fused(xa, w, y)) return;
   } else {
     ldx = K;
     float* c = scratch<float>(0, size_t(M * K));

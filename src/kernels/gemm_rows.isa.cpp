@@ -231,53 +231,65 @@ inline void accumulate_out(float* y, float s, bool first) {
 
 // FP8 rows decoded in registers (decode with one pass over x, M <= 4): acc continues the chain of
 // R weight rows [n, n + R) with MR rows of x over columns [k0, k0 + kc), on exactly the values
-// decode_rows makes, without the L1 copy. Only whole 128-column scale blocks, all R rows in one
-// 128-row scale block and power-of-two scales (false, acc untouched, otherwise); a block with a
-// subnormal code is redone from its decoded copy.
-template <int MR, int R>
-[[gnu::always_inline]] inline bool dot_fp8_rows(VF (&acc)[MR][R], int kc, const uint16_t* a,
-                                                int64_t lda, const WeightView& w, int64_t n,
-                                                int64_t k0) {
-  constexpr int kBlock = int(kFp8BlockSize), kPer = kBlock / (2 * kLanes);
+// decode_rows makes, without the L1 copy. Only whole 128-column scale blocks and all R rows in one
+// 128-row scale block (false, acc untouched, otherwise); pairs: power-of-two scales, and a block
+// with a subnormal code is redone from its decoded copy; f32: scales the raw decode takes.
+template <bool kPairs, int MR, int R>
+[[gnu::always_inline]] inline bool dot_fp8_rows(VF (&acc)[MR][R], int kc,
+                                                const typename Form<kPairs>::E* a, int64_t lda,
+                                                const WeightView& w, int64_t n, int64_t k0) {
+  using F = Form<kPairs>;
+  constexpr int kBlock = int(kFp8BlockSize), kPer = kBlock / F::kChunk;
   if (kc % kBlock != 0 || (w.col0 + k0) % kBlock != 0 ||
       (w.row0 + n) / kBlock != (w.row0 + n + R - 1) / kBlock)
     return false;
   const float* srow = &w.scale_inv[((w.row0 + n) / kBlock) * w.scale_ld + (w.col0 + k0) / kBlock];
   int cs[kPiece / kBlock];
-  for (int b = 0; b < kc / kBlock; ++b)
-    if (!fp8_pow2_scale(srow[b], cs[b])) return false;
+  for (int b = 0; b < kc / kBlock; ++b) {
+    if constexpr (kPairs) {
+      if (!fp8_pow2_scale(srow[b], cs[b])) return false;
+    } else if (!(std::fabs(srow[b]) < kFp8RawMaxScale)) {
+      return false;
+    }
+  }
   const uint8_t* p = reinterpret_cast<const uint8_t*>(w.element_ptr(n, k0));
   const int64_t ld = w.ld;
   for (int b = 0; b < kc / kBlock; ++b) {
     VF saved[MR][R];
+    if constexpr (kPairs) {
 #pragma GCC unroll 4
-    for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 16
-      for (int j = 0; j < R; ++j) saved[i][j] = acc[i][j];
+        for (int j = 0; j < R; ++j) saved[i][j] = acc[i][j];
+    }
+    [[maybe_unused]] const VF s_raw = set1(srow[b] * kFp8RawScale);
     uint32_t subnormal = 0;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int q = 0; q < kPer; ++q) {
-      const int off = b * kBlock + q * 2 * kLanes;
-      VB av[MR];
+      const int off = b * kBlock + q * F::kChunk;
+      typename F::V av[MR];
 #pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i) av[i] = load_pairs(a + i * lda + off);
+      for (int i = 0; i < MR; ++i) av[i] = F::load(a + i * lda + off);
 #pragma GCC unroll 16
       for (int j = 0; j < R; ++j) {
-        VB bv;
-        subnormal |= fp8_to_bf16_pow2(p + j * ld + off, cs[b], bv);
+        typename F::V bv;
+        if constexpr (kPairs)
+          subnormal |= fp8_to_bf16_pow2(p + j * ld + off, cs[b], bv);
+        else
+          bv = mul(load_fp8_raw(p + j * ld + off), s_raw);  // weight_row_f32's product
 #pragma GCC unroll 4
-        for (int i = 0; i < MR; ++i) acc[i][j] = dot_pairs(acc[i][j], av[i], bv);
+        for (int i = 0; i < MR; ++i) acc[i][j] = F::dot(acc[i][j], av[i], bv);
       }
     }
-    if (subnormal) {
+    if (kPairs && subnormal) {
       alignas(64) uint16_t rows[R * kBlock];
       decode_rows<true>(rows, kBlock, w, n, R, R, k0 + b * kBlock, kBlock);
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 16
         for (int j = 0; j < R; ++j) acc[i][j] = saved[i][j];
-      dot_block<true, MR, R>(acc, kBlock, a + b * kBlock, lda, 2 * kLanes, rows, kBlock,
-                             2 * kLanes);
+      dot_block<true, MR, R>(acc, kBlock, reinterpret_cast<const uint16_t*>(a) + b * kBlock, lda,
+                             2 * kLanes, rows, kBlock, 2 * kLanes);
     }
   }
   return true;
@@ -328,14 +340,14 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
               for (int64_t b = 0; b < bytes; b += 64) prefetch_l2(w.element_ptr(r, nk) + b);
           }
           VF* pk = part + kb * M * G;
-          if constexpr (kPairs && M == kPass) {
+          if constexpr (M == kPass) {
             if (w.dtype == DType::fp8_e4m3 && nr == R) {
               VF acc[M][R];
 #pragma GCC unroll 8
               for (int m = 0; m < M; ++m)
 #pragma GCC unroll 16
                 for (int r = 0; r < R; ++r) acc[m][r] = first ? zero() : pk[m * G + r0 + r];
-              if (dot_fp8_rows<M, R>(acc, kc, xa + k0, lda, w, n0 + r0, k0)) {
+              if (dot_fp8_rows<kPairs, M, R>(acc, kc, xa + k0, lda, w, n0 + r0, k0)) {
 #pragma GCC unroll 8
                 for (int m = 0; m < M; ++m)
 #pragma GCC unroll 16
@@ -483,7 +495,7 @@ void gemm_rows(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
   // FP8 decoded in registers (dot_fp8_rows) streams best 4 rows at a time (measured: 1 x row, 2
   // threads, 4096 x 4096: 0.52 ms against 0.55 with 16 rows, 0.65 with 2); bf16 rows 16 at a time.
   auto small = [&]<int M>() {
-    if (kPairs && M <= 2 && w.dtype == DType::fp8_e4m3)
+    if (M <= 2 && w.dtype == DType::fp8_e4m3)
       return gemm_rows_small<kPairs, M, 4>(xa, lda, w, y, ldy);
     return gemm_rows_small<kPairs, M>(xa, lda, w, y, ldy);
   };
