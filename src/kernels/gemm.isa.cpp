@@ -19,6 +19,7 @@
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_scratch.h"
 #include "tile/panel.h"
 
 namespace dsinfer::DSINFER_ISA_NS {
@@ -27,26 +28,7 @@ using namespace tile;
 
 namespace {
 
-// Per-thread scratch that only grows (slot 0: packed A / small-M x, 1: packed B, 2: small-M
-// partial sums): decode calls this many times per token, and allocating (and zero-filling)
-// panels each time cost more than the math.
-template <class T>
-T* scratch(int slot, size_t elems) {
-  struct Buf {
-    T* p = nullptr;
-    size_t n = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf bufs[4];
-  Buf& b = bufs[slot];
-  if (b.n < elems) {
-    std::free(b.p);
-    b.p = static_cast<T*>(std::aligned_alloc(64, (elems * sizeof(T) + 63) / 64 * 64));
-    if (!b.p) throw std::bad_alloc();
-    b.n = elems;
-  }
-  return b.p;
-}
+// Scratch slots (gemm_scratch.h): 0 packed A / small-M x, 1 packed B, 2 small-M partial sums.
 constexpr int kKc = 512;  // K block: the unit of the canonical order
 
 // ---- small M (decode): every weight read from memory and converted once -----------------------
@@ -196,7 +178,7 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
       xa = static_cast<const uint16_t*>(x.data), ldx = x.ld;
     } else {
       ldx = K + 1;
-      uint16_t* c = scratch<uint16_t>(0, size_t(M * ldx));
+      uint16_t* c = gemm_scratch<uint16_t>(0, size_t(M * ldx));
       for (int64_t m = 0; m < M; ++m) {
         std::memcpy(c + m * ldx, static_cast<const uint16_t*>(x.data) + m * x.ld, size_t(K) * 2);
         c[m * ldx + K] = 0;
@@ -208,7 +190,7 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
     if (M == 1 && w.kn && gemv_kn_fused(xa, w, y)) return;
   } else {
     ldx = K;
-    float* c = scratch<float>(0, size_t(M * K));
+    float* c = gemm_scratch<float>(0, size_t(M * K));
     for (int64_t m = 0; m < M; ++m) {
       const uint16_t* src = static_cast<const uint16_t*>(x.data) + m * x.ld;
       int64_t k = 0;
@@ -223,8 +205,8 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
   const int64_t grain = std::clamp<int64_t>(groups / (4 * num_threads()), 1, 16);
   parallel_for(groups, grain, [&](int64_t g0, int64_t g1, int) {
     alignas(64) Elem panel[kSub * kGroup];
-    float* acc = scratch<float>(2, size_t(M * kGroup));  // [M][kGroup]: one K block's sums
-    const int64_t g_end = std::min(N, g1 * kGroup);      // this task's rows end
+    float* acc = gemm_scratch<float>(2, size_t(M * kGroup));  // [M][kGroup]: one K block's sums
+    const int64_t g_end = std::min(N, g1 * kGroup);           // this task's rows end
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t n0 = g * kGroup;
       const int cols = int(std::min<int64_t>(kGroup, N - n0));
@@ -333,7 +315,7 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
   const int64_t a_block = int64_t(kKc) * kPanelMR;
 
   // Pack all of x once, shared by every thread: [strip][k block][kc][MR].
-  Elem* a_packed = scratch<Elem>(0, size_t(strips * k_blocks * a_block));
+  Elem* a_packed = gemm_scratch<Elem>(0, size_t(strips * k_blocks * a_block));
   parallel_for(strips * k_blocks, 1, [&](int64_t b0, int64_t b1, int) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t s = b / k_blocks, kb = b % k_blocks;
@@ -361,7 +343,7 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
   const int64_t b_block = int64_t(kKc) * nc;
 
   parallel_for(n_tasks, 1, [&](int64_t t0, int64_t t1, int worker) {
-    Elem* b_panel = scratch<Elem>(1, size_t(b_block));  // this thread's own
+    Elem* b_panel = gemm_scratch<Elem>(1, size_t(b_block));  // this thread's own
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n0 = t * nc, ncols = std::min(nc, N - n0);
       const int64_t panels = (ncols + kPanelNR - 1) / kPanelNR;

@@ -20,6 +20,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_scratch.h"
 #include "tile/panel.h"
 
 namespace dsinfer::DSINFER_ISA_NS {
@@ -31,26 +32,7 @@ namespace {
 constexpr int kKc = 2048;    // K block: the unit of the canonical order
 constexpr int kPiece = 512;  // small M: columns decoded at a time (kKc a multiple of it)
 
-// Per-thread scratch that only grows (slots: 0 x as f32, 1 weight rows, 2 partial sums, 3 packed
-// x).
-template <class T>
-T* scratch(int slot, size_t elems) {
-  struct Buf {
-    void* p = nullptr;
-    size_t n = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf bufs[4];
-  Buf& b = bufs[slot];
-  const size_t bytes = (elems * sizeof(T) + 63) / 64 * 64;
-  if (b.n < bytes) {
-    std::free(b.p);
-    b.p = std::aligned_alloc(64, bytes);
-    if (!b.p) throw std::bad_alloc();
-    b.n = bytes;
-  }
-  return static_cast<T*>(b.p);
-}
+// Scratch slots (gemm_scratch.h): 0 x as f32, 1 weight rows, 2 partial sums, 3 packed x.
 
 // The two forms of the chain: f32 FMAs over kLanes columns, or bf16 pairs over 2 * kLanes.
 template <bool kPairs>
@@ -200,7 +182,7 @@ const typename Form<kPairs>::E* a_operand(const GemmInput& x, int64_t& lda) {
     const uint16_t* src = static_cast<const uint16_t*>(x.data);
     if (!small || x.ld % 1024 != 0) return src;
     lda = unaligned_ld(K);
-    uint16_t* c = scratch<uint16_t>(0, size_t(M * lda));
+    uint16_t* c = gemm_scratch<uint16_t>(0, size_t(M * lda));
     for (int64_t m = 0; m < M; ++m) std::memcpy(c + m * lda, src + m * x.ld, size_t(K) * 2);
     return c;
   } else {
@@ -209,7 +191,7 @@ const typename Form<kPairs>::E* a_operand(const GemmInput& x, int64_t& lda) {
       return static_cast<const float*>(x.data);
     }
     lda = small ? unaligned_ld(K) : K;
-    float* c = scratch<float>(0, size_t(M * lda));
+    float* c = gemm_scratch<float>(0, size_t(M * lda));
     for (int64_t m = 0; m < M; ++m) {
       if (x.dtype == DType::f32) {
         std::memcpy(c + m * lda, static_cast<const float*>(x.data) + m * x.ld, size_t(K) * 4);
@@ -375,8 +357,8 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
   const bool direct = rows_direct<kPairs>(w);
   const int64_t grain = std::clamp<int64_t>(groups / (4 * num_threads()), 1, 16);
   parallel_for(groups, grain, [&](int64_t g0, int64_t g1, int) {
-    E* buf = scratch<E>(1, size_t(R) * kPiece);
-    VF* part = scratch<VF>(2, size_t((K + kKc - 1) / kKc) * M * G);
+    E* buf = gemm_scratch<E>(1, size_t(R) * kPiece);
+    VF* part = gemm_scratch<VF>(2, size_t((K + kKc - 1) / kKc) * M * G);
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t n0 = g * G;
       const int rows = int(std::min<int64_t>(G, N - n0));
@@ -484,7 +466,7 @@ void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M
 
   // x packed once, shared by every thread: [strip][K block][chunk][kMR rows][C], zero past M and
   // past each block's columns (so the micro-kernel runs whole chunks on both operands).
-  E* a_packed = scratch<E>(3, size_t(strips * k_blocks * a_block));
+  E* a_packed = gemm_scratch<E>(3, size_t(strips * k_blocks * a_block));
   parallel_for(strips * k_blocks, 1, [&](int64_t b0, int64_t b1, int) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t st = blk / k_blocks, k0 = (blk % k_blocks) * kKc;
@@ -511,7 +493,7 @@ void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M
   nc = std::clamp<int64_t>((nc + kNR - 1) / kNR * kNR, kNR, kMaxNc);
   const int64_t n_tasks = (N + nc - 1) / nc;
   parallel_for(n_tasks, 1, [&](int64_t t0, int64_t t1, int) {
-    E* panel = scratch<E>(1, size_t(nc) * kKc);  // [nc rows][kKc]: this K block of W, decoded
+    E* panel = gemm_scratch<E>(1, size_t(nc) * kKc);  // [nc rows][kKc]: this K block of W, decoded
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n0 = t * nc, rows = std::min(nc, N - n0);
       const int64_t quads = (rows + kNR - 1) / kNR;
