@@ -451,8 +451,12 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
 // reduce_lanes.
 constexpr int kMR = kLanes == 16 ? 4 : 2, kNR = 4;
 static_assert(kMR * kNR == kLanes);
-constexpr int64_t kStripsPerGroup = 12;  // x strips (kMR rows) that stay in L2 together
-constexpr int64_t kMaxNc = 64;           // weight rows per task: a K block of them stays in L2
+// x strips (kMR rows) that stay in L2 together, and weight rows per task (a K block of them
+// stays in L2): sized for bf16 operands, halved for f32 ones.
+template <class E>
+constexpr int64_t kStripsPerGroup = 12 * 2 / int64_t(sizeof(E));
+template <class E>
+constexpr int64_t kMaxNc = 64 * 2 / int64_t(sizeof(E));
 
 template <bool kPairs>
 void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M,
@@ -490,7 +494,7 @@ void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M
 
   const int threads = num_threads();
   int64_t nc = (N + 4 * threads - 1) / (4 * threads);
-  nc = std::clamp<int64_t>((nc + kNR - 1) / kNR * kNR, kNR, kMaxNc);
+  nc = std::clamp<int64_t>((nc + kNR - 1) / kNR * kNR, kNR, kMaxNc<E>);
   const int64_t n_tasks = (N + nc - 1) / nc;
   parallel_for(n_tasks, 1, [&](int64_t t0, int64_t t1, int) {
     E* panel = gemm_scratch<E>(1, size_t(nc) * kKc);  // [nc rows][kKc]: this K block of W, decoded
@@ -504,8 +508,8 @@ void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M
         if (padded > kc)
           for (int64_t r = 0; r < quads * kNR; ++r)
             std::memset(panel + r * kKc + kc, 0, size_t(padded - kc) * sizeof(E));
-        for (int64_t s0 = 0; s0 < strips; s0 += kStripsPerGroup) {
-          const int64_t s1 = std::min(strips, s0 + kStripsPerGroup);
+        for (int64_t s0 = 0; s0 < strips; s0 += kStripsPerGroup<E>) {
+          const int64_t s1 = std::min(strips, s0 + kStripsPerGroup<E>);
           for (int64_t q = 0; q < quads; ++q) {
             const int cols = int(std::min<int64_t>(kNR, rows - q * kNR));
             for (int64_t st = s0; st < s1; ++st) {
