@@ -32,8 +32,8 @@ namespace {
 constexpr int kKc = 512;  // K block: the unit of the canonical order
 
 // ---- small M (decode): every weight read from memory and converted once -----------------------
-// Weight rows are taken kGroup at a time (n). Per group and K block, kSub columns at a time are
-// packed into an L1 panel [kSub][kGroup] (transposed in registers by panel.h's packers, the same
+// Output columns are taken kGroup at a time (n). Per group and K block, kSub rows of the [K, N]
+// storage at a time are packed into an L1 panel [kSub][kGroup] (by panel.h's packers, the same
 // ones the GEMM uses) and multiplied into all M rows of x by the GEMM's own micro-kernels, the
 // partial sums kept in an L1 buffer [M][kGroup] across the block's panels. So every output
 // follows the canonical order, and every weight is converted once per call.
@@ -41,9 +41,8 @@ constexpr int kKc = 512;  // K block: the unit of the canonical order
 // accumulator chain per x row, and vdpbf16ps has a ~10-cycle latency).
 constexpr int kGroupVecs = 2;
 constexpr int kGroup = kGroupVecs * kLanes;  // 32 weight rows on AVX-512, 16 elsewhere
-constexpr int kSub = kMaxBlockK;             // one fp8 transpose block of columns
+constexpr int kSub = 4 * kLanes;             // columns per L1 panel
 constexpr int kRowsPerPass = 8;              // x rows per micro-kernel call
-constexpr int64_t kPrefetchBytes = 1024;     // software prefetch distance along each weight row
 // Accumulator registers per micro-kernel call (AVX-512 has 32 vector registers, AVX2 16).
 constexpr int kAccRegs = kLanes == 16 ? 16 : 8;
 
@@ -94,20 +93,6 @@ void panel_rows(int rows, float* acc, bool accumulate, int len, const void* xa, 
     default:
       return panel_rows<kPairs, 8, NP>(acc, accumulate, len, xa, ldx, panel);
   }
-}
-
-// The weight rows of a group are read side by side, kSub columns at a time: software prefetch
-// (into L2: in L1 rows a power-of-two apart would evict each other) kPrefetchBytes ahead along
-// rows [n, n + rows), running on into the next group's rows past the end of these.
-[[gnu::always_inline]] inline void prefetch_rows(const WeightView& w, int64_t n, int64_t rows,
-                                                 int64_t n_end, int64_t k, int64_t bytes) {
-  const int64_t bits = dtype_bits(w.dtype), row_bytes = w.cols * bits / 8, ld = w.ld * bits / 8;
-  int64_t off = k * bits / 8 + kPrefetchBytes;
-  while (off >= row_bytes && n < n_end) off -= row_bytes, n += kGroup;
-  rows = std::min(rows, n_end - n);
-  const char* p = static_cast<const char*>(w.data) + n * ld + off;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t b = 0; b < bytes; b += 64) prefetch_l2(p + r * ld + b);
 }
 
 // One row of f32 x against a [K, N] weight (MLA's W_UK at decode), kKnVecs vectors of columns at
@@ -200,13 +185,11 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
     xa = c;
   }
 
-  const int64_t sub_bytes = kSub * dtype_bits(w.dtype) / 8;  // one panel's columns of a row
   const int64_t groups = (N + kGroup - 1) / kGroup;
   const int64_t grain = std::clamp<int64_t>(groups / (4 * num_threads()), 1, 16);
   parallel_for(groups, grain, [&](int64_t g0, int64_t g1, int) {
     alignas(64) Elem panel[kSub * kGroup];
     float* acc = gemm_scratch<float>(2, size_t(M * kGroup));  // [M][kGroup]: one K block's sums
-    const int64_t g_end = std::min(N, g1 * kGroup);           // this task's rows end
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t n0 = g * kGroup;
       const int cols = int(std::min<int64_t>(kGroup, N - n0));
@@ -214,56 +197,10 @@ void gemm_small(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) 
         const int kc = int(std::min<int64_t>(kKc, K - k0));
         for (int s = 0; s < kc; s += kSub) {
           const int len = std::min(kSub, kc - s);
-          // One row of x and the usual fp8 blocks: the products go straight from the decode
-          // registers into the chains (no L1 panel in between; the same bits).
-          if constexpr (!kPairs) {
-            const int r0 = std::min(cols, kLanes), r1 = std::clamp(cols - kLanes, 0, kLanes);
-            if (M == 1 && w.dtype == DType::fp8_e4m3 && !w.kn &&
-                detail::fp8_block_fast(w, n0, r0, k0 + s, len) &&
-                (r1 == 0 || detail::fp8_block_fast(w, n0 + kLanes, r1, k0 + s, len))) {
-              prefetch_rows(w, n0, kGroup, g_end, k0 + s, sub_bytes);
-              const float* xk = xa + k0 + s;
-              VF a0 = s > 0 ? load(acc) : zero();
-              detail::mma_fp8_block_row(a0, w, n0, r0, k0 + s, len, xk);
-              store(acc, a0);
-              if (r1 > 0) {
-                VF a1 = s > 0 ? load(acc + kLanes) : zero();
-                detail::mma_fp8_block_row(a1, w, n0 + kLanes, r1, k0 + s, len, xk);
-                store(acc + kLanes, a1);
-              }
-              continue;
-            }
-            // The same for integer weights (their blocks of kWordElems * kLanes columns, as
-            // pack_b_f32 cuts them).
-            if (M == 1 && w.is_int() && !w.kn) {
-              bool done = false;
-              detail::dispatch_dtype(w.dtype, [&]<DType WT>() {
-                if constexpr (WeightView::is_int_dtype(WT)) {
-                  constexpr int bk = kWordElems<WT> * kLanes;
-                  for (int kk = 0; kk < len; kk += bk)
-                    if (!detail::int_block_fast<WT>(w, k0 + s + kk)) return;
-                  prefetch_rows(w, n0, kGroup, g_end, k0 + s, sub_bytes);
-                  const float* xk = xa + k0 + s;
-                  for (int v = 0; v < 2; ++v) {
-                    const int rv = v == 0 ? r0 : r1;
-                    if (rv == 0) continue;
-                    VF a = s > 0 ? load(acc + v * kLanes) : zero();
-                    for (int kk = 0; kk < len; kk += bk)
-                      detail::mma_int_block_row<WT>(a, w, n0 + v * kLanes, rv, k0 + s + kk,
-                                                    std::min(bk, len - kk), xk + kk);
-                    store(acc + v * kLanes, a);
-                  }
-                  done = true;
-                }
-              });
-              if (done) continue;
-            }
-          }
           auto pass = [&]<int NV>() {
             for (int v = 0; v < kGroupVecs; v += NV) {
               const int c = std::clamp(cols - v * kLanes, 0, NV * kLanes);
               Elem* pv = panel + v * kLanes * (kPairs ? 2 : 1);
-              if (!w.kn) prefetch_rows(w, n0 + v * kLanes, NV * kLanes, g_end, k0 + s, sub_bytes);
               if constexpr (kPairs)
                 pack_b_pairs(pv, kGroup, NV * kLanes, w, n0 + v * kLanes, c, k0 + s, len);
               else

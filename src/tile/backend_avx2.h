@@ -256,12 +256,6 @@ inline VB bf16_pairs(VF lo, VF hi) {
   return {_mm256_or_si256(_mm256_srli_epi32(bf16_rounded(lo), 16),
                           _mm256_and_si256(bf16_rounded(hi), _mm256_set1_epi32(int(0xffff0000u))))};
 }
-// The same for values that are already bf16 (low 16 bits zero, no NaN): no rounding to do.
-inline VB bf16_pairs_exact(VF lo, VF hi) {
-  return {_mm256_or_si256(
-      _mm256_srli_epi32(_mm256_castps_si256(lo.v), 16),
-      _mm256_and_si256(_mm256_castps_si256(hi.v), _mm256_set1_epi32(int(0xffff0000u))))};
-}
 inline void store_pairs(uint16_t* p, VB a) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a.v);
 }
@@ -343,21 +337,6 @@ inline VF load_words_n(const void* p, int bytes) {
 inline VB as_pairs(VF words) {
   return {_mm256_castps_si256(words.v)};
 }
-// Integer codes packed in words (INT4 / INT8 weights): field J (kBits wide, from the low bits)
-// of each word as the f32 value 2^23 + field, exactly (the field becomes the low mantissa bits of
-// 2^23: one and + one or, no conversion); subtracting 2^23 + offset then gives field - offset.
-template <int kBits, int J>
-inline VF uint_field_plus_2p23(VF w) {
-  __m256i x = _mm256_castps_si256(w.v);
-  if constexpr (J > 0) x = _mm256_srli_epi32(x, kBits * J);
-  if constexpr (kBits * (J + 1) < 32) x = _mm256_and_si256(x, _mm256_set1_epi32((1 << kBits) - 1));
-  return {_mm256_castsi256_ps(_mm256_or_si256(x, _mm256_set1_epi32(0x4b000000)))};
-}
-// Each word xor m (INT8 codes: the sign bits flipped makes signed codes offset-binary).
-inline VF xor_words(VF w, uint32_t m) {
-  return {
-      _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(w.v), _mm256_set1_epi32(int(m))))};
-}
 // r[i] lane j <-> r[j] lane i (8 x 8 words).
 [[gnu::always_inline]] inline void transpose(VF (&r)[kLanes]) {
   __m256 t[8], u[8];
@@ -377,37 +356,7 @@ inline VF xor_words(VF w, uint32_t m) {
     r[4 + j].v = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
   }
 }
-// The low / high bf16 of each word as f32.
-inline VF bf16_lo(VF w) {
-  return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(w.v), 16))};
-}
-inline VF bf16_hi(VF w) {
-  return {_mm256_castsi256_ps(
-      _mm256_and_si256(_mm256_castps_si256(w.v), _mm256_set1_epi32(int(0xffff0000u))))};
-}
-// Byte J of each word decoded as load_fp8_raw decodes a code (2^-120 of its value).
-template <int J>
-inline VF fp8_raw_byte(VF w) {
-  __m256i x = _mm256_castps_si256(w.v);
-  if constexpr (J < 3) x = _mm256_slli_epi32(x, 24 - 8 * J);
-  return {_mm256_castsi256_ps(
-      _mm256_and_si256(_mm256_srai_epi32(x, 4), _mm256_set1_epi32(int(0x87f00000u))))};
-}
 
-// fp8 codes times powers of two, straight to bf16 pairs, for the 4 codes in each word: p01 =
-// (code 0, code 1), p23 = (code 2, code 3), each code's value times 2^(c - 120) with c << 7 in
-// every 16-bit half of add7 (3 <= c <= 126); exact for every code with a nonzero exponent field,
-// with kZeros also for zero codes; never for subnormal codes (fp8_exponent_zeros). Only native
-// bf16 ISAs use pairs; this is the reference.
-template <bool kZeros>
-inline void fp8_pairs_pow2(VF w, VF add7, VB& p01, VB& p23) {
-  alignas(64) float a[kLanes], s[kLanes];
-  store(a, add7);
-  for (int i = 0; i < kLanes; ++i) s[i] = std::ldexp(1.0f, int((f32_bits(a[i]) & 0xffffu) >> 7));
-  const VF sv = load(s);
-  p01 = bf16_pairs_exact(mul(fp8_raw_byte<0>(w), sv), mul(fp8_raw_byte<1>(w), sv));
-  p23 = bf16_pairs_exact(mul(fp8_raw_byte<2>(w), sv), mul(fp8_raw_byte<3>(w), sv));
-}
 // 2 * kLanes consecutive fp8 codes times 2^(c - 120) (3 <= c <= 126) as bf16, in order (pair l
 // = codes 2l, 2l + 1): exact, by integer ops, for every code but the subnormal ones; nonzero if
 // there is one among them (then `out` is not that product).
@@ -421,16 +370,6 @@ inline uint32_t fp8_to_bf16_pow2(const uint8_t* p, int c, VB& out) {
       _mm256_cmpeq_epi16(_mm256_and_si256(e, _mm256_set1_epi16(0x0070)), _mm256_setzero_si256());
   out.v = _mm256_add_epi16(e, _mm256_andnot_si256(zero_exp, _mm256_set1_epi16(int16_t(c << 7))));
   return uint32_t(_mm256_movemask_epi8(_mm256_andnot_si256(zero_mant, zero_exp)));
-}
-// Over kLanes words of fp8 codes: 1 if some code has a zero exponent field (zero or subnormal),
-// 2 if some code is subnormal, 0 if neither.
-inline int fp8_exponent_zeros(const VF (&r)[kLanes]) {
-  alignas(64) uint8_t b[kLanes * kLanes * 4];
-  for (int i = 0; i < kLanes; ++i) store(reinterpret_cast<float*>(b) + i * kLanes, r[i]);
-  int z = 0;
-  for (uint8_t c : b)
-    if ((c & 0x78) == 0) z = (c & 0x07) ? 2 : std::max(z, 1);
-  return z;
 }
 
 // Hints.

@@ -227,12 +227,6 @@ inline VB bf16_pairs(VF lo, VF hi) {
   return {_mm512_or_si512(_mm512_srli_epi32(bf16_rounded(lo), 16),
                           _mm512_and_si512(bf16_rounded(hi), _mm512_set1_epi32(int(0xffff0000u))))};
 }
-// The same for values that are already bf16 (low 16 bits zero, no NaN): no rounding to do.
-inline VB bf16_pairs_exact(VF lo, VF hi) {
-  return {_mm512_or_si512(
-      _mm512_srli_epi32(_mm512_castps_si512(lo.v), 16),
-      _mm512_and_si512(_mm512_castps_si512(hi.v), _mm512_set1_epi32(int(0xffff0000u))))};
-}
 inline void store_pairs(uint16_t* p, VB a) {
   _mm512_storeu_si512(p, a.v);
 }
@@ -248,21 +242,6 @@ inline VF load_words_n(const void* p, int bytes) {
 }
 inline VB as_pairs(VF words) {
   return {_mm512_castps_si512(words.v)};
-}
-// Integer codes packed in words (INT4 / INT8 weights): field J (kBits wide, from the low bits)
-// of each word as the f32 value 2^23 + field, exactly (the field becomes the low mantissa bits of
-// 2^23: one and + one or, no conversion); subtracting 2^23 + offset then gives field - offset.
-template <int kBits, int J>
-inline VF uint_field_plus_2p23(VF w) {
-  __m512i x = _mm512_castps_si512(w.v);
-  if constexpr (J > 0) x = _mm512_srli_epi32(x, kBits * J);
-  if constexpr (kBits * (J + 1) < 32) x = _mm512_and_si512(x, _mm512_set1_epi32((1 << kBits) - 1));
-  return {_mm512_castsi512_ps(_mm512_or_si512(x, _mm512_set1_epi32(0x4b000000)))};
-}
-// Each word xor m (INT8 codes: the sign bits flipped makes signed codes offset-binary).
-inline VF xor_words(VF w, uint32_t m) {
-  return {
-      _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(w.v), _mm512_set1_epi32(int(m))))};
 }
 // ---- 8-bit integer dot products (W8A8 / W4A8) -------------------------------------------------
 // VQ: 4 * kLanes bytes, one byte quad per int32 lane of a VI.
@@ -363,46 +342,7 @@ inline void store_q(void* p, VQ a) {
     r[12 + j].v = _mm512_shuffle_f32x4(b, d, 0xdd);
   }
 }
-// The low / high bf16 of each word as f32.
-inline VF bf16_lo(VF w) {
-  return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(w.v), 16))};
-}
-inline VF bf16_hi(VF w) {
-  return {_mm512_castsi512_ps(
-      _mm512_and_si512(_mm512_castps_si512(w.v), _mm512_set1_epi32(int(0xffff0000u))))};
-}
-// Byte J of each word decoded as load_fp8_raw decodes a code (2^-120 of its value).
-template <int J>
-inline VF fp8_raw_byte(VF w) {
-  __m512i x = _mm512_castps_si512(w.v);
-  if constexpr (J < 3) x = _mm512_slli_epi32(x, 24 - 8 * J);
-  return {_mm512_castsi512_ps(
-      _mm512_and_si512(_mm512_srai_epi32(x, 4), _mm512_set1_epi32(int(0x87f00000u))))};
-}
 
-// fp8 codes times powers of two, straight to bf16 pairs, for the 4 codes in each word: p01 =
-// (code 0, code 1), p23 = (code 2, code 3). Each code's value times 2^(c - 120), with c << 7 in
-// every 16-bit half of add7 (3 <= c <= 126): exactly bf16(code * 2^(c - 120)) for every code
-// with a nonzero exponent field, and with kZeros also for zero codes (+-0); never for subnormal
-// codes, which the caller excludes (fp8_exponent_zeros).
-template <bool kZeros>
-inline void fp8_pairs_pow2(VF w, VF add7, VB& p01, VB& p23) {
-  const __m512i x = _mm512_castps_si512(w.v), a = _mm512_castps_si512(add7.v);
-  // Each code into the high byte of a 16-bit half (low byte zero), then shifted to bf16's place:
-  // sign at bit 15 (and copies at 11..14, masked off), exponent and mantissa at bits 4..10.
-  const __m512i lo = _mm512_set4_epi32(0x0d800c80, 0x09800880, 0x05800480, 0x01800080);
-  const __m512i hi = _mm512_set4_epi32(0x0f800e80, 0x0b800a80, 0x07800680, 0x03800280);
-  const __m512i m = _mm512_set1_epi16(int16_t(0x87f0));
-  const __m512i e01 = _mm512_and_si512(_mm512_srai_epi16(_mm512_shuffle_epi8(x, lo), 4), m);
-  const __m512i e23 = _mm512_and_si512(_mm512_srai_epi16(_mm512_shuffle_epi8(x, hi), 4), m);
-  if constexpr (kZeros) {  // zero codes keep a zero exponent
-    const __m512i e = _mm512_set1_epi16(0x0780);
-    p01.v = _mm512_mask_add_epi16(e01, _mm512_test_epi16_mask(e01, e), e01, a);
-    p23.v = _mm512_mask_add_epi16(e23, _mm512_test_epi16_mask(e23, e), e23, a);
-  } else {
-    p01.v = _mm512_add_epi16(e01, a), p23.v = _mm512_add_epi16(e23, a);
-  }
-}
 // 2 * kLanes consecutive fp8 codes times 2^(c - 120) (3 <= c <= 126) as bf16, in order (pair l
 // = codes 2l, 2l + 1): exact, by integer ops, for every code but the subnormal ones; nonzero if
 // there is one among them (then `out` is not that product).
@@ -414,20 +354,6 @@ inline uint32_t fp8_to_bf16_pow2(const uint8_t* p, int c, VB& out) {
   const __mmask32 nonzero = _mm512_test_epi16_mask(e, _mm512_set1_epi16(0x07f0));
   out.v = _mm512_mask_add_epi16(e, normal, e, _mm512_set1_epi16(int16_t(c << 7)));
   return normal ^ nonzero;
-}
-// Over kLanes words of fp8 codes: 1 if some code has a zero exponent field (zero or subnormal),
-// 2 if some code is subnormal, 0 if neither.
-inline int fp8_exponent_zeros(const VF (&r)[kLanes]) {
-  const __m512i e = _mm512_set1_epi8(0x78), m = _mm512_set1_epi8(0x07);
-  __mmask64 z = 0;
-  for (int i = 0; i < kLanes; ++i) z |= _mm512_testn_epi8_mask(_mm512_castps_si512(r[i].v), e);
-  if (!z) return 0;
-  __mmask64 sub = 0;
-  for (int i = 0; i < kLanes; ++i) {
-    const __m512i x = _mm512_castps_si512(r[i].v);
-    sub |= _mm512_mask_test_epi8_mask(_mm512_testn_epi8_mask(x, e), x, m);
-  }
-  return sub ? 2 : 1;
 }
 
 inline void prefetch(const void* p) {

@@ -244,14 +244,6 @@ inline VB bf16_pairs(VF lo, VF hi) {
     r.v[2 * i] = f32_to_bf16(lo.v[i]).bits, r.v[2 * i + 1] = f32_to_bf16(hi.v[i]).bits;
   return r;
 }
-// The same for values that are already bf16 (low 16 bits zero, no NaN): no rounding to do.
-inline VB bf16_pairs_exact(VF lo, VF hi) {
-  VB r;
-  for (int i = 0; i < kLanes; ++i)
-    r.v[2 * i] = uint16_t(f32_bits(lo.v[i]) >> 16),
-            r.v[2 * i + 1] = uint16_t(f32_bits(hi.v[i]) >> 16);
-  return r;
-}
 inline void store_pairs(uint16_t* p, VB a) {
   std::memcpy(p, a.v, sizeof a.v);
 }
@@ -285,58 +277,7 @@ inline VF from_bits(const uint32_t (&b)[kLanes]) {
   std::memcpy(r.v, b, sizeof r.v);
   return r;
 }
-// Integer codes packed in words (INT4 / INT8 weights): field J (kBits wide, from the low bits)
-// of each word as the f32 value 2^23 + field, exactly (the field becomes the low mantissa bits of
-// 2^23: one and + one or, no conversion); subtracting 2^23 + offset then gives field - offset.
-template <int kBits, int J>
-inline VF uint_field_plus_2p23(VF w) {
-  constexpr uint32_t mask = kBits * (J + 1) < 32 ? (1u << kBits) - 1 : ~0u >> (kBits * J);
-  uint32_t b[kLanes];
-  for (int i = 0; i < kLanes; ++i) b[i] = ((f32_bits(w.v[i]) >> (kBits * J)) & mask) | 0x4b000000u;
-  return from_bits(b);
-}
-// Each word xor m (INT8 codes: the sign bits flipped makes signed codes offset-binary).
-inline VF xor_words(VF w, uint32_t m) {
-  uint32_t b[kLanes];
-  for (int i = 0; i < kLanes; ++i) b[i] = f32_bits(w.v[i]) ^ m;
-  return from_bits(b);
-}
-// The low / high bf16 of each word as f32.
-inline VF bf16_lo(VF w) {
-  uint32_t b[kLanes];
-  for (int i = 0; i < kLanes; ++i) b[i] = f32_bits(w.v[i]) << 16;
-  return from_bits(b);
-}
-inline VF bf16_hi(VF w) {
-  uint32_t b[kLanes];
-  for (int i = 0; i < kLanes; ++i) b[i] = f32_bits(w.v[i]) & 0xffff0000u;
-  return from_bits(b);
-}
-// Byte J of each word decoded as load_fp8_raw decodes a code (2^-120 of its value).
-template <int J>
-inline VF fp8_raw_byte(VF w) {
-  uint32_t b[kLanes];
-  for (int i = 0; i < kLanes; ++i) {
-    const uint32_t c = (f32_bits(w.v[i]) >> (8 * J)) & 0xffu;
-    b[i] = ((c & 0x80u) << 24) | ((c & 0x7fu) << 20);
-  }
-  return from_bits(b);
-}
 
-// fp8 codes times powers of two, straight to bf16 pairs, for the 4 codes in each word: p01 =
-// (code 0, code 1), p23 = (code 2, code 3), each code's value times 2^(c - 120) with c << 7 in
-// every 16-bit half of add7 (3 <= c <= 126); exact for every code with a nonzero exponent field,
-// with kZeros also for zero codes; never for subnormal codes (fp8_exponent_zeros). Only native
-// bf16 ISAs use pairs; this is the reference.
-template <bool kZeros>
-inline void fp8_pairs_pow2(VF w, VF add7, VB& p01, VB& p23) {
-  alignas(64) float a[kLanes], s[kLanes];
-  store(a, add7);
-  for (int i = 0; i < kLanes; ++i) s[i] = std::ldexp(1.0f, int((f32_bits(a[i]) & 0xffffu) >> 7));
-  const VF sv = load(s);
-  p01 = bf16_pairs_exact(mul(fp8_raw_byte<0>(w), sv), mul(fp8_raw_byte<1>(w), sv));
-  p23 = bf16_pairs_exact(mul(fp8_raw_byte<2>(w), sv), mul(fp8_raw_byte<3>(w), sv));
-}
 // 2 * kLanes consecutive fp8 codes times 2^(c - 120) (3 <= c <= 126) as bf16, in order (pair l
 // = codes 2l, 2l + 1): exact, by integer ops, for every code but the subnormal ones; nonzero if
 // there is one among them (then `out` is not that product).
@@ -349,16 +290,6 @@ inline uint32_t fp8_to_bf16_pow2(const uint8_t* p, int c, VB& out) {
     out.v[i] = normal ? uint16_t(e + (c << 7)) : e;
   }
   return subnormal;
-}
-// Over kLanes words of fp8 codes: 1 if some code has a zero exponent field (zero or subnormal),
-// 2 if some code is subnormal, 0 if neither.
-inline int fp8_exponent_zeros(const VF (&r)[kLanes]) {
-  alignas(64) uint8_t b[kLanes * kLanes * 4];
-  for (int i = 0; i < kLanes; ++i) store(reinterpret_cast<float*>(b) + i * kLanes, r[i]);
-  int z = 0;
-  for (uint8_t c : b)
-    if ((c & 0x78) == 0) z = (c & 0x07) ? 2 : std::max(z, 1);
-  return z;
 }
 
 inline void prefetch(const void* p) {
