@@ -90,9 +90,14 @@ template <bool kPairs, int MR, int NR>
   }
 }
 
-// ---- weight rows as the chain's B operand -------------------------------------------------------
-// Rows [n, n + rows) of W, columns [k0, k0 + kc), decoded into dst[r * ldd + kk] (ŵ; pairs: as
-// bf16); rows from `rows` up to `pad_rows` are zero.
+// ---- weight rows as the chain's B operand ------------------------------------------------------
+// Where the chain reads W's rows from: the weight itself (f32 form on f32 weights, pairs on bf16:
+// already the operand), or a decoded copy.
+template <bool kPairs>
+bool rows_direct(const WeightView& w) {
+  return w.dtype == (kPairs ? DType::bf16 : DType::f32);
+}
+
 // weight_row_f32 over any length (it takes kMaxSegment columns at a time).
 inline void row_f32(const WeightView& w, int64_t r, int64_t c0, int len, float* out) {
   for (int k = 0; k < len; k += kMaxSegment)
@@ -110,6 +115,8 @@ inline bool fp8_pow2_scale(float sc, int& c) {  // sc = +2^e, 2^-117 <= 2^e < 2^
   c = int(bits >> 23) - 7;
   return true;
 }
+// Rows [n, n + rows) of W, columns [k0, k0 + kc), decoded into dst[r * ldd + kk] (ŵ; pairs: as
+// bf16); rows from `rows` up to `pad_rows` are zero.
 template <bool kPairs>
 void decode_rows(typename Form<kPairs>::E* dst, int64_t ldd, const WeightView& w, int64_t n,
                  int rows, int pad_rows, int64_t k0, int kc) {
@@ -120,7 +127,7 @@ void decode_rows(typename Form<kPairs>::E* dst, int64_t ldd, const WeightView& w
       std::memset(d, 0, size_t(kc) * sizeof(*d));
       continue;
     }
-    if (w.dtype == (kPairs ? DType::bf16 : DType::f32)) {  // already the operand
+    if (rows_direct<kPairs>(w)) {  // already the operand
       std::memcpy(d, w.element_ptr(n + r, k0), size_t(kc) * sizeof(*d));
       continue;
     }
@@ -158,13 +165,6 @@ void decode_rows(typename Form<kPairs>::E* dst, int64_t ldd, const WeightView& w
       row_f32(w, n + r, k0, kc, d);
     }
   }
-}
-
-// Where the chain reads W's rows from: the weight itself (f32 form on f32 weights, pairs on bf16:
-// already the operand), or a decoded copy.
-template <bool kPairs>
-bool rows_direct(const WeightView& w) {
-  return w.dtype == (kPairs ? DType::bf16 : DType::f32);
 }
 
 // x as the chain's A operand: x itself, or a copy (f32 form on bf16 x: widened) shared by all
@@ -284,7 +284,6 @@ template <DType WT, int MR, int R>
 [[gnu::always_inline]] inline void dot_int_rows_as(VF (&acc)[MR][R], int kc, const float* a,
                                                    int64_t lda, const WeightView& w, int64_t n,
                                                    int64_t k0) {
-  constexpr float offset = WT == DType::u4 ? 8.0f : WT == DType::u8 ? 128.0f : 0.0f;
   constexpr int chunk_bytes = kLanes * dtype_bits(WT) / 8;
   const uint8_t* p[R];
 #pragma GCC unroll 16
@@ -296,7 +295,7 @@ template <DType WT, int MR, int R>
 #pragma GCC unroll 16
     for (int j = 0; j < R; ++j) {
       s[j] = set1(w.qscale_at(n + j, k0 + k));
-      bias[j] = set1(offset + float(w.zero_at(n + j, k0 + k)));
+      bias[j] = set1(kIntOffset<WT> + float(w.zero_at(n + j, k0 + k)));
     }
     for (; k < end; k += kLanes) {
       VF av[MR];
@@ -305,14 +304,7 @@ template <DType WT, int MR, int R>
       const int64_t off = int64_t(k / kLanes) * chunk_bytes;
 #pragma GCC unroll 16
       for (int j = 0; j < R; ++j) {
-        VF code;
-        if constexpr (WT == DType::u4)
-          code = load_u4(p[j] + off);
-        else if constexpr (WT == DType::u8)
-          code = load_u8(p[j] + off);
-        else
-          code = load_i8(reinterpret_cast<const int8_t*>(p[j] + off));
-        const VF bv = mul(sub(code, bias[j]), s[j]);
+        const VF bv = mul(sub(load_int_codes<WT>(p[j] + off), bias[j]), s[j]);
 #pragma GCC unroll 4
         for (int i = 0; i < MR; ++i) acc[i][j] = fma(av[i], bv, acc[i][j]);
       }
@@ -323,24 +315,14 @@ template <int MR, int R>
 inline bool dot_int_rows(VF (&acc)[MR][R], int kc, const float* a, int64_t lda, const WeightView& w,
                          int64_t n, int64_t k0) {
   if (w.group % kLanes != 0 || (w.col0 + k0) % kLanes != 0 || kc % kLanes != 0) return false;
-  switch (w.dtype) {
-    case DType::u4:
-      dot_int_rows_as<DType::u4>(acc, kc, a, lda, w, n, k0);
-      return true;
-    case DType::u8:
-      dot_int_rows_as<DType::u8>(acc, kc, a, lda, w, n, k0);
-      return true;
-    default:
-      dot_int_rows_as<DType::i8>(acc, kc, a, lda, w, n, k0);
-      return true;
-  }
+  dispatch_int_dtype(w.dtype, [&]<DType WT>() { dot_int_rows_as<WT>(acc, kc, a, lda, w, n, k0); });
+  return true;
 }
 
-// ---- small M (decode): groups of kLanes weight rows, each read once
-// ------------------------------ R rows of a group at a time (as many as the registers hold next to
-// kPass rows of x) stream along all of K and are multiplied into every row of x; each K block's
-// accumulators wait in `part` and the group's are reduced together (one reduce_lanes per row of x
-// and K block).
+// ---- small M (decode): groups of kLanes weight rows, each read once -----------------------------
+// R rows of a group at a time (as many as the registers hold next to kPass rows of x) stream
+// along all of K and are multiplied into every row of x; each K block's accumulators wait in
+// `part` and the group's are reduced together (one reduce_lanes per row of x and K block).
 template <bool kPairs, int M, int kRows = 0>
 void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const WeightView& w, float* y,
                      int64_t ldy) {
@@ -381,13 +363,23 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
               for (int64_t b = 0; b < bytes; b += 64) prefetch_l2(w.element_ptr(r, nk) + b);
           }
           VF* pk = part + kb * M * G;
+          // The chains of x rows [m0, m0 + mp) and these R weight rows, from and back to `part`.
+          auto load_chains = [&]<int mp>(VF(&acc)[mp][R], int m0) {
+#pragma GCC unroll 8
+            for (int m = 0; m < mp; ++m)
+#pragma GCC unroll 16
+              for (int r = 0; r < R; ++r) acc[m][r] = first ? zero() : pk[(m0 + m) * G + r0 + r];
+          };
+          auto store_chains = [&]<int mp>(const VF(&acc)[mp][R], int m0) {
+#pragma GCC unroll 8
+            for (int m = 0; m < mp; ++m)
+#pragma GCC unroll 16
+              for (int r = 0; r < R; ++r) pk[(m0 + m) * G + r0 + r] = acc[m][r];
+          };
           if constexpr (M == kPass) {
             if ((w.dtype == DType::fp8_e4m3 || (!kPairs && w.is_int())) && nr == R) {
               VF acc[M][R];
-#pragma GCC unroll 8
-              for (int m = 0; m < M; ++m)
-#pragma GCC unroll 16
-                for (int r = 0; r < R; ++r) acc[m][r] = first ? zero() : pk[m * G + r0 + r];
+              load_chains(acc, 0);
               bool done;
               if constexpr (kPairs)
                 done = dot_fp8_rows<true, M, R>(acc, kc, xa + k0, lda, w, n0 + r0, k0);
@@ -396,10 +388,7 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
                            ? dot_int_rows<M, R>(acc, kc, xa + k0, lda, w, n0 + r0, k0)
                            : dot_fp8_rows<false, M, R>(acc, kc, xa + k0, lda, w, n0 + r0, k0);
               if (done) {
-#pragma GCC unroll 8
-                for (int m = 0; m < M; ++m)
-#pragma GCC unroll 16
-                  for (int r = 0; r < R; ++r) pk[m * G + r0 + r] = acc[m][r];
+                store_chains(acc, 0);
                 continue;
               }
             }
@@ -417,17 +406,10 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
                 [&] {
                   constexpr int m0 = P * kPass, mp = std::min(kPass, M - m0);
                   VF acc[mp][R];
-#pragma GCC unroll 8
-                  for (int m = 0; m < mp; ++m)
-#pragma GCC unroll 16
-                    for (int r = 0; r < R; ++r)
-                      acc[m][r] = first ? zero() : pk[(m0 + m) * G + r0 + r];
+                  load_chains(acc, m0);
                   dot_block<kPairs, mp, R>(acc, kc, xa + m0 * lda + k0, lda, F::kChunk, b, ldb,
                                            F::kChunk);
-#pragma GCC unroll 8
-                  for (int m = 0; m < mp; ++m)
-#pragma GCC unroll 16
-                    for (int r = 0; r < R; ++r) pk[(m0 + m) * G + r0 + r] = acc[m][r];
+                  store_chains(acc, m0);
                 }(),
                 ...);
           }
@@ -446,9 +428,8 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
   });
 }
 
-// ---- GEMM: a decoded K block of Nc weight rows per thread, x rows streaming past it
-// ---------------- Register block: MR rows of x x NR rows of W = kLanes accumulators, one
-// reduce_lanes.
+// ---- GEMM: a decoded K block of Nc weight rows per thread, x rows streaming past it -------------
+// Register block: MR rows of x x NR rows of W = kLanes accumulators, one reduce_lanes.
 constexpr int kMR = kLanes == 16 ? 4 : 2, kNR = 4;
 static_assert(kMR * kNR == kLanes);
 // x strips (kMR rows) that stay in L2 together, and weight rows per task (a K block of them

@@ -43,6 +43,27 @@ inline constexpr float kFp8RawScale = 0x1p120f;
 // the NaN codes, which checkpoints do not hold, but they never depend on a weight's position).
 inline constexpr float kFp8RawMaxScale = 0x1p7f;
 
+// Integer weight codes (compressed-tensors): the offset the stored codes carry (u4: 8, u8: 128,
+// i8: 0), and kLanes codes along a storage row from p (for u4: a byte holding an even column) as
+// the f32 of their stored values, exactly.
+template <DType WT>
+inline constexpr float kIntOffset = WT == DType::u4   ? 8.0f
+                                    : WT == DType::u8 ? 128.0f
+                                                      : 0.0f;
+template <DType WT>
+[[gnu::always_inline]] inline VF load_int_codes(const void* p) {
+  if constexpr (WT == DType::u4) return load_u4(static_cast<const uint8_t*>(p));
+  if constexpr (WT == DType::u8) return load_u8(static_cast<const uint8_t*>(p));
+  return load_i8(static_cast<const int8_t*>(p));
+}
+// f.template operator()<WT>() for the integer dtype dt (u4, u8 or i8).
+template <class F>
+inline void dispatch_int_dtype(DType dt, F f) {
+  if (dt == DType::u4) return f.template operator()<DType::u4>();
+  if (dt == DType::u8) return f.template operator()<DType::u8>();
+  return f.template operator()<DType::i8>();
+}
+
 // One storage row segment data[r, c0 : c0 + len) as f32 (scaled for FP8), len <= kMaxSegment.
 // For the usual [N, K] storage that is W[n = r, k0 = c0 ...]; for [K, N] it is W^T[k = r, n0 = c0
 // ...]. This is the definition of ŵ.
@@ -78,27 +99,13 @@ inline void weight_row_f32(const WeightRef& w, int64_t r, int64_t c0, int len, f
         const float sc = w.qscale_at(r, c0 + k);
         const int z = w.zero_at(r, c0 + k);  // (code - z) is exact in f32, then one product
         // Whole vectors of codes: the stored code minus (offset + z), exact, times the scale.
-        const VF s = set1(sc);
-        if (w.dtype == DType::u4) {
-          if ((c0 + k) % 2 != 0 && k < end) out[k] = float(w.int_code_at(r, c0 + k) - z) * sc, ++k;
-          const VF bias = set1(float(8 + z));
+        if (w.dtype == DType::u4 && (c0 + k) % 2 != 0 && k < end)  // u4 vectors start on a byte
+          out[k] = float(w.int_code_at(r, c0 + k) - z) * sc, ++k;
+        dispatch_int_dtype(w.dtype, [&]<DType WT>() {
+          const VF s = set1(sc), bias = set1(kIntOffset<WT> + float(z));
           for (; k + kLanes <= end; k += kLanes)
-            store(
-                out + k,
-                mul(sub(load_u4(reinterpret_cast<const uint8_t*>(w.element_ptr(r, c0 + k))), bias),
-                    s));
-        } else {
-          const uint8_t* p = reinterpret_cast<const uint8_t*>(w.element_ptr(r, c0));
-          if (w.dtype == DType::u8) {
-            const VF bias = set1(float(128 + z));
-            for (; k + kLanes <= end; k += kLanes)
-              store(out + k, mul(sub(load_u8(p + k), bias), s));
-          } else {
-            const VF bias = set1(float(z));
-            for (; k + kLanes <= end; k += kLanes)
-              store(out + k, mul(sub(load_i8(reinterpret_cast<const int8_t*>(p) + k), bias), s));
-          }
-        }
+            store(out + k, mul(sub(load_int_codes<WT>(w.element_ptr(r, c0 + k)), bias), s));
+        });
         for (; k < end; ++k) out[k] = float(w.int_code_at(r, c0 + k) - z) * sc;
       }
       break;
