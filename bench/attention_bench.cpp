@@ -78,6 +78,7 @@ void run_case(const Case& c, int threads, const Options& opts, Report& report) {
   std::vector<float> o(size_t(c.T) * c.H * kC), lse(size_t(c.T) * c.H);
   MlaAttnArgs a;
   a.q = q.data(), a.n_queries = c.T, a.n_heads = c.H, a.scale = 0.07f, a.caches = &view;
+  a.bf16_products = true;  // the bf16 precision's attention (the pair form on a bf16 cache)
   a.o_lat = o.data(), a.lse = lse.data();
   const double ms = time_median_ms(
       [&] {

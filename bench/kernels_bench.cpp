@@ -61,6 +61,7 @@ struct DecodeState {
     a.n_queries = 1;
     a.n_heads = kH;
     a.scale = 0.1f;
+    a.bf16_products = true;  // the bf16 precision's attention
     a.caches = &view;
     a.o_lat = o.data();
     a.lse = lse.data();

@@ -7,9 +7,16 @@
 // accumulated over d = 0..127 (keys broadcast, heads streamed), and its epilogue folds
 // ReLU and the head weights into per-(query, key) vector partial sums. At the end of the block
 // the partial sums are reduced, multiplied by k_scale and pushed into the query's running top-k.
+//
+// The bf16-pair form (fp8 queries and keys, where vdpbf16ps is native and preferred): e4m3
+// values are exact in bf16, so keys and queries are converted to bf16 pairs (d = 2p, 2p + 1) and
+// the tile accumulates dot_pairs over the 64 pairs, two products per lane and instruction. The
+// products are the same numbers as in the f32 form; only the fixed summation order differs, and
+// it depends on nothing but d, so a query's scores stay independent of the batch.
 #include <algorithm>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/thread_pool.h"
 #include "kernels/indexer.h"
 #include "kernels/topk_select.h"
@@ -32,13 +39,16 @@ constexpr int kMR = 4, kNV = 2;
 constexpr int kNR = kNV * kLanes;  // heads per column strip
 constexpr int kNB = kMR * 5;       // keys per block
 constexpr int kD = kIndexerDim;
+constexpr int kDP = kD / 2;  // bf16 pairs per row
 
 struct Scratch {
-  std::vector<float> qpanel;  // [n_strips][128][kNR]
-  std::vector<float> wcol;    // [n_strips * kNR]
-  std::vector<float> kblock;  // [kNB][128]
-  std::vector<float> part;    // [G][kNB][kLanes] partial sums
-  std::vector<float> scores;  // [G][kNB]
+  std::vector<float> qpanel;     // [n_strips][128][kNR]
+  std::vector<float> wcol;       // [n_strips * kNR]
+  std::vector<float> kblock;     // [kNB][128]
+  std::vector<uint32_t> qpairs;  // pair form: [n_strips][64][kNR] (d = 2p, 2p + 1 per lane)
+  std::vector<uint16_t> kpairs;  // pair form: [kNB][128] bf16
+  std::vector<float> part;       // [G][kNB][kLanes] partial sums
+  std::vector<float> scores;     // [G][kNB]
   std::vector<topk::RunningTopK> sel;
 };
 
@@ -63,16 +73,55 @@ inline float load_key(const IndexerKeys& keys, int64_t s, float* dst) {
   return scale;
 }
 
+// 128 e4m3 codes as bf16 (exact): by integer ops, or through f32 where a subnormal code is.
+inline void fp8_row_to_bf16(const uint8_t* src, uint16_t* dst) {
+  for (int j = 0; j < kD; j += 2 * kLanes) {
+    VB b;
+    if (fp8_to_bf16_pow2(src + j, 120, b) == 0) {
+      store_pairs(dst + j, b);
+    } else {
+      store_bf16(dst + j, load_fp8(src + j));
+      store_bf16(dst + j + kLanes, load_fp8(src + j + kLanes));
+    }
+  }
+}
+
+// Row s of the fp8 keys as bf16 into dst[128]; returns its scale.
+inline float load_key_pairs(const IndexerKeys& keys, int64_t s, uint16_t* dst) {
+  const uint8_t* src;
+  float scale;
+  if (keys.k) {
+    src = static_cast<const uint8_t*>(keys.k) + s * kD;
+    scale = keys.k_scale[s];
+  } else {
+    src = keys.pages + int64_t(keys.block_table[s / kIndexerPageTokens]) * kIndexerPageBytes +
+          (s % kIndexerPageTokens) * kIndexerTokenBytes;
+    __builtin_memcpy(&scale, src + kD, 4);
+  }
+  fp8_row_to_bf16(src, dst);
+  return scale;
+}
+
 // S[MR][NV] = kb[MR][128] . qp[128][kNR]
 inline void score_tile(const float* kb, const float* qp, VF (&acc)[kMR][kNV]) {
   clear(acc);
   mma_outer(acc, kD, kb, kD, 1, qp, kNR);
+}
+// The same in the pair form: kb[MR][128] bf16, qp[64][kNR] bf16 pairs.
+inline void score_tile(const uint16_t* kb, const uint32_t* qp, VF (&acc)[kMR][kNV]) {
+  clear(acc);
+  mma_pairs(acc, kDP, kb, kD, 2, reinterpret_cast<const uint16_t*>(qp), 2 * kNR);
 }
 
 struct Plan {
   int64_t T;
   int HI, HIp, G, n_strips;
   int64_t n_groups, n_chunks, chunk_len;
+  bool pairs;  // the bf16-pair form
+  // Pair form with many query groups (prefill): every key converted to bf16 once for the call,
+  // [n + kNB][128] with zero rows past the keys, and the keys' scales.
+  const uint16_t* kconv = nullptr;
+  const float* kconv_scale = nullptr;
 };
 
 // Scores keys [s0, s1) for queries [t0, t0 + g) and pushes them into sel[0..g).
@@ -81,12 +130,25 @@ void run_item(const IndexerQueries& q, const IndexerKeys& keys, const int64_t* n
   const int HI = q.n_heads, HIp = p.HIp;
   const int ncols = g * HIp, n_strips = (ncols + kNR - 1) / kNR;
   // Pack Q^T strips and the column weights.
-  sc.qpanel.assign(size_t(n_strips) * kD * kNR, 0.0f);
+  if (p.pairs)
+    sc.qpairs.assign(size_t(n_strips) * kDP * kNR, 0u);
+  else
+    sc.qpanel.assign(size_t(n_strips) * kD * kNR, 0.0f);
   sc.wcol.assign(size_t(n_strips) * kNR, 0.0f);
   alignas(64) float row[kD];
+  alignas(64) uint32_t row_pairs[kDP];
   for (int j = 0; j < g; ++j)
     for (int h = 0; h < HI; ++h) {
       const int64_t qi = ((t0 + j) * HI + h) * kD;
+      const int c = j * HIp + h, strip = c / kNR, lane = c % kNR;
+      sc.wcol[size_t(c)] = q.w[(t0 + j) * HI + h];
+      if (p.pairs) {
+        fp8_row_to_bf16(static_cast<const uint8_t*>(q.q) + qi,
+                        reinterpret_cast<uint16_t*>(row_pairs));
+        uint32_t* dst = sc.qpairs.data() + size_t(strip) * kDP * kNR + lane;
+        for (int d = 0; d < kDP; ++d) dst[d * kNR] = row_pairs[d];
+        continue;
+      }
       if (q.dtype == DType::f32) {
         for (int d = 0; d < kD; d += kLanes)
           store(row + d, load(static_cast<const float*>(q.q) + qi + d));
@@ -94,26 +156,38 @@ void run_item(const IndexerQueries& q, const IndexerKeys& keys, const int64_t* n
         for (int d = 0; d < kD; d += kLanes)
           store(row + d, load_fp8(static_cast<const uint8_t*>(q.q) + qi + d));
       }
-      const int c = j * HIp + h, strip = c / kNR, lane = c % kNR;
       float* dst = sc.qpanel.data() + size_t(strip) * kD * kNR + lane;
       for (int d = 0; d < kD; ++d) dst[d * kNR] = row[d];
-      sc.wcol[size_t(c)] = q.w[(t0 + j) * HI + h];
     }
   int64_t lim[64];
   for (int j = 0; j < g; ++j) lim[j] = n_valid ? n_valid[t0 + j] : keys.n_keys;
-  sc.kblock.resize(size_t(kNB) * kD);
+  if (p.pairs)
+    sc.kpairs.resize(size_t(kNB) * kD);
+  else
+    sc.kblock.resize(size_t(kNB) * kD);
   sc.part.resize(size_t(g) * kNB * kLanes);
   sc.scores.resize(size_t(g) * kNB);
-  float kscale[kNB];
+  float kscale_block[kNB];
   for (int64_t b0 = s0; b0 < s1; b0 += kNB) {
     const int nb = int(std::min<int64_t>(kNB, s1 - b0));
-    for (int i = 0; i < nb; ++i) kscale[i] = load_key(keys, b0 + i, sc.kblock.data() + i * kD);
-    for (int i = nb; i < kNB; ++i)
-      for (int d = 0; d < kD; d += kLanes) store(sc.kblock.data() + i * kD + d, zero());
+    const float* kscale = kscale_block;
+    const uint16_t* kpairs = sc.kpairs.data();
+    if (p.kconv) {  // converted once for the call
+      kscale = p.kconv_scale + b0;
+      kpairs = p.kconv + b0 * kD;
+    } else if (p.pairs) {
+      for (int i = 0; i < nb; ++i)
+        kscale_block[i] = load_key_pairs(keys, b0 + i, sc.kpairs.data() + i * kD);
+      std::fill(sc.kpairs.begin() + nb * kD, sc.kpairs.end(), uint16_t(0));
+    } else {
+      for (int i = 0; i < nb; ++i)
+        kscale_block[i] = load_key(keys, b0 + i, sc.kblock.data() + i * kD);
+      for (int i = nb; i < kNB; ++i)
+        for (int d = 0; d < kD; d += kLanes) store(sc.kblock.data() + i * kD + d, zero());
+    }
     std::fill(sc.part.begin(), sc.part.end(), 0.0f);
     const int nbr = (nb + kMR - 1) / kMR * kMR;
     for (int strip = 0; strip < n_strips; ++strip) {
-      const float* qp = sc.qpanel.data() + size_t(strip) * kD * kNR;
       VF wv[kNV];
       int qj[kNV];
       for (int v = 0; v < kNV; ++v) {
@@ -123,7 +197,10 @@ void run_item(const IndexerQueries& q, const IndexerKeys& keys, const int64_t* n
       }
       for (int i0 = 0; i0 < nbr; i0 += kMR) {
         VF acc[kMR][kNV];
-        score_tile(sc.kblock.data() + i0 * kD, qp, acc);
+        if (p.pairs)
+          score_tile(kpairs + i0 * kD, sc.qpairs.data() + size_t(strip) * kDP * kNR, acc);
+        else
+          score_tile(sc.kblock.data() + i0 * kD, sc.qpanel.data() + size_t(strip) * kD * kNR, acc);
 #pragma GCC unroll 16
         for (int i = 0; i < kMR; ++i)
 #pragma GCC unroll 16
@@ -154,6 +231,7 @@ void indexer_topk_kernel(const IndexerQueries& q, const IndexerKeys& keys, const
   p.T = q.n_tokens;
   p.HI = q.n_heads;
   p.HIp = (p.HI + kLanes - 1) / kLanes * kLanes;
+  p.pairs = kNativeBf16Dot && bf16_dot_preferred() && q.dtype == DType::fp8_e4m3;
   p.G = int(std::max<int64_t>(1, std::min<int64_t>(p.T, 64 / p.HIp)));
   p.n_groups = (p.T + p.G - 1) / p.G;
   const int threads = num_threads();
@@ -170,6 +248,28 @@ void indexer_topk_kernel(const IndexerQueries& q, const IndexerKeys& keys, const
   p.chunk_len = std::max<int64_t>(kNB, (p.chunk_len + kNB - 1) / kNB * kNB);
   p.n_chunks = std::max<int64_t>(1, (max_n + p.chunk_len - 1) / p.chunk_len);
 
+  // Many query groups read every key several times: convert the keys once (in parallel).
+  thread_local std::vector<uint16_t> kconv;
+  thread_local std::vector<float> kconv_scale;
+  if (p.pairs && p.n_groups > 1) {
+    if (kconv.size() < size_t(max_n + kNB) * kD) kconv.resize(size_t(max_n + kNB) * kD);
+    if (kconv_scale.size() < size_t(max_n + kNB)) kconv_scale.resize(size_t(max_n + kNB));
+    // (Pointers, not the thread_local vectors, into the workers: they have their own.)
+    uint16_t* kc = kconv.data();
+    float* kcs = kconv_scale.data();
+    parallel_for(max_n + kNB, 256, [&](int64_t s0, int64_t s1, int) {
+      for (int64_t s = s0; s < s1; ++s) {
+        if (s < max_n) {
+          kcs[s] = load_key_pairs(keys, s, kc + s * kD);
+        } else {
+          std::fill(kc + s * kD, kc + (s + 1) * kD, uint16_t(0));
+          kcs[s] = 0.0f;
+        }
+      }
+    });
+    p.kconv = kc;
+    p.kconv_scale = kcs;
+  }
   std::vector<Scratch> scratch(size_t(threads) + 1);
   std::vector<uint64_t> partial;
   std::vector<int32_t> partial_n;

@@ -23,6 +23,10 @@ struct MlaAttnArgs {
   int latent_dim = 512;   // C
   int rope_dim = 64;      // R
   float scale = 1.0f;
+  // The products may round to bf16 (--precision bf16): with a bf16 cache, on a native and
+  // preferred bf16 dot, the scores take the scaled query rounded to bf16 and P . V takes P
+  // rounded to bf16 (as FlashMLA does; the softmax sums stay f32). false: f32 products.
+  bool bf16_products = false;
   const MlaCacheView* caches = nullptr;
   const int32_t* cache_of_query = nullptr;  // [T] indices into caches, or null
   float* o_lat = nullptr;

@@ -16,12 +16,19 @@
 // parallel units (few queries: decode) or one after another inside one unit (many queries).
 // So a query's output is bitwise the same whatever else is in the call and however many
 // threads run it; and a dense query equals a sparse one whose index list is 0 .. n-1.
+//
+// The bf16-pair form (a bf16 cache, where vdpbf16ps is native and preferred; --precision bf16):
+// the key rows stay bf16 and the scaled query is rounded to bf16, so S^T takes dot_pairs over
+// pairs of dimensions; P is rounded to bf16 (as FlashMLA does; the row sums l stay f32) and
+// O^T += V^T . P takes dot_pairs over pairs of keys, V's rows zipped two keys at a time. The
+// form depends only on the query's cache dtype, so batch invariance holds as above.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/thread_pool.h"
 #include "kernels/mla_attention.h"
 #include "tile/mma.h"
@@ -44,11 +51,17 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct Workspace {
   std::vector<float> qp, ot, kf, st, m, l;
+  // Pair form: qp2 [group][DQP][kHG] query pairs, kb [kBK][2 DQP] bf16 key rows, vp
+  // [kBK / 2][C] value pairs of two keys, pp [kBK / 2][kHG] probability pairs.
+  std::vector<uint32_t> qp2, vp, pp;
+  std::vector<uint16_t> kb;
 };
 
 struct Plan {
   const MlaAttnArgs* a;
   int H, C, R, DQ, G;
+  int DQP;                           // pairs per key row (DQ rounded up to even, halved)
+  bool pairs = false;                // the pair form is allowed (native and preferred bf16 dot)
   const int32_t* keys = nullptr;     // sparse: compacted valid indices
   const int64_t* key_off = nullptr;  // sparse: [T + 1] offsets into keys
   const int32_t* positions = nullptr;
@@ -173,6 +186,28 @@ inline void pv_tile(float* og, const float* st, const float* kf, int DQ, int n, 
     for (int v = 0; v < kHV; ++v) store(og + (v0 + r) * kHG + v * kLanes, acc[r][v]);
 }
 
+// Online-softmax step of head group g over the n scores in st (turned into P in place): the
+// running max and sum move on; alpha gets the factor by which O^T is rescaled.
+inline void softmax_step(Workspace& w, int g, int n, VF* alpha) {
+  float* st = w.st.data();
+  float* mg = w.m.data() + g * kHG;
+  float* lg = w.l.data() + g * kHG;
+  for (int v = 0; v < kHV; ++v) {
+    const VF mo = load(mg + v * kLanes);
+    VF m = mo;
+    for (int k = 0; k < n; ++k) m = max(m, load(st + k * kHG + v * kLanes));
+    alpha[v] = simd::exp(sub(mo, m));  // exp(-inf) = 0 on the first block
+    VF sum = zero();
+    for (int k = 0; k < n; ++k) {
+      const VF e = simd::exp(sub(load(st + k * kHG + v * kLanes), m));
+      store(st + k * kHG + v * kLanes, e);
+      sum = simd::add(sum, e);
+    }
+    store(lg + v * kLanes, fma(load(lg + v * kLanes), alpha[v], sum));
+    store(mg + v * kLanes, m);
+  }
+}
+
 // One key block of n keys (rows of kf) for head group g: scores, softmax step, PV update.
 void block_step(const Plan& p, Workspace& w, int g, int n) {
   const int DQ = p.DQ, C = p.C;
@@ -184,27 +219,94 @@ void block_step(const Plan& p, Workspace& w, int g, int n) {
   for (; i + kRK <= n; i += kRK) score_tile<kRK>(qg, kf + int64_t(i) * DQ, DQ, st + i * kHG);
   for (; i < n; ++i) score_tile<1>(qg, kf + int64_t(i) * DQ, DQ, st + i * kHG);
 
-  float* mg = w.m.data() + g * kHG;
-  float* lg = w.l.data() + g * kHG;
-  VF mx[kHV], alpha[kHV], sum[kHV];
-  for (int v = 0; v < kHV; ++v) {
-    const VF mo = load(mg + v * kLanes);
-    VF m = mo;
-    for (int k = 0; k < n; ++k) m = max(m, load(st + k * kHG + v * kLanes));
-    mx[v] = m;
-    alpha[v] = simd::exp(sub(mo, m));  // exp(-inf) = 0 on the first block
-    sum[v] = zero();
-    for (int k = 0; k < n; ++k) {
-      const VF e = simd::exp(sub(load(st + k * kHG + v * kLanes), m));
-      store(st + k * kHG + v * kLanes, e);
-      sum[v] = simd::add(sum[v], e);
-    }
-    store(lg + v * kLanes, fma(load(lg + v * kLanes), alpha[v], sum[v]));
-    store(mg + v * kLanes, m);
-  }
+  VF alpha[kHV];
+  softmax_step(w, g, n, alpha);
   int v0 = 0;
   for (; v0 + kRV <= C; v0 += kRV) pv_tile<kRV>(og, st, kf, DQ, n, alpha, v0);
   for (; v0 < C; ++v0) pv_tile<1>(og, st, kf, DQ, n, alpha, v0);
+}
+
+// The pair form of score_tile: kb rows of 2 DQP bf16, qg [DQP][kHG] pairs.
+template <int RK>
+inline void score_tile_pairs(const uint32_t* qg, const uint16_t* kb, int DQP, float* st) {
+  VF acc[RK][kHV];
+  clear(acc);
+  mma_pairs(acc, DQP, kb, 2 * DQP, 2, reinterpret_cast<const uint16_t*>(qg), 2 * kHG);
+#pragma GCC unroll 16
+  for (int r = 0; r < RK; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kHV; ++v) store(st + r * kHG + v * kLanes, acc[r][v]);
+}
+
+// The pair form of pv_tile over np key pairs: vp [np][C] value pairs, pp [np][kHG] P pairs.
+template <int RV>
+inline void pv_tile_pairs(float* og, const uint32_t* pp, const uint32_t* vp, int C, int np,
+                          const VF* alpha, int v0) {
+  VF acc[RV][kHV];
+#pragma GCC unroll 16
+  for (int r = 0; r < RV; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kHV; ++v) acc[r][v] = mul(load(og + (v0 + r) * kHG + v * kLanes), alpha[v]);
+  mma_pairs(acc, np, reinterpret_cast<const uint16_t*>(vp + v0), 2, 2 * C,
+            reinterpret_cast<const uint16_t*>(pp), 2 * kHG);
+#pragma GCC unroll 16
+  for (int r = 0; r < RV; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kHV; ++v) store(og + (v0 + r) * kHG + v * kLanes, acc[r][v]);
+}
+
+// block_step in the pair form: the n key rows are in w.kb, their value pairs in w.vp.
+void block_step_pairs(const Plan& p, Workspace& w, int g, int n) {
+  const int DQP = p.DQP, C = p.C;
+  const uint32_t* qg = w.qp2.data() + int64_t(g) * DQP * kHG;
+  float* og = w.ot.data() + int64_t(g) * C * kHG;
+  float* st = w.st.data();
+  const uint16_t* kb = w.kb.data();
+  int i = 0;
+  for (; i + kRK <= n; i += kRK)
+    score_tile_pairs<kRK>(qg, kb + int64_t(i) * 2 * DQP, DQP, st + i * kHG);
+  for (; i < n; ++i) score_tile_pairs<1>(qg, kb + int64_t(i) * 2 * DQP, DQP, st + i * kHG);
+  VF alpha[kHV];
+  softmax_step(w, g, n, alpha);
+  // P as bf16 pairs of consecutive keys (the partner of an odd last key is 0).
+  const int np = (n + 1) / 2;
+  for (int k = 0; k < np; ++k)
+    for (int v = 0; v < kHV; ++v) {
+      const VF lo = load(st + 2 * k * kHG + v * kLanes);
+      const VF hi = 2 * k + 1 < n ? load(st + (2 * k + 1) * kHG + v * kLanes) : zero();
+      store_pairs(reinterpret_cast<uint16_t*>(w.pp.data() + k * kHG + v * kLanes),
+                  bf16_pairs(lo, hi));
+    }
+  int v0 = 0;
+  for (; v0 + kRV <= C; v0 += kRV)
+    pv_tile_pairs<kRV>(og, w.pp.data(), w.vp.data(), C, np, alpha, v0);
+  for (; v0 < C; ++v0) pv_tile_pairs<1>(og, w.pp.data(), w.vp.data(), C, np, alpha, v0);
+}
+
+// Key row s of a bf16 cache into kb[2 DQP] (zero past DQ).
+inline void gather_row_bf16(const MlaCacheView& cv, int64_t s, int C, int R, uint16_t* kb) {
+  const int64_t row = cv.row(s);
+  std::memcpy(kb, cache_row(cv.c, cv.c_dtype, row, cv.ld_c), size_t(C) * 2);
+  if (R > 0) std::memcpy(kb + C, cache_row(cv.k_pe, cv.pe_dtype, row, cv.ld_pe), size_t(R) * 2);
+  if ((C + R) % 2) kb[C + R] = 0;
+}
+
+// vp[k][c] = (kb[2k][c], kb[2k + 1][c]) for the n rows of kb (row n zero when n is odd).
+inline void zip_values(const uint16_t* kb, int ldk, int C, int n, uint32_t* vp) {
+  for (int k = 0; 2 * k < n; ++k) {
+    const uint16_t* a = kb + int64_t(2 * k) * ldk;
+    const uint16_t* b = a + ldk;
+    const bool odd = 2 * k + 1 == n;
+    uint32_t* dst = vp + int64_t(k) * C;
+    int c = 0;
+    for (; c + 2 * kLanes <= C; c += 2 * kLanes) {
+      VB lo, hi;
+      zip_pairs(load_pairs(a + c), odd ? VB{} : load_pairs(b + c), lo, hi);
+      store_pairs(reinterpret_cast<uint16_t*>(dst + c), lo);
+      store_pairs(reinterpret_cast<uint16_t*>(dst + c + kLanes), hi);
+    }
+    for (; c < C; ++c) dst[c] = uint32_t(a[c]) | (odd ? 0u : uint32_t(b[c]) << 16);
+  }
 }
 
 // Split s of S of query t for head groups [g0, g1): the normalized output of those heads goes to
@@ -218,14 +320,30 @@ void run_split(const Plan& p, Workspace& w, int64_t t, int s, int S, int g0, int
   const MlaCacheView& cv = cache_of(a, t);
   const int32_t* keys = p.keys ? p.keys + p.key_off[t] : nullptr;
   auto key_at = [&](int64_t j) -> int64_t { return keys ? keys[j] : j; };
+  const bool pairs = p.pairs && cv.c_dtype == DType::bf16 && (R == 0 || cv.pe_dtype == DType::bf16);
+  const int DQP = p.DQP;
 
-  // Pack the scaled query of the unit's heads: qp[g][d][hl], zero for heads past H.
+  // Pack the scaled query of the unit's heads: qp[g][d][hl] (pair form: qp2[g][d / 2][hl]), zero
+  // for heads past H.
   for (int g = g0; g < g1; ++g) {
-    float* qg = w.qp.data() + int64_t(g) * DQ * kHG;
-    for (int hl = 0; hl < kHG; ++hl) {
-      const int h = g * kHG + hl;
-      const float* qh = a.q + (t * H + h) * int64_t(DQ);
-      for (int d = 0; d < DQ; ++d) qg[d * kHG + hl] = h < H ? qh[d] * a.scale : 0.0f;
+    if (pairs) {
+      uint32_t* qg = w.qp2.data() + int64_t(g) * DQP * kHG;
+      for (int hl = 0; hl < kHG; ++hl) {
+        const int h = g * kHG + hl;
+        const float* qh = a.q + (t * H + h) * int64_t(DQ);
+        for (int d = 0; d < DQP; ++d) {
+          const float lo = h < H ? qh[2 * d] * a.scale : 0.0f;
+          const float hi = h < H && 2 * d + 1 < DQ ? qh[2 * d + 1] * a.scale : 0.0f;
+          qg[d * kHG + hl] = uint32_t(f32_to_bf16(lo).bits) | uint32_t(f32_to_bf16(hi).bits) << 16;
+        }
+      }
+    } else {
+      float* qg = w.qp.data() + int64_t(g) * DQ * kHG;
+      for (int hl = 0; hl < kHG; ++hl) {
+        const int h = g * kHG + hl;
+        const float* qh = a.q + (t * H + h) * int64_t(DQ);
+        for (int d = 0; d < DQ; ++d) qg[d * kHG + hl] = h < H ? qh[d] * a.scale : 0.0f;
+      }
     }
     std::fill(w.ot.begin() + int64_t(g) * C * kHG, w.ot.begin() + int64_t(g + 1) * C * kHG, 0.0f);
     std::fill(w.m.begin() + g * kHG, w.m.begin() + (g + 1) * kHG, kNegInf);
@@ -235,6 +353,15 @@ void run_split(const Plan& p, Workspace& w, int64_t t, int s, int S, int g0, int
   for (int64_t j = kbeg; j < kbeg + kBK && j < kend; ++j) prefetch_row(cv, key_at(j), C, R);
   for (int64_t kb = kbeg; kb < kend; kb += kBK) {
     const int nb = int(std::min<int64_t>(kBK, kend - kb));
+    if (pairs) {
+      for (int i = 0; i < nb; ++i)
+        gather_row_bf16(cv, key_at(kb + i), C, R, w.kb.data() + int64_t(i) * 2 * DQP);
+      zip_values(w.kb.data(), 2 * DQP, C, nb, w.vp.data());
+      for (int64_t j = kb + kBK; j < kb + 2 * kBK && j < kend; ++j)
+        prefetch_row(cv, key_at(j), C, R);
+      for (int g = g0; g < g1; ++g) block_step_pairs(p, w, g, nb);
+      continue;
+    }
     for (int i = 0; i < nb; ++i) {
       const int64_t row = cv.row(key_at(kb + i));
       float* dst = w.kf.data() + int64_t(i) * DQ;
@@ -332,6 +459,8 @@ void mla_attention_kernel(const MlaAttnArgs& a, const int32_t* idx, int k,
   p.C = a.latent_dim;
   p.R = a.rope_dim;
   p.DQ = p.C + p.R;
+  p.DQP = (p.DQ + 1) / 2;
+  p.pairs = a.bf16_products && kNativeBf16Dot && bf16_dot_preferred();
   p.G = (p.H + kHG - 1) / kHG;
   p.positions = positions;
   std::vector<int32_t> keys;
@@ -382,6 +511,15 @@ void mla_attention_kernel(const MlaAttnArgs& a, const int32_t* idx, int k,
     grow(w.st, size_t(kBK) * kHG);
     grow(w.m, size_t(p.G) * kHG);
     grow(w.l, size_t(p.G) * kHG);
+    if (p.pairs) {
+      auto grow_u = [](auto& v, size_t n) {
+        if (v.size() < n) v.resize(n);
+      };
+      grow_u(w.qp2, size_t(p.G) * p.DQP * kHG);
+      grow_u(w.kb, size_t(kBK) * 2 * p.DQP);
+      grow_u(w.vp, size_t(kBK / 2) * p.C);
+      grow_u(w.pp, size_t(kBK / 2) * kHG);
+    }
     return w;
   };
   if (!p.parallel_splits) {

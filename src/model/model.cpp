@@ -824,6 +824,7 @@ void Model::absorbed_attention(KvCache& cache, int cl, const AttentionWeights& w
     a.latent_dim = int(C);
     a.rope_dim = int(rope);
     a.scale = float(c.softmax_scale());
+    a.bf16_products = options_.precision == Precision::bf16;
     a.caches = views.data();
     a.cache_of_query = cache_of.data();
     a.o_lat = o_lat.data();

@@ -259,6 +259,14 @@ inline VB bf16_pairs(VF lo, VF hi) {
 inline void store_pairs(uint16_t* p, VB a) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a.v);
 }
+// Two rows a, b of 2 * kLanes bf16 zipped into pairs: lo = (a0, b0, a1, b1, ...) of the first
+// kLanes columns, hi of the last kLanes (a pair along the other dimension: two keys' values).
+inline void zip_pairs(VB a, VB b, VB& lo, VB& hi) {
+  const __m256i l = _mm256_unpacklo_epi16(a.v, b.v);  // columns 0-3 | 8-11
+  const __m256i h = _mm256_unpackhi_epi16(a.v, b.v);  // columns 4-7 | 12-15
+  lo.v = _mm256_permute2x128_si256(l, h, 0x20);
+  hi.v = _mm256_permute2x128_si256(l, h, 0x31);
+}
 
 // ---- 8-bit integer dot products (W8A8 / W4A8) -------------------------------------------------
 // VQ: 4 * kLanes bytes, one byte quad per int32 lane of a VI.

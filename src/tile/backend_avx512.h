@@ -230,6 +230,17 @@ inline VB bf16_pairs(VF lo, VF hi) {
 inline void store_pairs(uint16_t* p, VB a) {
   _mm512_storeu_si512(p, a.v);
 }
+// Two rows a, b of 2 * kLanes bf16 zipped into pairs: lo = (a0, b0, a1, b1, ...) of the first
+// kLanes columns, hi of the last kLanes (a pair along the other dimension: two keys' values).
+inline void zip_pairs(VB a, VB b, VB& lo, VB& hi) {
+  alignas(64) static constexpr uint16_t kLo[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
+                                                   37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
+                                                   11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  const __m512i lo_idx = _mm512_load_si512(kLo);
+  const __m512i hi_idx = _mm512_add_epi16(lo_idx, _mm512_set1_epi16(16));
+  lo.v = _mm512_permutex2var_epi16(a.v, lo_idx, b.v);
+  hi.v = _mm512_permutex2var_epi16(a.v, hi_idx, b.v);
+}
 
 // ---- raw 32-bit words (weight transposes; pure data moves, every bit pattern kept) -------------
 inline VF load_words(const void* p) {

@@ -247,6 +247,14 @@ inline VB bf16_pairs(VF lo, VF hi) {
 inline void store_pairs(uint16_t* p, VB a) {
   std::memcpy(p, a.v, sizeof a.v);
 }
+// Two rows a, b of 2 * kLanes bf16 zipped into pairs: lo = (a0, b0, a1, b1, ...) of the first
+// kLanes columns, hi of the last kLanes (a pair along the other dimension: two keys' values).
+inline void zip_pairs(VB a, VB b, VB& lo, VB& hi) {
+  for (int i = 0; i < kLanes; ++i) {
+    lo.v[2 * i] = a.v[i], lo.v[2 * i + 1] = b.v[i];
+    hi.v[2 * i] = a.v[kLanes + i], hi.v[2 * i + 1] = b.v[kLanes + i];
+  }
+}
 
 // ---- raw 32-bit words (weight transposes; pure data moves, every bit pattern kept) -------------
 inline VF load_words(const void* p) {

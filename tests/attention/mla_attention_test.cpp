@@ -1,5 +1,7 @@
 // Sparse and dense MLA flash attention against the double-precision references (dsinfer::ref),
-// for every ISA this CPU runs.
+// for every ISA this CPU runs. A bf16 cache on a native bf16 dot takes the pair form (the scaled
+// query rounded to bf16, P rounded to bf16 before P . V): its reference is the same computation
+// on the rounded query, with a tolerance for P's rounding (see expect_close).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -29,6 +31,7 @@ struct Problem {
   std::vector<uint8_t> c8;  // 8-bit latent rows (codes then scales), k_pe then in bf16
   std::vector<int32_t> idx, pos;
   float scale;
+  bool bf16_products = true;  // MlaAttnArgs::bf16_products (used with a bf16 cache)
 };
 
 Problem make_problem(int64_t T, int64_t N, int H, int K, DType dt, uint32_t seed, int C = 512,
@@ -129,7 +132,14 @@ Cache make_cache(const Problem& p, bool paged, uint32_t seed = 9) {
 
 struct Out {
   std::vector<float> o, lse;
+  std::vector<float> p_norm;  // pair-form references: sqrt(sum_s P[s]^2) per (query, head)
 };
+
+// Whether the kernel runs the pair form for this problem's cache on the active ISA.
+bool pair_form(const Problem& p) {
+  return p.bf16_products && p.dtype == DType::bf16 && active_isa() == Isa::avx512bf16 &&
+         bf16_dot_preferred();
+}
 
 Out run_kernel(const Problem& p, const MlaCacheView& view, bool dense) {
   Out out;
@@ -138,6 +148,7 @@ Out run_kernel(const Problem& p, const MlaCacheView& view, bool dense) {
   MlaAttnArgs a;
   a.q = p.q.data(), a.n_queries = p.T, a.n_heads = p.H, a.latent_dim = p.C, a.rope_dim = p.R;
   a.scale = p.scale, a.caches = &view, a.o_lat = out.o.data(), a.lse = out.lse.data();
+  a.bf16_products = p.bf16_products;
   if (dense)
     dense_mla_attention(a, p.pos.data());
   else
@@ -145,21 +156,71 @@ Out run_kernel(const Problem& p, const MlaCacheView& view, bool dense) {
   return out;
 }
 
-Out run_ref(const Problem& p, bool dense) {
+// The reference; with `pairs`, on the query the pair form uses (q * scale rounded to bf16), with
+// the norm of each softmax row, which bounds the effect of rounding P.
+Out run_ref(const Problem& p, bool dense, bool pairs = false) {
   Out out;
   out.o.resize(size_t(p.T) * p.H * p.C);
   out.lse.resize(size_t(p.T) * p.H);
   ref::MlaDims d{p.H, 128, p.R, 128, p.C};
+  std::vector<float> q = p.q;
+  float scale = p.scale;
+  if (pairs) {
+    for (auto& x : q) x = bf16_to_f32(f32_to_bf16(x * p.scale));
+    scale = 1.0f;
+  }
   if (dense)
-    ref::dense_mla_attention(p.q.data(), p.T, d, p.c.data(), p.pe.data(), p.N, p.pos.data(),
-                             p.scale, out.o.data(), out.lse.data());
+    ref::dense_mla_attention(q.data(), p.T, d, p.c.data(), p.pe.data(), p.N, p.pos.data(), scale,
+                             out.o.data(), out.lse.data());
   else
-    ref::sparse_mla_attention(p.q.data(), p.T, d, p.c.data(), p.pe.data(), p.N, p.idx.data(), p.K,
-                              p.scale, out.o.data(), out.lse.data());
+    ref::sparse_mla_attention(q.data(), p.T, d, p.c.data(), p.pe.data(), p.N, p.idx.data(), p.K,
+                              scale, out.o.data(), out.lse.data());
+  if (!pairs) return out;
+  const int DQ = p.C + p.R;
+  out.p_norm.assign(size_t(p.T) * p.H, 0.0f);
+  for (int64_t t = 0; t < p.T; ++t) {
+    std::vector<int64_t> keys;
+    if (dense)
+      for (int64_t s = 0; s <= std::min<int64_t>(p.pos[t], p.N - 1); ++s) keys.push_back(s);
+    else
+      for (int j = 0; j < p.K; ++j)
+        if (p.idx[t * p.K + j] >= 0) keys.push_back(p.idx[t * p.K + j]);
+    for (int h = 0; h < p.H; ++h) {
+      const float* qh = &q[(t * p.H + h) * DQ];
+      std::vector<double> sc;
+      for (int64_t s : keys) {
+        double x = 0;
+        for (int c = 0; c < p.C; ++c) x += double(qh[c]) * p.c[s * p.C + c];
+        for (int r = 0; r < p.R; ++r) x += double(qh[p.C + r]) * p.pe[s * p.R + r];
+        sc.push_back(x);
+      }
+      if (sc.empty()) continue;
+      const double mx = *std::max_element(sc.begin(), sc.end());
+      double sum = 0, sq = 0;
+      for (double x : sc) sum += std::exp(x - mx);
+      for (double x : sc) sq += std::pow(std::exp(x - mx) / sum, 2);
+      out.p_norm[size_t(t * p.H + h)] = float(std::sqrt(sq));
+    }
+  }
   return out;
 }
 
-void expect_close(const Out& got, const Out& want) {
+// The references a problem's kernel results are checked against: exact, and the pair form's.
+struct Want {
+  Out exact, pairs;
+};
+Want run_refs(const Problem& p, bool dense) {
+  Want w{run_ref(p, dense), {}};
+  if (p.dtype == DType::bf16) w.pairs = run_ref(p, dense, true);
+  return w;
+}
+
+// Against the reference the kernel's form computes. The pair form rounds every P[s] to bf16 (a
+// relative error of at most 2^-8, uniform): o[c] moves by sum_s dP[s] v[s][c], of standard
+// deviation at most 2^-8 / sqrt(3) * |P| * max |v| (|v| <= 1 here), allowed six times over.
+void expect_close(const Out& got, const Want& want_both, const Problem& p) {
+  const bool pairs = pair_form(p);
+  const Out& want = pairs ? want_both.pairs : want_both.exact;
   ASSERT_EQ(got.o.size(), want.o.size());
   int bad = 0;
   for (size_t i = 0; i < want.lse.size() && bad < 5; ++i) {
@@ -169,9 +230,13 @@ void expect_close(const Out& got, const Out& want) {
       ++bad, ADD_FAILURE() << "lse " << i << ": " << got.lse[i] << " vs " << want.lse[i];
     }
   }
-  for (size_t i = 0; i < want.o.size() && bad < 5; ++i)
-    if (!(std::fabs(got.o[i] - want.o[i]) <= 2e-5f + 1e-4f * std::fabs(want.o[i])))
+  const float p_sigma = 6.0f * std::ldexp(1.0f, -8) / std::sqrt(3.0f);
+  for (size_t i = 0; i < want.o.size() && bad < 5; ++i) {
+    const float tol = 2e-5f + 1e-4f * std::fabs(want.o[i]) +
+                      (pairs ? p_sigma * want.p_norm[i / size_t(p.C)] : 0.0f);
+    if (!(std::fabs(got.o[i] - want.o[i]) <= tol))
       ++bad, ADD_FAILURE() << "o " << i << ": " << got.o[i] << " vs " << want.o[i];
+  }
 }
 
 void expect_identical(const Out& a, const Out& b) {
@@ -187,32 +252,37 @@ TEST(SparseMlaAttention, MatchesReferenceAcrossShapes) {
       const int64_t T = std::clamp<int64_t>((1 << 17) / (int64_t(H) * K), 2, 6);
       const int64_t N = K == 2048 ? 3000 : 200;
       Problem p = make_problem(T, N, H, K, DType::f32, uint32_t(H * 31 + K));
-      const Out want = run_ref(p, false);
+      const Want want = run_refs(p, false);
       Cache cache = make_cache(p, false);
-      for_each_isa([&](Isa) { expect_close(run_kernel(p, cache.view, false), want); });
+      for_each_isa([&](Isa) { expect_close(run_kernel(p, cache.view, false), want, p); });
     }
 }
 
-// bf16 cache, a 16K-token cache, paged and contiguous give bit-identical results.
+// bf16 cache, a 16K-token cache, paged and contiguous give bit-identical results; with and
+// without bf16 products (--precision f32 with a bf16 cache keeps f32 products).
 TEST(SparseMlaAttention, Bf16PagedLargeCache) {
   Problem p = make_problem(3, 16384, 64, 2048, DType::bf16, 77);
-  const Out want = run_ref(p, false);
+  const Want want = run_refs(p, false);
   Cache flat = make_cache(p, false), paged = make_cache(p, true);
-  for_each_isa([&](Isa) {
-    const Out a = run_kernel(p, flat.view, false);
-    expect_close(a, want);
-    expect_identical(a, run_kernel(p, paged.view, false));
-  });
+  for (bool products : {true, false}) {
+    p.bf16_products = products;
+    SCOPED_TRACE(products ? "bf16 products" : "f32 products");
+    for_each_isa([&](Isa) {
+      const Out a = run_kernel(p, flat.view, false);
+      expect_close(a, want, p);
+      expect_identical(a, run_kernel(p, paged.view, false));
+    });
+  }
 }
 
 TEST(SparseMlaAttention, PagedF32AndAllPadding) {
   Problem p = make_problem(5, 700, 16, 64, DType::f32, 5);
   std::fill(p.idx.begin(), p.idx.begin() + 64, -1);  // first row: nothing valid either
-  const Out want = run_ref(p, false);
+  const Want want = run_refs(p, false);
   Cache flat = make_cache(p, false), paged = make_cache(p, true);
   for_each_isa([&](Isa) {
     const Out a = run_kernel(p, flat.view, false);
-    expect_close(a, want);
+    expect_close(a, want, p);
     expect_identical(a, run_kernel(p, paged.view, false));
     for (int h = 0; h < p.H; ++h) EXPECT_TRUE(std::isinf(a.lse[h]) && a.lse[h] < 0);
     for (int i = 0; i < p.H * p.C; ++i) ASSERT_EQ(a.o[i], 0.0f);
@@ -222,13 +292,13 @@ TEST(SparseMlaAttention, PagedF32AndAllPadding) {
 // Decode (one query): split across keys and head groups, at several thread counts.
 TEST(SparseMlaAttention, DecodeSplitsAtAnyThreadCount) {
   Problem p = make_problem(1, 5000, 128, 2048, DType::bf16, 11);
-  const Out want = run_ref(p, false);
+  const Want want = run_refs(p, false);
   Cache cache = make_cache(p, true);
   const int saved = num_threads();
   for (int threads : {1, 3, 8}) {
     set_num_threads(threads);
     SCOPED_TRACE("threads " + std::to_string(threads));
-    for_each_isa([&](Isa) { expect_close(run_kernel(p, cache.view, false), want); });
+    for_each_isa([&](Isa) { expect_close(run_kernel(p, cache.view, false), want, p); });
   }
   set_num_threads(saved);
 }
@@ -239,15 +309,15 @@ TEST(SparseMlaAttention, PrefillManyQueries) {
   Problem p = make_problem(48, 500, 16, 64, DType::bf16, 31);
   Problem d = make_problem(40, 200, 16, 0, DType::f32, 32);
   for (int64_t t = 0; t < d.T; ++t) d.pos[t] = int32_t(t * 5);
-  const Out want = run_ref(p, false), want_d = run_ref(d, true);
+  const Want want = run_refs(p, false), want_d = run_refs(d, true);
   Cache cache = make_cache(p, true), cache_d = make_cache(d, false);
   const int saved = num_threads();
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     SCOPED_TRACE("threads " + std::to_string(threads));
     for_each_isa([&](Isa) {
-      expect_close(run_kernel(p, cache.view, false), want);
-      expect_close(run_kernel(d, cache_d.view, true), want_d);
+      expect_close(run_kernel(p, cache.view, false), want, p);
+      expect_close(run_kernel(d, cache_d.view, true), want_d, d);
     });
   }
   set_num_threads(saved);
@@ -256,16 +326,31 @@ TEST(SparseMlaAttention, PrefillManyQueries) {
 // Small latent / rope widths (test models) with tails in every micro-tile.
 TEST(SparseMlaAttention, SmallDims) {
   Problem p = make_problem(4, 90, 5, 37, DType::f32, 3, /*C=*/42, /*R=*/6);
-  const Out want = run_ref(p, false);
+  const Want want = run_refs(p, false);
   Cache cache = make_cache(p, false);
-  for_each_isa([&](Isa) { expect_close(run_kernel(p, cache.view, false), want); });
+  for_each_isa([&](Isa) { expect_close(run_kernel(p, cache.view, false), want, p); });
+}
+
+// The same with a bf16 cache (the pair form where the dot is native): an odd query width (a
+// zero-padded last pair), a latent width that is not whole vectors (the scalar zip tail), odd
+// key counts (an unpartnered last key in a block), sparse and dense.
+TEST(SparseMlaAttention, SmallDimsBf16) {
+  Problem p = make_problem(4, 91, 5, 37, DType::bf16, 6, /*C=*/42, /*R=*/5);
+  Problem d = make_problem(5, 53, 3, 0, DType::bf16, 7, /*C=*/70, /*R=*/3);
+  for (int64_t t = 0; t < d.T; ++t) d.pos[t] = int32_t(t * 11 + 2);
+  const Want want = run_refs(p, false), want_d = run_refs(d, true);
+  Cache cache = make_cache(p, true), cache_d = make_cache(d, false);
+  for_each_isa([&](Isa) {
+    expect_close(run_kernel(p, cache.view, false), want, p);
+    expect_close(run_kernel(d, cache_d.view, true), want_d, d);
+  });
 }
 
 // Two sequences decoded in one call, each with its own cache.
 TEST(SparseMlaAttention, SeveralCaches) {
   Problem a = make_problem(1, 300, 16, 64, DType::bf16, 21),
           b = make_problem(1, 500, 16, 64, DType::bf16, 22);
-  const Out wa = run_ref(a, false), wb = run_ref(b, false);
+  const Want wa = run_refs(a, false), wb = run_refs(b, false);
   Cache ca = make_cache(a, true), cb = make_cache(b, false);
   MlaCacheView views[2] = {cb.view, ca.view};
   std::vector<float> q = a.q;
@@ -280,12 +365,13 @@ TEST(SparseMlaAttention, SeveralCaches) {
     MlaAttnArgs args;
     args.q = q.data(), args.n_queries = 2, args.n_heads = 16, args.scale = a.scale;
     args.caches = views, args.cache_of_query = which;
+    args.bf16_products = a.bf16_products;
     args.o_lat = got.o.data(), args.lse = got.lse.data();
     sparse_mla_attention(args, idx.data(), 64);
     Out ga{{got.o.begin(), got.o.begin() + 16 * 512}, {got.lse.begin(), got.lse.begin() + 16}};
     Out gb{{got.o.begin() + 16 * 512, got.o.end()}, {got.lse.begin() + 16, got.lse.end()}};
-    expect_close(ga, wa);
-    expect_close(gb, wb);
+    expect_close(ga, wa, a);
+    expect_close(gb, wb, b);
   });
 }
 
@@ -300,18 +386,18 @@ TEST(SparseMlaAttention, EightBitLatentCache) {
     Problem pre = make_problem(20, 400, 16, 64, dt, 42);
     Problem den = make_problem(6, 300, 16, 0, dt, 43);
     Problem odd = make_problem(4, 90, 5, 37, dt, 44, /*C=*/200, /*R=*/6);
-    const Out w_dec = run_ref(dec, false), w_pre = run_ref(pre, false), w_den = run_ref(den, true),
-              w_odd = run_ref(odd, false);
+    const Want w_dec = run_refs(dec, false), w_pre = run_refs(pre, false),
+               w_den = run_refs(den, true), w_odd = run_refs(odd, false);
     Cache c_dec = make_cache(dec, true), f_dec = make_cache(dec, false),
           c_pre = make_cache(pre, true), c_den = make_cache(den, false),
           c_odd = make_cache(odd, true);
     for_each_isa([&](Isa) {
       const Out a = run_kernel(dec, c_dec.view, false);
-      expect_close(a, w_dec);
+      expect_close(a, w_dec, dec);
       expect_identical(a, run_kernel(dec, f_dec.view, false));
-      expect_close(run_kernel(pre, c_pre.view, false), w_pre);
-      expect_close(run_kernel(den, c_den.view, true), w_den);
-      expect_close(run_kernel(odd, c_odd.view, false), w_odd);
+      expect_close(run_kernel(pre, c_pre.view, false), w_pre, pre);
+      expect_close(run_kernel(den, c_den.view, true), w_den, den);
+      expect_close(run_kernel(odd, c_odd.view, false), w_odd, odd);
     });
   }
 }
@@ -336,13 +422,17 @@ TEST(DenseMlaAttention, MatchesReference) {
     SCOPED_TRACE("T " + std::to_string(T) + " N " + std::to_string(N));
     Problem p = make_problem(T, N, H, 0, DType::bf16, uint32_t(N));
     if (T > 1) p.pos[0] = 0;  // the first token of a sequence sees only itself
-    const Out want = run_ref(p, true);
+    const Want want = run_refs(p, true);
     Cache flat = make_cache(p, false), paged = make_cache(p, true);
-    for_each_isa([&](Isa) {
-      const Out a = run_kernel(p, flat.view, true);
-      expect_close(a, want);
-      expect_identical(a, run_kernel(p, paged.view, true));
-    });
+    for (bool products : {true, false}) {
+      p.bf16_products = products;
+      SCOPED_TRACE(products ? "bf16 products" : "f32 products");
+      for_each_isa([&](Isa) {
+        const Out a = run_kernel(p, flat.view, true);
+        expect_close(a, want, p);
+        expect_identical(a, run_kernel(p, paged.view, true));
+      });
+    }
   }
 }
 

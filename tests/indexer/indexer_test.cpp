@@ -143,6 +143,7 @@ TEST(Indexer, DecodeManyKeysWithChunks) {
   run_case({1, 20000, 64, 2048, false}, 7);
   run_case({3, 9000, 8, 100, false}, 8, 1);  // range 1: very many exact ties
   run_case({4, 12000, 16, 300, true}, 13);   // chunks with per-query causal limits
+  run_case({40, 6000, 16, 512, true}, 14);   // prefill: keys converted once, by all threads
   set_num_threads(saved);
 }
 

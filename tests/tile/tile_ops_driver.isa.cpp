@@ -73,6 +73,13 @@ uint32_t tt_fp8_to_bf16_pow2(const uint8_t* codes, int c, uint16_t* out) {
   simd::store_pairs(out, v);
   return subnormal;
 }
+// zip_pairs of rows a, b (2 * kLanes each): lo then hi into out[4 * kLanes].
+void tt_zip_pairs(const uint16_t* a, const uint16_t* b, uint16_t* out) {
+  simd::VB lo, hi;
+  simd::zip_pairs(simd::load_pairs(a), simd::load_pairs(b), lo, hi);
+  simd::store_pairs(out, lo);
+  simd::store_pairs(out + 2 * simd::kLanes, hi);
+}
 void tt_load_uint(const uint8_t* p, bool u4, float* out) {
   simd::store(out, u4 ? simd::load_u4(p) : simd::load_u8(p));
 }

@@ -147,6 +147,21 @@ TEST(TileOps, Fp8ToBf16Pow2IsExactAndFlagsSubnormals) {
   });
 }
 
+// Two rows zipped into pairs (two keys' values side by side for the P . V pair product).
+TEST(TileOps, ZipPairsInterleavesTwoRowsInOrder) {
+  for_each_isa([&](Isa) {
+    const int n = 2 * DSINFER_DISPATCH(tt_lanes)();
+    std::vector<uint16_t> a(static_cast<size_t>(n)), b(a.size()), out(2 * a.size());
+    for (int i = 0; i < n; ++i)
+      a[size_t(i)] = uint16_t(1000 + i), b[size_t(i)] = uint16_t(5000 + 7 * i);
+    DSINFER_DISPATCH(tt_zip_pairs)(a.data(), b.data(), out.data());
+    for (int i = 0; i < n; ++i) {
+      ASSERT_EQ(out[size_t(2 * i)], a[size_t(i)]) << "column " << i;
+      ASSERT_EQ(out[size_t(2 * i + 1)], b[size_t(i)]) << "column " << i;
+    }
+  });
+}
+
 // 8- and 4-bit unsigned codes as f32 (integer weights decoded along a row).
 TEST(TileOps, UnsignedCodeLoadsAreExact) {
   for_each_isa([&](Isa) {
