@@ -135,6 +135,10 @@ void set_active_isa(Isa isa) {
   active_slot().store(int(isa), std::memory_order_relaxed);
 }
 
+bool bf16_pairs_native() {
+  return active_isa() == Isa::avx512bf16 && bf16_dot_preferred();
+}
+
 bool bf16_dot_preferred() {
   return bf16_dot_slot().load(std::memory_order_relaxed);
 }

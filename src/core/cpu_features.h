@@ -32,6 +32,9 @@ void set_active_isa(Isa isa);  // throws std::invalid_argument when unsupported
 // switch it. The two paths round differently (a pair step adds two products at once), so the
 // setting is part of what must agree across the ranks of a distributed job.
 bool bf16_dot_preferred();
+// The kernels' bf16-pair forms run on vdpbf16ps here: the active ISA has it and it is preferred.
+// Callers that lay their data out for those forms (the MHA prefill's keys and values) ask this.
+bool bf16_pairs_native();
 void set_bf16_dot_preferred(bool native);
 // "native" or "fma": what bf16_dot_preferred() says, for logs and `dsinfer info`.
 const char* bf16_dot_name();

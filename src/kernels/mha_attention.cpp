@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/dispatch.h"
+#include "core/dtype.h"
 
 namespace dsinfer {
 
@@ -19,9 +20,21 @@ void check_args(const MhaHeadArgs& a) {
   };
   if (a.n_queries < 0 || a.n_keys < 0 || a.dqk <= 0 || a.dv <= 0) fail("bad shape");
   if (a.n_queries == 0) return;
-  if (!a.q || !a.o || !a.positions || (a.n_keys > 0 && (!a.kt || !a.v))) fail("null pointer");
-  if (a.ldq < a.dqk || a.ldo < a.dv || a.ldv < a.dv || (a.mask && a.ldmask < (a.n_keys + 63) / 64))
+  const bool pairs = a.kt2 || a.v2;
+  if (pairs && !(a.kt2 && a.v2)) fail("kt2 and v2 go together");
+  if (!a.q || !a.o || !a.positions || (a.n_keys > 0 && !pairs && (!a.kt || !a.v)))
+    fail("null pointer");
+  if (a.ldq < a.dqk || a.ldo < a.dv || (!pairs && a.ldv < a.dv) ||
+      (a.mask && a.ldmask < (a.n_keys + 63) / 64))
     fail("bad leading dimension");
+}
+
+float key_at(const MhaHeadArgs& a, int64_t s, int d) {
+  return a.kt2 ? bf16_to_f32(bf16{a.kt2[mha_key_pair_index(s, d, a.dqk)]})
+               : a.kt[mha_key_index(s, d, a.dqk)];
+}
+float value_at(const MhaHeadArgs& a, int64_t s, int c) {
+  return a.v2 ? bf16_to_f32(bf16{a.v2[mha_value_pair_index(s, c, a.dv)]}) : a.v[s * a.ldv + c];
 }
 
 bool visible(const MhaHeadArgs& a, int64_t t, int64_t s) {
@@ -45,8 +58,7 @@ void mha_attention_head_reference(const MhaHeadArgs& a) {
     for (int64_t s = 0; s < a.n_keys; ++s) {
       if (!visible(a, t, s)) continue;
       double d = 0;
-      for (int i = 0; i < a.dqk; ++i)
-        d += double(a.q[t * a.ldq + i]) * a.kt[mha_key_index(s, i, a.dqk)];
+      for (int i = 0; i < a.dqk; ++i) d += double(a.q[t * a.ldq + i]) * key_at(a, s, i);
       score[s] = d * a.scale;
       mx = std::max(mx, score[s]);
     }
@@ -56,7 +68,7 @@ void mha_attention_head_reference(const MhaHeadArgs& a) {
       if (!visible(a, t, s)) continue;
       const double p = std::exp(score[s] - mx);
       l += p;
-      for (int c = 0; c < a.dv; ++c) acc[c] += p * a.v[s * a.ldv + c];
+      for (int c = 0; c < a.dv; ++c) acc[c] += p * value_at(a, s, c);
     }
     for (int c = 0; c < a.dv; ++c) a.o[t * a.ldo + c] = l > 0 ? float(acc[c] / l) : 0.0f;
   }

@@ -29,6 +29,28 @@ inline int64_t mha_keys_size(int64_t n, int dqk) {
   return (n + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock * dqk;
 }
 
+// The bf16-pair layouts (MhaHeadArgs::kt2 / v2). Keys: per block of 64 keys, per pair of
+// dimensions (d = 2p, 2p + 1), the 64 keys' pairs: [block][p][64][2], dqk rounded up to even.
+inline int64_t mha_key_pair_index(int64_t s, int d, int dqk) {
+  const int64_t pairs = (dqk + 1) / 2;
+  return (s / kMhaKeyBlock) * pairs * 2 * kMhaKeyBlock + int64_t(d / 2) * 2 * kMhaKeyBlock +
+         (s % kMhaKeyBlock) * 2 + d % 2;
+}
+inline int64_t mha_key_pairs_size(int64_t n, int dqk) {
+  return (n + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock * 2 * ((dqk + 1) / 2);
+}
+// Values: per pair of keys (s = 2k, 2k + 1), per column c, the two keys' values: [k][width][2],
+// the width dv rounded up to 32 columns (whole vectors).
+inline int64_t mha_value_pair_width(int dv) {
+  return (dv + 31) / 32 * 32;
+}
+inline int64_t mha_value_pair_index(int64_t s, int c, int dv) {
+  return (s / 2) * 2 * mha_value_pair_width(dv) + int64_t(c) * 2 + s % 2;
+}
+inline int64_t mha_value_pairs_size(int64_t n, int dv) {
+  return (n + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock * mha_value_pair_width(dv);
+}
+
 struct MhaHeadArgs {
   const float* q = nullptr;
   int64_t ldq = 0, n_queries = 0;
@@ -42,6 +64,12 @@ struct MhaHeadArgs {
   float scale = 1.0f;
   float* o = nullptr;
   int64_t ldo = 0;
+  // The bf16-pair form (--precision bf16, where the bf16 dot is native): keys and values as bf16
+  // in the pair layouts above instead of kt / v (every element up to the last key block's end
+  // written, zero past n_keys and past dv); the query is rounded to bf16 and so is P before
+  // P . V (as FlashMLA does; the softmax sums stay f32).
+  const uint16_t* kt2 = nullptr;
+  const uint16_t* v2 = nullptr;
 };
 
 void mha_attention_head(const MhaHeadArgs& a);

@@ -5,6 +5,11 @@
 //   causal / top-k mask -> -inf; OnlineSoftmax turns S into P and rescales O
 //   O[kBQ, dv] += P . V[keys, :]                 (mma_outer: P broadcast, value columns in lanes)
 // Keys come in zero-padded blocks and values are copied into one, so tails need no code.
+//
+// The bf16-pair form (kt2 / v2 given): the queries are rounded to bf16 pairs of dimensions, S
+// takes dot_pairs against the keys' pair layout; P is rounded to bf16 (pairs of consecutive keys)
+// and O takes dot_pairs against the values zipped two keys at a time. Row by row the same
+// arithmetic whatever the block's other queries are, as in the f32 form.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -35,7 +40,54 @@ inline uint64_t low_bits(int n) {
 
 struct Workspace {
   std::vector<float> q, o, v;
+  std::vector<uint16_t> q2, p2;  // pair form: queries [kBQ][2 dqkp], P [kBQ][kBK] in bf16
 };
+
+using ScoreTile = Tile<kBQ, kBK>;
+
+// S *= scale; causal and top-k mask: -inf for the keys past each query and (with a mask) the
+// keys it did not select, found bit by bit (blocks every query fully sees skip this); then the
+// online-softmax step turns S into P and gives each row's rescale factor.
+void mask_and_softmax(const MhaHeadArgs& a, int64_t q0, int64_t k0, int nk, int nq, int64_t min_pos,
+                      ScoreTile& s, OnlineSoftmax<kBQ>& sm, float* alpha) {
+  s.rows = nq, s.cols = nk;
+  scale(s, a.scale);
+  if (a.mask || k0 + nk - 1 > min_pos)
+    for (int r = 0; r < nq; ++r) {
+      const int64_t pos = a.positions[q0 + r];
+      const int n_causal = int(std::clamp<int64_t>(pos + 1 - k0, 0, nk));  // keys <= pos
+      uint64_t visible = low_bits(n_causal);
+      if (a.mask) visible &= a.mask[(q0 + r) * a.ldmask + k0 / kBK];
+      uint64_t hidden = low_bits(nk) & ~visible;
+      for (; hidden; hidden &= hidden - 1) s.v[r][__builtin_ctzll(hidden)] = kNegInf;
+    }
+  sm.step(s, alpha);
+}
+
+// One key block in the pair form: S = scale * Q2 . Kt2, mask, softmax, O = O * alpha + P2 . V2.
+void block_pairs(const MhaHeadArgs& a, Workspace& w, int64_t q0, int64_t k0, int nk, int nq,
+                 int64_t min_pos, int dqkp, int64_t ldv2, int dvp, ScoreTile& s,
+                 OnlineSoftmax<kBQ>& sm, float* alpha) {
+  const uint16_t* kt = a.kt2 + (k0 / kBK) * dqkp * 2 * kBK;
+  for (int j0 = 0; j0 < kBK; j0 += kCW)
+    for (int i0 = 0; i0 < kBQ; i0 += kRM)
+      mma_pairs_at<kRM, kNV>(&s.v[i0][j0], kBK, false, dqkp, &w.q2[size_t(i0) * 2 * dqkp], 2 * dqkp,
+                             2, kt + 2 * j0, 2 * kBK);
+  mask_and_softmax(a, q0, k0, nk, nq, min_pos, s, sm, alpha);
+  // P in bf16 (the softmax step zeroed it past nk: an odd last key's partner adds nothing).
+  for (int r = 0; r < kBQ; ++r)
+    for (int j = 0; j < kBK; j += kLanes) store_bf16(&w.p2[size_t(r) * kBK + j], load(&s.v[r][j]));
+  for (int r = 0; r < nq; ++r) {
+    const VF al = set1(alpha[r]);
+    for (int c = 0; c < dvp; c += kLanes)
+      store(&w.o[size_t(r) * dvp + c], mul(load(&w.o[size_t(r) * dvp + c]), al));
+  }
+  const uint16_t* vb = a.v2 + (k0 / 2) * ldv2;
+  for (int j0 = 0; j0 < dvp; j0 += kCW)
+    for (int i0 = 0; i0 < kBQ; i0 += kRM)
+      mma_pairs_at<kRM, kNV>(&w.o[size_t(i0) * dvp + j0], dvp, true, (nk + 1) / 2,
+                             &w.p2[size_t(i0) * kBK], kBK, 2, vb + 2 * j0, ldv2);
+}
 
 }  // namespace
 
@@ -46,8 +98,16 @@ void mha_head_kernel(const MhaHeadArgs& a) {
   thread_local Workspace w;
   w.q.resize(size_t(kBQ) * dqk);
   w.o.resize(size_t(kBQ) * dvp);
-  w.v.resize(size_t(kBK) * ldv);
-  Tile<kBQ, kBK> s;
+  const bool pairs = a.kt2 != nullptr;
+  const int dqkp = (dqk + 1) / 2;                     // pair form: dimension pairs per key
+  const int64_t ldv2 = 2 * mha_value_pair_width(dv);  // bf16 per key pair of v2
+  if (pairs) {
+    w.q2.resize(size_t(kBQ) * 2 * dqkp);
+    w.p2.resize(size_t(kBQ) * kBK);
+  } else {
+    w.v.resize(size_t(kBK) * ldv);
+  }
+  ScoreTile s;
   OnlineSoftmax<kBQ> sm;
   float alpha[kBQ];
 
@@ -58,10 +118,18 @@ void mha_head_kernel(const MhaHeadArgs& a) {
       max_pos = std::max<int64_t>(max_pos, a.positions[q0 + r]);
       min_pos = std::min<int64_t>(min_pos, a.positions[q0 + r]);
     }
-    // The block's queries, zero rows past nq; O = 0.
-    std::fill(w.q.begin(), w.q.end(), 0.0f);
-    for (int r = 0; r < nq; ++r)
-      std::memcpy(&w.q[size_t(r) * dqk], a.q + (q0 + r) * a.ldq, size_t(dqk) * 4);
+    // The block's queries (pair form: rounded to bf16, an odd last dimension paired with 0),
+    // zero rows past nq; O = 0.
+    if (pairs) {
+      std::fill(w.q2.begin(), w.q2.end(), uint16_t(0));
+      for (int r = 0; r < nq; ++r)
+        for (int d = 0; d < dqk; ++d)
+          w.q2[size_t(r) * 2 * dqkp + d] = f32_to_bf16(a.q[(q0 + r) * a.ldq + d]).bits;
+    } else {
+      std::fill(w.q.begin(), w.q.end(), 0.0f);
+      for (int r = 0; r < nq; ++r)
+        std::memcpy(&w.q[size_t(r) * dqk], a.q + (q0 + r) * a.ldq, size_t(dqk) * 4);
+    }
     std::fill(w.o.begin(), w.o.end(), 0.0f);
     sm.reset();
 
@@ -77,6 +145,10 @@ void mha_head_kernel(const MhaHeadArgs& a) {
       // value block when its rows are whole micro-tiles and their stride does not alias in L1
       // (a multiple of 64 floats puts every row in the same few sets); otherwise it is copied
       // zero-padded, with such a stride.
+      if (pairs) {
+        block_pairs(a, w, q0, k0, nk, nq, min_pos, dqkp, ldv2, dvp, s, sm, alpha);
+        continue;
+      }
       const float* kt = a.kt + (k0 / kBK) * dqk * kBK;
       const float* vb = a.v + k0 * a.ldv;
       int64_t ldvb = a.ldv;
@@ -105,20 +177,7 @@ void mha_head_kernel(const MhaHeadArgs& a) {
         for (int i0 = 0; i0 < kBQ; i0 += kRM)
           mma_outer_at<kRM, kNV>(&s.v[i0][j0], kBK, false, dqk, &w.q[size_t(i0) * dqk], dqk, 1,
                                  kt + j0, kBK);
-      s.rows = nq, s.cols = nk;
-      scale(s, a.scale);
-      // Causal and top-k mask: -inf for the keys past each query and (with a mask) the keys it
-      // did not select, found bit by bit (blocks every query fully sees skip this).
-      if (a.mask || k0 + nk - 1 > min_pos)
-        for (int r = 0; r < nq; ++r) {
-          const int64_t pos = a.positions[q0 + r];
-          const int n_causal = int(std::clamp<int64_t>(pos + 1 - k0, 0, nk));  // keys <= pos
-          uint64_t visible = low_bits(n_causal);
-          if (a.mask) visible &= a.mask[(q0 + r) * a.ldmask + k0 / kBK];
-          uint64_t hidden = low_bits(nk) & ~visible;
-          for (; hidden; hidden &= hidden - 1) s.v[r][__builtin_ctzll(hidden)] = kNegInf;
-        }
-      sm.step(s, alpha);
+      mask_and_softmax(a, q0, k0, nk, nq, min_pos, s, sm, alpha);
 
       // O = O * alpha + P . V
       for (int r = 0; r < nq; ++r) {

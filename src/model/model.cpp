@@ -866,15 +866,25 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
     if (n == 0) continue;
     const int seq = entries[e].seq;
     const int64_t L = b.positions[t0 + n - 1] + 1;  // the context of the MHA queries
-    // The context's latent and rope rows, contiguous f32.
-    std::vector<float> lat(static_cast<size_t>(L * C)), pe(static_cast<size_t>(L * rope));
+    // The context's latent and rope rows, contiguous f32; in --precision bf16 with a bf16 cache
+    // the latent rows as they are (the expansion GEMM then takes bf16 pairs).
+    const bool lat_bf16 =
+        options_.precision == Precision::bf16 && cache.layout().latent_dtype == DType::bf16;
+    std::vector<float> lat(lat_bf16 ? 0 : static_cast<size_t>(L * C)),
+        pe(static_cast<size_t>(L * rope));
+    std::vector<bf16> lat16(lat_bf16 ? static_cast<size_t>(L * C) : 0);
     parallel_for(L, 256, [&](int64_t s0, int64_t s1, int) {
       for (int64_t s = s0; s < s1; ++s) {
-        decode_latent_row(cache.layout().latent_dtype, cache.c_row(cl, seq, s), C, &lat[s * C]);
+        if (lat_bf16)
+          std::memcpy(&lat16[s * C], cache.c_row(cl, seq, s), size_t(C) * sizeof(bf16));
+        else
+          decode_latent_row(cache.layout().latent_dtype, cache.c_row(cl, seq, s), C, &lat[s * C]);
         decode_latent_row(cache.layout().rope_dtype, cache.k_pe_row(cl, seq, s), rope,
                           &pe[s * rope]);
       }
     });
+    const GemmInput lat_in = lat_bf16 ? GemmInput{DType::bf16, lat16.data(), L, C, C}
+                                      : GemmInput{DType::f32, lat.data(), L, C, C};
     // DSA: the queries' top-k lists as a bit mask over the context (early positions list every
     // causal key, which the causal mask gives anyway).
     const int64_t ldmask = (L + 63) / 64;
@@ -887,32 +897,71 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
           if (s >= 0) mask[t * ldmask + s / 64] |= uint64_t(1) << (s % 64);
         }
     }
+    // --precision bf16 where the bf16 dot is native: keys and values in the kernel's bf16-pair
+    // layouts (k_nope and v rounded to bf16, as the release computes them).
+    const bool pairs = options_.precision == Precision::bf16 && bf16_pairs_native();
+    const int64_t Lp = (L + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock;
     parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
       // Per-thread buffers that persist across layers (fresh ones page-fault every time).
       // y rows [k_nope | v] padded by 16 floats: a stride that is a multiple of 64 floats would
       // put the kernel's value rows in the same few L1 sets (it would copy them instead).
       const int64_t ldy = nope + vdim + 16;
       thread_local std::vector<float> y, kt;
+      thread_local std::vector<uint16_t> kt2, v2;
       if (y.size() < size_t(L * ldy)) y.resize(size_t(L * ldy));
-      if (kt.size() < size_t(mha_keys_size(L, int(qk))))
-        kt.resize(size_t(mha_keys_size(L, int(qk))));
-      // The last key block's padding must be zero.
-      for (int64_t s = L; s < (L + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock; ++s)
-        for (int64_t d = 0; d < qk; ++d) kt[mha_key_index(s, int(d), int(qk))] = 0.0f;
+      if (pairs) {
+        const size_t nk = size_t(mha_key_pairs_size(L, int(qk)));
+        const size_t nv = size_t(mha_value_pairs_size(L, int(vdim)));
+        if (kt2.size() < nk) kt2.resize(nk);
+        if (v2.size() < nv) v2.resize(nv);
+        // Zero where no key or value lands: the last block's padding keys, the columns past v.
+        std::fill(kt2.begin() + mha_key_pair_index(L - L % kMhaKeyBlock, 0, int(qk)),
+                  kt2.begin() + nk, uint16_t(0));
+        std::fill(v2.begin() + mha_value_pair_index(L - L % 2, 0, int(vdim)), v2.begin() + nv,
+                  uint16_t(0));
+        for (int64_t s = 0; s < L; ++s)
+          for (int64_t c = vdim; c < mha_value_pair_width(int(vdim)); ++c)
+            v2[size_t(mha_value_pair_index(s, int(c), int(vdim)))] = 0;
+      } else {
+        if (kt.size() < size_t(mha_keys_size(L, int(qk))))
+          kt.resize(size_t(mha_keys_size(L, int(qk))));
+        // The last key block's padding must be zero.
+        for (int64_t s = L; s < Lp; ++s)
+          for (int64_t d = 0; d < qk; ++d) kt[mha_key_index(s, int(d), int(qk))] = 0.0f;
+      }
       for (int64_t h = h0; h < h1; ++h) {
         // W_UK[h] then W_UV[h]
         const WeightView kv_h = kvb.storage_rows(h * (nope + vdim), nope + vdim);
-        gemm(GemmInput{DType::f32, lat.data(), L, C, C}, kv_h, y.data(), ldy);
-        // Keys [k_nope | k_pe], transposed in blocks (mha_attention.h).
-        for (int64_t s = 0; s < L; ++s) {
-          for (int64_t d = 0; d < nope; ++d) kt[mha_key_index(s, int(d), int(qk))] = y[s * ldy + d];
-          for (int64_t r = 0; r < rope; ++r)
-            kt[mha_key_index(s, int(nope + r), int(qk))] = pe[s * rope + r];
+        gemm(lat_in, kv_h, y.data(), ldy);
+        // Keys [k_nope | k_pe], transposed in blocks, and values (mha_attention.h).
+        if (pairs) {
+          for (int64_t s = 0; s < L; ++s) {
+            const float* ys = &y[size_t(s * ldy)];
+            for (int64_t d = 0; d < nope; ++d)
+              kt2[size_t(mha_key_pair_index(s, int(d), int(qk)))] = f32_to_bf16(ys[d]).bits;
+            for (int64_t r = 0; r < rope; ++r)
+              kt2[size_t(mha_key_pair_index(s, int(nope + r), int(qk)))] =
+                  f32_to_bf16(pe[s * rope + r]).bits;
+            for (int64_t c = 0; c < vdim; ++c)
+              v2[size_t(mha_value_pair_index(s, int(c), int(vdim)))] =
+                  f32_to_bf16(ys[nope + c]).bits;
+          }
+        } else {
+          for (int64_t s = 0; s < L; ++s) {
+            for (int64_t d = 0; d < nope; ++d)
+              kt[mha_key_index(s, int(d), int(qk))] = y[s * ldy + d];
+            for (int64_t r = 0; r < rope; ++r)
+              kt[mha_key_index(s, int(nope + r), int(qk))] = pe[s * rope + r];
+          }
         }
         MhaHeadArgs a;
         a.q = q + (t0 * H + h) * qk, a.ldq = H * qk, a.n_queries = n;
         a.dqk = int(qk), a.dv = int(vdim);
-        a.kt = kt.data(), a.v = y.data() + nope, a.ldv = ldy, a.n_keys = L;
+        if (pairs)
+          a.kt2 = kt2.data(), a.v2 = v2.data();
+        else
+          a.kt = kt.data(), a.v = y.data() + nope, a.ldv = ldy;
+        a.n_keys = L;
         a.positions = b.positions.data() + t0;
         a.mask = mask.empty() ? nullptr : mask.data(), a.ldmask = ldmask;
         a.scale = float(c.softmax_scale());
