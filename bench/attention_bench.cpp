@@ -1,6 +1,8 @@
 // `dsinfer bench attention`: absorbed-MLA flash attention over a bf16 latent cache (and the C8
 // FP8 / INT8 latent at decode), sparse (DSA top-k) and dense causal, prefill and decode. FLOPs = 2
 // * H * keys * (576 + 512) per query (spec §7); the percentage is of the probe's bf16 figure.
+// Also the MHA prefill form (expanded keys and values, 192 + 128 per causal key and head, heads
+// in parallel as the model runs them), in the bf16-pair layouts where the bf16 dot is native.
 #include <algorithm>
 #include <numeric>
 #include <random>
@@ -8,8 +10,10 @@
 #include <vector>
 
 #include "bench_harness.h"
+#include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
+#include "kernels/mha_attention.h"
 #include "kernels/mla_attention.h"
 
 namespace dsinfer::bench {
@@ -100,6 +104,67 @@ void run_case(const Case& c, int threads, const Options& opts, Report& report) {
   report.add(std::move(r), threads);
 }
 
+// The MHA form of a prefill chunk: T queries at the end of an L-token context, H heads.
+void run_mha_case(int64_t T, int64_t L, int H, int threads, const Options& opts, Report& report) {
+  constexpr int kQK = 192, kV = 128;
+  report.probe(threads);
+  set_num_threads(threads);
+  const bool pairs = bf16_pairs_native();
+  std::vector<float> q(size_t(T) * H * kQK), kt, v;
+  std::vector<uint16_t> kt2, v2;
+  uint32_t s = 5;
+  auto next = [&] { return s = s * 1664525u + 1013904223u, float(int32_t(s >> 8) % 2001) * 1e-3f; };
+  for (auto& x : q) x = next();
+  if (pairs) {
+    kt2.assign(size_t(mha_key_pairs_size(L, kQK)), 0);
+    v2.assign(size_t(mha_value_pairs_size(L, kV)), 0);
+    for (int64_t k = 0; k < L; ++k) {
+      for (int d = 0; d < kQK; ++d)
+        kt2[size_t(mha_key_pair_index(k, d, kQK))] = f32_to_bf16(next()).bits;
+      for (int c = 0; c < kV; ++c)
+        v2[size_t(mha_value_pair_index(k, c, kV))] = f32_to_bf16(next()).bits;
+    }
+  } else {
+    kt.assign(size_t(mha_keys_size(L, kQK)), 0.0f);
+    v.resize(size_t(L) * (kV + 16));
+    for (int64_t k = 0; k < L; ++k)
+      for (int d = 0; d < kQK; ++d) kt[size_t(mha_key_index(k, d, kQK))] = next();
+    for (auto& x : v) x = next();
+  }
+  std::vector<int32_t> pos(static_cast<size_t>(T));
+  int64_t keys = 0;
+  for (int64_t t = 0; t < T; ++t) keys += (pos[size_t(t)] = int32_t(L - T + t)) + 1;
+  std::vector<float> o(size_t(T) * H * kV);
+  const double ms = time_median_ms(
+      [&] {
+        parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
+          for (int64_t h = h0; h < h1; ++h) {
+            MhaHeadArgs a;
+            a.q = q.data() + h * kQK, a.ldq = int64_t(H) * kQK, a.n_queries = T;
+            a.dqk = kQK, a.dv = kV, a.n_keys = L, a.positions = pos.data(), a.scale = 0.07f;
+            if (pairs)
+              a.kt2 = kt2.data(), a.v2 = v2.data();
+            else
+              a.kt = kt.data(), a.v = v.data(), a.ldv = kV + 16;
+            a.o = o.data() + h * kV, a.ldo = int64_t(H) * kV;
+            mha_attention_head(a);
+          }
+        });
+      },
+      opts.quick ? 1 : 3, opts.quick ? 0.0 : 0.3);
+  Result r;
+  r.name = "mha_attn_prefill";
+  r.params = {{"N", L},
+              {"T", T},
+              {"H", H},
+              {"threads", threads},
+              {"form", std::string(pairs ? "bf16 pairs" : "f32")}};
+  r.median_ms = ms;
+  r.gflops = 2.0 * H * double(keys) * (kQK + kV) / ms / 1e6;
+  r.peak = PeakKind::bf16;
+  report.add(std::move(r), threads);
+}
+
 SuiteRegistrar attention_suite("attention",
                                "sparse (DSA) and dense causal absorbed-MLA flash attention",
                                [](const Options& opts, Report& report) {
@@ -122,8 +187,15 @@ SuiteRegistrar attention_suite("attention",
                                        // the model's decode at 1K depth (dense: N <= topk)
                                        {"dense_attn_decode", 1024, 1, 128, 0}};
                                  }
-                                 for (int t : opts.threads)
+                                 for (int t : opts.threads) {
                                    for (const Case& c : cases) run_case(c, t, opts, report);
+                                   // a 2,048-token chunk after 2,048 cached tokens (mini: 128
+                                   // heads)
+                                   if (opts.quick)
+                                     run_mha_case(64, 256, 4, t, opts, report);
+                                   else
+                                     run_mha_case(2048, 4096, 16, t, opts, report);
+                                 }
                                });
 
 }  // namespace

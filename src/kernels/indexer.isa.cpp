@@ -29,15 +29,17 @@ using namespace tile;
 
 namespace {
 
+// Register tile MR keys x NV head vectors; a block of NB keys (f32 rows) stays in L1 with one
+// strip. AVX-512: 6 x 64 heads (measured against 12 x 32: half the key broadcasts per product,
+// indexer decode 49-55% -> 56% of the bf16 peak in the pair form, prefill unchanged).
 #if defined(__AVX512F__)
-constexpr int kMR = 12, kNV = 2;
+constexpr int kMR = 6, kNV = 4, kNB = 60;
 #elif defined(__AVX2__)
-constexpr int kMR = 6, kNV = 2;
+constexpr int kMR = 6, kNV = 2, kNB = 30;
 #else
-constexpr int kMR = 4, kNV = 2;
+constexpr int kMR = 4, kNV = 2, kNB = 20;
 #endif
 constexpr int kNR = kNV * kLanes;  // heads per column strip
-constexpr int kNB = kMR * 5;       // keys per block
 constexpr int kD = kIndexerDim;
 constexpr int kDP = kD / 2;  // bf16 pairs per row
 
