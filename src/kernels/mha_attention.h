@@ -51,6 +51,12 @@ inline int64_t mha_value_pairs_size(int64_t n, int dv) {
   return (n + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock * mha_value_pair_width(dv);
 }
 
+// Fills both pair layouts for n keys from f32 rows, rounded to bf16: key s = [k row s (dk values)
+// | pe row s (dpe values)], dqk = dk + dpe; value s = v row s (dv values). Every element up to the
+// last key block's end is written (zero where no key, dimension or column is).
+void mha_pack_pairs(const float* k, int64_t ldk, int dk, const float* pe, int64_t ldpe, int dpe,
+                    const float* v, int64_t ldv, int dv, int64_t n, uint16_t* kt2, uint16_t* v2);
+
 struct MhaHeadArgs {
   const float* q = nullptr;
   int64_t ldq = 0, n_queries = 0;

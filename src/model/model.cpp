@@ -914,14 +914,6 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
         const size_t nv = size_t(mha_value_pairs_size(L, int(vdim)));
         if (kt2.size() < nk) kt2.resize(nk);
         if (v2.size() < nv) v2.resize(nv);
-        // Zero where no key or value lands: the last block's padding keys, the columns past v.
-        std::fill(kt2.begin() + mha_key_pair_index(L - L % kMhaKeyBlock, 0, int(qk)),
-                  kt2.begin() + nk, uint16_t(0));
-        std::fill(v2.begin() + mha_value_pair_index(L - L % 2, 0, int(vdim)), v2.begin() + nv,
-                  uint16_t(0));
-        for (int64_t s = 0; s < L; ++s)
-          for (int64_t c = vdim; c < mha_value_pair_width(int(vdim)); ++c)
-            v2[size_t(mha_value_pair_index(s, int(c), int(vdim)))] = 0;
       } else {
         if (kt.size() < size_t(mha_keys_size(L, int(qk))))
           kt.resize(size_t(mha_keys_size(L, int(qk))));
@@ -935,17 +927,8 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
         gemm(lat_in, kv_h, y.data(), ldy);
         // Keys [k_nope | k_pe], transposed in blocks, and values (mha_attention.h).
         if (pairs) {
-          for (int64_t s = 0; s < L; ++s) {
-            const float* ys = &y[size_t(s * ldy)];
-            for (int64_t d = 0; d < nope; ++d)
-              kt2[size_t(mha_key_pair_index(s, int(d), int(qk)))] = f32_to_bf16(ys[d]).bits;
-            for (int64_t r = 0; r < rope; ++r)
-              kt2[size_t(mha_key_pair_index(s, int(nope + r), int(qk)))] =
-                  f32_to_bf16(pe[s * rope + r]).bits;
-            for (int64_t c = 0; c < vdim; ++c)
-              v2[size_t(mha_value_pair_index(s, int(c), int(vdim)))] =
-                  f32_to_bf16(ys[nope + c]).bits;
-          }
+          mha_pack_pairs(y.data(), ldy, int(nope), pe.data(), rope, int(rope), y.data() + nope, ldy,
+                         int(vdim), L, kt2.data(), v2.data());
         } else {
           for (int64_t s = 0; s < L; ++s) {
             for (int64_t d = 0; d < nope; ++d)

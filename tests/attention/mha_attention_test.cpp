@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "test_util.h"
@@ -113,6 +114,36 @@ void run_case(const Case& c, uint32_t seed) {
     tol[size_t(t)] = float(6.0 * std::ldexp(1.0, -8) / std::sqrt(3.0) * std::sqrt(sq));
   }
   check(p, want2, tol);
+}
+
+// The model's packer writes exactly the pair layouts the kernel reads: every element at its
+// index, zero everywhere else up to the last block's end (odd widths, odd key counts).
+TEST(MhaAttention, PackPairsFillsBothLayouts) {
+  for (auto [n, dk, dpe, dv] : {std::tuple<int64_t, int, int, int>{1, 4, 3, 5},
+                                {63, 128, 64, 128},
+                                {130, 7, 2, 33},
+                                {64, 8, 0, 32}}) {
+    SCOPED_TRACE("n " + std::to_string(n) + " dk " + std::to_string(dk) + " dpe " +
+                 std::to_string(dpe) + " dv " + std::to_string(dv));
+    const int dqk = dk + dpe;
+    const int64_t ldk = dk + 3, ldpe = dpe + 1, ldv = dv + 2;
+    const auto k = random_floats(size_t(n * ldk), 1), pe = random_floats(size_t(n * ldpe + 1), 2),
+               v = random_floats(size_t(n * ldv), 3);
+    std::vector<uint16_t> kt2(size_t(mha_key_pairs_size(n, dqk)), 0xffff);
+    std::vector<uint16_t> v2(size_t(mha_value_pairs_size(n, dv)), 0xffff);
+    mha_pack_pairs(k.data(), ldk, dk, pe.data(), ldpe, dpe, v.data(), ldv, dv, n, kt2.data(),
+                   v2.data());
+    std::vector<uint16_t> want_k(kt2.size(), 0), want_v(v2.size(), 0);
+    for (int64_t s = 0; s < n; ++s) {
+      for (int d = 0; d < dqk; ++d)
+        want_k[size_t(mha_key_pair_index(s, d, dqk))] =
+            f32_to_bf16(d < dk ? k[s * ldk + d] : pe[s * ldpe + d - dk]).bits;
+      for (int c = 0; c < dv; ++c)
+        want_v[size_t(mha_value_pair_index(s, c, dv))] = f32_to_bf16(v[s * ldv + c]).bits;
+    }
+    ASSERT_EQ(kt2, want_k);
+    ASSERT_EQ(v2, want_v);
+  }
 }
 
 TEST(MhaAttention, MatchesTheReferenceCausalAndMasked) {
