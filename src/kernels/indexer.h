@@ -56,5 +56,9 @@ inline uint8_t* indexer_page_token(uint8_t* pages, const int32_t* block_table, i
   return pages + int64_t(block_table[s / kIndexerPageTokens]) * kIndexerPageBytes +
          (s % kIndexerPageTokens) * kIndexerTokenBytes;
 }
+inline const uint8_t* indexer_page_token(const uint8_t* pages, const int32_t* block_table,
+                                         int64_t s) {
+  return indexer_page_token(const_cast<uint8_t*>(pages), block_table, s);
+}
 
 }  // namespace dsinfer

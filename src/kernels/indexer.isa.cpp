@@ -54,6 +54,17 @@ struct Scratch {
   std::vector<topk::RunningTopK> sel;
 };
 
+// Where fp8 key s's 128 codes are (contiguous or paged); its scale into *scale.
+inline const uint8_t* fp8_key(const IndexerKeys& keys, int64_t s, float* scale) {
+  if (keys.k) {
+    *scale = keys.k_scale[s];
+    return static_cast<const uint8_t*>(keys.k) + s * kD;
+  }
+  const uint8_t* src = indexer_page_token(keys.pages, keys.block_table, s);
+  __builtin_memcpy(scale, src + kD, 4);
+  return src;
+}
+
 // Row s of the keys as f32 (fp8 decoded exactly) into dst[128]; returns its scale.
 inline float load_key(const IndexerKeys& keys, int64_t s, float* dst) {
   if (keys.dtype == DType::f32) {
@@ -61,16 +72,8 @@ inline float load_key(const IndexerKeys& keys, int64_t s, float* dst) {
     for (int j = 0; j < kD; j += kLanes) store(dst + j, load(src + j));
     return 1.0f;
   }
-  const uint8_t* src;
   float scale;
-  if (keys.k) {
-    src = static_cast<const uint8_t*>(keys.k) + s * kD;
-    scale = keys.k_scale[s];
-  } else {
-    src = keys.pages + int64_t(keys.block_table[s / kIndexerPageTokens]) * kIndexerPageBytes +
-          (s % kIndexerPageTokens) * kIndexerTokenBytes;
-    __builtin_memcpy(&scale, src + kD, 4);
-  }
+  const uint8_t* src = fp8_key(keys, s, &scale);
   for (int j = 0; j < kD; j += kLanes) store(dst + j, load_fp8(src + j));
   return scale;
 }
@@ -90,17 +93,8 @@ inline void fp8_row_to_bf16(const uint8_t* src, uint16_t* dst) {
 
 // Row s of the fp8 keys as bf16 into dst[128]; returns its scale.
 inline float load_key_pairs(const IndexerKeys& keys, int64_t s, uint16_t* dst) {
-  const uint8_t* src;
   float scale;
-  if (keys.k) {
-    src = static_cast<const uint8_t*>(keys.k) + s * kD;
-    scale = keys.k_scale[s];
-  } else {
-    src = keys.pages + int64_t(keys.block_table[s / kIndexerPageTokens]) * kIndexerPageBytes +
-          (s % kIndexerPageTokens) * kIndexerTokenBytes;
-    __builtin_memcpy(&scale, src + kD, 4);
-  }
-  fp8_row_to_bf16(src, dst);
+  fp8_row_to_bf16(fp8_key(keys, s, &scale), dst);
   return scale;
 }
 
