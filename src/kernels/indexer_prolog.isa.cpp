@@ -70,15 +70,10 @@ void quantize_fp8_blocks_kernel(const float* x, int64_t n_blocks, bool ue8m0_sca
       for (int a = 0; a < kV; ++a) m = max(abs(load(xb + a * kLanes)), m);
       const float scale = fp8_block_scale(reduce_max(m), ue8m0_scale);
       scale_out[b] = scale;
+      // x / scale encoded (saturating to +-448, NaN kept as the NaN code).
       const VF sv = set1(scale);
-      for (int a = 0; a < kV; ++a) store(tmp + a * kLanes, div(load(xb + a * kLanes), sv));
-      uint8_t* qb = q_out + b * kN;
-      for (int j = 0; j < kN; ++j) {
-        const float v = tmp[j];
-        // clamp keeps NaN as NaN (encoded as the e4m3 NaN code).
-        const float c = v < -kFp8E4m3Max ? -kFp8E4m3Max : (v > kFp8E4m3Max ? kFp8E4m3Max : v);
-        qb[j] = f32_to_fp8_e4m3(c).bits;
-      }
+      for (int a = 0; a < kV; ++a)
+        store_fp8(q_out + b * kN + a * kLanes, div(load(xb + a * kLanes), sv));
     }
   });
 }

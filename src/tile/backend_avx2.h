@@ -197,6 +197,29 @@ inline VF load_fp8_n(const uint8_t* p, int n) {
   for (int i = 0; i < n; ++i) tmp[i] = p[i];
   return load_fp8(tmp);
 }
+// kLanes values as e4m3fn codes, bit for bit f32_to_fp8_e4m3: round to nearest even, saturate
+// to +-448 (inf included), NaN to the NaN code, subnormals by nearbyint(|x| * 2^9).
+inline void store_fp8(uint8_t* p, VF x) {
+  const __m256i u = _mm256_castps_si256(x.v);
+  const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
+  const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+  const __m256 af = _mm256_castsi256_ps(a);
+  // Normal: round at bit 20; the top 12 bits then hold (exponent, 3 mantissa bits) = code + 960.
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(a, 20), _mm256_set1_epi32(1));
+  const __m256i r = _mm256_add_epi32(a, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7ffff)));
+  __m256i code = _mm256_min_epi32(
+      _mm256_sub_epi32(_mm256_srli_epi32(r, 20), _mm256_set1_epi32(960)), _mm256_set1_epi32(0x7e));
+  const __m256 sub = _mm256_cmp_ps(af, _mm256_set1_ps(0.015625f), _CMP_LT_OQ);
+  code = _mm256_blendv_epi8(code, _mm256_cvtps_epi32(_mm256_mul_ps(af, _mm256_set1_ps(512.0f))),
+                            _mm256_castps_si256(sub));
+  const __m256i nan = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000));
+  code = _mm256_blendv_epi8(code, _mm256_set1_epi32(0x7f), nan);
+  code = _mm256_or_si256(code, sign);
+  // 8 int32 (each < 256) to 8 bytes.
+  const __m128i w =
+      _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(w, w));
+}
 // kLanes int8 codes as f32 (exact).
 inline VF load_i8(const int8_t* p) {
   return {_mm256_cvtepi32_ps(

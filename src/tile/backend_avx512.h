@@ -172,6 +172,26 @@ inline VF load_fp8(const uint8_t* p) {
 inline VF load_fp8_n(const uint8_t* p, int n) {
   return fp8_bits_to_f32(_mm_maskz_loadu_epi8(lane_mask(n), p));
 }
+// kLanes values as e4m3fn codes, bit for bit f32_to_fp8_e4m3: round to nearest even, saturate
+// to +-448 (inf included), NaN to the NaN code, subnormals by nearbyint(|x| * 2^9).
+inline void store_fp8(uint8_t* p, VF x) {
+  const __m512i u = _mm512_castps_si512(x.v);
+  const __m512i sign = _mm512_and_si512(_mm512_srli_epi32(u, 24), _mm512_set1_epi32(0x80));
+  const __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+  const __m512 af = _mm512_castsi512_ps(a);
+  // Normal: round at bit 20; the top 12 bits then hold (exponent, 3 mantissa bits) = code + 960.
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(a, 20), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(a, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7ffff)));
+  __m512i code = _mm512_min_epi32(
+      _mm512_sub_epi32(_mm512_srli_epi32(r, 20), _mm512_set1_epi32(960)), _mm512_set1_epi32(0x7e));
+  const __mmask16 sub = _mm512_cmp_ps_mask(af, _mm512_set1_ps(0.015625f), _CMP_LT_OQ);
+  code = _mm512_mask_mov_epi32(code, sub,
+                               _mm512_cvtps_epi32(_mm512_mul_ps(af, _mm512_set1_ps(512.0f))));
+  const __mmask16 nan = _mm512_cmp_epi32_mask(a, _mm512_set1_epi32(0x7f800000), _MM_CMPINT_NLE);
+  code = _mm512_mask_mov_epi32(code, nan, _mm512_set1_epi32(0x7f));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm512_cvtepi32_epi8(_mm512_or_si512(code, sign)));
+}
 // kLanes int8 codes as f32 (exact).
 inline VF load_i8(const int8_t* p) {
   return {_mm512_cvtepi32_ps(

@@ -121,6 +121,10 @@ inline VF load_fp8(const uint8_t* p) {
 inline VF load_fp8_n(const uint8_t* p, int n) {
   DSINFER_LANEWISE(i < n ? fp8_e4m3_to_f32(fp8_e4m3{p[i]}) : 0.0f);
 }
+// kLanes values as e4m3fn codes (f32_to_fp8_e4m3).
+inline void store_fp8(uint8_t* p, VF x) {
+  for (int i = 0; i < kLanes; ++i) p[i] = f32_to_fp8_e4m3(x.v[i]).bits;
+}
 inline VF load_i8(const int8_t* p) {
   DSINFER_LANEWISE(float(p[i]));
 }

@@ -80,6 +80,10 @@ void tt_zip_pairs(const uint16_t* a, const uint16_t* b, uint16_t* out) {
   simd::store_pairs(out, lo);
   simd::store_pairs(out + 2 * simd::kLanes, hi);
 }
+// n values (a multiple of kLanes) encoded by store_fp8.
+void tt_store_fp8(const float* in, int n, uint8_t* out) {
+  for (int i = 0; i < n; i += simd::kLanes) simd::store_fp8(out + i, simd::load(in + i));
+}
 void tt_load_uint(const uint8_t* p, bool u4, float* out) {
   simd::store(out, u4 ? simd::load_u4(p) : simd::load_u8(p));
 }

@@ -162,6 +162,38 @@ TEST(TileOps, ZipPairsInterleavesTwoRowsInOrder) {
   });
 }
 
+// The vector FP8 encoder (the indexer's quantization) is f32_to_fp8_e4m3 bit for bit: every
+// exponent, the rounding halfway points of every code, the subnormal range, saturation, NaN,
+// infinities and signed zeros.
+TEST(TileOps, StoreFp8MatchesTheScalarEncoder) {
+  std::vector<float> in;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 20000; ++i) {  // random bit patterns with exponents around e4m3's range
+    const uint32_t e = 100 + rng() % 50;
+    in.push_back(f32_from_bits((rng() & 0x80000000u) | e << 23 | (rng() & 0x7fffffu)));
+  }
+  for (int c = 0; c < 256; ++c) {  // each code, its neighbours' midpoints, one ulp either side
+    const float v = fp8_e4m3_to_f32(fp8_e4m3{uint8_t(c)});
+    const float w = fp8_e4m3_to_f32(fp8_e4m3{uint8_t(c + 1)});
+    if (std::isnan(v) || std::isnan(w)) continue;
+    const float mid = 0.5f * (v + w);
+    for (float x : {v, mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)}) in.push_back(x);
+  }
+  for (float x :
+       {0.0f, -0.0f, 448.0f, -448.0f, 464.0f, 463.99f, 1e30f, -1e30f, 0.015625f,
+        std::nextafter(0.015625f, 0.0f), 1.0f / 1024, 3.0f / 1024, 1e-30f,
+        std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+        std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()})
+    in.push_back(x);
+  while (in.size() % 16) in.push_back(1.0f);
+  for_each_isa([&](Isa) {
+    std::vector<uint8_t> out(in.size());
+    DSINFER_DISPATCH(tt_store_fp8)(in.data(), int(in.size()), out.data());
+    for (size_t i = 0; i < in.size(); ++i)
+      ASSERT_EQ(int(out[i]), int(f32_to_fp8_e4m3(in[i]).bits)) << "x " << in[i] << " at " << i;
+  });
+}
+
 // 8- and 4-bit unsigned codes as f32 (integer weights decoded along a row).
 TEST(TileOps, UnsignedCodeLoadsAreExact) {
   for_each_isa([&](Isa) {
