@@ -47,7 +47,7 @@ constexpr int kHV = kLanes == 16 ? 4 : 2;  // head vectors per micro-tile
 constexpr int kHG = kHV * kLanes;          // heads per head group
 constexpr int kRK = 6;                     // keys per score micro-tile
 constexpr int kRV = 4;                     // value columns per PV micro-tile
-constexpr int kBK = 24;                     // keys per block (softmax step)
+constexpr int kBK = 24;                    // keys per block (softmax step)
 constexpr int64_t kSplitKeys = 512;  // keys per split (measured: 256 was 4-7% slower at 1-2K keys)
 constexpr int kMaxSplits = 16;       // beyond 8K keys, splits grow instead of multiplying
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
