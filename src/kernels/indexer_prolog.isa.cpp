@@ -62,7 +62,6 @@ void hadamard_128_kernel(float* x, int64_t n_rows) {
 void quantize_fp8_blocks_kernel(const float* x, int64_t n_blocks, bool ue8m0_scale, uint8_t* q_out,
                                 float* scale_out) {
   parallel_for(n_blocks, 64, [&](int64_t b0, int64_t b1, int) {
-    alignas(64) float tmp[kN];
     for (int64_t b = b0; b < b1; ++b) {
       const float* xb = x + b * kN;
       // max |x|; NaN lanes are dropped (max(NaN, m) keeps m with the operand order used here).

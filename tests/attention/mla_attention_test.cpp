@@ -368,8 +368,8 @@ TEST(SparseMlaAttention, SeveralCaches) {
     args.bf16_products = a.bf16_products;
     args.o_lat = got.o.data(), args.lse = got.lse.data();
     sparse_mla_attention(args, idx.data(), 64);
-    Out ga{{got.o.begin(), got.o.begin() + 16 * 512}, {got.lse.begin(), got.lse.begin() + 16}};
-    Out gb{{got.o.begin() + 16 * 512, got.o.end()}, {got.lse.begin() + 16, got.lse.end()}};
+    Out ga{{got.o.begin(), got.o.begin() + 16 * 512}, {got.lse.begin(), got.lse.begin() + 16}, {}};
+    Out gb{{got.o.begin() + 16 * 512, got.o.end()}, {got.lse.begin() + 16, got.lse.end()}, {}};
     expect_close(ga, wa, a);
     expect_close(gb, wb, b);
   });

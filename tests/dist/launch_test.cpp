@@ -256,7 +256,9 @@ std::vector<std::string> cached_answers(int port) {
     }
     const json j = json::parse(r->body);
     out.push_back(j["choices"][0]["text"].get<std::string>());
-    if (i == 1) EXPECT_GT(j["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0);
+    if (i == 1) {
+      EXPECT_GT(j["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0);
+    }
   }
   return out;
 }
