@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -29,6 +30,20 @@ void for_each_isa(Body body) {
   }
   set_active_isa(saved);
   set_bf16_dot_preferred(saved_dot);
+}
+
+// The bf16-pair attention kernels round every softmax probability P[s] to bf16 (a relative error
+// of at most 2^-8, uniform), which moves an output o = sum_s P[s] v[s] by a sum of independent
+// errors of standard deviation at most 2^-8 / sqrt(3) * |P| * max |v|. Tests allow six of them:
+// kPairRoundingSigmas * |P| (values bounded by 1), |P| from softmax_norm of the row's scores.
+inline const double kPairRoundingSigmas = 6.0 * std::ldexp(1.0, -8) / std::sqrt(3.0);
+inline double softmax_norm(const std::vector<double>& scores) {
+  if (scores.empty()) return 0.0;
+  const double mx = *std::max_element(scores.begin(), scores.end());
+  double sum = 0, sq = 0;
+  for (double x : scores) sum += std::exp(x - mx);
+  for (double x : scores) sq += std::pow(std::exp(x - mx) / sum, 2);
+  return std::sqrt(sq);
 }
 
 // Every a[i] within abs + rel * |b[i]| of b[i].

@@ -65,6 +65,10 @@ inline bf16 f32_to_bf16(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);
   return bf16{uint16_t(u >> 16)};
 }
+// (lo, hi) rounded to bf16 as one 32-bit word, lo in the low half: a bf16 pair in memory order.
+inline uint32_t f32_to_bf16_pair(float lo, float hi) {
+  return uint32_t(f32_to_bf16(lo).bits) | uint32_t(f32_to_bf16(hi).bits) << 16;
+}
 
 // ---- f16 (IEEE binary16) --------------------------------------------------------------------
 struct f16 {

@@ -55,9 +55,6 @@ void mha_pack_pairs(const float* k, int64_t ldk, int dk, const float* pe, int64_
                     const float* v, int64_t ldv, int dv, int64_t n, uint16_t* kt2, uint16_t* v2) {
   // One 32-bit word per pair: a key's pair p lands one block row (64 words) after pair p - 1;
   // two keys' values sit side by side.
-  auto pack = [](float lo, float hi) {
-    return uint32_t(f32_to_bf16(lo).bits) | uint32_t(f32_to_bf16(hi).bits) << 16;
-  };
   const int dqk = dk + dpe;
   const int64_t qkp = (dqk + 1) / 2, vw = mha_value_pair_width(dv);
   const int64_t n_pad = (n + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock;
@@ -72,13 +69,15 @@ void mha_pack_pairs(const float* k, int64_t ldk, int dk, const float* pe, int64_
     }
     std::copy(k + s * ldk, k + s * ldk + dk, row.begin());
     std::copy(pe + s * ldpe, pe + s * ldpe + dpe, row.begin() + dk);
-    for (int64_t p = 0; p < qkp; ++p) kw[p * kMhaKeyBlock] = pack(row[2 * p], row[2 * p + 1]);
+    for (int64_t p = 0; p < qkp; ++p)
+      kw[p * kMhaKeyBlock] = f32_to_bf16_pair(row[2 * p], row[2 * p + 1]);
   }
   for (int64_t s = 0; s < n_pad; s += 2) {
     uint32_t* vw32 = v32 + (s / 2) * vw;
     const float* a = s < n ? v + s * ldv : nullptr;
     const float* b = s + 1 < n ? v + (s + 1) * ldv : nullptr;
-    for (int64_t c = 0; c < vw; ++c) vw32[c] = c < dv ? pack(a ? a[c] : 0.0f, b ? b[c] : 0.0f) : 0u;
+    for (int64_t c = 0; c < vw; ++c)
+      vw32[c] = c < dv ? f32_to_bf16_pair(a ? a[c] : 0.0f, b ? b[c] : 0.0f) : 0u;
   }
 }
 

@@ -45,6 +45,15 @@ struct Workspace {
 
 using ScoreTile = Tile<kBQ, kBK>;
 
+// O[r] *= alpha[r] for the block's nq rows (dvp columns): the online-softmax rescale.
+inline void rescale_rows(float* o, int nq, int dvp, const float* alpha) {
+  for (int r = 0; r < nq; ++r) {
+    const VF al = set1(alpha[r]);
+    for (int c = 0; c < dvp; c += kLanes)
+      store(o + size_t(r) * dvp + c, mul(load(o + size_t(r) * dvp + c), al));
+  }
+}
+
 // S *= scale; causal and top-k mask: -inf for the keys past each query and (with a mask) the
 // keys it did not select, found bit by bit (blocks every query fully sees skip this); then the
 // online-softmax step turns S into P and gives each row's rescale factor.
@@ -77,11 +86,7 @@ void block_pairs(const MhaHeadArgs& a, Workspace& w, int64_t q0, int64_t k0, int
   // P in bf16 (the softmax step zeroed it past nk: an odd last key's partner adds nothing).
   for (int r = 0; r < kBQ; ++r)
     for (int j = 0; j < kBK; j += kLanes) store_bf16(&w.p2[size_t(r) * kBK + j], load(&s.v[r][j]));
-  for (int r = 0; r < nq; ++r) {
-    const VF al = set1(alpha[r]);
-    for (int c = 0; c < dvp; c += kLanes)
-      store(&w.o[size_t(r) * dvp + c], mul(load(&w.o[size_t(r) * dvp + c]), al));
-  }
+  rescale_rows(w.o.data(), nq, dvp, alpha);
   const uint16_t* vb = a.v2 + (k0 / 2) * ldv2;
   for (int j0 = 0; j0 < dvp; j0 += kCW)
     for (int i0 = 0; i0 < kBQ; i0 += kRM)
@@ -141,14 +146,14 @@ void mha_head_kernel(const MhaHeadArgs& a) {
         for (int r = 0; r < nq; ++r) any |= a.mask[(q0 + r) * a.ldmask + k0 / kBK];
         if (!any) continue;
       }
-      // The key block is read in place (contiguous, zero-padded by the layout). So is a whole
-      // value block when its rows are whole micro-tiles and their stride does not alias in L1
-      // (a multiple of 64 floats puts every row in the same few sets); otherwise it is copied
-      // zero-padded, with such a stride.
       if (pairs) {
         block_pairs(a, w, q0, k0, nk, nq, min_pos, dqkp, ldv2, dvp, s, sm, alpha);
         continue;
       }
+      // The key block is read in place (contiguous, zero-padded by the layout). So is a whole
+      // value block when its rows are whole micro-tiles and their stride does not alias in L1
+      // (a multiple of 64 floats puts every row in the same few sets); otherwise it is copied
+      // zero-padded, with such a stride.
       const float* kt = a.kt + (k0 / kBK) * dqk * kBK;
       const float* vb = a.v + k0 * a.ldv;
       int64_t ldvb = a.ldv;
@@ -180,11 +185,7 @@ void mha_head_kernel(const MhaHeadArgs& a) {
       mask_and_softmax(a, q0, k0, nk, nq, min_pos, s, sm, alpha);
 
       // O = O * alpha + P . V
-      for (int r = 0; r < nq; ++r) {
-        const VF al = set1(alpha[r]);
-        for (int c = 0; c < dvp; c += kLanes)
-          store(&w.o[size_t(r) * dvp + c], mul(load(&w.o[size_t(r) * dvp + c]), al));
-      }
+      rescale_rows(w.o.data(), nq, dvp, alpha);
       for (int j0 = 0; j0 < dvp; j0 += kCW)
         for (int i0 = 0; i0 < kBQ; i0 += kRM)
           mma_outer_at<kRM, kNV>(&w.o[size_t(i0) * dvp + j0], dvp, true, nk, &s.v[i0][0], kBK, 1,

@@ -337,7 +337,7 @@ void run_split(const Plan& p, Workspace& w, int64_t t, int s, int S, int g0, int
         for (int d = 0; d < DQP; ++d) {
           const float lo = h < H ? qh[2 * d] * a.scale : 0.0f;
           const float hi = h < H && 2 * d + 1 < DQ ? qh[2 * d + 1] * a.scale : 0.0f;
-          qg[d * kHG + hl] = uint32_t(f32_to_bf16(lo).bits) | uint32_t(f32_to_bf16(hi).bits) << 16;
+          qg[d * kHG + hl] = f32_to_bf16_pair(lo, hi);
         }
       }
     } else {
@@ -496,7 +496,7 @@ void mla_attention_kernel(const MlaAttnArgs& a, const int32_t* idx, int k,
     p.HS = int(std::min<int64_t>(p.G, std::max<int64_t>(1, (target + splits - 1) / splits)));
   }
   // Scratch persists per thread across calls (no page faults on every decode step).
-  auto grow = [](std::vector<float>& v, size_t n) {
+  auto grow = [](auto& v, size_t n) {
     if (v.size() < n) v.resize(n);
   };
   thread_local std::vector<float> part_o, part_lse;
@@ -515,13 +515,10 @@ void mla_attention_kernel(const MlaAttnArgs& a, const int32_t* idx, int k,
     grow(w.m, size_t(p.G) * kHG);
     grow(w.l, size_t(p.G) * kHG);
     if (p.pairs) {
-      auto grow_u = [](auto& v, size_t n) {
-        if (v.size() < n) v.resize(n);
-      };
-      grow_u(w.qp2, size_t(p.G) * p.DQP * kHG);
-      grow_u(w.kb, size_t(kBK) * 2 * p.DQP);
-      grow_u(w.vp, size_t(kBK / 2) * p.C);
-      grow_u(w.pp, size_t(kBK / 2) * kHG);
+      grow(w.qp2, size_t(p.G) * p.DQP * kHG);
+      grow(w.kb, size_t(kBK) * 2 * p.DQP);
+      grow(w.vp, size_t(kBK / 2) * p.C);
+      grow(w.pp, size_t(kBK / 2) * kHG);
     }
     return w;
   };

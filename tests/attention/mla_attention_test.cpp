@@ -194,12 +194,7 @@ Out run_ref(const Problem& p, bool dense, bool pairs = false) {
         for (int r = 0; r < p.R; ++r) x += double(qh[p.C + r]) * p.pe[s * p.R + r];
         sc.push_back(x);
       }
-      if (sc.empty()) continue;
-      const double mx = *std::max_element(sc.begin(), sc.end());
-      double sum = 0, sq = 0;
-      for (double x : sc) sum += std::exp(x - mx);
-      for (double x : sc) sq += std::pow(std::exp(x - mx) / sum, 2);
-      out.p_norm[size_t(t * p.H + h)] = float(std::sqrt(sq));
+      out.p_norm[size_t(t * p.H + h)] = float(testing::softmax_norm(sc));
     }
   }
   return out;
@@ -230,7 +225,7 @@ void expect_close(const Out& got, const Want& want_both, const Problem& p) {
       ++bad, ADD_FAILURE() << "lse " << i << ": " << got.lse[i] << " vs " << want.lse[i];
     }
   }
-  const float p_sigma = 6.0f * std::ldexp(1.0f, -8) / std::sqrt(3.0f);
+  const float p_sigma = float(testing::kPairRoundingSigmas);
   for (size_t i = 0; i < want.o.size() && bad < 5; ++i) {
     const float tol = 2e-5f + 1e-4f * std::fabs(want.o[i]) +
                       (pairs ? p_sigma * want.p_norm[i / size_t(p.C)] : 0.0f);
