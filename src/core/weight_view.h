@@ -52,8 +52,10 @@ struct WeightView {
     return scale_inv[((row0 + r) / kFp8BlockSize) * scale_ld + (col0 + c) / kFp8BlockSize];
   }
   // The integer scale of storage element (r, c) of this view, as f32.
-  float qscale_at(int64_t r, int64_t c) const {
-    const int64_t i = (row0 + r) * qscale_ld + (col0 + c) / group;
+  float qscale_at(int64_t r, int64_t c) const { return qscale_of_group(r, (col0 + c) / group); }
+  // Scale g of row r (the storage row's columns [g * group, (g + 1) * group)), as f32.
+  float qscale_of_group(int64_t r, int64_t g) const {
+    const int64_t i = (row0 + r) * qscale_ld + g;
     switch (qscale_dtype) {
       case DType::bf16:
         return bf16_to_f32(static_cast<const bf16*>(qscale)[i]);
@@ -64,8 +66,9 @@ struct WeightView {
     }
   }
   // The zero point of storage element (r, c) (0 for symmetric weights).
-  int zero_at(int64_t r, int64_t c) const {
-    return qzero ? int(qzero[(row0 + r) * qzero_ld + (col0 + c) / group]) : 0;
+  int zero_at(int64_t r, int64_t c) const { return zero_of_group(r, (col0 + c) / group); }
+  int zero_of_group(int64_t r, int64_t g) const {
+    return qzero ? int(qzero[(row0 + r) * qzero_ld + g]) : 0;
   }
   // The integer code of storage element (r, c) minus its offset: the signed value.
   int int_code_at(int64_t r, int64_t c) const {

@@ -322,12 +322,18 @@ void gemm_packed(const GemmInput& x, const WeightView& w, float* y, int64_t ldy)
 // [N, K] weights: the dot form (gemm_rows.isa.cpp).
 void gemm_rows_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy, bool pairs);
 
+// Integer codes in the pair form (gemm_int_pairs.isa.cpp), and where it applies.
+bool int_pairs_apply(const WeightView& w);
+void gemm_int_pairs_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy);
+
 void gemm_kernel(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
-  // bf16 pair panels only where no precision is lost beyond bf16 activations: bf16 weights, and
-  // fp8 weights (fp8 times a ue8m0 scale is exact in bf16); and only where this CPU's native dot
-  // is the faster way (core/cpu_features.h).
-  const bool pairs = kNativeBf16Dot && bf16_dot_preferred() && x.dtype == DType::bf16 &&
-                     (w.dtype == DType::bf16 || w.dtype == DType::fp8_e4m3);
+  // bf16 pair panels only where no precision is lost beyond bf16 activations: bf16 weights, fp8
+  // weights (fp8 times a ue8m0 scale is exact in bf16) and integer codes (exact; their scales
+  // multiply f32 sums); and only where this CPU's native dot is the faster way
+  // (core/cpu_features.h).
+  const bool native = kNativeBf16Dot && bf16_dot_preferred() && x.dtype == DType::bf16;
+  if (native && int_pairs_apply(w)) return gemm_int_pairs_kernel(x, w, y, ldy);
+  const bool pairs = native && (w.dtype == DType::bf16 || w.dtype == DType::fp8_e4m3);
   if (!w.kn) return gemm_rows_kernel(x, w, y, ldy, pairs);
   // Which algorithm is a matter of speed only: both give the same bits.
   if (x.rows <= kGemvMaxRows)

@@ -9,7 +9,9 @@
 //   s_b = reduce_lanes of it (lane l's halving tree); then y = s_0, y = s_b + y, ...
 // The operands are x as f32 (f32 form) or bf16 (pairs), and ŵ as panel.h's weight_row_f32
 // defines it (pairs: rounded to bf16). Both algorithms below (small M, packed GEMM) run the same
-// micro-kernel (dot_block) and reduce_lanes, so they give the same bits.
+// micro-kernel (dot_block) and reduce_lanes, so they give the same bits. Integer codes in the
+// pair form (bf16 x where the native dot is preferred) have their own order and kernels:
+// gemm_int_pairs.isa.cpp.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -18,77 +20,16 @@
 #include <new>
 #include <utility>
 
-#include "core/thread_pool.h"
-#include "kernels/gemm.h"
-#include "kernels/gemm_scratch.h"
-#include "tile/panel.h"
+#include "kernels/gemm_rows_parts.h"
 
 namespace dsinfer::DSINFER_ISA_NS {
 
 using namespace tile;
+using namespace gemm_rows_parts;
 
 namespace {
 
-constexpr int kKc = 2048;    // K block: the unit of the canonical order
 constexpr int kPiece = 512;  // small M: columns decoded at a time (kKc a multiple of it)
-
-// Scratch slots (gemm_scratch.h): 0 x as f32, 1 weight rows, 2 partial sums, 3 packed x.
-
-// The two forms of the chain: f32 FMAs over kLanes columns, or bf16 pairs over 2 * kLanes.
-template <bool kPairs>
-struct Form;
-template <>
-struct Form<false> {
-  using E = float;
-  using V = VF;
-  static constexpr int kChunk = kLanes;
-  static V load(const E* p) { return tile::load(p); }
-  static V load_n(const E* p, int n) { return tile::load_n(p, n); }
-  static VF dot(VF acc, V a, V b) { return fma(a, b, acc); }
-};
-template <>
-struct Form<true> {
-  using E = uint16_t;
-  using V = VB;
-  static constexpr int kChunk = 2 * kLanes;
-  static V load(const E* p) { return load_pairs(p); }
-  static V load_n(const E* p, int n) { return as_pairs(load_words_n(p, 2 * n)); }
-  static VF dot(VF acc, V a, V b) { return dot_pairs(acc, a, b); }
-};
-
-// acc[i][j] continues the chain over columns [0, len) of A row i and B row j: chunk c of A row i at
-// a + i * a_rs + c * a_cs (likewise B), the last chunk zero-padded (masked loads: nothing past len
-// is read; panels padded to whole chunks never take that path).
-template <bool kPairs, int MR, int NR>
-[[gnu::always_inline]] inline void dot_block(VF (&acc)[MR][NR], int len,
-                                             const typename Form<kPairs>::E* a, int64_t a_rs,
-                                             int64_t a_cs, const typename Form<kPairs>::E* b,
-                                             int64_t b_rs, int64_t b_cs) {
-  using F = Form<kPairs>;
-  const int chunks = len / F::kChunk;
-  for (int c = 0; c < chunks; ++c, a += a_cs, b += b_cs) {
-    typename F::V bv[NR];
-#pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) bv[j] = F::load(b + j * b_rs);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const typename F::V av = F::load(a + i * a_rs);
-#pragma GCC unroll 16
-      for (int j = 0; j < NR; ++j) acc[i][j] = F::dot(acc[i][j], av, bv[j]);
-    }
-  }
-  if (const int n = len - chunks * F::kChunk; n > 0) {
-    typename F::V bv[NR];
-#pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) bv[j] = F::load_n(b + j * b_rs, n);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const typename F::V av = F::load_n(a + i * a_rs, n);
-#pragma GCC unroll 16
-      for (int j = 0; j < NR; ++j) acc[i][j] = F::dot(acc[i][j], av, bv[j]);
-    }
-  }
-}
 
 // ---- weight rows as the chain's B operand ------------------------------------------------------
 // Where the chain reads W's rows from: the weight itself (f32 form on f32 weights, pairs on bf16:
@@ -165,50 +106,6 @@ void decode_rows(typename Form<kPairs>::E* dst, int64_t ldd, const WeightView& w
       row_f32(w, n + r, k0, kc, d);
     }
   }
-}
-
-// x as the chain's A operand: x itself, or a copy (f32 form on bf16 x: widened) shared by all
-// threads. Small batches are copied with a row stride off the power-of-two grid: rows of x and W
-// 4 or 8 KB apart all land in one L1 set, more of them than it has ways.
-inline int64_t unaligned_ld(int64_t K) {
-  return (K + 31) / 32 * 32 + 32;
-}
-template <bool kPairs>
-const typename Form<kPairs>::E* a_operand(const GemmInput& x, int64_t& lda) {
-  const int64_t M = x.rows, K = x.cols;
-  const bool small = M > 1 && M <= kGemvMaxRows;
-  if constexpr (kPairs) {
-    lda = x.ld;
-    const uint16_t* src = static_cast<const uint16_t*>(x.data);
-    if (!small || x.ld % 1024 != 0) return src;
-    lda = unaligned_ld(K);
-    uint16_t* c = gemm_scratch<uint16_t>(0, size_t(M * lda));
-    for (int64_t m = 0; m < M; ++m) std::memcpy(c + m * lda, src + m * x.ld, size_t(K) * 2);
-    return c;
-  } else {
-    if (x.dtype == DType::f32 && (!small || x.ld % 1024 != 0)) {
-      lda = x.ld;
-      return static_cast<const float*>(x.data);
-    }
-    lda = small ? unaligned_ld(K) : K;
-    float* c = gemm_scratch<float>(0, size_t(M * lda));
-    for (int64_t m = 0; m < M; ++m) {
-      if (x.dtype == DType::f32) {
-        std::memcpy(c + m * lda, static_cast<const float*>(x.data) + m * x.ld, size_t(K) * 4);
-        continue;
-      }
-      const uint16_t* src = static_cast<const uint16_t*>(x.data) + m * x.ld;
-      int64_t k = 0;
-      for (; k + kLanes <= K; k += kLanes) store(c + m * lda + k, load_bf16(src + k));
-      if (k < K) store_n(c + m * lda + k, load_bf16_n(src + k, int(K - k)), int(K - k));
-    }
-    return c;
-  }
-}
-
-// y[m, n] = s (first K block) or s + y[m, n].
-inline void accumulate_out(float* y, float s, bool first) {
-  *y = first ? s : s + *y;
 }
 
 // FP8 rows decoded in registers (decode with one pass over x, M <= 4): acc continues the chain of
@@ -416,14 +313,7 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
           (std::make_integer_sequence<int, (M + kPass - 1) / kPass>{});
         }
       }
-      for (int64_t k0 = 0, kb = 0; k0 < K; k0 += kKc, ++kb)
-        for (int m = 0; m < M; ++m) {
-          VF v[kLanes];
-          for (int i = 0; i < kLanes; ++i) v[i] = part[(kb * M + m) * G + i];
-          alignas(64) float s[kLanes];
-          store(s, reduce_lanes(v));
-          for (int i = 0; i < rows; ++i) accumulate_out(y + m * ldy + n0 + i, s[i], k0 == 0);
-        }
+      reduce_group(part, K, M, n0, rows, y, ldy);
     }
   });
 }
@@ -449,29 +339,7 @@ void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M
   const int64_t strips = (M + kMR - 1) / kMR, k_blocks = (K + kKc - 1) / kKc;
   const int64_t a_block = int64_t(kKc) * kMR;
 
-  // x packed once, shared by every thread: [strip][K block][chunk][kMR rows][C], zero past M and
-  // past each block's columns (so the micro-kernel runs whole chunks on both operands).
-  E* a_packed = gemm_scratch<E>(3, size_t(strips * k_blocks * a_block));
-  parallel_for(strips * k_blocks, 1, [&](int64_t b0, int64_t b1, int) {
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t st = blk / k_blocks, k0 = (blk % k_blocks) * kKc;
-      const int kc = int(std::min<int64_t>(kKc, K - k0)), chunks = (kc + C - 1) / C;
-      E* dst = a_packed + blk * a_block;
-      for (int i = 0; i < kMR; ++i) {
-        const int64_t m = st * kMR + i;
-        for (int c = 0; c < chunks; ++c) {
-          E* d = dst + (c * kMR + i) * C;
-          const int n = std::min(C, kc - c * C);
-          if (m < M) {
-            std::memcpy(d, xa + m * lda + k0 + c * C, size_t(n) * sizeof(E));
-            std::memset(d + n, 0, size_t(C - n) * sizeof(E));
-          } else {
-            std::memset(d, 0, size_t(C) * sizeof(E));
-          }
-        }
-      }
-    }
-  });
+  const E* a_packed = pack_x<E, kMR, C>(xa, lda, M, K);
 
   const int threads = num_threads();
   int64_t nc = (N + 4 * threads - 1) / (4 * threads);

@@ -291,6 +291,42 @@ inline void zip_pairs(VB a, VB b, VB& lo, VB& hi) {
   hi.v = _mm256_permute2x128_si256(l, h, 0x31);
 }
 
+// ---- integer weight codes as bf16 (W4A16 / W8A16 in the pair form) -----------------------------
+// 2 * kLanes bf16 in order, a's lanes then b's: each value's high 16 bits (exact for values bf16
+// holds, such as integers of magnitude <= 256; others are truncated).
+inline VB bf16_in_order(VF a, VF b) {
+  const __m256i w = _mm256_packus_epi32(_mm256_srli_epi32(_mm256_castps_si256(a.v), 16),
+                                        _mm256_srli_epi32(_mm256_castps_si256(b.v), 16));
+  return {_mm256_permute4x64_epi64(w, 0xd8)};  // a0-3 b0-3 | a4-7 b4-7 -> a0-7 | b0-7
+}
+// The table u4_pairs_split looks 4-bit codes up in: code i -> bf16 of (i - bias), which must be
+// exact. Here: the values' low bytes (128-bit lane 0) and high bytes (lane 1), for byte shuffles.
+inline VB u4_table(float bias) {
+  const __m256 b = _mm256_set1_ps(bias);
+  const VB w = bf16_in_order({_mm256_sub_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), b)},
+                             {_mm256_sub_ps(_mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15), b)});
+  const __m256i split = _mm256_shuffle_epi8(
+      w.v, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
+                            12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+  return {_mm256_permute4x64_epi64(split, 0xd8)};  // low bytes 0-15 | high bytes 0-15
+}
+// 4 * kLanes 4-bit codes from 2 * kLanes bytes (column 2t: byte t's low nibble, 2t + 1 its high
+// one) looked up in a u4_table: the even columns' values in order (pairs of columns 4j, 4j + 2)
+// and the odd columns' (4j + 1, 4j + 3).
+inline void u4_pairs_split(const uint8_t* p, VB table, VB& even, VB& odd) {
+  const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i lo_t = _mm256_permute2x128_si256(table.v, table.v, 0x00);
+  const __m256i hi_t = _mm256_permute2x128_si256(table.v, table.v, 0x11);
+  const __m256i nib = _mm256_set1_epi16(0x0f), low_byte = _mm256_set1_epi16(0x00ff);
+  auto lookup = [&](__m256i codes) {  // words 0..15 -> their table words
+    const __m256i idx = _mm256_or_si256(codes, _mm256_slli_epi16(codes, 8));
+    return _mm256_blendv_epi8(_mm256_shuffle_epi8(hi_t, idx), _mm256_shuffle_epi8(lo_t, idx),
+                              low_byte);
+  };
+  even.v = lookup(_mm256_and_si256(w, nib));
+  odd.v = lookup(_mm256_srli_epi16(w, 4));
+}
+
 // ---- 8-bit integer dot products (W8A8 / W4A8) -------------------------------------------------
 // VQ: 4 * kLanes bytes, one byte quad per int32 lane of a VI.
 struct VQ {

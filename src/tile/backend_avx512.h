@@ -262,6 +262,37 @@ inline void zip_pairs(VB a, VB b, VB& lo, VB& hi) {
   hi.v = _mm512_permutex2var_epi16(a.v, hi_idx, b.v);
 }
 
+// ---- integer weight codes as bf16 (W4A16 / W8A16 in the pair form) -----------------------------
+// 2 * kLanes bf16 in order, a's lanes then b's: each value's high 16 bits (exact for values bf16
+// holds, such as integers of magnitude <= 256; others are truncated).
+inline VB bf16_in_order(VF a, VF b) {
+  alignas(64) static constexpr uint16_t kHigh[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21,
+                                                     23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43,
+                                                     45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+  return {_mm512_permutex2var_epi16(_mm512_castps_si512(a.v), _mm512_load_si512(kHigh),
+                                    _mm512_castps_si512(b.v))};
+}
+// The table u4_pairs_split looks 4-bit codes up in: code i -> bf16 of (i - bias), which must be
+// exact. Here: the 16 values twice (vpermw reads 5 index bits).
+inline VB u4_table(float bias) {
+  const __m512 v = _mm512_sub_ps(
+      _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_ps(bias));
+  alignas(64) static constexpr uint16_t kHigh[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21,
+                                                     23, 25, 27, 29, 31, 1,  3,  5,  7,  9,  11,
+                                                     13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+  return {_mm512_permutexvar_epi16(_mm512_load_si512(kHigh), _mm512_castps_si512(v))};
+}
+// 4 * kLanes 4-bit codes from 2 * kLanes bytes (column 2t: byte t's low nibble, 2t + 1 its high
+// one) looked up in a u4_table: the even columns' values in order (pairs of columns 4j, 4j + 2)
+// and the odd columns' (4j + 1, 4j + 3). Each byte becomes a word whose low 5 bits index its low
+// nibble (the table repeats) and, shifted right by 4, its high one: no lane crossing but the
+// widening.
+inline void u4_pairs_split(const uint8_t* p, VB table, VB& even, VB& odd) {
+  const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  even.v = _mm512_permutexvar_epi16(w, table.v);
+  odd.v = _mm512_permutexvar_epi16(_mm512_srli_epi16(w, 4), table.v);
+}
+
 // ---- raw 32-bit words (weight transposes; pure data moves, every bit pattern kept) -------------
 inline VF load_words(const void* p) {
   return {_mm512_loadu_ps(p)};

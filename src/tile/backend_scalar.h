@@ -260,6 +260,34 @@ inline void zip_pairs(VB a, VB b, VB& lo, VB& hi) {
   }
 }
 
+// ---- integer weight codes as bf16 (W4A16 / W8A16 in the pair form) -----------------------------
+// 2 * kLanes bf16 in order, a's lanes then b's: each value's high 16 bits (exact for values bf16
+// holds, such as integers of magnitude <= 256; others are truncated).
+inline VB bf16_in_order(VF a, VF b) {
+  VB r;
+  for (int i = 0; i < kLanes; ++i) {
+    uint32_t x, y;
+    std::memcpy(&x, &a.v[i], 4);
+    std::memcpy(&y, &b.v[i], 4);
+    r.v[i] = uint16_t(x >> 16), r.v[kLanes + i] = uint16_t(y >> 16);
+  }
+  return r;
+}
+// The table u4_pairs_split looks 4-bit codes up in: code i -> bf16 of (i - bias), which must be
+// exact.
+inline VB u4_table(float bias) {
+  VB r;
+  for (int i = 0; i < 16; ++i) r.v[i] = f32_to_bf16(float(i) - bias).bits;
+  return r;
+}
+// 4 * kLanes 4-bit codes from 2 * kLanes bytes (column 2t: byte t's low nibble, 2t + 1 its high
+// one) looked up in a u4_table: the even columns' values in order (pairs of columns 4j, 4j + 2)
+// and the odd columns' (4j + 1, 4j + 3).
+inline void u4_pairs_split(const uint8_t* p, VB table, VB& even, VB& odd) {
+  for (int t = 0; t < 2 * kLanes; ++t)
+    even.v[t] = table.v[p[t] & 15], odd.v[t] = table.v[p[t] >> 4];
+}
+
 // ---- raw 32-bit words (weight transposes; pure data moves, every bit pattern kept) -------------
 inline VF load_words(const void* p) {
   VF r;

@@ -56,6 +56,68 @@ template <DType WT>
   if constexpr (WT == DType::u8) return load_u8(static_cast<const uint8_t*>(p));
   return load_i8(static_cast<const int8_t*>(p));
 }
+// The pair form's integer operand: one step of kCols codes of a group along a storage row as kVecs
+// bf16 pair vectors of their values minus `bias` (the offset plus the group's zero point): exact,
+// those being integers of magnitude <= 256. 8-bit codes: 2 * kLanes columns in order. INT4: 4 *
+// kLanes columns split, the even ones then the odd ones (split_columns), which is how nibbles
+// unpack cheaply; x must be split the same way.
+template <DType WT>
+struct CodePairs {
+  static constexpr bool kSplit = WT == DType::u4;
+  static constexpr int kVecs = kSplit ? 2 : 1;
+  static constexpr int kCols = kVecs * 2 * kLanes;
+  static constexpr int kBytes = 2 * kLanes;  // per step, both widths
+  VB table;                                  // u4: the value of each code
+  VF bias;                                   // 8-bit codes
+  CodePairs() = default;
+  explicit CodePairs(float b) {
+    if constexpr (kSplit)
+      table = u4_table(b);
+    else
+      bias = set1(b);
+  }
+  [[gnu::always_inline]] void operator()(const uint8_t* p, VB (&out)[kVecs]) const {
+    if constexpr (kSplit) {
+      u4_pairs_split(p, table, out[0], out[1]);
+    } else {
+      out[0] = bf16_in_order(sub(load_int_codes<WT>(p), bias),
+                             sub(load_int_codes<WT>(p + kLanes), bias));
+    }
+  }
+  // The first n columns of a step (0 < n < kCols), zeros in the others; reads only the bytes
+  // holding them.
+  void first(const uint8_t* p, int n, VB (&out)[kVecs]) const {
+    alignas(64) uint8_t bytes[kBytes] = {};
+    std::memcpy(bytes, p, size_t(kSplit ? (n + 1) / 2 : n));
+    (*this)(bytes, out);
+    for (int v = 0; v < kVecs; ++v) {
+      alignas(64) uint16_t words[2 * kLanes];
+      store_pairs(words, out[v]);
+      for (int i = 0; i < 2 * kLanes; ++i)
+        if ((kSplit ? 2 * i + v : i) >= n) words[i] = 0;
+      out[v] = load_pairs(words);
+    }
+  }
+};
+// Columns [0, n) of a row as CodePairs<WT> steps want x: per step of kCols columns (the last
+// zero-padded), INT4's even columns then its odd ones; others in order. dst holds n rounded up to
+// whole steps.
+template <DType WT>
+inline void split_columns(const uint16_t* src, int64_t n, uint16_t* dst) {
+  constexpr int kCols = CodePairs<WT>::kCols;
+  const int64_t padded = (n + kCols - 1) / kCols * kCols;
+  if constexpr (!CodePairs<WT>::kSplit) {
+    std::memcpy(dst, src, size_t(n) * 2);
+    std::fill(dst + n, dst + padded, uint16_t(0));
+  } else {
+    for (int64_t c = 0; c < padded; c += kCols)
+      for (int i = 0; i < kCols / 2; ++i) {
+        const int64_t e = c + 2 * i, o = e + 1;
+        dst[c + i] = e < n ? src[e] : uint16_t(0);
+        dst[c + kCols / 2 + i] = o < n ? src[o] : uint16_t(0);
+      }
+  }
+}
 // f.template operator()<WT>() for the integer dtype dt (u4, u8 or i8).
 template <class F>
 inline void dispatch_int_dtype(DType dt, F f) {

@@ -34,6 +34,13 @@ DSINFER_DECLARE_PER_ISA(void, tt_zip_pairs, (const uint16_t*, const uint16_t*, u
 DSINFER_DECLARE_PER_ISA(void, tt_store_fp8, (const float*, int, uint8_t*));
 // load_u4 (kLanes / 2 bytes) or load_u8 (kLanes bytes) as f32.
 DSINFER_DECLARE_PER_ISA(void, tt_load_uint, (const uint8_t*, bool, float*));
+// CodePairs<dtype> (u4, u8 or i8) with `bias` on one step of codes at p (n < kCols: its first n
+// columns), its kVecs pair vectors into out; returns the step's columns (kCols).
+DSINFER_DECLARE_PER_ISA(int, tt_code_pairs, (DType, const uint8_t*, int, float, uint16_t*));
+// split_columns<dtype> of n bf16 values; returns the padded length written.
+DSINFER_DECLARE_PER_ISA(int64_t, tt_split_columns, (DType, const uint16_t*, int64_t, uint16_t*));
+// bf16_in_order of two vectors (2 * kLanes words out).
+DSINFER_DECLARE_PER_ISA(void, tt_bf16_in_order, (const float*, const float*, uint16_t*));
 DSINFER_DECLARE_PER_ISA(int, tt_gather,
                         (const float*, int64_t, const int32_t*, int, int, float*, bool*));
 DSINFER_DECLARE_PER_ISA(void, tt_store_bf16, (const float*, int, int, bf16*, int64_t));

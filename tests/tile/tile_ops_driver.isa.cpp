@@ -87,6 +87,33 @@ void tt_store_fp8(const float* in, int n, uint8_t* out) {
 void tt_load_uint(const uint8_t* p, bool u4, float* out) {
   simd::store(out, u4 ? simd::load_u4(p) : simd::load_u8(p));
 }
+int tt_code_pairs(DType dt, const uint8_t* p, int n, float bias, uint16_t* out) {
+  int cols = 0;
+  tile::dispatch_int_dtype(dt, [&]<DType WT>() {
+    using Dec = tile::CodePairs<WT>;
+    const Dec dec(bias);
+    simd::VB v[Dec::kVecs];
+    if (n == Dec::kCols)
+      dec(p, v);
+    else
+      dec.first(p, n, v);
+    for (int i = 0; i < Dec::kVecs; ++i) simd::store_pairs(out + i * 2 * simd::kLanes, v[i]);
+    cols = Dec::kCols;
+  });
+  return cols;
+}
+int64_t tt_split_columns(DType dt, const uint16_t* src, int64_t n, uint16_t* dst) {
+  int64_t padded = 0;
+  tile::dispatch_int_dtype(dt, [&]<DType WT>() {
+    tile::split_columns<WT>(src, n, dst);
+    constexpr int S = tile::CodePairs<WT>::kCols;
+    padded = (n + S - 1) / S * S;
+  });
+  return padded;
+}
+void tt_bf16_in_order(const float* a, const float* b, uint16_t* out) {
+  simd::store_pairs(out, simd::bf16_in_order(simd::load(a), simd::load(b)));
+}
 int tt_gather(const float* base, int64_t ld, const int32_t* idx, int n, int cols, float* out,
               bool* valid) {
   T t;

@@ -213,6 +213,80 @@ TEST(TileOps, UnsignedCodeLoadsAreExact) {
   });
 }
 
+// The pair form's integer operand (W4A16 / W8A16 on bf16 dots): every code minus biases over the
+// offsets and zero points' range is exact in bf16, in the documented column order (INT4: even
+// columns, then odd), with every first-n tail zero past n and reading only its bytes.
+TEST(TileOps, CodePairsAreExactInColumnOrder) {
+  std::mt19937 rng(11);
+  for_each_isa([&](Isa) {
+    const int vec = 2 * DSINFER_DISPATCH(tt_lanes)();
+    for (DType dt : {DType::u4, DType::u8, DType::i8}) {
+      const bool u4 = dt == DType::u4;
+      const float offset = u4 ? 8.0f : dt == DType::u8 ? 128.0f : 0.0f;
+      for (float zero : u4 ? std::vector<float>{0, -8, 7, 3} : std::vector<float>{0, -128, 127, -5})
+        for (int rep = 0; rep < 8; ++rep) {
+          std::vector<uint8_t> bytes(static_cast<size_t>(vec));
+          for (auto& b : bytes) b = uint8_t(rng());
+          if (rep == 0) std::fill(bytes.begin(), bytes.end(), uint8_t(0));
+          if (rep == 1) std::fill(bytes.begin(), bytes.end(), uint8_t(0xff));
+          const float bias = offset + zero;
+          std::vector<uint16_t> out(static_cast<size_t>(2 * vec));
+          const int cols = DSINFER_DISPATCH(tt_code_pairs)(dt, bytes.data(), u4 ? 2 * vec : vec,
+                                                           bias, out.data());
+          ASSERT_EQ(cols, u4 ? 2 * vec : vec);
+          auto code = [&](int c) {
+            if (u4) return float(c % 2 ? bytes[size_t(c / 2)] >> 4 : bytes[size_t(c / 2)] & 15);
+            return dt == DType::i8 ? float(int8_t(bytes[size_t(c)])) : float(bytes[size_t(c)]);
+          };
+          auto word = [&](int c) {
+            return u4 ? out[size_t((c % 2) * vec + c / 2)] : out[size_t(c)];
+          };
+          for (int c = 0; c < cols; ++c)
+            ASSERT_EQ(word(c), f32_to_bf16(code(c) - bias).bits)
+                << dtype_name(dt) << " column " << c << " bias " << bias;
+          for (int n = 1; n < cols; n += u4 ? 3 : 5) {  // tails: bytes past n are not read
+            std::vector<uint8_t> part(bytes.begin(), bytes.begin() + (u4 ? (n + 1) / 2 : n));
+            std::fill(out.begin(), out.end(), uint16_t(0x7fc0));
+            DSINFER_DISPATCH(tt_code_pairs)(dt, part.data(), n, bias, out.data());
+            for (int c = 0; c < cols; ++c)
+              ASSERT_EQ(word(c), c < n ? f32_to_bf16(code(c) - bias).bits : uint16_t(0))
+                  << dtype_name(dt) << " n " << n << " column " << c;
+          }
+        }
+    }
+    // x in the same order: INT4 steps split into even then odd columns, zero-padded.
+    for (int64_t n : {int64_t(1), int64_t(2 * vec - 1), int64_t(2 * vec), int64_t(5 * vec + 3)}) {
+      std::vector<uint16_t> src(static_cast<size_t>(n)),
+          dst(static_cast<size_t>(n + 2 * vec), 0xffff);
+      for (int64_t i = 0; i < n; ++i) src[size_t(i)] = uint16_t(1000 + i);
+      const int64_t padded =
+          DSINFER_DISPATCH(tt_split_columns)(DType::u4, src.data(), n, dst.data());
+      ASSERT_EQ(padded % (2 * vec), 0);
+      for (int64_t c = 0; c < padded; ++c) {
+        const int64_t step = c / (2 * vec) * (2 * vec), i = c % (2 * vec);
+        const int64_t col = step + (i < vec ? 2 * i : 2 * (i - vec) + 1);
+        ASSERT_EQ(dst[size_t(c)], col < n ? src[size_t(col)] : uint16_t(0))
+            << "n " << n << " " << c;
+      }
+      std::fill(dst.begin(), dst.end(), uint16_t(0xffff));
+      const int64_t p8 = DSINFER_DISPATCH(tt_split_columns)(DType::u8, src.data(), n, dst.data());
+      for (int64_t c = 0; c < p8; ++c)
+        ASSERT_EQ(dst[size_t(c)], c < n ? src[size_t(c)] : uint16_t(0)) << "u8 n " << n << " " << c;
+    }
+    // bf16_in_order: a's lanes then b's, the high halves of their bits.
+    const int lanes = vec / 2;
+    std::vector<float> a(static_cast<size_t>(lanes)), b(static_cast<size_t>(lanes));
+    for (int i = 0; i < lanes; ++i)
+      a[size_t(i)] = float(i) - 200.0f, b[size_t(i)] = 0.5f * float(i + 1);
+    std::vector<uint16_t> out(static_cast<size_t>(vec));
+    DSINFER_DISPATCH(tt_bf16_in_order)(a.data(), b.data(), out.data());
+    for (int i = 0; i < lanes; ++i) {
+      ASSERT_EQ(out[size_t(i)], f32_to_bf16(a[size_t(i)]).bits) << i;
+      ASSERT_EQ(out[size_t(lanes + i)], f32_to_bf16(b[size_t(i)]).bits) << i;
+    }
+  });
+}
+
 // INT8 codes (the C8 latent cache) as f32: every code, and every tail length.
 TEST(TileOps, Int8LoadIsExactWithTails) {
   std::vector<int8_t> codes(256 + 16);
