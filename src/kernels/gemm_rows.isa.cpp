@@ -251,13 +251,13 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
           const int64_t kb = k0 / kKc;
           const bool first = k0 % kKc == 0;
           const int kc = int(std::min<int64_t>(kPiece, std::min((kb + 1) * kKc, K) - k0));
-          // The same rows' next piece (or the next rows' first) on their way into L2.
+          // The next R rows' same piece on its way into L2 (measured against prefetching these
+          // rows' next piece, 4096 x 4096, 2 threads: FP8 M = 1 0.74 -> 0.62 ms, M = 8 1.63 ->
+          // 1.31 ms; bf16 M = 8 1.58 -> 1.39 ms).
           if (nr > 0) {
-            const bool last = k0 + kPiece >= K;
-            const int64_t nk = last ? 0 : k0 + kPiece, nn = n0 + r0 + (last ? R : 0);
-            const int64_t bytes = std::min<int64_t>(kPiece, K - nk) * dtype_bits(w.dtype) / 8;
+            const int64_t nn = n0 + r0 + R, bytes = int64_t(kc) * dtype_bits(w.dtype) / 8;
             for (int64_t r = nn; r < std::min(nn + R, N); ++r)
-              for (int64_t b = 0; b < bytes; b += 64) prefetch_l2(w.element_ptr(r, nk) + b);
+              for (int64_t b = 0; b < bytes; b += 64) prefetch_l2(w.element_ptr(r, k0) + b);
           }
           VF* pk = part + kb * M * G;
           // The chains of x rows [m0, m0 + mp) and these R weight rows, from and back to `part`.
