@@ -269,16 +269,7 @@ void int_pairs_packed(const uint16_t* xs, int64_t ldx, int64_t M, const WeightVi
                   for (int ii = 0; ii < kMR; ++ii) tot[ii][j] = fma(acc[ii][j], s, tot[ii][j]);
                 }
               }
-              VF v[kLanes];
-#pragma GCC unroll 16
-              for (int i = 0; i < kMR; ++i)
-#pragma GCC unroll 16
-                for (int j = 0; j < kNR; ++j) v[i * kNR + j] = tot[i][j];
-              alignas(64) float sums[kLanes];
-              store(sums, reduce_lanes(v));
-              for (int i = 0; i < mr; ++i)
-                for (int j = 0; j < cols; ++j)
-                  accumulate_out(y + (m0 + i) * ldy + n0 + q * kNR + j, sums[i * kNR + j], kb == 0);
+              reduce_block(tot, mr, cols, y, ldy, m0, n0 + q * kNR, kb == 0);
             }
           }
         }
@@ -295,26 +286,8 @@ void int_pairs(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
     w.qzero ? int_pairs_small<WT, M, true>(xs, ldx, w, y, ldy)
             : int_pairs_small<WT, M, false>(xs, ldx, w, y, ldy);
   };
-  switch (x.rows) {
-    case 1:
-      return small.template operator()<1>();
-    case 2:
-      return small.template operator()<2>();
-    case 3:
-      return small.template operator()<3>();
-    case 4:
-      return small.template operator()<4>();
-    case 5:
-      return small.template operator()<5>();
-    case 6:
-      return small.template operator()<6>();
-    case 7:
-      return small.template operator()<7>();
-    case 8:
-      return small.template operator()<8>();
-    default:
-      return int_pairs_packed<WT>(xs, ldx, x.rows, w, y, ldy);
-  }
+  if (x.rows > kGemvMaxRows) return int_pairs_packed<WT>(xs, ldx, x.rows, w, y, ldy);
+  with_small_m(x.rows, small);
 }
 
 }  // namespace

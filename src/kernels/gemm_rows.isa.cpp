@@ -371,16 +371,7 @@ void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M
                 for (int j = 0; j < kNR; ++j) acc[i][j] = zero();
               dot_block<kPairs, kMR, kNR>(acc, padded, a_packed + (st * k_blocks + kb) * a_block, C,
                                           kMR * C, panel + q * kNR * kKc, kKc, C);
-              VF v[kLanes];
-#pragma GCC unroll 16
-              for (int i = 0; i < kMR; ++i)
-#pragma GCC unroll 16
-                for (int j = 0; j < kNR; ++j) v[i * kNR + j] = acc[i][j];
-              alignas(64) float sums[kLanes];
-              store(sums, reduce_lanes(v));
-              for (int i = 0; i < mr; ++i)
-                for (int j = 0; j < cols; ++j)
-                  accumulate_out(y + (m0 + i) * ldy + n0 + q * kNR + j, sums[i * kNR + j], kb == 0);
+              reduce_block(acc, mr, cols, y, ldy, m0, n0 + q * kNR, kb == 0);
             }
           }
         }
@@ -401,26 +392,8 @@ void gemm_rows(const GemmInput& x, const WeightView& w, float* y, int64_t ldy) {
       return gemm_rows_small<kPairs, M, 4>(xa, lda, w, y, ldy);
     return gemm_rows_small<kPairs, M>(xa, lda, w, y, ldy);
   };
-  switch (x.rows) {
-    case 1:
-      return small.template operator()<1>();
-    case 2:
-      return small.template operator()<2>();
-    case 3:
-      return small.template operator()<3>();
-    case 4:
-      return small.template operator()<4>();
-    case 5:
-      return small.template operator()<5>();
-    case 6:
-      return small.template operator()<6>();
-    case 7:
-      return small.template operator()<7>();
-    case 8:
-      return small.template operator()<8>();
-    default:
-      return gemm_rows_packed<kPairs>(xa, lda, x.rows, w, y, ldy);
-  }
+  if (x.rows > kGemvMaxRows) return gemm_rows_packed<kPairs>(xa, lda, x.rows, w, y, ldy);
+  with_small_m(x.rows, small);
 }
 
 }  // namespace

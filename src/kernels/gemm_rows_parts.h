@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "core/thread_pool.h"
 #include "kernels/gemm.h"
@@ -164,6 +165,34 @@ inline void reduce_group(const VF* part, int64_t K, int M, int64_t n0, int rows,
       store(s, reduce_lanes(v));
       for (int i = 0; i < rows; ++i) accumulate_out(y + m * ldy + n0 + i, s[i], k0 == 0);
     }
+}
+
+// f.template operator()<M>() for the small-M kernels' M (1 .. kGemvMaxRows).
+template <class F>
+inline void with_small_m(int64_t M, F&& f) {
+  static_assert(kGemvMaxRows == 8);
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    ((M == I + 1 ? (f.template operator()<I + 1>(), 0) : 0), ...);
+  }
+  (std::make_integer_sequence<int, 8>{});
+}
+
+// The GEMMs' register block: MR rows of x x NR rows of W = kLanes chains, reduced by one
+// reduce_lanes and summed into y's rows m0.. (mr of them real) and columns n0.. (cols real).
+template <int MR, int NR>
+inline void reduce_block(const VF (&acc)[MR][NR], int mr, int cols, float* y, int64_t ldy,
+                         int64_t m0, int64_t n0, bool first) {
+  static_assert(MR * NR == kLanes);
+  VF v[kLanes];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) v[i * NR + j] = acc[i][j];
+  alignas(64) float sums[kLanes];
+  store(sums, reduce_lanes(v));
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < cols; ++j)
+      accumulate_out(y + (m0 + i) * ldy + n0 + j, sums[i * NR + j], first);
 }
 
 }  // namespace dsinfer::DSINFER_ISA_NS::gemm_rows_parts
