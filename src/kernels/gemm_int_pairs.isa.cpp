@@ -179,9 +179,6 @@ void int_pairs_small(const uint16_t* xs, int64_t ldx, const WeightView& w, float
 }
 
 // ---- GEMM: the codes of a K block of Nc weight rows decoded into an L2 panel per thread --------
-constexpr int kMR = kLanes == 16 ? 4 : 2, kNR = 4;  // register block: kMR x kNR = kLanes chains
-static_assert(kMR * kNR == kLanes);
-constexpr int64_t kStripsPerGroup = 12, kMaxNc = 64;
 constexpr int kMaxSegments = kKc / C;  // segments per K block, at most
 
 template <DType WT>
@@ -194,10 +191,7 @@ void int_pairs_packed(const uint16_t* xs, int64_t ldx, int64_t M, const WeightVi
   const int64_t a_block = int64_t(kKc) * kMR;
   const uint16_t* a_packed = pack_x<uint16_t, kMR, C>(xs, ldx, M, padded_k);
 
-  const int threads = num_threads();
-  int64_t nc = (N + 4 * threads - 1) / (4 * threads);
-  nc = std::clamp<int64_t>((nc + kNR - 1) / kNR * kNR, kNR, kMaxNc);
-  const int64_t n_tasks = (N + nc - 1) / nc;
+  const int64_t nc = task_rows<uint16_t>(N), n_tasks = (N + nc - 1) / nc;
   parallel_for(n_tasks, 1, [&](int64_t t0, int64_t t1, int) {
     uint16_t* panel = gemm_scratch<uint16_t>(1, size_t(nc) * kKc);      // [nc rows][kKc] values
     float* scales = gemm_scratch<float>(0, size_t(nc) * kMaxSegments);  // [row][segment]
@@ -238,8 +232,8 @@ void int_pairs_packed(const uint16_t* xs, int64_t ldx, int64_t M, const WeightVi
             }
           }
         }
-        for (int64_t s0 = 0; s0 < strips; s0 += kStripsPerGroup) {
-          const int64_t s1 = std::min(strips, s0 + kStripsPerGroup);
+        for (int64_t s0 = 0; s0 < strips; s0 += kStripsPerGroup<uint16_t>) {
+          const int64_t s1 = std::min(strips, s0 + kStripsPerGroup<uint16_t>);
           for (int64_t q = 0; q < quads; ++q) {
             const int cols = int(std::min<int64_t>(kNR, rows - q * kNR));
             const float* sq = scales + q * kNR * kMaxSegments;

@@ -319,16 +319,6 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
 }
 
 // ---- GEMM: a decoded K block of Nc weight rows per thread, x rows streaming past it -------------
-// Register block: MR rows of x x NR rows of W = kLanes accumulators, one reduce_lanes.
-constexpr int kMR = kLanes == 16 ? 4 : 2, kNR = 4;
-static_assert(kMR * kNR == kLanes);
-// x strips (kMR rows) that stay in L2 together, and weight rows per task (a K block of them
-// stays in L2): sized for bf16 operands, halved for f32 ones.
-template <class E>
-constexpr int64_t kStripsPerGroup = 12 * 2 / int64_t(sizeof(E));
-template <class E>
-constexpr int64_t kMaxNc = 64 * 2 / int64_t(sizeof(E));
-
 template <bool kPairs>
 void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M,
                       const WeightView& w, float* y, int64_t ldy) {
@@ -341,10 +331,7 @@ void gemm_rows_packed(const typename Form<kPairs>::E* xa, int64_t lda, int64_t M
 
   const E* a_packed = pack_x<E, kMR, C>(xa, lda, M, K);
 
-  const int threads = num_threads();
-  int64_t nc = (N + 4 * threads - 1) / (4 * threads);
-  nc = std::clamp<int64_t>((nc + kNR - 1) / kNR * kNR, kNR, kMaxNc<E>);
-  const int64_t n_tasks = (N + nc - 1) / nc;
+  const int64_t nc = task_rows<E>(N), n_tasks = (N + nc - 1) / nc;
   parallel_for(n_tasks, 1, [&](int64_t t0, int64_t t1, int) {
     E* panel = gemm_scratch<E>(1, size_t(nc) * kKc);  // [nc rows][kKc]: this K block of W, decoded
     for (int64_t t = t0; t < t1; ++t) {

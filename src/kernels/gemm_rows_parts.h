@@ -122,6 +122,23 @@ inline void accumulate_out(float* y, float s, bool first) {
   *y = first ? s : s + *y;
 }
 
+// The GEMMs' blocking. Register block: kMR rows of x x kNR rows of W = kLanes accumulators, one
+// reduce_lanes. x strips (kMR rows) that stay in L2 together, and weight rows per task (a K block
+// of them stays in L2): sized for bf16 operands, halved for f32 ones.
+inline constexpr int kMR = kLanes == 16 ? 4 : 2, kNR = 4;
+static_assert(kMR * kNR == kLanes);
+template <class E>
+inline constexpr int64_t kStripsPerGroup = 12 * 2 / int64_t(sizeof(E));
+template <class E>
+inline constexpr int64_t kMaxNc = 64 * 2 / int64_t(sizeof(E));
+// Weight rows per GEMM task: about four tasks per thread, whole register blocks, at most kMaxNc.
+template <class E>
+inline int64_t task_rows(int64_t N) {
+  const int threads = num_threads();
+  const int64_t nc = (N + 4 * threads - 1) / (4 * threads);
+  return std::clamp<int64_t>((nc + kNR - 1) / kNR * kNR, kNR, kMaxNc<E>);
+}
+
 // x packed once for the GEMM, shared by every thread: [strip][K block][chunk][MR rows][C], zero
 // past M and past each block's columns (so the micro-kernel runs whole chunks on both operands).
 template <class E, int MR, int C>
