@@ -12,6 +12,9 @@
 namespace dsinfer {
 
 DSINFER_DECLARE_PER_ISA(void, mha_head_kernel, (const MhaHeadArgs&));
+DSINFER_DECLARE_PER_ISA(void, mha_pack_pairs_kernel,
+                        (const float*, int64_t, int, const float*, int64_t, int, const float*,
+                         int64_t, int, int64_t, uint16_t*, uint16_t*));
 
 namespace {
 
@@ -53,32 +56,7 @@ void mha_attention_head(const MhaHeadArgs& a) {
 
 void mha_pack_pairs(const float* k, int64_t ldk, int dk, const float* pe, int64_t ldpe, int dpe,
                     const float* v, int64_t ldv, int dv, int64_t n, uint16_t* kt2, uint16_t* v2) {
-  // One 32-bit word per pair: a key's pair p lands one block row (64 words) after pair p - 1;
-  // two keys' values sit side by side.
-  const int dqk = dk + dpe;
-  const int64_t qkp = (dqk + 1) / 2, vw = mha_value_pair_width(dv);
-  const int64_t n_pad = (n + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock;
-  uint32_t* k32 = reinterpret_cast<uint32_t*>(kt2);
-  uint32_t* v32 = reinterpret_cast<uint32_t*>(v2);
-  std::vector<float> row(static_cast<size_t>(2 * qkp), 0.0f);  // [k | pe | 0]
-  for (int64_t s = 0; s < n_pad; ++s) {
-    uint32_t* kw = k32 + (s / kMhaKeyBlock) * qkp * kMhaKeyBlock + s % kMhaKeyBlock;
-    if (s >= n) {
-      for (int64_t p = 0; p < qkp; ++p) kw[p * kMhaKeyBlock] = 0;
-      continue;
-    }
-    std::copy(k + s * ldk, k + s * ldk + dk, row.begin());
-    std::copy(pe + s * ldpe, pe + s * ldpe + dpe, row.begin() + dk);
-    for (int64_t p = 0; p < qkp; ++p)
-      kw[p * kMhaKeyBlock] = f32_to_bf16_pair(row[2 * p], row[2 * p + 1]);
-  }
-  for (int64_t s = 0; s < n_pad; s += 2) {
-    uint32_t* vw32 = v32 + (s / 2) * vw;
-    const float* a = s < n ? v + s * ldv : nullptr;
-    const float* b = s + 1 < n ? v + (s + 1) * ldv : nullptr;
-    for (int64_t c = 0; c < vw; ++c)
-      vw32[c] = c < dv ? f32_to_bf16_pair(a ? a[c] : 0.0f, b ? b[c] : 0.0f) : 0u;
-  }
+  DSINFER_DISPATCH(mha_pack_pairs_kernel)(k, ldk, dk, pe, ldpe, dpe, v, ldv, dv, n, kt2, v2);
 }
 
 void mha_attention_head_reference(const MhaHeadArgs& a) {

@@ -200,4 +200,60 @@ void mha_head_kernel(const MhaHeadArgs& a) {
   }
 }
 
+// Pair layouts of mha_pack_pairs (mha_attention.h). Keys: kLanes keys at a time, each row
+// [k | pe | 0] staged contiguously, as kLanes x kLanes tiles transposed so that one vector holds
+// a dimension of kLanes keys; two dimensions' vectors rounded into pairs give the kLanes words
+// of one pair row of the key block. Values: two keys' rows rounded into pairs lane by lane.
+void mha_pack_pairs_kernel(const float* k, int64_t ldk, int dk, const float* pe, int64_t ldpe,
+                           int dpe, const float* v, int64_t ldv, int dv, int64_t n, uint16_t* kt2,
+                           uint16_t* v2) {
+  static_assert(kMhaKeyBlock % kLanes == 0);
+  const int dqk = dk + dpe;
+  const int64_t qkp = (dqk + 1) / 2, vw = mha_value_pair_width(dv);
+  const int64_t n_pad = (n + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock;
+  const int width = (dqk + 2 * kLanes - 1) / (2 * kLanes) * (2 * kLanes);  // whole vector pairs
+  std::vector<float> rows(size_t(kLanes) * size_t(width));
+  for (int64_t s0 = 0; s0 < n_pad; s0 += kLanes) {
+    for (int i = 0; i < kLanes; ++i) {
+      float* r = rows.data() + size_t(i) * size_t(width);
+      const int64_t s = s0 + i;
+      if (s < n) {
+        std::memcpy(r, k + s * ldk, size_t(dk) * sizeof(float));
+        std::memcpy(r + dk, pe + s * ldpe, size_t(dpe) * sizeof(float));
+      }
+      std::fill(r + (s < n ? dqk : 0), r + width, 0.0f);
+    }
+    uint16_t* block = kt2 + 2 * ((s0 / kMhaKeyBlock) * qkp * kMhaKeyBlock + s0 % kMhaKeyBlock);
+    for (int d0 = 0; d0 < width; d0 += 2 * kLanes) {
+      VF lo[kLanes], hi[kLanes];  // dimensions d0 .. d0 + kLanes - 1 and the next kLanes
+      for (int i = 0; i < kLanes; ++i) {
+        lo[i] = load(rows.data() + size_t(i) * size_t(width) + d0);
+        hi[i] = load(rows.data() + size_t(i) * size_t(width) + d0 + kLanes);
+      }
+      transpose(lo);
+      transpose(hi);
+      for (int j = 0; j < kLanes; ++j) {
+        const int64_t p = d0 / 2 + j;  // pair (2p, 2p + 1)
+        if (p >= qkp) break;
+        const VF* src = j < kLanes / 2 ? lo : hi;
+        const int jj = 2 * (j % (kLanes / 2));
+        store_pairs(block + 2 * p * kMhaKeyBlock, bf16_pairs(src[jj], src[jj + 1]));
+      }
+    }
+  }
+  for (int64_t s = 0; s < n_pad; s += 2) {
+    const float* a = s < n ? v + s * ldv : nullptr;
+    const float* b = s + 1 < n ? v + (s + 1) * ldv : nullptr;
+    uint16_t* out = v2 + 2 * (s / 2) * vw;
+    for (int64_t c = 0; c < vw; c += kLanes) {
+      const int m = int(std::clamp<int64_t>(dv - c, 0, kLanes));
+      auto row = [&](const float* x) {
+        if (!x || m == 0) return zero();
+        return m == kLanes ? load(x + c) : load_n(x + c, m);
+      };
+      store_pairs(out + 2 * c, bf16_pairs(row(a), row(b)));
+    }
+  }
+}
+
 }  // namespace dsinfer::DSINFER_ISA_NS

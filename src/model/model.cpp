@@ -901,11 +901,18 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
     // layouts (k_nope and v rounded to bf16, as the release computes them).
     const bool pairs = options_.precision == Precision::bf16 && bf16_pairs_native();
     const int64_t Lp = (L + kMhaKeyBlock - 1) / kMhaKeyBlock * kMhaKeyBlock;
+    // Heads are expanded `group` at a time: one GEMM call per group packs the latent rows once
+    // for all of its heads (per head, that packing cost about a quarter of the GEMM), with the
+    // group's y rows bounded to about 8 MiB per thread.
+    const int64_t hd = nope + vdim;
+    const int64_t group =
+        std::clamp<int64_t>((int64_t(8) << 20) / std::max<int64_t>(1, L * hd * 4), 1, 8);
     parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
       // Per-thread buffers that persist across layers (fresh ones page-fault every time).
-      // y rows [k_nope | v] padded by 16 floats: a stride that is a multiple of 64 floats would
-      // put the kernel's value rows in the same few L1 sets (it would copy them instead).
-      const int64_t ldy = nope + vdim + 16;
+      // y rows [k_nope | v] of each head of the group, padded by 16 floats: a stride that is a
+      // multiple of 64 floats would put the kernel's value rows in the same few L1 sets (it would
+      // copy them instead).
+      const int64_t ldy = group * hd + 16;
       thread_local std::vector<float> y, kt;
       thread_local std::vector<uint16_t> kt2, v2;
       if (y.size() < size_t(L * ldy)) y.resize(size_t(L * ldy));
@@ -922,17 +929,21 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
           for (int64_t d = 0; d < qk; ++d) kt[mha_key_index(s, int(d), int(qk))] = 0.0f;
       }
       for (int64_t h = h0; h < h1; ++h) {
-        // W_UK[h] then W_UV[h]
-        const WeightView kv_h = kvb.storage_rows(h * (nope + vdim), nope + vdim);
-        gemm(lat_in, kv_h, y.data(), ldy);
+        // W_UK[h] then W_UV[h], for this head's group (from h0) when it starts
+        const int64_t g = (h - h0) % group;
+        if (g == 0) {
+          const int64_t heads = std::min(group, h1 - h);
+          gemm(lat_in, kvb.storage_rows(h * hd, heads * hd), y.data(), ldy);
+        }
+        const float* yh = y.data() + g * hd;
         // Keys [k_nope | k_pe], transposed in blocks, and values (mha_attention.h).
         if (pairs) {
-          mha_pack_pairs(y.data(), ldy, int(nope), pe.data(), rope, int(rope), y.data() + nope, ldy,
-                         int(vdim), L, kt2.data(), v2.data());
+          mha_pack_pairs(yh, ldy, int(nope), pe.data(), rope, int(rope), yh + nope, ldy, int(vdim),
+                         L, kt2.data(), v2.data());
         } else {
           for (int64_t s = 0; s < L; ++s) {
             for (int64_t d = 0; d < nope; ++d)
-              kt[mha_key_index(s, int(d), int(qk))] = y[s * ldy + d];
+              kt[mha_key_index(s, int(d), int(qk))] = yh[s * ldy + d];
             for (int64_t r = 0; r < rope; ++r)
               kt[mha_key_index(s, int(nope + r), int(qk))] = pe[s * rope + r];
           }
@@ -943,7 +954,7 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
         if (pairs)
           a.kt2 = kt2.data(), a.v2 = v2.data();
         else
-          a.kt = kt.data(), a.v = y.data() + nope, a.ldv = ldy;
+          a.kt = kt.data(), a.v = yh + nope, a.ldv = ldy;
         a.n_keys = L;
         a.positions = b.positions.data() + t0;
         a.mask = mask.empty() ? nullptr : mask.data(), a.ldmask = ldmask;
