@@ -47,16 +47,25 @@ struct Plan {
   const int32_t* sumx;  // [M][G]
   float* y;
   int64_t ldy;
-  int32_t offset;  // of the unsigned weight codes
+  int32_t offset;     // of the unsigned weight codes
+  int64_t op_stride;  // pack_offsets' entries between groups: kNB, or 0 (no zero points)
 };
 
-// What each group's sums start from, per weight row j of a block of kNB (rows past N: 0): the
-// code offset plus the row's zero point, times minus the activation row's code sum (seed_at).
+// What each group's sums start from, per weight row j of a block of kNB rows (rows past N: 0):
+// the code offset plus the row's zero point, times minus the activation row's code sum
+// (seed_at). op[g * op_stride + j]: without zero points every group has the same offsets, so one
+// row of kNB is filled (op_stride 0) -- filling G of them cost ~8% of an M = 1 W4A8 GEMV.
 void pack_offsets(const Plan& p, int64_t n0, int32_t* op) {
   const WeightView& w = *p.w;
-  for (int64_t g = 0; g < p.G; ++g)
-    for (int j = 0; j < kNB; ++j)
-      op[g * kNB + j] = n0 + j < p.N ? p.offset + w.zero_at(n0 + j, g * p.group) : 0;
+  const int64_t g0 = w.col0 / w.group;  // the view's first group (col0 is a multiple of it)
+  for (int j = 0; j < kNB; ++j) {
+    const bool real = n0 + j < p.N;
+    if (!w.qzero)
+      op[j] = real ? p.offset : 0;
+    else
+      for (int64_t g = 0; g < p.G; ++g)
+        op[g * kNB + j] = real ? p.offset + w.zero_of_group(n0 + j, g0 + g) : 0;
+  }
 }
 [[gnu::always_inline]] inline VI seed_at(const int32_t* op, int32_t sumx) {
   return mul_i(load_i(op), set1_i(-sumx));
@@ -86,7 +95,8 @@ template <DType WT, class Sink, int... T>
 // Weight vector v of the block at n0 (kLanes rows; rows past N: zero codes), quad by quad in
 // column order, into sink (each chunk of a row's codes loaded and transposed in registers).
 template <DType WT, class Sink>
-[[gnu::always_inline]] inline void for_each_quad(const Plan& p, int64_t n0, int v, Sink& sink) {
+[[gnu::always_inline]] inline void for_each_quad(const Plan& p, int64_t n0, int v, int64_t pf_end,
+                                                 Sink& sink) {
   constexpr bool u4 = WT == DType::u4;
   constexpr int64_t chunk = u4 ? 2 * kVQ : kVQ;  // columns per VQ of a row
   const uint8_t* rows[kLanes];
@@ -94,8 +104,15 @@ template <DType WT, class Sink>
     const int64_t n = n0 + v * kLanes + l;
     rows[l] = n < p.N ? reinterpret_cast<const uint8_t*>(p.w->element_ptr(n, 0)) : nullptr;
   }
+  // The next kLanes rows (the next vector's, or the next block's) into L2 at the columns this
+  // pass reads: sixteen short row streams at once are more than the hardware prefetchers follow.
+  // Only rows this task reads next (before pf_end): L2 is per core.
+  const int64_t row_bytes = p.w->ld * dtype_bits(WT) / 8;
+  const bool prefetch_next = n0 + v * kLanes + 2 * kLanes <= pf_end;
   for (int64_t c = 0; c < p.K; c += chunk) {
     VF r[kLanes];
+    if (prefetch_next)
+      for (int l = 0; l < kLanes; ++l) prefetch_l2(rows[l] + kLanes * row_bytes + (u4 ? c / 2 : c));
     for (int l = 0; l < kLanes; ++l)
       r[l] = rows[l] ? as_words(load_q(rows[l] + (u4 ? c / 2 : c))) : zero();
     transpose(r);  // r[t]: word t (columns c + 4t.., or 8t.. for INT4) of every row
@@ -115,10 +132,10 @@ struct PackSink {
 
 // Weight rows [n0, n0 + kNB) into bp[quad][kNB].
 template <DType WT>
-void pack_block(const Plan& p, int64_t n0, uint8_t* bp) {
+void pack_block(const Plan& p, int64_t n0, int64_t pf_end, uint8_t* bp) {
   for (int v = 0; v < kNV; ++v) {
     PackSink sink{bp, v};
-    for_each_quad<WT>(p, n0, v, sink);
+    for_each_quad<WT>(p, n0, v, pf_end, sink);
   }
 }
 
@@ -174,7 +191,7 @@ void micro_tile(const Plan& p, const uint8_t* bp, const float* sp, const int32_t
   for (int64_t g = 0; g < p.G; ++g) {
     for (int i = 0; i < mr; ++i)
       for (int j = 0; j < kNV; ++j)
-        acc[i][j] = seed_at(op + g * kNB + j * kLanes, p.sumx[(m0 + i) * p.G + g]);
+        acc[i][j] = seed_at(op + g * p.op_stride + j * kLanes, p.sumx[(m0 + i) * p.G + g]);
     const uint8_t* bq = bp + g * quads * kNB * 4;
     for (int64_t q = g * quads; q < (g + 1) * quads; ++q, bq += kNB * 4) {
       VQ b[kNV];
@@ -219,7 +236,7 @@ struct FusedSums {
   }
   [[gnu::always_inline]] void seed() {
     for (int i = 0; i < mr; ++i) {
-      acc[i][0] = seed_at(op + g * kNB, p.sumx[i * p.G + g]);
+      acc[i][0] = seed_at(op + g * p.op_stride, p.sumx[i * p.G + g]);
       for (int c = 1; c < kChains; ++c) acc[i][c] = set1_i(0);
     }
   }
@@ -240,10 +257,10 @@ struct FusedSums {
 };
 
 template <DType WT, int mr>
-void fused_block(const Plan& p, const float* sp, const int32_t* op, int64_t n0) {
+void fused_block(const Plan& p, const float* sp, const int32_t* op, int64_t n0, int64_t pf_end) {
   for (int v = 0; v < kNV; ++v) {
     FusedSums<mr> f(p, sp + v * kLanes, op + v * kLanes);
-    for_each_quad<WT>(p, n0, v, f);
+    for_each_quad<WT>(p, n0, v, pf_end, f);
     const int64_t n = n0 + v * kLanes;
     for (int i = 0; i < mr; ++i)
       store_lanes(p.y + i * p.ldy + n, mul(f.total[i], set1(p.sx[i])), p.N - n);
@@ -251,11 +268,12 @@ void fused_block(const Plan& p, const float* sp, const int32_t* op, int64_t n0) 
 }
 
 template <DType WT, int mr>
-void fused_rows(const Plan& p, const float* sp, const int32_t* op, int64_t n0, int rows) {
+void fused_rows(const Plan& p, const float* sp, const int32_t* op, int64_t n0, int64_t pf_end,
+                int rows) {
   if (rows == mr)
-    fused_block<WT, mr>(p, sp, op, n0);
+    fused_block<WT, mr>(p, sp, op, n0, pf_end);
   else if constexpr (mr > 1)
-    fused_rows<WT, mr - 1>(p, sp, op, n0, rows);
+    fused_rows<WT, mr - 1>(p, sp, op, n0, pf_end, rows);
 }
 
 template <int mr>
@@ -282,6 +300,7 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
   p.w = &w, p.M = M, p.N = w.rows, p.K = K, p.group = group, p.G = K / group;
   p.y = y, p.ldy = ldy;
   p.offset = u4 ? 8 : 128;
+  p.op_stride = w.qzero ? kNB : 0;
   // The calling thread's scratch (workers write through these pointers, not their own copies).
   thread_local std::vector<int8_t> xq_buf;
   thread_local std::vector<float> sx_buf;
@@ -314,7 +333,12 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
   });
   p.xq = xq, p.sx = sx, p.sumx = sumx;
   const int64_t blocks = (p.N + kNB - 1) / kNB;
-  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1, int) {
+  // Decode streams the weights: runs of blocks per task, so the rows each pass prefetches are the
+  // ones its own core reads next (grain 1 interleaved the threads' blocks and sent half the
+  // prefetches to the other core's L2). Measured, M = 1, 4096 x 4096, 2 threads: see README.
+  const int64_t grain = M <= MR ? std::clamp<int64_t>(blocks / (4 * num_threads()), 1, 16) : 1;
+  parallel_for(blocks, grain, [&](int64_t b0, int64_t b1, int) {
+    const int64_t pf_end = std::min(p.N, b1 * kNB);
     thread_local std::vector<uint8_t> bp;
     thread_local std::vector<float> sp;
     thread_local std::vector<int32_t> op;
@@ -327,26 +351,26 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
       if (M <= MR) {
         switch (w.dtype) {
           case DType::u4:
-            fused_rows<DType::u4, MR>(p, sp.data(), op.data(), n0, int(M));
+            fused_rows<DType::u4, MR>(p, sp.data(), op.data(), n0, pf_end, int(M));
             break;
           case DType::u8:
-            fused_rows<DType::u8, MR>(p, sp.data(), op.data(), n0, int(M));
+            fused_rows<DType::u8, MR>(p, sp.data(), op.data(), n0, pf_end, int(M));
             break;
           default:
-            fused_rows<DType::i8, MR>(p, sp.data(), op.data(), n0, int(M));
+            fused_rows<DType::i8, MR>(p, sp.data(), op.data(), n0, pf_end, int(M));
             break;
         }
         continue;
       }
       switch (w.dtype) {
         case DType::u4:
-          pack_block<DType::u4>(p, n0, bp.data());
+          pack_block<DType::u4>(p, n0, pf_end, bp.data());
           break;
         case DType::u8:
-          pack_block<DType::u8>(p, n0, bp.data());
+          pack_block<DType::u8>(p, n0, pf_end, bp.data());
           break;
         default:
-          pack_block<DType::i8>(p, n0, bp.data());
+          pack_block<DType::i8>(p, n0, pf_end, bp.data());
           break;
       }
       for (int64_t mc = 0; mc < M; mc += kMChunk)

@@ -814,6 +814,40 @@ TEST(GemmInt8, MatchesTheReferenceAndIsBatchInvariant) {
   set_num_threads(saved);
 }
 
+// A view starting at a later group (the zero points and scales of its own columns), and enough
+// rows that decode hands each task a run of blocks (the runs prefetch their next rows): M = 1
+// against the reference and bitwise against a batch of 9 (the packed path), 1 and 2 threads.
+TEST(GemmInt8, ColumnViewsAndRunsOfBlocks) {
+  const int saved = num_threads();
+  for_each_isa([&](Isa) {
+    for (DType wt : {DType::u8, DType::i8, DType::u4}) {
+      SCOPED_TRACE(dtype_name(wt));
+      StoredWeight sw(wt, 700, 640, 710, 128, DType::bf16);
+      sw.with_zero_points(711);
+      const WeightView w = sw.view(3, 690, 128, 512, false);  // columns 128 .. 639
+      const Activations acts(9, 512, 520, 712);
+      const int64_t ldy = 690;
+      std::vector<float> want(size_t(9 * ldy)), batch(size_t(9 * ldy), -1.0f);
+      gemm_int8_activations_reference(acts.f.data(), 9, acts.ld, w, want.data(), ldy);
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        gemm_int8_activations(acts.f.data(), 9, acts.ld, w, batch.data(), ldy);
+        for (int64_t m : {int64_t(0), int64_t(8)}) {
+          std::vector<float> one(size_t(ldy), -1.0f);
+          gemm_int8_activations(acts.f.data() + m * acts.ld, 1, acts.ld, w, one.data(), ldy);
+          ASSERT_TRUE(same_bits(one.data(), ldy, batch.data() + m * ldy, ldy, 1, 690))
+              << "threads " << threads << " row " << m;
+          for (int64_t n = 0; n < 690; ++n)
+            ASSERT_NEAR(one[size_t(n)], want[size_t(m * ldy + n)],
+                        1e-4 * std::fabs(want[size_t(m * ldy + n)]) + 1e-4)
+                << "row " << m << " n " << n;
+        }
+      }
+    }
+  });
+  set_num_threads(saved);
+}
+
 TEST(GemmInt8, KnLayoutAndBadArguments) {
   const StoredWeight sw(DType::u8, 64, 128, 77, 64, DType::bf16);
   const Activations acts(3, 64, 64, 78);
