@@ -147,10 +147,37 @@ inline void store_lanes(float* dst, VF out, int64_t cnt) {
     store_n(dst, out, int(cnt));
 }
 
-// The group scales of weight rows [n0, n0 + kNB) as sp[g][kNB] (rows past N: 0).
+// One row's scales of kLanes groups from g as f32 (rows past N: zero).
+inline VF scale_lanes(const WeightView& w, int64_t at) {
+  switch (w.qscale_dtype) {
+    case DType::bf16:
+      return load_bf16(static_cast<const uint16_t*>(w.qscale) + at);
+    case DType::f16:
+      return load_f16(static_cast<const uint16_t*>(w.qscale) + at);
+    default:
+      return load(static_cast<const float*>(w.qscale) + at);
+  }
+}
+
+// The group scales of weight rows [n0, n0 + kNB) as sp[g][kNB] (rows past N: 0). kLanes x
+// kLanes tiles transposed in registers where G allows (an element at a time, this was ~8% of an
+// M = 1 W4A8 GEMV).
 void pack_scales(const Plan& p, int64_t n0, float* sp) {
   const WeightView& w = *p.w;
   const int64_t g0 = w.col0 / w.group;  // the view's first group (col0 is a multiple of it)
+  if (p.G % kLanes == 0) {
+    for (int v = 0; v < kNV; ++v)
+      for (int64_t gc = 0; gc < p.G; gc += kLanes) {
+        VF r[kLanes];
+        for (int l = 0; l < kLanes; ++l) {
+          const int64_t n = n0 + v * kLanes + l;
+          r[l] = n < p.N ? scale_lanes(w, (w.row0 + n) * w.qscale_ld + g0 + gc) : zero();
+        }
+        transpose(r);
+        for (int t = 0; t < kLanes; ++t) store(sp + (gc + t) * kNB + v * kLanes, r[t]);
+      }
+    return;
+  }
   for (int j = 0; j < kNB; ++j) {
     if (n0 + j >= p.N) {
       for (int64_t g = 0; g < p.G; ++g) sp[g * kNB + j] = 0.0f;
@@ -276,6 +303,73 @@ void fused_rows(const Plan& p, const float* sp, const int32_t* op, int64_t n0, i
     fused_rows<WT, mr - 1>(p, sp, op, n0, pf_end, rows);
 }
 
+// One row of x with groups of whole loads (rowdot_applies): the row-dot form. Each weight row's
+// codes meet x's bytes in the same lanes (whole-vector dot products, no transpose), and at each
+// group's end reduce_lanes_i gives the kLanes rows' exact group sums at once: the very integers
+// of the transposed paths (integer sums do not depend on their order), so the totals are theirs
+// bit for bit. Rows past N repeat the last real one (read, never stored).
+constexpr bool rowdot_applies(bool u4, int64_t M, int64_t group) {
+  return M == 1 && group % (u4 ? 2 * kVQ : kVQ) == 0;
+}
+
+// kLanes weight rows [r0, r0 + kLanes) into y[r0 ..]: rows at base + l * ld_bytes (all real), or
+// for the last vector (kTail) through pointers, rows past N repeating the last real one.
+template <DType WT, bool kTail>
+void rowdot_vector(const Plan& p, const float* sp, const int32_t* op, int64_t r0, int v,
+                   bool prefetch_next) {
+  constexpr bool u4 = WT == DType::u4;
+  constexpr int64_t step = u4 ? 2 * kVQ : kVQ;  // columns per load of a row
+  const int64_t ld_bytes = p.w->ld * dtype_bits(WT) / 8;
+  const uint8_t* const base = reinterpret_cast<const uint8_t*>(p.w->element_ptr(r0, 0));
+  // One pointer per row only for the tail: sixteen of them would take the registers the
+  // accumulators need (GCC moved them into vector registers and spilled the codes).
+  const uint8_t* rows[kTail ? kLanes : 1];
+  if constexpr (kTail)
+    for (int l = 0; l < kLanes; ++l)
+      rows[l] = reinterpret_cast<const uint8_t*>(p.w->element_ptr(std::min(r0 + l, p.N - 1), 0));
+  auto row = [&](int l) { return kTail ? rows[kTail ? l : 0] : base + l * ld_bytes; };
+  VF total = zero();
+  for (int64_t g = 0; g < p.G; ++g) {
+    VI acc[kLanes];
+    for (int l = 0; l < kLanes; ++l) acc[l] = set1_i(0);
+    for (int64_t c = g * p.group; c < (g + 1) * p.group; c += step) {
+      const int64_t b = u4 ? c / 2 : c;
+      // The next kLanes rows into L2, as in for_each_quad.
+      if (prefetch_next)
+        for (int l = 0; l < kLanes; ++l) prefetch_l2(base + (kLanes + l) * ld_bytes + b);
+      const VQ x0 = load_q(p.xq + c);
+      if constexpr (u4) {
+        const VQ x1 = load_q(p.xq + c + kVQ);
+        for (int l = 0; l < kLanes; ++l) {
+          const VQ wq = load_q(row(l) + b);
+          acc[l] = dot_u8s8(dot_u8s8(acc[l], low_nibbles(wq), x0), high_nibbles(wq), x1);
+        }
+      } else {
+        for (int l = 0; l < kLanes; ++l) {
+          VQ wq = load_q(row(l) + b);
+          if constexpr (WT == DType::i8) wq = flip_bytes(wq);
+          acc[l] = dot_u8s8(acc[l], wq, x0);
+        }
+      }
+    }
+    const VI sums =
+        add_i(seed_at(op + g * p.op_stride + v * kLanes, p.sumx[g]), reduce_lanes_i(acc));
+    total = fma(to_f32(sums), load(sp + g * kNB + v * kLanes), total);
+  }
+  store_lanes(p.y + r0, mul(total, set1(p.sx[0])), p.N - r0);
+}
+
+template <DType WT>
+void rowdot_block(const Plan& p, const float* sp, const int32_t* op, int64_t n0, int64_t pf_end) {
+  for (int v = 0; v < kNV; ++v) {
+    const int64_t r0 = n0 + v * kLanes;
+    if (r0 + kLanes <= p.N)
+      rowdot_vector<WT, false>(p, sp, op, r0, v, r0 + 2 * kLanes <= pf_end);
+    else if (r0 < p.N)
+      rowdot_vector<WT, true>(p, sp, op, r0, v, false);
+  }
+}
+
 template <int mr>
 void micro_rows(const Plan& p, const uint8_t* bp, const float* sp, const int32_t* op, int64_t m0,
                 int64_t n0, int rows) {
@@ -301,6 +395,7 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
   p.y = y, p.ldy = ldy;
   p.offset = u4 ? 8 : 128;
   p.op_stride = w.qzero ? kNB : 0;
+  const bool rowdot = rowdot_applies(u4, M, group);
   // The calling thread's scratch (workers write through these pointers, not their own copies).
   thread_local std::vector<int8_t> xq_buf;
   thread_local std::vector<float> sx_buf;
@@ -315,7 +410,13 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
     for (int64_t m = m0; m < m1; ++m) {
       sx[m] = quantize_int8_row(x + m * ldx, K, row.data());
       int8_t* dst = xq + m * K;
-      if (u4) {
+      if (u4 && rowdot) {  // per load: the even columns, then the odd ones
+        for (int64_t b = 0; b < K; b += 2 * kVQ)
+          for (int j = 0; j < kVQ; ++j) {
+            dst[b + j] = row[size_t(b + 2 * j)];
+            dst[b + kVQ + j] = row[size_t(b + 2 * j + 1)];
+          }
+      } else if (u4) {
         for (int64_t b = 0; b < K; b += 8)
           for (int j = 0; j < 4; ++j) {
             dst[b + j] = row[size_t(b + 2 * j)];
@@ -348,6 +449,20 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
       const int64_t n0 = b * kNB;
       pack_scales(p, n0, sp.data());
       pack_offsets(p, n0, op.data());
+      if (rowdot) {
+        switch (w.dtype) {
+          case DType::u4:
+            rowdot_block<DType::u4>(p, sp.data(), op.data(), n0, pf_end);
+            break;
+          case DType::u8:
+            rowdot_block<DType::u8>(p, sp.data(), op.data(), n0, pf_end);
+            break;
+          default:
+            rowdot_block<DType::i8>(p, sp.data(), op.data(), n0, pf_end);
+            break;
+        }
+        continue;
+      }
       if (M <= MR) {
         switch (w.dtype) {
           case DType::u4:

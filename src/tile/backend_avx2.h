@@ -381,6 +381,22 @@ inline VQ broadcast_quad(const void* p) {
   __builtin_memcpy(&w, p, 4);
   return {_mm256_set1_epi32(w)};
 }
+// Lane i = the sum of v[i]'s lanes (exact, wrapping), for kLanes vectors at once (the row-dot
+// int8 GEMV's per-row group sums: reduce_lanes' tree on integers).
+inline VI reduce_lanes_i(const VI (&v)[kLanes]) {
+  __m256i t[4], u[2];
+  for (int i = 0; i < 4; ++i)
+    t[i] = _mm256_add_epi32(_mm256_permute2x128_si256(v[2 * i].v, v[2 * i + 1].v, 0x20),
+                            _mm256_permute2x128_si256(v[2 * i].v, v[2 * i + 1].v, 0x31));
+  for (int j = 0; j < 2; ++j)
+    u[j] = _mm256_add_epi32(_mm256_unpacklo_epi64(t[2 * j], t[2 * j + 1]),
+                            _mm256_unpackhi_epi64(t[2 * j], t[2 * j + 1]));
+  const __m256 u0 = _mm256_castsi256_ps(u[0]), u1 = _mm256_castsi256_ps(u[1]);
+  const __m256i r =
+      _mm256_add_epi32(_mm256_castps_si256(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0))),
+                       _mm256_castps_si256(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1))));
+  return {_mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))};
+}
 inline VQ as_quads(VF words) {
   return {_mm256_castps_si256(words.v)};
 }

@@ -366,6 +366,26 @@ inline VQ broadcast_quad(const void* p) {  // 4 bytes repeated in every lane
   __builtin_memcpy(&w, p, 4);
   return {_mm512_set1_epi32(w)};
 }
+// Lane i = the sum of v[i]'s lanes (exact, wrapping: any order gives the same bits), for kLanes
+// vectors at once: the row-dot int8 GEMV's per-row group sums (reduce_lanes' tree on integers).
+inline VI reduce_lanes_i(const VI (&v)[kLanes]) {
+  __m512i t[8], u[4], w[2];
+  for (int i = 0; i < 8; ++i)
+    t[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(v[2 * i].v, v[2 * i + 1].v, 0x44),
+                            _mm512_shuffle_i32x4(v[2 * i].v, v[2 * i + 1].v, 0xee));
+  for (int i = 0; i < 4; ++i)
+    u[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(t[2 * i], t[2 * i + 1], 0x88),
+                            _mm512_shuffle_i32x4(t[2 * i], t[2 * i + 1], 0xdd));
+  for (int j = 0; j < 2; ++j)
+    w[j] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * j], u[2 * j + 1]),
+                            _mm512_unpackhi_epi64(u[2 * j], u[2 * j + 1]));
+  const __m512 w0 = _mm512_castsi512_ps(w[0]), w1 = _mm512_castsi512_ps(w[1]);
+  const __m512i r =
+      _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(w0, w1, _MM_SHUFFLE(2, 0, 2, 0))),
+                       _mm512_castps_si512(_mm512_shuffle_ps(w0, w1, _MM_SHUFFLE(3, 1, 3, 1))));
+  const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  return {_mm512_permutexvar_epi32(idx, r)};
+}
 inline VQ as_quads(VF words) {  // the same bits: each f32 lane's 4 bytes
   return {_mm512_castps_si512(words.v)};
 }

@@ -201,6 +201,16 @@ inline VQ broadcast_quad(const void* p) {
   for (int l = 0; l < kLanes; ++l) std::memcpy(r.b + 4 * l, p, 4);
   return r;
 }
+// Lane i = the sum of v[i]'s lanes (exact, wrapping), for kLanes vectors at once.
+inline VI reduce_lanes_i(const VI (&v)[kLanes]) {
+  VI r;
+  for (int i = 0; i < kLanes; ++i) {
+    uint32_t s = 0;
+    for (int l = 0; l < kLanes; ++l) s += uint32_t(v[i].v[l]);
+    r.v[i] = int32_t(s);
+  }
+  return r;
+}
 inline VQ as_quads(VF words) {
   VQ r;
   std::memcpy(r.b, words.v, sizeof r.b);

@@ -755,18 +755,20 @@ TEST(QuantizeInt8Row, AmaxOver127RoundHalfEven) {
   EXPECT_EQ(q[0], 0);
 }
 
-// y = sx * sum_g sw * (xq . wq) against the double reference on every ISA: both int8-dot paths
+// y = sx * sum_g sw * (xq . wq) against the double reference on every ISA: the int8-dot paths
 // (u8 / i8 / u4 codes, groups that are and are not a multiple of the kernel's column step, and
-// channel-wise), zero points on two shapes in three, the f32 fallback (K not a multiple of the
-// step, the [K, N] layout), tails in M and N, zero rows; each row bitwise the same at M = 1 and in
-// a batch, at 1, 2 and 3 threads.
+// channel-wise; 16 and 32 groups for the transposed scale packing; M = 1 with whole-load groups
+// takes the row-dot form), zero points on two shapes in three, the f32 fallback (K not a multiple
+// of the step, the [K, N] layout), tails in M and N, zero rows; each row bitwise the same at M = 1
+// and in a batch, at 1, 2 and 3 threads.
 TEST(GemmInt8, MatchesTheReferenceAndIsBatchInvariant) {
   const int saved = num_threads();
   struct Shape {
     int64_t N, K, group;
   };
-  const Shape shapes[] = {{37, 512, 128}, {9, 1024, 1024}, {70, 256, 256}, {5, 384, 128},
-                          {21, 256, 32},  {6, 96, 32},     {33, 200, 200}};
+  const Shape shapes[] = {{37, 512, 128}, {9, 1024, 1024}, {70, 256, 256},
+                          {5, 384, 128},  {21, 256, 32},   {6, 96, 32},
+                          {33, 200, 200}, {45, 2048, 128}, {18, 1024, 64}};
   for_each_isa([&](Isa) {
     for (DType wt : {DType::u8, DType::i8, DType::u4})
       for (size_t i = 0; i < std::size(shapes); ++i) {

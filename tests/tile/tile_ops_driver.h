@@ -28,6 +28,8 @@ DSINFER_DECLARE_PER_ISA(void, tt_int8_dots,
                         (const uint8_t*, const uint8_t*, const int32_t*, int32_t, int32_t*));
 // reduce_lanes of kLanes vectors (in: kLanes * kLanes floats) into kLanes sums.
 DSINFER_DECLARE_PER_ISA(void, tt_reduce_lanes, (const float*, float*));
+// reduce_lanes_i of kLanes int32 vectors into kLanes sums.
+DSINFER_DECLARE_PER_ISA(void, tt_reduce_lanes_i, (const int32_t*, int32_t*));
 // fp8_to_bf16_pow2 on 2 * kLanes codes: the bf16 bits, and whether a subnormal code was there.
 DSINFER_DECLARE_PER_ISA(uint32_t, tt_fp8_to_bf16_pow2, (const uint8_t*, int, uint16_t*));
 DSINFER_DECLARE_PER_ISA(void, tt_zip_pairs, (const uint16_t*, const uint16_t*, uint16_t*));

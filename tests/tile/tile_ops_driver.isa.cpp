@@ -67,6 +67,13 @@ void tt_reduce_lanes(const float* in, float* out) {
   for (int i = 0; i < simd::kLanes; ++i) v[i] = simd::load(in + i * simd::kLanes);
   simd::store(out, simd::reduce_lanes(v));
 }
+// Lane i of reduce_lanes_i over kLanes int32 vectors in[i * kLanes ...].
+void tt_reduce_lanes_i(const int32_t* in, int32_t* out) {
+  simd::VI v[simd::kLanes];
+  for (int i = 0; i < simd::kLanes; ++i) v[i] = simd::load_i(in + i * simd::kLanes);
+  const simd::VI r = simd::reduce_lanes_i(v);
+  std::memcpy(out, &r, sizeof r);
+}
 uint32_t tt_fp8_to_bf16_pow2(const uint8_t* codes, int c, uint16_t* out) {
   simd::VB v;
   const uint32_t subnormal = simd::fp8_to_bf16_pow2(codes, c, v);

@@ -119,6 +119,26 @@ TEST(TileOps, ReduceLanesIsTheHalvingTreeOfEachVector) {
   });
 }
 
+// reduce_lanes_i (the row-dot int8 GEMV's group sums): lane i is the exact sum of vector i, with
+// wrap-around at the int32 extremes, for every i.
+TEST(TileOps, ReduceLanesIntIsTheExactSumOfEachVector) {
+  for_each_isa([&](Isa) {
+    const int lanes = DSINFER_DISPATCH(tt_lanes)();
+    std::mt19937 rng(9);
+    for (int rep = 0; rep < 50; ++rep) {
+      std::vector<int32_t> in(size_t(lanes) * size_t(lanes)), out(static_cast<size_t>(lanes));
+      for (auto& x : in) x = int32_t(rng());
+      if (rep == 0) std::fill(in.begin(), in.end(), INT32_MAX);
+      DSINFER_DISPATCH(tt_reduce_lanes_i)(in.data(), out.data());
+      for (int i = 0; i < lanes; ++i) {
+        uint32_t want = 0;
+        for (int l = 0; l < lanes; ++l) want += uint32_t(in[size_t(i * lanes + l)]);
+        ASSERT_EQ(uint32_t(out[size_t(i)]), want) << "vector " << i << " rep " << rep;
+      }
+    }
+  });
+}
+
 // FP8 codes times 2^(c - 120) straight to bf16 (the dot-form GEMM's weight decode): every code,
 // exact against the plain decode, with subnormal codes reported (their output is not used).
 TEST(TileOps, Fp8ToBf16Pow2IsExactAndFlagsSubnormals) {
