@@ -138,6 +138,53 @@ Tensor unpack_zero_points(const Tensor& packed, int bits, int64_t out) {
   return z;
 }
 
+// Group activation ordering (docs/checkpoints.md): the columns of group g are those with
+// g_idx == g, anywhere in the row. The codes are copied once, columns sorted by group (stable), so
+// every kernel sees contiguous groups; perm[j] names the input that column j multiplies, and
+// Model::linear gathers x the same way (vLLM's Marlin path sorts by g_idx likewise). Returns
+// false (nothing copied) when g_idx already is the contiguous grouping.
+bool group_columns(LinearWeight& w, const Tensor& g_idx) {
+  const int64_t in = w.in, out = w.out;
+  const int32_t* gi = g_idx.data<int32_t>();
+  std::vector<int32_t> perm(static_cast<size_t>(in));
+  for (int64_t k = 0; k < in; ++k) perm[size_t(k)] = int32_t(k);
+  std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return gi[a] < gi[b]; });
+  bool identity = true;
+  for (int64_t k = 0; k < in; ++k) identity &= perm[size_t(k)] == k;
+  if (identity) return false;
+  const int bits = w.codes == DType::u4 ? 4 : 8;
+  Tensor codes = Tensor::empty(w.w.dtype(), w.w.shape());
+  if (w.w.dtype() == DType::i8) {  // int-quantized: one signed byte per column
+    parallel_for(out, 16, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int8_t* src = w.w.data<int8_t>() + r * in;
+        int8_t* dst = codes.data<int8_t>() + r * in;
+        for (int64_t j = 0; j < in; ++j) dst[j] = src[perm[size_t(j)]];
+      }
+    });
+  } else {  // pack-quantized I32 words: 32 / bits fields each, lowest bits first
+    const int per = 32 / bits;
+    const int64_t words = w.w.size(1);
+    const uint32_t mask = (1u << bits) - 1;
+    parallel_for(out, 16, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint32_t* src = reinterpret_cast<const uint32_t*>(w.w.data<int32_t>()) + r * words;
+        uint32_t* dst = reinterpret_cast<uint32_t*>(codes.data<int32_t>()) + r * words;
+        std::fill(dst, dst + words, 0u);
+        for (int64_t j = 0; j < in; ++j) {
+          const int64_t k = perm[size_t(j)];
+          const uint32_t field = (src[k / per] >> (bits * (k % per))) & mask;
+          dst[j / per] |= field << (bits * (j % per));
+        }
+      }
+    });
+  }
+  w.w = codes;
+  w.perm = Tensor::empty(DType::i32, {in});
+  std::copy(perm.begin(), perm.end(), w.perm.data<int32_t>());
+  return true;
+}
+
 // Fetches views of tensors that check_checkpoint has already vetted.
 class LoadBinder final : public WeightBinder {
  public:
@@ -168,6 +215,10 @@ class LoadBinder final : public WeightBinder {
       dst.group = g->group_size ? g->group_size : dst.in;
       dst.codes = !packed ? DType::i8 : g->num_bits == 4 ? DType::u4 : DType::u8;
       dst.int8_activations = g->int8_activations;
+      if (g->actorder_group) {
+        const Tensor gidx = ckpt_.get(ct_name(name, "_g_idx"));
+        if (group_columns(dst, gidx)) resident_bytes += dst.w.nbytes() + dst.perm.nbytes();
+      }
       return;
     }
     if (!fetch(name, dst.w, optional)) return;
@@ -315,6 +366,46 @@ void check_int_weight(const SafetensorsCheckpoint& ckpt, const ExpectedTensor& t
             packed ? fmt::format(", {} per I32 along the outputs", per_word) : "");
     }
   }
+  // weight_g_idx: required with group activation ordering (each group exactly group_size columns,
+  // as GPTQ forms them); otherwise, when present, it must be the contiguous grouping.
+  const std::string gidx = ct_name(t.name, "_g_idx");
+  auto check_gidx = [&](const TensorInfo* info) {
+    if (info->dtype != DType::i32 || info->shape != std::vector<int64_t>{in}) {
+      problems.error(
+          "{}: tensor '{}': {} {}, expected I32 [{}] (the group of each input of a "
+          "{} weight)",
+          info->file, gidx, safetensors_dtype_name(info->dtype), shape_text(info->shape), in,
+          shape_text(t.shape));
+    } else if (g.group_size) {
+      const Tensor v = ckpt.get(gidx);
+      const int32_t* idx = v.data<int32_t>();
+      const int64_t groups = in / g.group_size;
+      std::vector<int64_t> count(static_cast<size_t>(groups));
+      for (int64_t k = 0; k < in; ++k) {
+        if (idx[k] < 0 || idx[k] >= groups) {
+          problems.error("{}: tensor '{}': value {} at [{}] is not a group of {} (0 .. {})",
+                         info->file, gidx, idx[k], k, t.name, groups - 1);
+          return;
+        }
+        if (!g.actorder_group && idx[k] != k / g.group_size) {
+          problems.error(
+              "{}: tensor '{}': input {} is in group {}, but {} has no group "
+              "activation ordering (actorder \"group\") and groups of {} columns",
+              info->file, gidx, k, idx[k], where, g.group_size);
+          return;
+        }
+        ++count[size_t(idx[k])];
+      }
+      for (int64_t gi = 0; gi < groups; ++gi)
+        if (count[size_t(gi)] != g.group_size) {
+          problems.error("{}: tensor '{}': group {} has {} inputs, expected group_size {}",
+                         info->file, gidx, gi, count[size_t(gi)], g.group_size);
+          return;
+        }
+    }
+  };
+  if (g.actorder_group || ckpt.has(gidx))
+    if (const TensorInfo* info = need(gidx)) check_gidx(info);
   const std::string scale = ct_name(t.name, "_scale");
   if (const TensorInfo* info = need(scale)) {
     const std::vector<int64_t> shape{out, g.group_size ? in / g.group_size : 1};

@@ -84,6 +84,9 @@ struct LinearWeight {
   DType codes = DType::f32;  // u4 (INT4 packed), u8 (8-bit packed, offset 128) or i8
   int64_t out = 0, in = 0, group = 0;
   bool int8_activations = false;  // W8A8: activations quantized to int8 per token
+  // Group activation ordering (actorder "group"): w holds the codes with columns sorted by group
+  // (a resident copy), column j multiplying input perm[j] (i32 [in]); undefined otherwise.
+  Tensor perm;
 
   bool is_fp8() const { return w.dtype() == DType::fp8_e4m3; }
   bool is_int() const { return scale.defined(); }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -202,9 +203,31 @@ CompressedGroup read_compressed_group(const std::string& source, const std::stri
   c.num_bits = wr.integer("num_bits", 1, 64);
   c.symmetric = wr.boolean_or("symmetric", true);
   if (wr.boolean_or("dynamic", false)) wr.fail("dynamic", "dynamic weight scales are meaningless");
-  if (wr.given("actorder") && !w.at("actorder").is_null())
-    wr.fail("actorder", "activation reordering (weight_g_idx) is not supported");
+  if (wr.given("actorder")) {  // compressed-tensors ActivationOrdering (booleans: group / none)
+    const json& a = w.at("actorder");
+    if (a.is_boolean()) {
+      c.actorder_group = a.get<bool>();
+    } else if (a.is_string()) {
+      std::string v = a.get<std::string>();
+      std::transform(v.begin(), v.end(), v.begin(),
+                     [](unsigned char ch) { return std::tolower(ch); });
+      if (v == "group" || v == "dynamic")
+        c.actorder_group = true;
+      else if (v != "weight" && v != "static")
+        wr.fail("actorder", fmt::format("unknown '{}' (group, weight, dynamic, static, a boolean "
+                                        "or null)",
+                                        a.get<std::string>()));
+    } else if (!a.is_null()) {
+      wr.fail("actorder", fmt::format("must be a string, a boolean or null, got {}", a.dump()));
+    }
+  }
   const std::string strategy = wr.string("strategy");
+  if (c.actorder_group && strategy != "group")
+    wr.fail("actorder", fmt::format("group activation ordering needs strategy \"group\", got "
+                                    "'{}'",
+                                    strategy));
+  if (c.actorder_group && type != "int")
+    wr.fail("actorder", "group activation ordering applies to int weights only");
   if (type == "int") {
     if (c.num_bits != 4 && c.num_bits != 8)
       wr.fail("num_bits", fmt::format("{} is unsupported for int weights (4 or 8)", c.num_bits));

@@ -38,8 +38,12 @@ struct CompressedGroup {
   bool is_float = false;             // weights.type "float": FP8 e4m3 with 128 x 128 block scales
   int64_t group_size = 0;            // int weights: columns per scale; 0 = channel-wise (a row)
   bool symmetric = true;             // int weights: false adds weight_zero_point (one per scale)
-  bool int8_activations = false;     // W8A8: input_activations int8, dynamic, per token
-  bool fp8_activations = false;      // float weights: input_activations fp8, dynamic, group 128
+  // actorder "group" (alias "dynamic", or true): GPTQ's activation order defined the groups, the
+  // columns stay in their original order and weight_g_idx [in] names each one's group. "weight"
+  // / "static" (or null / false) change only the calibration: groups are contiguous as usual.
+  bool actorder_group = false;
+  bool int8_activations = false;  // W8A8: input_activations int8, dynamic, per token
+  bool fp8_activations = false;   // float weights: input_activations fp8, dynamic, group 128
 };
 struct CompressedTensors {
   std::vector<CompressedGroup> groups;

@@ -403,11 +403,47 @@ void Model::write_cache_rows(KvCache& cache, int cl, const std::vector<int32_t>&
   });
 }
 
+namespace {
+
+// dst[r][j] = src[r][perm[j]] for rows [0, rows) (perm: a LinearWeight's, i32 [n]).
+template <class T>
+void gather_columns(const T* src, int64_t rows, int64_t ld, const Tensor& perm, T* dst) {
+  const int32_t* p = perm.data<int32_t>();
+  const int64_t n = perm.numel();
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n)),
+               [&](int64_t r0, int64_t r1, int) {
+                 for (int64_t r = r0; r < r1; ++r)
+                   for (int64_t j = 0; j < n; ++j) dst[r * n + j] = src[r * ld + p[j]];
+               });
+}
+
+// The inverse in place: row r (ld apart) becomes row[perm[j]] = old row[j].
+void scatter_columns(float* rows_data, int64_t rows, int64_t ld, const Tensor& perm) {
+  const int32_t* p = perm.data<int32_t>();
+  const int64_t n = perm.numel();
+  parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
+    std::vector<float> tmp(static_cast<size_t>(n));
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = rows_data + r * ld;
+      std::copy(row, row + n, tmp.begin());
+      for (int64_t j = 0; j < n; ++j) row[p[j]] = tmp[size_t(j)];
+    }
+  });
+}
+
+}  // namespace
+
 // y[rows, N] = x[rows, K] . W^T; bf16 precision rounds the activations to bf16 first, as the
 // release feeds its projections.
 void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight& w, float* y,
                    int64_t ldy) {
   if (rows == 0) return;  // a rank with no tokens in a distributed step
+  std::vector<float> gathered;
+  if (w.perm.defined()) {  // group activation ordering: x's columns in the codes' order
+    gathered.resize(size_t(rows * w.in));
+    gather_columns(x, rows, ldx, w.perm, gathered.data());
+    x = gathered.data(), ldx = w.in;
+  }
   const WeightView v = w.view();
   if (w.int8_activations) {  // W8A8 / W4A8: int8 dot products on per-row quantized activations
     gemm_int8_activations(x, rows, ldx, v, y, ldy);
@@ -809,6 +845,8 @@ void Model::absorbed_attention(KvCache& cache, int cl, const AttentionWeights& w
         gemm(GemmInput{DType::f32, qr + h * qk, n, nope, H * qk}, uk, q_abs.data() + h * A, H * A);
       }
     });
+    // Group activation ordering: kv_b_proj's columns (the latent) are in its codes' order.
+    if (w.kv_b_proj.perm.defined()) scatter_columns(q_abs.data(), n * H, A, w.kv_b_proj.perm);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t h = 0; h < H; ++h)
         std::memcpy(&q_abs[(i * H + h) * A + C], &qr[(i * H + h) * qk + nope], size_t(rope) * 4);
@@ -839,6 +877,11 @@ void Model::absorbed_attention(KvCache& cache, int cl, const AttentionWeights& w
   std::vector<float> og;
   if (!all) og.resize(size_t(n * H * vdim));
   float* od = all ? o : og.data();
+  if (w.kv_b_proj.perm.defined()) {  // the latent in the codes' column order
+    std::vector<float> g(o_lat.size());
+    gather_columns(o_lat.data(), n * H, C, w.kv_b_proj.perm, g.data());
+    o_lat.swap(g);
+  }
   parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
     for (int64_t h = h0; h < h1; ++h) {
       const WeightView uv = kvb.storage_rows(h * (nope + vdim) + nope, vdim);
@@ -883,6 +926,17 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
                           &pe[s * rope]);
       }
     });
+    if (w.kv_b_proj.perm.defined()) {  // the latent in the codes' column order
+      if (lat_bf16) {
+        std::vector<bf16> g(lat16.size());
+        gather_columns(lat16.data(), L, C, w.kv_b_proj.perm, g.data());
+        lat16.swap(g);
+      } else {
+        std::vector<float> g(lat.size());
+        gather_columns(lat.data(), L, C, w.kv_b_proj.perm, g.data());
+        lat.swap(g);
+      }
+    }
     const GemmInput lat_in = lat_bf16 ? GemmInput{DType::bf16, lat16.data(), L, C, C}
                                       : GemmInput{DType::f32, lat.data(), L, C, C};
     // DSA: the queries' top-k lists as a bit mask over the context (early positions list every

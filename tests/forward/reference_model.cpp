@@ -43,7 +43,8 @@ Vec param(const Tensor& t) {
 // [out, in] f32, FP8 block scales applied; integer weights (compressed-tensors) decoded here from
 // their own bytes: pack-quantized I32 words hold 32 / bits codes each, lowest bits first, offset
 // by 2^(bits - 1); int-quantized I8 codes are signed; asymmetric weights subtract their zero
-// point zero[r][c / group]; times weight_scale[r][c / group].
+// point zero[r][c / group]; times weight_scale[r][c / group]. With group activation ordering the
+// loader's codes hold the columns sorted by group: stored column c is input perm[c].
 Vec dequant(const LinearWeight& w) {
   const int64_t out = w.out_features(), in = w.in_features();
   Vec v(static_cast<size_t>(out * in));
@@ -65,7 +66,7 @@ Vec dequant(const LinearWeight& w) {
         x = elem(w.w, r * in + c);
         if (w.is_fp8()) x *= w.scale_inv.data<float>()[(r / 128) * w.scale_inv.size(1) + c / 128];
       }
-      v[r * in + c] = x;
+      v[r * in + (w.perm.defined() ? w.perm.data<int32_t>()[c] : c)] = x;
     }
   return v;
 }
@@ -124,6 +125,10 @@ void store_latent(DType dt, Vec& cc, int64_t T, int64_t C, Vec& kpe) {
 }
 
 }  // namespace
+
+std::vector<float> dequantize_linear(const LinearWeight& w) {
+  return dequant(w);
+}
 
 std::vector<float> reference_forward(const ModelConfig& c, const CheckpointWeights& W,
                                      const std::vector<int32_t>& tokens,

@@ -32,6 +32,9 @@ std::vector<float> reference_forward(const ModelConfig& config, const Checkpoint
                                      const ReferenceOptions& options,
                                      std::vector<float>* hidden_out = nullptr);
 
+// A linear weight as the reference multiplies by: [out, in] f32, decoded from the stored bytes.
+std::vector<float> dequantize_linear(const LinearWeight& w);
+
 // Max over positions of max|a - b| / max|b| (per position): the relative logit error; with
 // bad_positions, how many positions exceed tol.
 double worst_relative(const std::vector<float>& a, const std::vector<float>& b, int64_t vocab,

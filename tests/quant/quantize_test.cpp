@@ -270,7 +270,8 @@ class Malformed : public ::testing::Test {
     expert_ =
         fmt::format("model.layers.{}.mlp.experts.0.up_proj.weight", config_.first_k_dense_replace);
   }
-  // Copies "good" into a new directory, replacing tensor `name` (or dropping it when undefined)
+  // Copies "good" into a new directory, replacing tensor `name` (or dropping it when undefined;
+  // adding it when "good" has none)
   // and applying `edit` to config.json; returns the load error.
   std::string load_error(const std::string& name, const Tensor& replacement,
                          const std::function<void(json&)>& edit = {}) {
@@ -285,6 +286,7 @@ class Malformed : public ::testing::Test {
       }
       all.push_back({t, ck.get(t)});
     }
+    if (!ck.has(name) && replacement.defined()) all.push_back({name, replacement});  // an extra
     write_safetensors(dir + "/model.safetensors", all);
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
       if (fs::exists(tmp_.file(good_ + "/" + f)))
@@ -388,6 +390,29 @@ TEST_F(Malformed, ConfigFields) {
   e = load_error("", Tensor(),
                  [&](json& c) { c["quantization_config"]["quantization_status"] = "frozen"; });
   EXPECT_NE(e.find("quantization_status"), std::string::npos) << e;
+  // actorder: "weight" / "static" (and null / false) keep the format -- they load; "group" /
+  // "dynamic" / true need weight_g_idx (missing here) and strategy "group"; anything else fails.
+  for (json a : {json("weight"), json("static"), json("Static"), json(nullptr), json(false)})
+    EXPECT_EQ(load_error("", Tensor(), [&](json& c) { group(c)["weights"]["actorder"] = a; }), "")
+        << a;
+  for (json a : {json("group"), json("dynamic"), json(true)}) {
+    e = load_error("", Tensor(), [&](json& c) { group(c)["weights"]["actorder"] = a; });
+    EXPECT_NE(e.find("missing tensor '" + expert_ + "_g_idx'"), std::string::npos) << a << e;
+  }
+  e = load_error("", Tensor(), [&](json& c) { group(c)["weights"]["actorder"] = "columns"; });
+  EXPECT_NE(e.find("weights.actorder"), std::string::npos) << e;
+  e = load_error("", Tensor(), [&](json& c) {
+    group(c)["weights"]["actorder"] = "group";
+    group(c)["weights"]["strategy"] = "channel";
+  });
+  EXPECT_NE(e.find("needs strategy \"group\""), std::string::npos) << e;
+  // A weight_g_idx beside a layer without group ordering must be the contiguous grouping.
+  Tensor gidx = Tensor::empty(DType::i32, {config_.hidden_size});
+  for (int64_t k = 0; k < config_.hidden_size; ++k) gidx.data<int32_t>()[k] = int32_t(k / 32);
+  EXPECT_EQ(load_error(expert_ + "_g_idx", gidx), "");
+  std::swap(gidx.data<int32_t>()[0], gidx.data<int32_t>()[40]);
+  e = load_error(expert_ + "_g_idx", gidx);
+  EXPECT_NE(e.find("has no group activation ordering"), std::string::npos) << e;
 }
 
 TEST(Quantize, RefusesBadRequests) {
