@@ -98,12 +98,56 @@ void panel_rows(int rows, float* acc, bool accumulate, int len, const void* xa, 
 // One row of f32 x against a [K, N] weight (MLA's W_UK at decode), kKnVecs vectors of columns at
 // a time: each weight row's ŵ made in registers (as weight_row_f32 makes it for pack_kn_f32) and
 // fed straight into the chains mma_outer would run on the panel -- the same bits, no panel.
-// Only f32 / bf16 / fp8 weights, N a multiple of the width, and (fp8) every column group inside
-// one 128-column scale block; false otherwise.
+// f32 / bf16 / fp8 weights (integer ones: gemv_kn_int), N a multiple of the width, and (fp8)
+// every column group inside one 128-column scale block; false otherwise.
 constexpr int kKnVecs = 8;
+
+// Integer codes (u4 / u8 / i8, a W4A16 / W8A16 W_UK): ŵ = (stored - offset - z) * scale per
+// vector, exactly as weight_row_f32 decodes it (each vector of kLanes columns inside one group),
+// into the same chains.
+template <DType WT>
+void gemv_kn_int(const float* x, const WeightView& w, float* y) {
+  constexpr int width = kKnVecs * kLanes;
+  const int64_t N = w.rows, K = w.cols;
+  parallel_for(N / width, 1, [&](int64_t g0, int64_t g1, int) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t n0 = g * width;
+      int64_t group_of[kKnVecs];  // each vector's scale group along the storage row
+      for (int v = 0; v < kKnVecs; ++v) group_of[v] = (w.col0 + n0 + v * kLanes) / w.group;
+      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+        const int64_t k1 = std::min(K, k0 + kKc);
+        VF acc[kKnVecs];
+        for (VF& a : acc) a = zero();
+        for (int64_t k = k0; k < k1; ++k) {
+          const VF xv = set1(x[k]);
+          const char* p = w.element_ptr(k, n0);
+#pragma GCC unroll 8
+          for (int v = 0; v < kKnVecs; ++v) {
+            const VF s = set1(w.qscale_of_group(k, group_of[v]));
+            const VF bias = set1(kIntOffset<WT> + float(w.zero_of_group(k, group_of[v])));
+            const VF wv = mul(
+                sub(load_int_codes<WT>(p + (WT == DType::u4 ? v * kLanes / 2 : v * kLanes)), bias),
+                s);
+            acc[v] = fma(xv, wv, acc[v]);
+          }
+        }
+        for (int v = 0; v < kKnVecs; ++v) {  // y = s_0, then y = s_b + y
+          float* yr = y + n0 + v * kLanes;
+          store(yr, k0 > 0 ? add(acc[v], load(yr)) : acc[v]);
+        }
+      }
+    }
+  });
+}
+
 bool gemv_kn_fused(const float* x, const WeightView& w, float* y) {
   constexpr int width = kKnVecs * kLanes;
   const int64_t N = w.rows, K = w.cols;
+  if (w.is_int()) {
+    if (N % width != 0 || w.group % kLanes != 0 || w.col0 % kLanes != 0) return false;
+    dispatch_int_dtype(w.dtype, [&]<DType WT>() { gemv_kn_int<WT>(x, w, y); });
+    return true;
+  }
   const bool fp8 = w.dtype == DType::fp8_e4m3;
   if (!(fp8 || w.dtype == DType::bf16 || w.dtype == DType::f32) || N % width != 0) return false;
   if (fp8 && ((w.col0 % kFp8BlockSize) + width > kFp8BlockSize || w.col0 % width != 0))

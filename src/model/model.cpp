@@ -1047,6 +1047,40 @@ void Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const
   std::fill(out, out + rows * D, 0.0f);
   std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));
   for (int64_t i = 0; i < rows * k; ++i) rows_of[size_t(ids[i])].push_back(i);
+  // Few rows per expert (decode): the experts run side by side, one per task, each expert's GEMVs
+  // whole on its thread -- otherwise every one of a layer's ~12 short GEMVs pays a parallel_for
+  // of its own. The same bits (a GEMM's result does not depend on its thread count), summed into
+  // out in expert order as below.
+  std::vector<int64_t> active;
+  int64_t most = 0;
+  for (int64_t e = 0; e < E; ++e)
+    if (!rows_of[size_t(e)].empty())
+      active.push_back(e), most = std::max<int64_t>(most, int64_t(rows_of[size_t(e)].size()));
+  if (num_threads() > 1 && active.size() > 1 && most <= kGemvMaxRows &&
+      !thread_pool().inside_task()) {
+    std::vector<std::vector<float>> outs(active.size());
+    for (int64_t e : active) count_expert_run(moe.experts[size_t(e)]);
+    parallel_for(int64_t(active.size()), 1, [&](int64_t a0, int64_t a1, int) {
+      for (int64_t a = a0; a < a1; ++a) {
+        const auto& sel = rows_of[size_t(active[size_t(a)])];
+        const int64_t n = int64_t(sel.size());
+        std::vector<float> xe(static_cast<size_t>(n * D));
+        for (int64_t r = 0; r < n; ++r)
+          std::memcpy(&xe[r * D], x + (sel[r] / k) * D, size_t(D) * 4);
+        outs[size_t(a)].resize(size_t(n * D));
+        run_mlp(moe.experts[size_t(active[size_t(a)])], xe.data(), n, outs[size_t(a)].data());
+      }
+    });
+    for (size_t a = 0; a < active.size(); ++a) {
+      const auto& sel = rows_of[size_t(active[a])];
+      for (size_t r = 0; r < sel.size(); ++r) {
+        float* dst = out + (sel[r] / k) * D;
+        const float g = gw[size_t(sel[r])];
+        for (int64_t d = 0; d < D; ++d) dst[d] += g * outs[a][r * D + d];
+      }
+    }
+    return;
+  }
   std::vector<float> xe, ye;
   for (int64_t e = 0; e < E; ++e) {
     const auto& sel = rows_of[size_t(e)];

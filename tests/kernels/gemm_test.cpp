@@ -630,7 +630,8 @@ TEST(GemmInvariance, KnLayoutAndSubViews) {
 
 // INT4 / INT8 codes with group scales (compressed-tensors): group sizes 32 / 64 / 128 and a whole
 // row (channel-wise), bf16 and f32 scales, K tails and groups that do not divide K, sub-views of
-// storage rows from an odd row, the [K, N] layout (the generic path), and M across the small-M /
+// storage rows from an odd row, the [K, N] layout (one row of f32 x: decoded in registers; else the
+// generic panel path), and M across the small-M /
 // packed threshold; zero points (asymmetric checkpoints) on two shapes in three. The packed codes
 // decode exactly, so the tolerance is the f32 one.
 TEST(GemmInvariance, IntegerWeightsWithGroupScales) {
@@ -658,6 +659,10 @@ TEST(GemmInvariance, IntegerWeightsWithGroupScales) {
           if (i == 1) {  // [K, N] storage: the whole stored matrix as W^T
             const Activations acts_kn(12, sh.N + 3, sh.N + 3, 17);
             expect_batch_invariant(acts_kn, xt, sw.view(0, sh.N + 3, 0, sh.K, true), false);
+            if (HasFatalFailure()) return set_num_threads(saved);
+            // One head's W_UK: storage rows from an odd one, columns from a later group.
+            const Activations acts_head(12, 20, 20, 18);
+            expect_batch_invariant(acts_head, xt, sw.view(5, 20, 64, 384, true), false);
             if (HasFatalFailure()) return set_num_threads(saved);
           }
         }
