@@ -89,11 +89,12 @@ struct Model::AttentionScratch {
   std::vector<uint8_t> k8;              // [T, 128] FP8 indexer keys
   std::vector<uint8_t> rows, gathered;  // new cache rows in the cache's format; CP: all ranks'
   size_t row_bytes = 0;
-  std::vector<float> qr, q;            // [T, q_lora] latent, [T, H, nope + rope] queries (§3.1)
-  std::vector<float> qi, wts, qscale;  // indexer queries [T, HI, 128], head weights, scales
-  std::vector<uint8_t> q8;             // [T, HI, 128] FP8 indexer queries
-  std::vector<int32_t> idx;            // [T, index_topk] selected keys (§3.3)
-  std::vector<float> o;                // [T, H, v] attention output (§3.4)
+  std::vector<float> qr, q;  // [T, q_lora] latent, [T, H, nope + rope] queries (§3.1)
+  // Indexer queries [Q, HI, 128], head weights and scales of the Q tokens that select keys.
+  std::vector<float> qi, wts, qscale;
+  std::vector<uint8_t> q8;   // [T, HI, 128] FP8 indexer queries
+  std::vector<int32_t> idx;  // [T, index_topk] selected keys (§3.3)
+  std::vector<float> o;      // [T, H, v] attention output (§3.4)
 };
 
 struct Model::Batch {
@@ -719,24 +720,46 @@ bool Model::indexer_select(KvCache& cache, int cl, const IndexerWeights& iw, Bat
   for (int64_t t = 0; t < T; ++t) any_sparse |= sparse_mode && b.positions[t] + 1 > K;
   if (!any_sparse) return false;
   AttentionScratch& s = b.attn;
+  // Only the tokens past index_topk select (a suffix of each entry; the others take every causal
+  // key): their queries alone are projected, row q of the scratch for the q-th such token. A
+  // prompt of 2 x index_topk tokens projects half as many (each row's result is the same either
+  // way: the GEMMs are batch invariant).
+  std::vector<int64_t> selecting;
+  for (int64_t t = 0; t < T; ++t)
+    if (b.positions[t] + 1 > K) selecting.push_back(t);
+  const int64_t Q = int64_t(selecting.size());
   {
-    // Queries of the indexer: qi = qr W_qb [T, HI, 128], RoPE first, Hadamard, FP8; the head
+    // Queries of the indexer: qi = qr W_qb [Q, HI, 128], RoPE first, Hadamard, FP8; the head
     // weights w = x W_w / sqrt(HI * 128), times each query block's FP8 scale.
     ScopedTime st{&times_.indexer_prolog};
-    s.qi.resize(size_t(T * HI * kIndexerDim));
-    s.wts.resize(size_t(T * HI));
-    linear(s.qr.data(), T, c.q_lora_rank, iw.wq_b, s.qi.data(), HI * kIndexerDim);
-    indexer_rope(s.qi.data(), T, HI, b.positions.data());
-    hadamard_128(s.qi.data(), T * HI);
-    linear(x, T, c.hidden_size, iw.weights_proj, s.wts.data(), HI);
+    const float* qr = s.qr.data();
+    const float* xs = x;
+    std::vector<float> qr_sel, x_sel;
+    std::vector<int32_t> pos_sel(static_cast<size_t>(Q));
+    for (int64_t q = 0; q < Q; ++q) pos_sel[size_t(q)] = b.positions[selecting[size_t(q)]];
+    if (Q < T) {
+      const int64_t R = c.q_lora_rank, D = c.hidden_size;
+      qr_sel.resize(size_t(Q * R)), x_sel.resize(size_t(Q * D));
+      for (int64_t q = 0; q < Q; ++q) {
+        std::memcpy(&qr_sel[size_t(q * R)], qr + selecting[size_t(q)] * R, size_t(R) * 4);
+        std::memcpy(&x_sel[size_t(q * D)], x + selecting[size_t(q)] * D, size_t(D) * 4);
+      }
+      qr = qr_sel.data(), xs = x_sel.data();
+    }
+    s.qi.resize(size_t(Q * HI * kIndexerDim));
+    s.wts.resize(size_t(Q * HI));
+    linear(qr, Q, c.q_lora_rank, iw.wq_b, s.qi.data(), HI * kIndexerDim);
+    indexer_rope(s.qi.data(), Q, HI, pos_sel.data());
+    hadamard_128(s.qi.data(), Q * HI);
+    linear(xs, Q, c.hidden_size, iw.weights_proj, s.wts.data(), HI);
     const float wscale = float(1.0 / std::sqrt(double(HI)) / std::sqrt(double(kIndexerDim)));
     if (options_.indexer_fp8) {
-      s.qscale.resize(size_t(T * HI));
-      s.q8.resize(size_t(T * HI * kIndexerDim));
-      quantize_fp8_blocks(s.qi.data(), T * HI, /*ue8m0=*/true, s.q8.data(), s.qscale.data());
-      for (int64_t i = 0; i < T * HI; ++i) s.wts[size_t(i)] *= wscale * s.qscale[size_t(i)];
+      s.qscale.resize(size_t(Q * HI));
+      s.q8.resize(size_t(Q * HI * kIndexerDim));
+      quantize_fp8_blocks(s.qi.data(), Q * HI, /*ue8m0=*/true, s.q8.data(), s.qscale.data());
+      for (int64_t i = 0; i < Q * HI; ++i) s.wts[size_t(i)] *= wscale * s.qscale[size_t(i)];
     } else {
-      for (int64_t i = 0; i < T * HI; ++i) s.wts[size_t(i)] *= wscale;
+      for (int64_t i = 0; i < Q * HI; ++i) s.wts[size_t(i)] *= wscale;
     }
   }
   ScopedTime st{&times_.indexer};
@@ -751,22 +774,24 @@ bool Model::indexer_select(KvCache& cache, int cl, const IndexerWeights& iw, Bat
     while (t0 < t1 && b.positions[t0] + 1 <= K) ++t0;
     if (t0 == t1) continue;
     const int64_t n = t1 - t0;
+    // This entry's first selecting token's row in the query scratch.
+    const int64_t q0 = std::lower_bound(selecting.begin(), selecting.end(), t0) - selecting.begin();
     std::vector<int64_t> n_valid(static_cast<size_t>(n));
     for (int64_t t = 0; t < n; ++t) n_valid[size_t(t)] = b.positions[t0 + t] + 1;
     IndexerQueries iq;
     iq.n_tokens = n;
     iq.n_heads = int(HI);
-    iq.w = s.wts.data() + t0 * HI;
+    iq.w = s.wts.data() + q0 * HI;
     IndexerKeys keys;
     std::vector<float> kf;
     const int64_t N = b.end[e];
     if (options_.indexer_fp8) {
       iq.dtype = DType::fp8_e4m3;
-      iq.q = s.q8.data() + t0 * HI * kIndexerDim;
+      iq.q = s.q8.data() + q0 * HI * kIndexerDim;
       keys = cache.indexer_keys_fp8(cl, entries[e].seq, N);
     } else {
       iq.dtype = DType::f32;
-      iq.q = s.qi.data() + t0 * HI * kIndexerDim;
+      iq.q = s.qi.data() + q0 * HI * kIndexerDim;
       kf.resize(size_t(N * kIndexerDim));
       for (int64_t j = 0; j < N; ++j)
         std::memcpy(&kf[size_t(j * kIndexerDim)], cache.indexer_key_f32(cl, entries[e].seq, j),
