@@ -236,6 +236,26 @@ std::string with_group_actorder(const std::string& src) {
   return dst;
 }
 
+// What the model multiplies by (the loader's sorted codes through perm) is the stored matrix,
+// value for value, decoded here straight from the file: codes times the scale of g_idx's group.
+void expect_stored_matrix(const SafetensorsCheckpoint& ck, const std::string& name,
+                          const LinearWeight& lw) {
+  ASSERT_TRUE(lw.perm.defined()) << name;
+  const bool packed = ck.has(name + "_packed");
+  const int64_t out = lw.out, in = lw.in;
+  const std::vector<int> codes = stored_codes(ck.get(packed ? name + "_packed" : name), out, in);
+  const Tensor scale = ck.get(name + "_scale"), gidx = ck.get(name + "_g_idx");
+  const std::vector<float> got = testing::dequantize_linear(lw);
+  for (int64_t r = 0; r < out; ++r)
+    for (int64_t k = 0; k < in; ++k) {
+      const int64_t at = r * scale.size(1) + gidx.data<int32_t>()[k];
+      const float s = scale.dtype() == DType::bf16 ? bf16_to_f32(scale.data<bf16>()[at])
+                                                   : scale.data<float>()[at];
+      ASSERT_EQ(got[size_t(r * in + k)], float(codes[size_t(r * in + k)]) * s)
+          << name << " [" << r << ", " << k << "]";
+    }
+}
+
 // The loader sorts an actorder checkpoint's columns by group (one resident copy, perm[j] = the
 // input of column j): what the model multiplies by is the stored matrix, value for value, decoded
 // here straight from the file (codes times the scale of g_idx's group); then the whole forward in
@@ -260,23 +280,7 @@ TEST(QuantizedForward, GroupActivationOrderingMatchesTheStoredMatrix) {
     if (c.targets == QuantTargets::all_linear)
       layers.push_back(
           {"model.layers.0.self_attn.kv_b_proj.weight", &model->weights().layer(0).attn.kv_b_proj});
-    for (const auto& [name, lw] : layers) {
-      ASSERT_TRUE(lw->perm.defined()) << name;
-      const bool packed = ck.has(name + "_packed");
-      const int64_t out = lw->out, in = lw->in;
-      const std::vector<int> codes =
-          stored_codes(ck.get(packed ? name + "_packed" : name), out, in);
-      const Tensor scale = ck.get(name + "_scale"), gidx = ck.get(name + "_g_idx");
-      const std::vector<float> got = testing::dequantize_linear(*lw);
-      for (int64_t r = 0; r < out; ++r)
-        for (int64_t k = 0; k < in; ++k) {
-          const int64_t at = r * scale.size(1) + gidx.data<int32_t>()[k];
-          const float s = scale.dtype() == DType::bf16 ? bf16_to_f32(scale.data<bf16>()[at])
-                                                       : scale.data<float>()[at];
-          ASSERT_EQ(got[size_t(r * in + k)], float(codes[size_t(r * in + k)]) * s)
-              << name << " [" << r << ", " << k << "]";
-        }
-    }
+    for (const auto& [name, lw] : layers) expect_stored_matrix(ck, name, *lw);
     // Both attention forms: the absorbed one scatters W_UK's latent columns and gathers the
     // attention's latent output, the MHA one gathers the context's latent rows.
     testing::for_each_isa([&](Isa) {
@@ -293,14 +297,20 @@ TEST(QuantizedForward, GroupActivationOrderingMatchesTheStoredMatrix) {
       }
     });
   }
-  const std::string a8 = with_group_actorder(
-      quantized(GenDtype::bf16, QuantScheme::w4a8, QuantTargets::all_linear, 32));
-  auto model = load_f32(a8, 256);
-  const std::vector<int32_t> tokens = {5, 9, 2, 77, 31, 4, 8};
-  const auto got = run_all(*model, tokens);
-  const auto want =
-      testing::reference_forward(model->config(), model->weights(), tokens, {false, false});
-  EXPECT_LT(testing::worst_relative(got, want, model->config().vocab_size), 0.5);
+  // Int8 activations: W4A8 (pack-quantized) and W8A8 with groups (int-quantized I8 codes).
+  for (QuantScheme scheme : {QuantScheme::w4a8, QuantScheme::w8a8}) {
+    const std::string a8 =
+        with_group_actorder(quantized(GenDtype::bf16, scheme, QuantTargets::all_linear, 32));
+    SCOPED_TRACE(a8);
+    auto model = load_f32(a8, 256);
+    expect_stored_matrix(SafetensorsCheckpoint::open(a8), "model.layers.0.self_attn.o_proj.weight",
+                         model->weights().layer(0).attn.o_proj);
+    const std::vector<int32_t> tokens = {5, 9, 2, 77, 31, 4, 8};
+    const auto got = run_all(*model, tokens);
+    const auto want =
+        testing::reference_forward(model->config(), model->weights(), tokens, {false, false});
+    EXPECT_LT(testing::worst_relative(got, want, model->config().vocab_size), 0.5);
+  }
 }
 
 // Bad weight_g_idx: a group with the wrong number of inputs, a value out of range, a missing
