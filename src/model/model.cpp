@@ -1065,8 +1065,8 @@ void Model::count_expert_run(const MlpWeights& m) {
 // The routed experts of `rows` rows, all held here: out = sum over each row's experts in
 // ascending id of gate weight * expert output, in f32 (the reference's order; the shared expert
 // is added after, by the caller).
-void Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
-                      const float* gw, float* out) {
+bool Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
+                      const float* gw, float* out, float* shared_out) {
   const int64_t D = config_.hidden_size, E = config_.n_routed_experts,
                 k = config_.num_experts_per_tok;
   std::fill(out, out + rows * D, 0.0f);
@@ -1085,8 +1085,13 @@ void Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const
       !thread_pool().inside_task()) {
     std::vector<std::vector<float>> outs(active.size());
     for (int64_t e : active) count_expert_run(moe.experts[size_t(e)]);
-    parallel_for(int64_t(active.size()), 1, [&](int64_t a0, int64_t a1, int) {
+    const bool shared = shared_out && moe.shared_experts && rows <= kGemvMaxRows;
+    parallel_for(int64_t(active.size()) + (shared ? 1 : 0), 1, [&](int64_t a0, int64_t a1, int) {
       for (int64_t a = a0; a < a1; ++a) {
+        if (a == int64_t(active.size())) {  // the shared expert, on every row
+          run_mlp(*moe.shared_experts, x, rows, shared_out);
+          continue;
+        }
         const auto& sel = rows_of[size_t(active[size_t(a)])];
         const int64_t n = int64_t(sel.size());
         std::vector<float> xe(static_cast<size_t>(n * D));
@@ -1104,7 +1109,7 @@ void Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const
         for (int64_t d = 0; d < D; ++d) dst[d] += g * outs[a][r * D + d];
       }
     }
-    return;
+    return shared;
   }
   std::vector<float> xe, ye;
   for (int64_t e = 0; e < E; ++e) {
@@ -1122,6 +1127,7 @@ void Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const
       for (int64_t d = 0; d < D; ++d) dst[d] += g * ye[r * D + d];
     }
   }
+  return false;
 }
 
 // The same over the EP group (src/dist/expert_parallel.h): rows travel in the precision the
@@ -1239,14 +1245,15 @@ void Model::mlp(const LayerWeights& lw, Batch& b, const float* x, float* out) {
             ids.data(), gw.data());
   std::vector<float> yh;
   float* y = R == 1 ? out : (yh.resize(size_t(n * D)), yh.data());
+  std::vector<float> s(moe.shared_experts ? static_cast<size_t>(n * D) : 0);
+  bool shared_done = false;
   if (ep_comm_ && ep_comm_->size() > 1)
     moe_expert_parallel(moe, xh, n, ids.data(), gw.data(), y);
   else
-    moe_local(moe, xh, n, ids.data(), gw.data(), y);
+    shared_done = moe_local(moe, xh, n, ids.data(), gw.data(), y, s.data());
   // The shared expert last, as the reference adds it.
   if (moe.shared_experts && n > 0) {
-    std::vector<float> s(static_cast<size_t>(n * D));
-    run_mlp(*moe.shared_experts, xh, n, s.data());
+    if (!shared_done) run_mlp(*moe.shared_experts, xh, n, s.data());
     for (int64_t i = 0; i < n * D; ++i) y[i] += s[i];
   }
   if (R > 1) {

@@ -251,8 +251,10 @@ class Model {
   void write_cache_rows(KvCache& cache, int cache_layer, const std::vector<int32_t>& seqs,
                         const std::vector<int32_t>& positions, const uint8_t* rows,
                         size_t row_bytes) const;
-  void moe_local(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
-                 const float* gw, float* out);
+  // Returns whether it also ran the shared expert into shared_out (decode: one task beside the
+  // routed ones); when false the caller runs it.
+  bool moe_local(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
+                 const float* gw, float* out, float* shared_out = nullptr);
   void moe_expert_parallel(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
                            const float* gw, float* out);
   void run_mlp(const MlpWeights& m, const float* x, int64_t rows, float* y);
