@@ -436,7 +436,7 @@ bool gemm_int8_kernel(const float* x, int64_t M, int64_t ldx, const WeightView& 
   const int64_t blocks = (p.N + kNB - 1) / kNB;
   // Decode streams the weights: runs of blocks per task, so the rows each pass prefetches are the
   // ones its own core reads next (grain 1 interleaved the threads' blocks and sent half the
-  // prefetches to the other core's L2). Measured, M = 1, 4096 x 4096, 2 threads: see README.
+  // prefetches to the other core's L2). Measured: docs/checkpoints.md (W8A8 / W4A8 table).
   const int64_t grain = M <= MR ? std::clamp<int64_t>(blocks / (4 * num_threads()), 1, 16) : 1;
   parallel_for(blocks, grain, [&](int64_t b0, int64_t b1, int) {
     const int64_t pf_end = std::min(p.N, b1 * kNB);

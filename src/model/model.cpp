@@ -92,7 +92,7 @@ struct Model::AttentionScratch {
   std::vector<float> qr, q;  // [T, q_lora] latent, [T, H, nope + rope] queries (§3.1)
   // Indexer queries [Q, HI, 128], head weights and scales of the Q tokens that select keys.
   std::vector<float> qi, wts, qscale;
-  std::vector<uint8_t> q8;   // [T, HI, 128] FP8 indexer queries
+  std::vector<uint8_t> q8;   // [Q, HI, 128] FP8 indexer queries
   std::vector<int32_t> idx;  // [T, index_topk] selected keys (§3.3)
   std::vector<float> o;      // [T, H, v] attention output (§3.4)
 };
@@ -418,6 +418,14 @@ void gather_columns(const T* src, int64_t rows, int64_t ld, const Tensor& perm, 
                });
 }
 
+// The same for whole rows of v ([rows, perm.numel()]), in place.
+template <class T>
+void gather_columns(std::vector<T>& v, int64_t rows, const Tensor& perm) {
+  std::vector<T> g(v.size());
+  gather_columns(v.data(), rows, perm.numel(), perm, g.data());
+  v.swap(g);
+}
+
 // The inverse in place: row r (ld apart) becomes row[perm[j]] = old row[j].
 void scatter_columns(float* rows_data, int64_t rows, int64_t ld, const Tensor& perm) {
   const int32_t* p = perm.data<int32_t>();
@@ -715,11 +723,7 @@ bool Model::indexer_select(KvCache& cache, int cl, const IndexerWeights& iw, Bat
   const ModelConfig& c = config_;
   const int64_t T = b.T, HI = c.index_n_heads, K = c.index_topk;
   const auto& entries = *b.entries;
-  const bool sparse_mode = options_.attention == AttentionMode::sparse;
-  bool any_sparse = false;
-  for (int64_t t = 0; t < T; ++t) any_sparse |= sparse_mode && b.positions[t] + 1 > K;
-  if (!any_sparse) return false;
-  AttentionScratch& s = b.attn;
+  if (options_.attention != AttentionMode::sparse) return false;
   // Only the tokens past index_topk select (a suffix of each entry; the others take every causal
   // key): their queries alone are projected, row q of the scratch for the q-th such token. A
   // prompt of 2 x index_topk tokens projects half as many (each row's result is the same either
@@ -727,7 +731,9 @@ bool Model::indexer_select(KvCache& cache, int cl, const IndexerWeights& iw, Bat
   std::vector<int64_t> selecting;
   for (int64_t t = 0; t < T; ++t)
     if (b.positions[t] + 1 > K) selecting.push_back(t);
+  if (selecting.empty()) return false;
   const int64_t Q = int64_t(selecting.size());
+  AttentionScratch& s = b.attn;
   {
     // Queries of the indexer: qi = qr W_qb [Q, HI, 128], RoPE first, Hadamard, FP8; the head
     // weights w = x W_w / sqrt(HI * 128), times each query block's FP8 scale.
@@ -902,11 +908,8 @@ void Model::absorbed_attention(KvCache& cache, int cl, const AttentionWeights& w
   std::vector<float> og;
   if (!all) og.resize(size_t(n * H * vdim));
   float* od = all ? o : og.data();
-  if (w.kv_b_proj.perm.defined()) {  // the latent in the codes' column order
-    std::vector<float> g(o_lat.size());
-    gather_columns(o_lat.data(), n * H, C, w.kv_b_proj.perm, g.data());
-    o_lat.swap(g);
-  }
+  if (w.kv_b_proj.perm.defined())  // the latent in the codes' column order
+    gather_columns(o_lat, n * H, w.kv_b_proj.perm);
   parallel_for(H, 1, [&](int64_t h0, int64_t h1, int) {
     for (int64_t h = h0; h < h1; ++h) {
       const WeightView uv = kvb.storage_rows(h * (nope + vdim) + nope, vdim);
@@ -951,17 +954,9 @@ void Model::mha_attention(KvCache& cache, int cl, const AttentionWeights& w, con
                           &pe[s * rope]);
       }
     });
-    if (w.kv_b_proj.perm.defined()) {  // the latent in the codes' column order
-      if (lat_bf16) {
-        std::vector<bf16> g(lat16.size());
-        gather_columns(lat16.data(), L, C, w.kv_b_proj.perm, g.data());
-        lat16.swap(g);
-      } else {
-        std::vector<float> g(lat.size());
-        gather_columns(lat.data(), L, C, w.kv_b_proj.perm, g.data());
-        lat.swap(g);
-      }
-    }
+    if (w.kv_b_proj.perm.defined())  // the latent in the codes' column order
+      lat_bf16 ? gather_columns(lat16, L, w.kv_b_proj.perm)
+               : gather_columns(lat, L, w.kv_b_proj.perm);
     const GemmInput lat_in = lat_bf16 ? GemmInput{DType::bf16, lat16.data(), L, C, C}
                                       : GemmInput{DType::f32, lat.data(), L, C, C};
     // DSA: the queries' top-k lists as a bit mask over the context (early positions list every
@@ -1064,7 +1059,7 @@ void Model::count_expert_run(const MlpWeights& m) {
 
 // The routed experts of `rows` rows, all held here: out = sum over each row's experts in
 // ascending id of gate weight * expert output, in f32 (the reference's order; the shared expert
-// is added after, by the caller).
+// is added after, by the caller, who gets it in shared_out when this returns true).
 bool Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const int32_t* ids,
                       const float* gw, float* out, float* shared_out) {
   const int64_t D = config_.hidden_size, E = config_.n_routed_experts,
@@ -1072,60 +1067,55 @@ bool Model::moe_local(const MoeWeights& moe, const float* x, int64_t rows, const
   std::fill(out, out + rows * D, 0.0f);
   std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));
   for (int64_t i = 0; i < rows * k; ++i) rows_of[size_t(ids[i])].push_back(i);
-  // Few rows per expert (decode): the experts run side by side, one per task, each expert's GEMVs
-  // whole on its thread -- otherwise every one of a layer's ~12 short GEMVs pays a parallel_for
-  // of its own. The same bits (a GEMM's result does not depend on its thread count), summed into
-  // out in expert order as below.
-  std::vector<int64_t> active;
+  std::vector<int64_t> active;  // experts with rows, ascending
   int64_t most = 0;
   for (int64_t e = 0; e < E; ++e)
-    if (!rows_of[size_t(e)].empty())
+    if (!rows_of[size_t(e)].empty()) {
       active.push_back(e), most = std::max<int64_t>(most, int64_t(rows_of[size_t(e)].size()));
-  if (num_threads() > 1 && active.size() > 1 && most <= kGemvMaxRows &&
-      !thread_pool().inside_task()) {
-    std::vector<std::vector<float>> outs(active.size());
-    for (int64_t e : active) count_expert_run(moe.experts[size_t(e)]);
-    const bool shared = shared_out && moe.shared_experts && rows <= kGemvMaxRows;
-    parallel_for(int64_t(active.size()) + (shared ? 1 : 0), 1, [&](int64_t a0, int64_t a1, int) {
-      for (int64_t a = a0; a < a1; ++a) {
-        if (a == int64_t(active.size())) {  // the shared expert, on every row
-          run_mlp(*moe.shared_experts, x, rows, shared_out);
-          continue;
-        }
-        const auto& sel = rows_of[size_t(active[size_t(a)])];
-        const int64_t n = int64_t(sel.size());
-        std::vector<float> xe(static_cast<size_t>(n * D));
-        for (int64_t r = 0; r < n; ++r)
-          std::memcpy(&xe[r * D], x + (sel[r] / k) * D, size_t(D) * 4);
-        outs[size_t(a)].resize(size_t(n * D));
-        run_mlp(moe.experts[size_t(active[size_t(a)])], xe.data(), n, outs[size_t(a)].data());
-      }
-    });
-    for (size_t a = 0; a < active.size(); ++a) {
-      const auto& sel = rows_of[size_t(active[a])];
-      for (size_t r = 0; r < sel.size(); ++r) {
-        float* dst = out + (sel[r] / k) * D;
-        const float g = gw[size_t(sel[r])];
-        for (int64_t d = 0; d < D; ++d) dst[d] += g * outs[a][r * D + d];
-      }
+      count_expert_run(moe.experts[size_t(e)]);
     }
-    return shared;
-  }
-  std::vector<float> xe, ye;
-  for (int64_t e = 0; e < E; ++e) {
+  // Expert e on its rows: ye[n, D] from its rows of x gathered into xe.
+  auto run_expert = [&](int64_t e, std::vector<float>& xe, std::vector<float>& ye) {
     const auto& sel = rows_of[size_t(e)];
-    if (sel.empty()) continue;
     const int64_t n = int64_t(sel.size());
-    count_expert_run(moe.experts[size_t(e)]);
     xe.resize(size_t(n * D));
     ye.resize(size_t(n * D));
     for (int64_t r = 0; r < n; ++r) std::memcpy(&xe[r * D], x + (sel[r] / k) * D, size_t(D) * 4);
     run_mlp(moe.experts[size_t(e)], xe.data(), n, ye.data());
-    for (int64_t r = 0; r < n; ++r) {
+  };
+  // out += gate weight * ye for each of expert e's rows (called in ascending e).
+  auto add_expert = [&](int64_t e, const std::vector<float>& ye) {
+    const auto& sel = rows_of[size_t(e)];
+    for (size_t r = 0; r < sel.size(); ++r) {
       float* dst = out + (sel[r] / k) * D;
       const float g = gw[size_t(sel[r])];
       for (int64_t d = 0; d < D; ++d) dst[d] += g * ye[r * D + d];
     }
+  };
+  // Few rows per expert (decode): the experts (and the shared one, into shared_out) run side by
+  // side, one per task, each expert's GEMVs whole on its thread -- otherwise every one of a
+  // layer's ~12 short GEMVs pays a parallel_for of its own. The same bits (a GEMM's result does not
+  // depend on its thread count), summed into out in expert order all the same.
+  if (num_threads() > 1 && active.size() > 1 && most <= kGemvMaxRows &&
+      !thread_pool().inside_task()) {
+    const size_t A = active.size();
+    const bool shared = shared_out && moe.shared_experts && rows <= kGemvMaxRows;
+    std::vector<std::vector<float>> outs(A);
+    parallel_for(int64_t(A) + (shared ? 1 : 0), 1, [&](int64_t a0, int64_t a1, int) {
+      std::vector<float> xe;
+      for (int64_t a = a0; a < a1; ++a)
+        if (size_t(a) == A)  // the shared expert, on every row
+          run_mlp(*moe.shared_experts, x, rows, shared_out);
+        else
+          run_expert(active[size_t(a)], xe, outs[size_t(a)]);
+    });
+    for (size_t a = 0; a < A; ++a) add_expert(active[a], outs[a]);
+    return shared;
+  }
+  std::vector<float> xe, ye;
+  for (int64_t e : active) {
+    run_expert(e, xe, ye);
+    add_expert(e, ye);
   }
   return false;
 }
