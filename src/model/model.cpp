@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/thread_pool.h"
 #include "dist/expert_parallel.h"
+#include "kernels/convert.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/indexer.h"
@@ -480,8 +481,7 @@ void Model::linear(const float* x, int64_t rows, int64_t ldx, const LinearWeight
     return;
   }
   std::vector<bf16> xb(static_cast<size_t>(rows * v.cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t k = 0; k < v.cols; ++k) xb[r * v.cols + k] = f32_to_bf16(x[r * ldx + k]);
+  to_bf16(x, rows, v.cols, ldx, xb.data(), v.cols);
   gemm(GemmInput{DType::bf16, xb.data(), rows, v.cols, v.cols}, v, y, ldy);
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/convert.h"
 #include "kernels/moe_router.h"
 #include "kernels/norms.h"
 #include "kernels/reference/moe_router.h"
@@ -20,6 +21,50 @@ namespace {
 using testing::expect_close;
 using testing::for_each_isa;
 using testing::random_floats;
+
+// The bf16 rounding of activations: bit for bit f32_to_bf16 (ties to even, NaN stays NaN, inf and
+// values that round up to inf), strided rows, vector tails, in place for the f32 form.
+TEST(Convert, Bf16RoundingMatchesTheScalarRounding) {
+  for_each_isa([](Isa) {
+    for (int64_t cols : {1, 7, 16, 33, 512}) {
+      const int64_t rows = 41, ld = cols + 5;
+      auto x = random_floats(size_t(rows * ld), 7 + uint32_t(cols), -1e3f, 1e3f);
+      const float specials[] = {NAN,
+                                INFINITY,
+                                -INFINITY,
+                                0.0f,
+                                -0.0f,
+                                3.3895314e38f,
+                                1.0f + 1.0f / 256,  // a tie: rounds to even (1.0)
+                                1.0f + 3.0f / 256,  // a tie: rounds to even (up)
+                                1e-40f};            // subnormal
+      for (size_t i = 0; i < std::size(specials); ++i) x[i * 3 % x.size()] = specials[i];
+      std::vector<bf16> b(size_t(rows * cols));
+      to_bf16(x.data(), rows, cols, ld, b.data(), cols);
+      auto r = x;
+      round_to_bf16(r.data(), rows, cols, ld, r.data(), ld);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < ld; ++j) {
+          const float v = x[size_t(i * ld + j)];
+          if (j >= cols) {  // padding untouched
+            ASSERT_EQ(f32_bits(r[size_t(i * ld + j)]), f32_bits(v));
+            continue;
+          }
+          const bf16 want = f32_to_bf16(v), got = b[size_t(i * cols + j)];
+          if (std::isnan(v)) {
+            ASSERT_TRUE(std::isnan(bf16_to_f32(got))) << i << "," << j;
+            ASSERT_TRUE(std::isnan(r[size_t(i * ld + j)]));
+            continue;
+          }
+          ASSERT_EQ(got.bits, want.bits) << v << " at " << i << "," << j;
+          ASSERT_EQ(f32_bits(r[size_t(i * ld + j)]), f32_bits(bf16_to_f32(want)));
+        }
+    }
+    std::vector<float> z(4);
+    std::vector<bf16> zb(4);
+    EXPECT_THROW(to_bf16(z.data(), 1, 4, 3, zb.data(), 4), std::invalid_argument);
+  });
+}
 
 TEST(Norms, RmsNormMatchesReferenceOnStridedRowsInPlace) {
   for_each_isa([](Isa) {
