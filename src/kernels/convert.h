@@ -11,8 +11,5 @@ namespace dsinfer {
 
 // out[r * ld_out + j] = bf16(x[r * ld_x + j]) for r < rows, j < cols.
 void to_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld_x, bf16* out, int64_t ld_out);
-// The same values kept as f32 (out may be x).
-void round_to_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld_x, float* out,
-                   int64_t ld_out);
 
 }  // namespace dsinfer

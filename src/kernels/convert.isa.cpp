@@ -28,21 +28,4 @@ void to_bf16_kernel(const float* x, int64_t rows, int64_t cols, int64_t ld_x, ui
   });
 }
 
-void round_to_bf16_kernel(const float* x, int64_t rows, int64_t cols, int64_t ld_x, float* out,
-                          int64_t ld_out) {
-  parallel_for(rows, grain(cols), [&](int64_t r0, int64_t r1, int) {
-    alignas(64) uint16_t b[kLanes];
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = x + r * ld_x;
-      float* yr = out + r * ld_out;
-      for (int64_t j = 0; j < cols; j += kLanes) {
-        const int n = int(std::min<int64_t>(kLanes, cols - j));
-        store_bf16(b, n == kLanes ? load(xr + j) : load_n(xr + j, n));
-        const VF v = load_bf16(b);
-        n == kLanes ? store(yr + j, v) : store_n(yr + j, v, n);
-      }
-    }
-  });
-}
-
 }  // namespace dsinfer::DSINFER_ISA_NS
