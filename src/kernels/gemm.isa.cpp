@@ -107,8 +107,8 @@ constexpr int kKnVecs = 8;
 // piece of every storage row (32 or 128 bytes of FP8 here, rows 512 bytes apart for MLA's W_UK),
 // which the hardware prefetchers follow poorly: the first touch of each row waited on DRAM (perf
 // put the samples on the instruction after the weight load). Measured on W_UK's absorption, 128
-// heads of one mini layer, 2 threads, Zen 4 class: 8 rows of x 1.16-1.25 -> 0.99-1.09 ms; one row
-// (gemv_kn_fused) unchanged, 0.49-0.59 -> 0.52-0.53 ms.
+// heads of one mini layer, 2 threads, Zen 4 class: 8 rows of x 1.16-1.25 -> 0.99-1.09 ms. Not in
+// gemv_kn_fused (one row of x): there it changed nothing (0.49-0.59 -> 0.52-0.53 ms).
 inline void prefetch_kn_block(const WeightView& w, int64_t k0, int64_t k1, int64_t n0, int width) {
   const int64_t bytes = int64_t(width) * dtype_bits(w.dtype) / 8;
   for (int64_t k = k0; k < k1; ++k) {
@@ -172,7 +172,6 @@ bool gemv_kn_fused(const float* x, const WeightView& w, float* y) {
       const int64_t n0 = g * width;
       for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t k1 = std::min(K, k0 + kKc);
-        if (g + 1 < g1) prefetch_kn_block(w, k0, k1, n0 + width, width);
         VF acc[kKnVecs];
         for (VF& a : acc) a = zero();
         for (int64_t k = k0; k < k1;) {

@@ -225,20 +225,10 @@ void mha_pack_pairs_kernel(const float* k, int64_t ldk, int dk, const float* pe,
     }
     uint16_t* block = kt2 + 2 * ((s0 / kMhaKeyBlock) * qkp * kMhaKeyBlock + s0 % kMhaKeyBlock);
     for (int d0 = 0; d0 < width; d0 += 2 * kLanes) {
-      VF lo[kLanes], hi[kLanes];  // dimensions d0 .. d0 + kLanes - 1 and the next kLanes
-      for (int i = 0; i < kLanes; ++i) {
-        lo[i] = load(rows.data() + size_t(i) * size_t(width) + d0);
-        hi[i] = load(rows.data() + size_t(i) * size_t(width) + d0 + kLanes);
-      }
-      transpose(lo);
-      transpose(hi);
-      for (int j = 0; j < kLanes; ++j) {
-        const int64_t p = d0 / 2 + j;  // pair (2p, 2p + 1)
-        if (p >= qkp) break;
-        const VF* src = j < kLanes / 2 ? lo : hi;
-        const int jj = 2 * (j % (kLanes / 2));
-        store_pairs(block + 2 * p * kMhaKeyBlock, bf16_pairs(src[jj], src[jj + 1]));
-      }
+      VB pairs[kLanes];  // dimension pairs d0 / 2 .. d0 / 2 + kLanes - 1 of the kLanes keys
+      column_pairs(rows.data() + d0, width, pairs);
+      for (int j = 0; j < kLanes && d0 / 2 + j < qkp; ++j)
+        store_pairs(block + 2 * (d0 / 2 + j) * kMhaKeyBlock, pairs[j]);
     }
   }
   for (int64_t s = 0; s < n_pad; s += 2) {

@@ -33,6 +33,7 @@
 #include "kernels/mla_attention.h"
 #include "tile/mma.h"
 #include "tile/tile.h"
+#include "tile/tile_ops.h"
 
 namespace dsinfer::DSINFER_ISA_NS {
 
@@ -334,8 +335,8 @@ inline void scaled_query_row(const MlaAttnArgs& a, int64_t t, int h, int H, int 
 
 // The scaled queries of head group g as columns, heads in lanes (zero past H): the f32 form
 // qg[d * kHG + hl], the pair form qg2[p * kHG + hl] = dimensions (2p, 2p + 1) rounded to bf16
-// (an odd last dimension paired with 0). kLanes heads at a time: their rows, then
-// kLanes x kLanes blocks transposed in registers.
+// (an odd last dimension paired with 0). kLanes heads at a time: their rows, then blocks of them
+// transposed in registers (tile's column_pairs for the pair form).
 void pack_query(const MlaAttnArgs& a, int64_t t, int g, int H, int DQ, bool pairs,
                 std::vector<float>& rows, float* qg, uint32_t* qg2) {
   const int ld = (DQ + 2 * kLanes - 1) / (2 * kLanes) * (2 * kLanes);
@@ -344,26 +345,20 @@ void pack_query(const MlaAttnArgs& a, int64_t t, int g, int H, int DQ, bool pair
     for (int i = 0; i < kLanes; ++i)
       scaled_query_row(a, t, g * kHG + hl0 + i, H, DQ, ld, rows.data() + int64_t(i) * ld);
     for (int d0 = 0; d0 < DQ; d0 += 2 * kLanes) {
-      VF lo[kLanes], hi[kLanes];  // dimensions d0 .. d0 + kLanes - 1 and the next kLanes
-#pragma GCC unroll 16
-      for (int i = 0; i < kLanes; ++i) {
-        lo[i] = load(rows.data() + int64_t(i) * ld + d0);
-        hi[i] = load(rows.data() + int64_t(i) * ld + d0 + kLanes);
-      }
-      transpose(lo);
-      transpose(hi);
       if (pairs) {
-        for (int j = 0; j < kLanes; ++j) {  // pair p = dimensions (2p, 2p + 1)
-          const int64_t p = d0 / 2 + j;
-          if (2 * p >= DQ) break;
-          const VF* half = j < kLanes / 2 ? lo : hi;
-          const int jj = 2 * (j % (kLanes / 2));
-          store_pairs(reinterpret_cast<uint16_t*>(qg2 + p * kHG + hl0),
-                      bf16_pairs(half[jj], half[jj + 1]));
-        }
-      } else {
-        for (int j = 0; j < 2 * kLanes && d0 + j < DQ; ++j)
-          store(qg + int64_t(d0 + j) * kHG + hl0, j < kLanes ? lo[j] : hi[j - kLanes]);
+        VB pr[kLanes];  // dimension pairs d0 / 2 .. d0 / 2 + kLanes - 1 of the kLanes heads
+        column_pairs(rows.data() + d0, ld, pr);
+        for (int j = 0; j < kLanes && 2 * (d0 / 2 + j) < DQ; ++j)
+          store_pairs(reinterpret_cast<uint16_t*>(qg2 + (d0 / 2 + j) * kHG + hl0), pr[j]);
+        continue;
+      }
+      for (int c0 = d0; c0 < std::min(DQ, d0 + 2 * kLanes); c0 += kLanes) {
+        VF r[kLanes];
+#pragma GCC unroll 16
+        for (int i = 0; i < kLanes; ++i) r[i] = load(rows.data() + int64_t(i) * ld + c0);
+        transpose(r);
+        for (int j = 0; j < kLanes && c0 + j < DQ; ++j)
+          store(qg + int64_t(c0 + j) * kHG + hl0, r[j]);
       }
     }
   }

@@ -7,6 +7,27 @@
 
 namespace dsinfer::DSINFER_ISA_NS::tile {
 
+// A kLanes x 2 kLanes block of f32 rows (row i at rows + i * ld) as bf16 column pairs: pairs[j]
+// lane i = row i's elements (2j, 2j + 1) rounded to bf16. Two register transposes, then the
+// rounding: the layout the pair-form kernels take queries and keys in (one dimension pair of
+// kLanes heads or keys per vector).
+inline void column_pairs(const float* rows, int64_t ld, VB (&pairs)[kLanes]) {
+  VF lo[kLanes], hi[kLanes];  // columns 0 .. kLanes - 1 and the next kLanes
+#pragma GCC unroll 16
+  for (int i = 0; i < kLanes; ++i) {
+    lo[i] = load(rows + i * ld);
+    hi[i] = load(rows + i * ld + kLanes);
+  }
+  transpose(lo);
+  transpose(hi);
+#pragma GCC unroll 16
+  for (int j = 0; j < kLanes; ++j) {
+    const VF* half = j < kLanes / 2 ? lo : hi;
+    const int jj = 2 * (j % (kLanes / 2));
+    pairs[j] = bf16_pairs(half[jj], half[jj + 1]);
+  }
+}
+
 // ---- load / store ----------------------------------------------------------------------------
 
 // t[r, :cols] = src[r * ld + :cols] for r < rows; the rest of each row (and rows past `rows`)

@@ -80,6 +80,11 @@ uint32_t tt_fp8_to_bf16_pow2(const uint8_t* codes, int c, uint16_t* out) {
   simd::store_pairs(out, v);
   return subnormal;
 }
+void tt_column_pairs(const float* rows, int64_t ld, uint16_t* out) {
+  simd::VB pairs[simd::kLanes];
+  tile::column_pairs(rows, ld, pairs);
+  for (int j = 0; j < simd::kLanes; ++j) simd::store_pairs(out + j * 2 * simd::kLanes, pairs[j]);
+}
 // zip_pairs of rows a, b (2 * kLanes each): lo then hi into out[4 * kLanes].
 void tt_zip_pairs(const uint16_t* a, const uint16_t* b, uint16_t* out) {
   simd::VB lo, hi;

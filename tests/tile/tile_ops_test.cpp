@@ -167,6 +167,31 @@ TEST(TileOps, Fp8ToBf16Pow2IsExactAndFlagsSubnormals) {
   });
 }
 
+// Rows transposed into bf16 column pairs (the pair form's query and key layouts): every pair
+// vector, every lane, rounded to nearest even like the scalar conversion; a row stride wider than
+// the block, values that round up, down and to even, an infinity and a NaN.
+TEST(TileOps, ColumnPairsTransposeRowsIntoRoundedPairs) {
+  for_each_isa([&](Isa) {
+    const int L = DSINFER_DISPATCH(tt_lanes)();
+    const int64_t ld = 2 * L + 3;
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd;
+    std::vector<float> rows(size_t(L * ld));
+    for (auto& x : rows) x = nd(rng) * 3.0f;
+    rows[1] = bf16_to_f32(f32_to_bf16(1.5f)) + std::ldexp(1.0f, -8);  // a tie: rounds to even
+    rows[size_t(ld + 2)] = std::numeric_limits<float>::infinity();
+    rows[size_t(2 * ld + 5)] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<uint16_t> out(size_t(2 * L * L));
+    DSINFER_DISPATCH(tt_column_pairs)(rows.data(), ld, out.data());
+    for (int j = 0; j < L; ++j)
+      for (int i = 0; i < L; ++i)
+        for (int e = 0; e < 2; ++e)
+          ASSERT_EQ(out[size_t(j * 2 * L + 2 * i + e)],
+                    f32_to_bf16(rows[size_t(i * ld + 2 * j + e)]).bits)
+              << "pair " << j << " row " << i << " element " << e;
+  });
+}
+
 // Two rows zipped into pairs (two keys' values side by side for the P . V pair product).
 TEST(TileOps, ZipPairsInterleavesTwoRowsInOrder) {
   for_each_isa([&](Isa) {
