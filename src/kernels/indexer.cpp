@@ -9,10 +9,10 @@ namespace dsinfer {
 
 DSINFER_DECLARE_PER_ISA(void, indexer_topk_kernel,
                         (const IndexerQueries&, const IndexerKeys&, const int64_t*, int, int32_t*,
-                         float*));
+                         float*, TopKOrder));
 
 void indexer_topk(const IndexerQueries& q, const IndexerKeys& keys, const int64_t* n_valid, int k,
-                  int32_t* idx_out, float* score_out) {
+                  int32_t* idx_out, float* score_out, TopKOrder order) {
   auto fail = [](const std::string& what) { throw std::invalid_argument("indexer_topk: " + what); };
   if (q.dtype != DType::fp8_e4m3 && q.dtype != DType::f32) fail("query dtype not fp8_e4m3/f32");
   if (keys.dtype != q.dtype) fail("query and key dtypes differ");
@@ -30,7 +30,7 @@ void indexer_topk(const IndexerQueries& q, const IndexerKeys& keys, const int64_
   if (n_valid)
     for (int64_t t = 0; t < q.n_tokens; ++t)
       if (n_valid[t] < 0 || n_valid[t] > keys.n_keys) fail("n_valid out of [0, n_keys]");
-  DSINFER_DISPATCH(indexer_topk_kernel)(q, keys, n_valid, k, idx_out, score_out);
+  DSINFER_DISPATCH(indexer_topk_kernel)(q, keys, n_valid, k, idx_out, score_out, order);
 }
 
 }  // namespace dsinfer

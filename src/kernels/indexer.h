@@ -44,12 +44,20 @@ struct IndexerKeys {
   const int32_t* block_table = nullptr;
 };
 
+// The order of each query's selected keys in idx_out (and score_out).
+enum class TopKOrder {
+  by_score,     // score descending, then position ascending (ties to the smaller position)
+  by_position,  // position ascending: the same set without sorting it (a few percent of a long
+                // prefill's indexer), for callers that take the set as a mask or attend over it
+                // in any fixed order
+};
+
 // n_valid: [n_tokens], query t sees keys s < n_valid[t] (causal prefill: position + 1); nullptr
 // = all n_keys (decode). k in [1, 4096]. idx_out: [n_tokens, k] int32; score_out: [n_tokens, k]
 // or nullptr (the selected I[t, s]; -inf in unused slots). Q and K dtypes must match.
 // Throws std::invalid_argument on bad arguments.
 void indexer_topk(const IndexerQueries& q, const IndexerKeys& keys, const int64_t* n_valid, int k,
-                  int32_t* idx_out, float* score_out);
+                  int32_t* idx_out, float* score_out, TopKOrder order = TopKOrder::by_score);
 
 // Address of token s's 132 bytes in a paged key cache.
 inline uint8_t* indexer_page_token(uint8_t* pages, const int32_t* block_table, int64_t s) {

@@ -52,6 +52,8 @@ struct Scratch {
   std::vector<float> part;       // [G][kNB][kLanes] partial sums
   std::vector<float> scores;     // [G][kNB]
   std::vector<topk::RunningTopK> sel;
+  std::vector<uint64_t> bits;  // emit_by_position's scratch
+  std::vector<float> by_pos;
 };
 
 // Where fp8 key s's 128 codes are (contiguous or paged); its scale into *scale.
@@ -222,7 +224,7 @@ void run_item(const IndexerQueries& q, const IndexerKeys& keys, const int64_t* n
 }  // namespace
 
 void indexer_topk_kernel(const IndexerQueries& q, const IndexerKeys& keys, const int64_t* n_valid,
-                         int k, int32_t* idx_out, float* score_out) {
+                         int k, int32_t* idx_out, float* score_out, TopKOrder order) {
   Plan p;
   p.T = q.n_tokens;
   p.HI = q.n_heads;
@@ -266,6 +268,15 @@ void indexer_topk_kernel(const IndexerQueries& q, const IndexerKeys& keys, const
     p.kconv = kc;
     p.kconv_scale = kcs;
   }
+  const bool by_score = order == TopKOrder::by_score;
+  auto emit = [&](uint64_t* c, size_t n, int64_t t, Scratch& sc) {
+    int32_t* idx = idx_out + t * k;
+    float* score = score_out ? score_out + t * k : nullptr;
+    if (by_score)
+      topk::emit_sorted(c, n, k, idx, score);
+    else
+      topk::emit_by_position(c, n, k, idx, score, sc.bits, sc.by_pos);
+  };
   std::vector<Scratch> scratch(size_t(threads) + 1);
   std::vector<uint64_t> partial;
   std::vector<int32_t> partial_n;
@@ -291,8 +302,7 @@ void indexer_topk_kernel(const IndexerQueries& q, const IndexerKeys& keys, const
         sel.finish();
         const int64_t t = t0 + j;
         if (p.n_chunks == 1) {
-          topk::emit_sorted(sel.data(), sel.size(), k, idx_out + t * k,
-                            score_out ? score_out + t * k : nullptr);
+          emit(sel.data(), sel.size(), t, sc);
         } else {
           const size_t slot = size_t(t * p.n_chunks + chunk);
           std::copy(sel.data(), sel.data() + sel.size(), partial.data() + slot * size_t(k));
@@ -302,7 +312,7 @@ void indexer_topk_kernel(const IndexerQueries& q, const IndexerKeys& keys, const
     }
   });
   if (p.n_chunks == 1) return;
-  parallel_for(p.T, 1, [&](int64_t t0, int64_t t1, int) {
+  parallel_for(p.T, 1, [&](int64_t t0, int64_t t1, int worker) {
     std::vector<uint64_t> all;
     for (int64_t t = t0; t < t1; ++t) {
       all.clear();
@@ -312,7 +322,7 @@ void indexer_topk_kernel(const IndexerQueries& q, const IndexerKeys& keys, const
         all.insert(all.end(), src, src + partial_n[slot]);
       }
       const size_t n = topk::keep_top(all.data(), all.size(), size_t(k));
-      topk::emit_sorted(all.data(), n, k, idx_out + t * k, score_out ? score_out + t * k : nullptr);
+      emit(all.data(), n, t, scratch[size_t(worker)]);
     }
   });
 }

@@ -806,7 +806,10 @@ bool Model::indexer_select(KvCache& cache, int cl, const IndexerWeights& iw, Bat
       keys.n_keys = N;
       keys.k = kf.data();
     }
-    indexer_topk(iq, keys, n_valid.data(), int(K), idx.data() + t0 * K, nullptr);
+    // In position order: the MHA form takes the set as a mask, the absorbed form attends over
+    // the keys in the order given (ascending positions also walk the cache pages in order).
+    indexer_topk(iq, keys, n_valid.data(), int(K), idx.data() + t0 * K, nullptr,
+                 TopKOrder::by_position);
   }
   return true;
 }

@@ -80,6 +80,13 @@ inline VF sqrt(VF a) {
 inline VF select_gt(VF x, VF y, VF a, VF b) {
   return {_mm256_blendv_ps(b.v, a.v, _mm256_cmp_ps(x.v, y.v, _CMP_GT_OQ))};
 }
+// a in the lanes whose bit is set in `bits` (lane l: bit l), else b
+inline VF select_bits(uint32_t bits, VF a, VF b) {
+  const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i on =
+      _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(bits)), lane_bit), lane_bit);
+  return {_mm256_blendv_ps(b.v, a.v, _mm256_castsi256_ps(on))};
+}
 
 inline float reduce_add(VF a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));

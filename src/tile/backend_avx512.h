@@ -79,6 +79,10 @@ inline VF sqrt(VF a) {
 inline VF select_gt(VF x, VF y, VF a, VF b) {
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, y.v, _CMP_GT_OQ), b.v, a.v)};
 }
+// a in the lanes whose bit is set in `bits` (lane l: bit l), else b
+inline VF select_bits(uint32_t bits, VF a, VF b) {
+  return {_mm512_mask_blend_ps(__mmask16(bits), b.v, a.v)};
+}
 inline float reduce_add(VF a) {
   return _mm512_reduce_add_ps(a.v);
 }

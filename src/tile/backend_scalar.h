@@ -79,6 +79,10 @@ inline VF sqrt(VF a) {
 inline VF select_gt(VF x, VF y, VF a, VF b) {
   DSINFER_LANEWISE(x.v[i] > y.v[i] ? a.v[i] : b.v[i]);
 }
+// a in the lanes whose bit is set in `bits` (lane l: bit l), else b
+inline VF select_bits(uint32_t bits, VF a, VF b) {
+  DSINFER_LANEWISE((bits >> i) & 1u ? a.v[i] : b.v[i]);
+}
 inline float reduce_add(VF a) {
   // Pairwise, in the same tree order as the SIMD backends.
   float s[kLanes];

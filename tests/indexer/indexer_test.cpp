@@ -65,6 +65,24 @@ void expect_equal(const std::vector<int32_t>& idx, const std::vector<int32_t>& i
   }
 }
 
+// The same selection in position order (TopKOrder::by_position): each row's used slots sorted
+// by position, their scores with them, the -1 / -inf padding after them.
+void to_position_order(int64_t T, int K, std::vector<int32_t>& idx, std::vector<float>& sc) {
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<std::pair<int32_t, float>> row;
+    for (int j = 0; j < K; ++j)
+      if (idx[size_t(t * K + j)] >= 0)
+        row.emplace_back(idx[size_t(t * K + j)], sc[size_t(t * K + j)]);
+    std::sort(row.begin(), row.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (int j = 0; j < K; ++j) {
+      const bool used = size_t(j) < row.size();
+      idx[size_t(t * K + j)] = used ? row[size_t(j)].first : -1;
+      sc[size_t(t * K + j)] = used ? row[size_t(j)].second : -__builtin_inff();
+    }
+  }
+}
+
 // Reference: full score matrix, then reference top-k with n_valid.
 void reference(const Case& c, const Data& d, bool fp8, std::vector<int32_t>& idx,
                std::vector<float>& sc) {
@@ -100,28 +118,39 @@ void run_case(const Case& c, uint32_t seed, int range = 3) {
     std::copy(d.k8.begin() + s * 128, d.k8.begin() + (s + 1) * 128, dst);
     std::memcpy(dst + 128, &d.ks[size_t(s)], 4);
   }
+  std::vector<int32_t> pos_ref_fp8 = idx_ref_fp8, pos_ref_f32 = idx_ref_f32;
+  std::vector<float> pos_sc_fp8 = sc_ref_fp8, pos_sc_f32 = sc_ref_f32;
+  to_position_order(c.T, c.K, pos_ref_fp8, pos_sc_fp8);
+  to_position_order(c.T, c.K, pos_ref_f32, pos_sc_f32);
   for_each_isa([&](Isa) {
     std::vector<int32_t> idx(size_t(c.T * c.K));
     std::vector<float> sc(idx.size());
     IndexerQueries q8{DType::fp8_e4m3, d.q8.data(), d.w.data(), c.T, c.HI};
     IndexerKeys k8{DType::fp8_e4m3, c.N, d.k8.data(), d.ks.data(), nullptr, nullptr};
-    indexer_topk(q8, k8, d.nv.data(), c.K, idx.data(), sc.data());
-    {
-      SCOPED_TRACE("fp8 contiguous");
-      expect_equal(idx, idx_ref_fp8, sc, sc_ref_fp8);
-    }
     IndexerKeys kp{DType::fp8_e4m3, c.N, nullptr, nullptr, pages.data(), table.data()};
-    indexer_topk(q8, kp, d.nv.data(), c.K, idx.data(), sc.data());
-    {
-      SCOPED_TRACE("fp8 paged");
-      expect_equal(idx, idx_ref_fp8, sc, sc_ref_fp8);
-    }
     IndexerQueries qf{DType::f32, d.qf.data(), d.w.data(), c.T, c.HI};
     IndexerKeys kf{DType::f32, c.N, d.kf.data(), nullptr, nullptr, nullptr};
-    indexer_topk(qf, kf, d.nv.data(), c.K, idx.data(), sc.data());
-    {
-      SCOPED_TRACE("f32");
-      expect_equal(idx, idx_ref_f32, sc, sc_ref_f32);
+    for (TopKOrder order : {TopKOrder::by_score, TopKOrder::by_position}) {
+      const bool by_score = order == TopKOrder::by_score;
+      SCOPED_TRACE(by_score ? "by score" : "by position");
+      indexer_topk(q8, k8, d.nv.data(), c.K, idx.data(), sc.data(), order);
+      {
+        SCOPED_TRACE("fp8 contiguous");
+        expect_equal(idx, by_score ? idx_ref_fp8 : pos_ref_fp8, sc,
+                     by_score ? sc_ref_fp8 : pos_sc_fp8);
+      }
+      indexer_topk(q8, kp, d.nv.data(), c.K, idx.data(), sc.data(), order);
+      {
+        SCOPED_TRACE("fp8 paged");
+        expect_equal(idx, by_score ? idx_ref_fp8 : pos_ref_fp8, sc,
+                     by_score ? sc_ref_fp8 : pos_sc_fp8);
+      }
+      indexer_topk(qf, kf, d.nv.data(), c.K, idx.data(), sc.data(), order);
+      {
+        SCOPED_TRACE("f32");
+        expect_equal(idx, by_score ? idx_ref_f32 : pos_ref_f32, sc,
+                     by_score ? sc_ref_f32 : pos_sc_f32);
+      }
     }
   });
 }
@@ -145,6 +174,14 @@ TEST(Indexer, DecodeManyKeysWithChunks) {
   run_case({4, 12000, 16, 300, true}, 13);   // chunks with per-query causal limits
   run_case({40, 6000, 16, 512, true}, 14);   // prefill: keys converted once, by all threads
   set_num_threads(saved);
+}
+
+// k most of the valid keys (a prefill chunk past index_topk: 2048 of 2-4K): the selection runs
+// the radix path of keep_top on the whole row, with and without many exact ties.
+TEST(Indexer, PrefillKeepsMostKeys) {
+  run_case({24, 1200, 8, 800, true}, 15);
+  run_case({16, 900, 4, 700, true}, 16, 1);  // range 1: ties at the k-th score
+  run_case({8, 700, 2, 600, true}, 17, 0);   // all-zero data: every score ties
 }
 
 TEST(Indexer, KLargerThanValidKeys) {

@@ -36,6 +36,8 @@ DSINFER_DECLARE_PER_ISA(uint32_t, tt_fp8_to_bf16_pow2, (const uint8_t*, int, uin
 // kLanes].
 DSINFER_DECLARE_PER_ISA(void, tt_column_pairs, (const float*, int64_t, uint16_t*));
 DSINFER_DECLARE_PER_ISA(void, tt_zip_pairs, (const uint16_t*, const uint16_t*, uint16_t*));
+// select_bits(bits, a, b) of kLanes floats each.
+DSINFER_DECLARE_PER_ISA(void, tt_select_bits, (uint32_t, const float*, const float*, float*));
 DSINFER_DECLARE_PER_ISA(void, tt_store_fp8, (const float*, int, uint8_t*));
 // load_u4 (kLanes / 2 bytes) or load_u8 (kLanes bytes) as f32.
 DSINFER_DECLARE_PER_ISA(void, tt_load_uint, (const uint8_t*, bool, float*));

@@ -92,6 +92,9 @@ void tt_zip_pairs(const uint16_t* a, const uint16_t* b, uint16_t* out) {
   simd::store_pairs(out, lo);
   simd::store_pairs(out + 2 * simd::kLanes, hi);
 }
+void tt_select_bits(uint32_t bits, const float* a, const float* b, float* out) {
+  simd::store(out, simd::select_bits(bits, simd::load(a), simd::load(b)));
+}
 // n values (a multiple of kLanes) encoded by store_fp8.
 void tt_store_fp8(const float* in, int n, uint8_t* out) {
   for (int i = 0; i < n; i += simd::kLanes) simd::store_fp8(out + i, simd::load(in + i));

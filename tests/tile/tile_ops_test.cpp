@@ -207,6 +207,24 @@ TEST(TileOps, ZipPairsInterleavesTwoRowsInOrder) {
   });
 }
 
+// Every lane pattern of bits (AVX-512's 16 lanes: a sample of them), and bits above the lanes
+// ignored.
+TEST(TileOps, SelectBitsTakesTheLanesOfTheSetBits) {
+  for_each_isa([&](Isa) {
+    const int n = DSINFER_DISPATCH(tt_lanes)();
+    std::vector<float> a(static_cast<size_t>(n)), b(a.size()), out(a.size());
+    for (int i = 0; i < n; ++i) a[size_t(i)] = float(i + 1), b[size_t(i)] = -float(i + 100);
+    for (uint32_t bits = 0; bits<(1u << n); bits += n> 8 ? 37 : 1)
+      for (uint32_t high : {0u, 0xffff0000u}) {
+        const uint32_t arg = bits | (n > 8 ? high : high | 0xff00u);
+        DSINFER_DISPATCH(tt_select_bits)(arg, a.data(), b.data(), out.data());
+        for (int i = 0; i < n; ++i)
+          ASSERT_EQ(out[size_t(i)], (bits >> i) & 1u ? a[size_t(i)] : b[size_t(i)])
+              << "bits " << bits << " lane " << i;
+      }
+  });
+}
+
 // The vector FP8 encoder (the indexer's quantization) is f32_to_fp8_e4m3 bit for bit: every
 // exponent, the rounding halfway points of every code, the subnormal range, saturation, NaN,
 // infinities and signed zeros.
