@@ -5,6 +5,7 @@
 // overhead share of its steps, and the weight bytes each decode step reads (routed experts are
 // read once per step for all sequences: the batching gain's ceiling).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -48,7 +49,6 @@ struct Track {
   double submitted = 0;
   std::vector<double> token_times;
   int64_t completion = 0;
-  bool done = false;
 };
 
 void run_load(Engine& engine, const Load& load, int threads, Report& report) {
@@ -82,42 +82,39 @@ void run_load(Engine& engine, const Load& load, int threads, Report& report) {
   const OpTimes m0 = model.op_times();
 
   std::vector<Track> tracks(static_cast<size_t>(n_req));
-  int next = 0, finished = 0;
   double uncached_ttft = -1;
-  const double t0 = now_s();
-  auto submit = [&](int i) {
-    tracks[size_t(i)].submitted = now_s();
-    tracks[size_t(i)].h = engine.submit(make(i));
-  };
-  auto drain = [&](Track& t) {
-    while (auto ev = t.h.poll()) {
+  // Each request is followed by a client that blocks on its events (as a server's connection
+  // thread does), so the compute cores are not interrupted by a polling loop: polling every
+  // 200 us cost ~5% of the 8-sequence decode rate.
+  auto run_one = [&](int i) {
+    Track& t = tracks[size_t(i)];
+    t.submitted = now_s();
+    t.h = engine.submit(make(i));
+    while (auto ev = t.h.next()) {
       const double at = now_s();
       for (size_t k = 0; k < ev->tokens.size(); ++k) t.token_times.push_back(at);
       if (ev->kind == RequestEvent::Kind::finished) {
         t.completion = ev->usage.completion_tokens;
-        t.done = true;
-        ++finished;
+        break;
       }
     }
   };
+  const double t0 = now_s();
+  std::atomic<int> next{0};
   if (load.shared_prefix > 0) {
     // The first request computes the shared prefix alone (its TTFT is the uncached one); the
     // others find it in the cache.
-    submit(next++);
-    while (!tracks[0].done) {
-      drain(tracks[0]);
-      if (!tracks[0].token_times.empty() && uncached_ttft < 0)
-        uncached_ttft = tracks[0].token_times[0] - tracks[0].submitted;
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
+    run_one(next++);
+    if (!tracks[0].token_times.empty())
+      uncached_ttft = tracks[0].token_times[0] - tracks[0].submitted;
   }
-  while (finished < n_req) {
-    int in_flight = next - finished;
-    while (next < n_req && in_flight < load.concurrency) submit(next++), ++in_flight;
-    for (int i = 0; i < next; ++i)
-      if (!tracks[size_t(i)].done) drain(tracks[size_t(i)]);
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
+  // `concurrency` clients, each taking the next request as soon as its last one finished.
+  std::vector<std::thread> clients;
+  for (int c = 0; c < load.concurrency; ++c)
+    clients.emplace_back([&] {
+      for (int i = next++; i < n_req; i = next++) run_one(i);
+    });
+  for (std::thread& c : clients) c.join();
   const double wall = now_s() - t0;
   engine.wait_idle(60);
   const EngineStats s1 = engine.stats();
