@@ -101,6 +101,10 @@ void panel_rows(int rows, float* acc, bool accumulate, int len, const void* xa, 
 // f32 / bf16 / fp8 weights (integer ones: gemv_kn_int), N a multiple of the width, and (fp8)
 // every column group inside one 128-column scale block; false otherwise.
 constexpr int kKnVecs = 8;
+// Software prefetch distance in storage rows, into L2: a group reads 32-128 bytes of each row, rows
+// 512 bytes apart (W_UK), a pattern the hardware prefetchers follow late (perf put most samples of
+// the one-row kernel on the first load of each row).
+constexpr int kKnAhead = 32;
 
 // The storage rows [k0, k1) of columns [n0, n0 + width) of a [K, N] weight on their way into L2:
 // the next column group's block, fetched while this one computes. A column group reads a short
@@ -167,6 +171,7 @@ bool gemv_kn_fused(const float* x, const WeightView& w, float* y) {
   if (!(fp8 || w.dtype == DType::bf16 || w.dtype == DType::f32) || N % width != 0) return false;
   if (fp8 && ((w.col0 % kFp8BlockSize) + width > kFp8BlockSize || w.col0 % width != 0))
     return false;
+  const int row_bytes = int(width * dtype_bits(w.dtype) / 8);
   parallel_for(N / width, 1, [&](int64_t g0, int64_t g1, int) {
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t n0 = g * width;
@@ -184,6 +189,14 @@ bool gemv_kn_fused(const float* x, const WeightView& w, float* y) {
           for (; k < kb; ++k) {
             const VF xv = set1(x[k]);
             const char* p = w.element_ptr(k, n0);
+            {  // the row kKnAhead on (past the block: the next group's), on its way into L1
+              const int64_t ka = k + kKnAhead;
+              const char* pa = ka < k1      ? w.element_ptr(ka, n0)
+                               : g + 1 < g1 ? w.element_ptr(k0 + (ka - k1), n0 + width)
+                                            : nullptr;
+              if (pa)
+                for (int b = 0; b < row_bytes; b += 64) prefetch_l2(pa + b);
+            }
 #pragma GCC unroll 8
             for (int v = 0; v < kKnVecs; ++v) {
               VF wv;
