@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -41,6 +42,35 @@ inline float composite_score(uint64_t c) {
   return key_score(uint32_t(c >> 32));
 }
 
+// The k-th largest of n 32-bit keys key(0 .. n-1) (0 < k <= n), by three histogram passes of
+// 11 / 11 / 10 bits, each over the keys that share the bits found so far; *need: how many of the
+// keys equal to it are among the k largest (the rest of the k are above it).
+template <class Key>
+inline uint32_t kth_largest_key(size_t n, size_t k, Key key, size_t* need) {
+  uint32_t prefix = 0, prefix_mask = 0;
+  size_t left = k;  // how many still to take at or below the current prefix
+  static constexpr int kShift[3] = {21, 10, 0};
+  static constexpr int kBits[3] = {11, 11, 10};
+  uint32_t hist[2048];
+  for (int pass = 0; pass < 3; ++pass) {
+    const int bins = 1 << kBits[pass], sh = kShift[pass];
+    std::memset(hist, 0, sizeof(uint32_t) * size_t(bins));
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t v = key(i);
+      hist[(v >> sh) & uint32_t(bins - 1)] += (v & prefix_mask) == prefix;
+    }
+    int b = bins - 1;
+    for (; b > 0; --b) {
+      if (hist[b] >= left) break;
+      left -= hist[b];
+    }
+    prefix |= uint32_t(b) << sh;
+    prefix_mask |= uint32_t(bins - 1) << sh;
+  }
+  *need = left;
+  return prefix;
+}
+
 // Keeps the k largest composites of c[0, n) in c[0, k) (unordered); returns min(k, n).
 // Short lists by nth_element; longer ones by a radix select on the score keys (the high halves:
 // three histogram passes of 11 / 11 / 10 bits find the k-th largest key, a fourth keeps every
@@ -54,26 +84,9 @@ inline size_t keep_top(uint64_t* c, size_t n, size_t k) {
     std::nth_element(c, c + (k - 1), c + n, std::greater<uint64_t>());
     return k;
   }
-  uint32_t prefix = 0, prefix_mask = 0;
-  size_t need = k;  // how many to take at or below the current prefix
-  static constexpr int kShift[3] = {21, 10, 0};
-  static constexpr int kBits[3] = {11, 11, 10};
-  uint32_t hist[2048];
-  for (int pass = 0; pass < 3; ++pass) {
-    const int bins = 1 << kBits[pass], sh = kShift[pass];
-    std::memset(hist, 0, sizeof(uint32_t) * size_t(bins));
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t key = uint32_t(c[i] >> 32);
-      hist[(key >> sh) & uint32_t(bins - 1)] += (key & prefix_mask) == prefix;
-    }
-    int b = bins - 1;
-    for (; b > 0; --b) {
-      if (hist[b] >= need) break;
-      need -= hist[b];
-    }
-    prefix |= uint32_t(b) << sh;
-    prefix_mask |= uint32_t(bins - 1) << sh;
-  }
+  size_t need;
+  const uint32_t prefix = kth_largest_key(
+      n, k, [c](size_t i) { return uint32_t(c[i] >> 32); }, &need);
   // prefix: the k-th largest key; `need` of the composites with that key are kept, the ones of
   // the smallest positions (the largest composites).
   thread_local std::vector<uint64_t> equal;
@@ -88,9 +101,9 @@ inline size_t keep_top(uint64_t* c, size_t n, size_t k) {
       equal.push_back(v);
   }
   if (equal.size() > need)
-    std::nth_element(equal.begin(), equal.begin() + ptrdiff_t(need - 1), equal.end(),
+    std::nth_element(equal.begin(), equal.begin() + std::ptrdiff_t(need - 1), equal.end(),
                      std::greater<uint64_t>());
-  std::copy(equal.begin(), equal.begin() + ptrdiff_t(need), c + out);
+  std::copy(equal.begin(), equal.begin() + std::ptrdiff_t(need), c + out);
   return k;
 }
 
@@ -190,27 +203,9 @@ inline size_t radix_select(const float* s, int64_t n, int k, std::vector<uint32_
     for (int64_t i = 0; i < n; ++i) out.push_back(composite(keys[size_t(i)], i));
     return out.size();
   }
-  uint32_t prefix = 0, prefix_mask = 0;
-  int64_t need = k;  // how many still to take at or below the current prefix
-  static constexpr int kShift[3] = {21, 10, 0};
-  static constexpr int kBits[3] = {11, 11, 10};
-  uint32_t hist[2048];
-  for (int pass = 0; pass < 3; ++pass) {
-    const int bins = 1 << kBits[pass], sh = kShift[pass];
-    std::memset(hist, 0, sizeof(uint32_t) * size_t(bins));
-    for (int64_t i = 0; i < n; ++i) {
-      const uint32_t key = keys[size_t(i)];
-      if ((key & prefix_mask) == prefix) ++hist[(key >> sh) & uint32_t(bins - 1)];
-    }
-    int b = bins - 1;
-    for (; b > 0; --b) {
-      if (int64_t(hist[b]) >= need) break;
-      need -= hist[b];
-    }
-    prefix |= uint32_t(b) << sh;
-    prefix_mask |= uint32_t(bins - 1) << sh;
-  }
-  const uint32_t thr = prefix;  // the k-th largest key; `need` of the keys equal to it are taken
+  size_t need;  // of the keys equal to the k-th largest, how many are taken
+  const uint32_t thr = kth_largest_key(
+      size_t(n), size_t(k), [&keys](size_t i) { return keys[i]; }, &need);
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t key = keys[size_t(i)];
     if (key > thr) {
