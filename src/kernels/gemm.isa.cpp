@@ -189,7 +189,7 @@ bool gemv_kn_fused(const float* x, const WeightView& w, float* y) {
           for (; k < kb; ++k) {
             const VF xv = set1(x[k]);
             const char* p = w.element_ptr(k, n0);
-            {  // the row kKnAhead on (past the block: the next group's), on its way into L1
+            {  // the row kKnAhead on (past the block: the next group's), on its way into L2
               const int64_t ka = k + kKnAhead;
               const char* pa = ka < k1      ? w.element_ptr(ka, n0)
                                : g + 1 < g1 ? w.element_ptr(k0 + (ka - k1), n0 + width)

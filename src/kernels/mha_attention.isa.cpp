@@ -63,6 +63,7 @@ void mask_and_softmax(const MhaHeadArgs& a, int64_t q0, int64_t k0, int nk, int 
                       ScoreTile& s, OnlineSoftmax<kBQ>& sm, float* alpha) {
   s.rows = nq, s.cols = nk;
   scale(s, a.scale);
+  const VF neg_inf = set1(kNegInf);
   if (a.mask || k0 + nk - 1 > min_pos)
     for (int r = 0; r < nq; ++r) {
       const int64_t pos = a.positions[q0 + r];
@@ -71,7 +72,6 @@ void mask_and_softmax(const MhaHeadArgs& a, int64_t q0, int64_t k0, int nk, int 
       if (a.mask) visible &= a.mask[(q0 + r) * a.ldmask + k0 / kBK];
       const uint64_t keep = visible | ~low_bits(nk);  // past nk: the softmax step ignores them
       if (keep == ~uint64_t(0)) continue;
-      const VF neg_inf = set1(kNegInf);
       for (int j = 0; j < kBK; j += kLanes) {
         const uint32_t bits = uint32_t(keep >> j) & uint32_t(low_bits(kLanes));
         if (bits != uint32_t(low_bits(kLanes)))

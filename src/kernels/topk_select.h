@@ -125,9 +125,8 @@ inline void emit_by_position(const uint64_t* c, size_t n, int k, int32_t* idx, f
                              std::vector<uint64_t>& bits, std::vector<float>& by_pos) {
   int32_t last = -1;
   for (size_t i = 0; i < n; ++i) last = std::max(last, composite_pos(c[i]));
-  const size_t words = size_t(last) / 64 + 1;
-  bits.assign(n > 0 ? words : 0, 0);
-  if (score && n > 0 && by_pos.size() < size_t(last) + 1) by_pos.resize(size_t(last) + 1);
+  bits.assign(size_t(last + 1 + 63) / 64, 0);  // none when n == 0
+  if (score && by_pos.size() < size_t(last + 1)) by_pos.resize(size_t(last + 1));
   for (size_t i = 0; i < n; ++i) {
     const int32_t p = composite_pos(c[i]);
     bits[size_t(p) / 64] |= uint64_t(1) << (p % 64);
