@@ -86,11 +86,17 @@ void decode_rows(typename Form<kPairs>::E* dst, int64_t ldd, const WeightView& w
           uint32_t subnormal = 1;
           if (len == kBlock && fp8_pow2_scale(srow[k / kBlock], c)) {
             subnormal = 0;
+            if (!fp8_any_zero_exponent(p + k, kBlock)) {  // the four-op decode
 #pragma GCC unroll 8
-            for (int q = 0; q < kPer; ++q) {
-              VB v;
-              subnormal |= fp8_to_bf16_pow2(p + k + q * 2 * kLanes, c, v);
-              store_pairs(d + k + q * 2 * kLanes, v);
+              for (int q = 0; q < kPer; ++q)
+                store_pairs(d + k + q * 2 * kLanes, fp8_to_bf16_normal(p + k + q * 2 * kLanes, c));
+            } else {  // zeros pass, subnormal codes are flagged
+#pragma GCC unroll 8
+              for (int q = 0; q < kPer; ++q) {
+                VB v;
+                subnormal |= fp8_to_bf16_pow2(p + k + q * 2 * kLanes, c, v);
+                store_pairs(d + k + q * 2 * kLanes, v);
+              }
             }
           }
           if (subnormal) {  // through f32 (the same values where both apply, exactly)
@@ -112,7 +118,7 @@ void decode_rows(typename Form<kPairs>::E* dst, int64_t ldd, const WeightView& w
 // R weight rows [n, n + R) with MR rows of x over columns [k0, k0 + kc), on exactly the values
 // decode_rows makes, without the L1 copy. Only whole 128-column scale blocks and all R rows in one
 // 128-row scale block (false, acc untouched, otherwise); pairs: power-of-two scales, and a block
-// with a subnormal code is redone from its decoded copy; f32: scales the raw decode takes.
+// with a zero or subnormal code is taken from its decoded copy; f32: scales the raw decode takes.
 template <bool kPairs, int MR, int R>
 [[gnu::always_inline]] inline bool dot_fp8_rows(VF (&acc)[MR][R], int kc,
                                                 const typename Form<kPairs>::E* a, int64_t lda,
@@ -134,15 +140,21 @@ template <bool kPairs, int MR, int R>
   const uint8_t* p = reinterpret_cast<const uint8_t*>(w.element_ptr(n, k0));
   const int64_t ld = w.ld;
   for (int b = 0; b < kc / kBlock; ++b) {
-    VF saved[MR][R];
     if constexpr (kPairs) {
-#pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i)
+      // A block with a zero or subnormal code (rare: the scan costs a test per 64 codes) goes
+      // through its decoded copy; every other takes the four-op decode.
+      bool special = false;
 #pragma GCC unroll 16
-        for (int j = 0; j < R; ++j) saved[i][j] = acc[i][j];
+      for (int j = 0; j < R; ++j) special |= fp8_any_zero_exponent(p + j * ld + b * kBlock, kBlock);
+      if (special) {
+        alignas(64) uint16_t rows[R * kBlock];
+        decode_rows<true>(rows, kBlock, w, n, R, R, k0 + b * kBlock, kBlock);
+        dot_block<true, MR, R>(acc, kBlock, reinterpret_cast<const uint16_t*>(a) + b * kBlock, lda,
+                               2 * kLanes, rows, kBlock, 2 * kLanes);
+        continue;
+      }
     }
     [[maybe_unused]] const VF s_raw = set1(srow[b] * kFp8RawScale);
-    uint32_t subnormal = 0;
 #pragma GCC unroll 8
     for (int q = 0; q < kPer; ++q) {
       const int off = b * kBlock + q * F::kChunk;
@@ -153,22 +165,12 @@ template <bool kPairs, int MR, int R>
       for (int j = 0; j < R; ++j) {
         typename F::V bv;
         if constexpr (kPairs)
-          subnormal |= fp8_to_bf16_pow2(p + j * ld + off, cs[b], bv);
+          bv = fp8_to_bf16_normal(p + j * ld + off, cs[b]);
         else
           bv = mul(load_fp8_raw(p + j * ld + off), s_raw);  // weight_row_f32's product
 #pragma GCC unroll 4
         for (int i = 0; i < MR; ++i) acc[i][j] = F::dot(acc[i][j], av[i], bv);
       }
-    }
-    if (kPairs && subnormal) {
-      alignas(64) uint16_t rows[R * kBlock];
-      decode_rows<true>(rows, kBlock, w, n, R, R, k0 + b * kBlock, kBlock);
-#pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 16
-        for (int j = 0; j < R; ++j) acc[i][j] = saved[i][j];
-      dot_block<true, MR, R>(acc, kBlock, reinterpret_cast<const uint16_t*>(a) + b * kBlock, lda,
-                             2 * kLanes, rows, kBlock, 2 * kLanes);
     }
   }
   return true;

@@ -462,6 +462,25 @@ inline uint32_t fp8_to_bf16_pow2(const uint8_t* p, int c, VB& out) {
   return uint32_t(_mm256_movemask_epi8(_mm256_andnot_si256(zero_mant, zero_exp)));
 }
 
+// The same for codes that all have a nonzero exponent field (no zero, no subnormal: a block
+// fp8_any_zero_exponent cleared): four integer ops, the sign-extended code shifted into place.
+inline VB fp8_to_bf16_normal(const uint8_t* p, int c) {
+  const __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i e = _mm256_and_si256(_mm256_slli_epi16(x, 4), _mm256_set1_epi16(int16_t(0x87f0)));
+  return {_mm256_add_epi16(e, _mm256_set1_epi16(int16_t(c << 7)))};
+}
+// Whether any of n fp8 codes (n a multiple of 32) has a zero exponent field (a zero or a
+// subnormal code): 32 codes per test.
+inline bool fp8_any_zero_exponent(const uint8_t* p, int n) {
+  const __m256i e = _mm256_set1_epi8(0x78), zero = _mm256_setzero_si256();
+  __m256i any = zero;
+  for (int i = 0; i < n; i += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
+    any = _mm256_or_si256(any, _mm256_cmpeq_epi8(_mm256_and_si256(v, e), zero));
+  }
+  return !_mm256_testz_si256(any, any);
+}
+
 // Hints.
 inline void prefetch(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);

@@ -442,6 +442,26 @@ inline uint32_t fp8_to_bf16_pow2(const uint8_t* p, int c, VB& out) {
   return normal ^ nonzero;
 }
 
+// The same for codes that all have a nonzero exponent field (no zero, no subnormal: a block
+// fp8_any_zero_exponent cleared): four integer ops, the sign-extended code shifted into place.
+inline VB fp8_to_bf16_normal(const uint8_t* p, int c) {
+  const __m512i x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  const __m512i e = _mm512_and_si512(_mm512_slli_epi16(x, 4), _mm512_set1_epi16(int16_t(0x87f0)));
+  return {_mm512_add_epi16(e, _mm512_set1_epi16(int16_t(c << 7)))};
+}
+// Whether any of n fp8 codes (n a multiple of 32) has a zero exponent field (a zero or a
+// subnormal code): 64 codes per test.
+inline bool fp8_any_zero_exponent(const uint8_t* p, int n) {
+  const __m512i e64 = _mm512_set1_epi8(0x78);
+  __mmask64 m = 0;
+  int i = 0;
+  for (; i + 64 <= n; i += 64) m |= _mm512_testn_epi8_mask(_mm512_loadu_si512(p + i), e64);
+  if (i < n)
+    m |= _mm256_testn_epi8_mask(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)),
+                                _mm256_set1_epi8(0x78));
+  return m != 0;
+}
+
 inline void prefetch(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
 }

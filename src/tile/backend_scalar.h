@@ -346,6 +346,21 @@ inline uint32_t fp8_to_bf16_pow2(const uint8_t* p, int c, VB& out) {
   return subnormal;
 }
 
+// The same for codes that all have a nonzero exponent field (no zero, no subnormal: a block
+// fp8_any_zero_exponent cleared).
+inline VB fp8_to_bf16_normal(const uint8_t* p, int c) {
+  VB out;
+  for (int i = 0; i < 2 * kLanes; ++i)
+    out.v[i] = uint16_t((((p[i] & 0x80) << 8) | ((p[i] & 0x7f) << 4)) + (c << 7));
+  return out;
+}
+// Whether any of n fp8 codes has a zero exponent field (a zero or a subnormal code).
+inline bool fp8_any_zero_exponent(const uint8_t* p, int n) {
+  for (int i = 0; i < n; ++i)
+    if ((p[i] & 0x78) == 0) return true;
+  return false;
+}
+
 inline void prefetch(const void* p) {
   __builtin_prefetch(p);
 }

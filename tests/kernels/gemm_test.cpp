@@ -714,8 +714,10 @@ TEST(GemmInvariance, Fp8LargeActivationsAndScales) {
 }
 
 // FP8 with power-of-two scales (ue8m0, as DeepSeek's and our checkpoints): on AVX512-BF16 the
-// decode GEMV turns the codes into bf16 in registers, a few rows at a time, and redoes a 128-column
-// block that holds a subnormal code from its decoded copy. Single rows against batches, with
+// decode GEMV turns the codes into bf16 in registers, a few rows at a time, and takes a 128-column
+// block that holds a zero or subnormal code from its decoded copy (the GEMM's decode too: four
+// integer ops per vector where a block has neither, the flagged decode where it has zeros only,
+// through f32 where it has a subnormal). Single rows against batches, with
 // views whose row groups straddle a 128-row scale block, that start mid-block in the columns, or
 // end in a partial block, so every fallback meets the fast path.
 TEST(GemmInvariance, Fp8PowerOfTwoScalesDecodedInRegisters) {
@@ -723,6 +725,7 @@ TEST(GemmInvariance, Fp8PowerOfTwoScalesDecodedInRegisters) {
   StoredWeight sw(DType::fp8_e4m3, 300, 1600, 21, true);
   for (size_t i = 0; i < sw.scales.size(); ++i) sw.scales[i] = std::ldexp(1.0f, -int(4 + i % 7));
   for (int64_t i = 0; i < 300 * 1600; i += 4999) sw.f8[size_t(i)].bits = i % 2 ? 0x03 : 0x86;
+  for (int64_t i = 2500; i < 300 * 1600; i += 7001) sw.f8[size_t(i)].bits = i % 2 ? 0x00 : 0x80;
   for_each_isa([&](Isa) {
     struct V {
       int64_t r0, nr, c0, nc;

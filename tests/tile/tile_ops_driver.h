@@ -32,6 +32,9 @@ DSINFER_DECLARE_PER_ISA(void, tt_reduce_lanes, (const float*, float*));
 DSINFER_DECLARE_PER_ISA(void, tt_reduce_lanes_i, (const int32_t*, int32_t*));
 // fp8_to_bf16_pow2 on 2 * kLanes codes: the bf16 bits, and whether a subnormal code was there.
 DSINFER_DECLARE_PER_ISA(uint32_t, tt_fp8_to_bf16_pow2, (const uint8_t*, int, uint16_t*));
+// fp8_to_bf16_normal on 2 * kLanes codes; fp8_any_zero_exponent on n codes.
+DSINFER_DECLARE_PER_ISA(void, tt_fp8_to_bf16_normal, (const uint8_t*, int, uint16_t*));
+DSINFER_DECLARE_PER_ISA(bool, tt_fp8_any_zero_exponent, (const uint8_t*, int));
 // column_pairs of kLanes rows (stride ld) of 2 * kLanes floats: pair vector j at out[j * 2 *
 // kLanes].
 DSINFER_DECLARE_PER_ISA(void, tt_column_pairs, (const float*, int64_t, uint16_t*));

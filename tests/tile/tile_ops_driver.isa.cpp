@@ -80,6 +80,12 @@ uint32_t tt_fp8_to_bf16_pow2(const uint8_t* codes, int c, uint16_t* out) {
   simd::store_pairs(out, v);
   return subnormal;
 }
+void tt_fp8_to_bf16_normal(const uint8_t* codes, int c, uint16_t* out) {
+  simd::store_pairs(out, simd::fp8_to_bf16_normal(codes, c));
+}
+bool tt_fp8_any_zero_exponent(const uint8_t* codes, int n) {
+  return simd::fp8_any_zero_exponent(codes, n);
+}
 void tt_column_pairs(const float* rows, int64_t ld, uint16_t* out) {
   simd::VB pairs[simd::kLanes];
   tile::column_pairs(rows, ld, pairs);

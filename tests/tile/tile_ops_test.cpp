@@ -167,6 +167,45 @@ TEST(TileOps, Fp8ToBf16Pow2IsExactAndFlagsSubnormals) {
   });
 }
 
+// The four-op decode for blocks without zero or subnormal codes: every such code, at every lane,
+// exact against the plain decode; and the block scan that decides where it may be used finds a
+// zero-exponent code (each of the 16, either sign) at every position of blocks of 32..256 codes.
+TEST(TileOps, Fp8ToBf16NormalIsExactWhereTheScanFindsNoZeroExponent) {
+  for_each_isa([&](Isa) {
+    const int n = 2 * DSINFER_DISPATCH(tt_lanes)();
+    std::vector<uint8_t> normal;
+    for (int code = 0; code < 256; ++code)
+      if ((code & 0x78) != 0 && (code & 0x7f) != 0x7f) normal.push_back(uint8_t(code));
+    for (int c : {3, 60, 111, 120, 126})
+      for (size_t start = 0; start < normal.size(); ++start) {
+        std::vector<uint8_t> codes(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) codes[size_t(i)] = normal[(start + size_t(i)) % normal.size()];
+        std::vector<uint16_t> out(static_cast<size_t>(n));
+        DSINFER_DISPATCH(tt_fp8_to_bf16_normal)(codes.data(), c, out.data());
+        for (int i = 0; i < n; ++i) {
+          const float want =
+              fp8_e4m3_to_f32(fp8_e4m3{codes[size_t(i)]}) * std::ldexp(1.0f, c - 120);
+          ASSERT_EQ(out[size_t(i)], f32_to_bf16(want).bits)
+              << "code " << int(codes[size_t(i)]) << " c " << c << " lane " << i;
+        }
+      }
+    std::mt19937 rng(11);
+    for (int len : {32, 64, 96, 128, 160, 256}) {
+      std::vector<uint8_t> block(static_cast<size_t>(len));
+      for (auto& b : block) b = normal[rng() % normal.size()];
+      ASSERT_FALSE(DSINFER_DISPATCH(tt_fp8_any_zero_exponent)(block.data(), len)) << len;
+      for (int at = 0; at < len; ++at)
+        for (int code : {0x00, 0x01, 0x07, 0x80, 0x83, 0x87}) {
+          const uint8_t keep = block[size_t(at)];
+          block[size_t(at)] = uint8_t(code);
+          ASSERT_TRUE(DSINFER_DISPATCH(tt_fp8_any_zero_exponent)(block.data(), len))
+              << "code " << code << " at " << at << " of " << len;
+          block[size_t(at)] = keep;
+        }
+    }
+  });
+}
+
 // Rows transposed into bf16 column pairs (the pair form's query and key layouts): every pair
 // vector, every lane, rounded to nearest even like the scalar conversion; a row stride wider than
 // the block, values that round up, down and to even, an infinity and a NaN.
