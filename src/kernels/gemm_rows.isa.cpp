@@ -30,6 +30,14 @@ using namespace gemm_rows_parts;
 namespace {
 
 constexpr int kPiece = 512;  // small M: columns decoded at a time (kKc a multiple of it)
+// Whether small M decodes FP8 in registers pass by pass when M > kPass. Not on the scalar
+// backend, whose vectors are arrays: there the unrolled passes only cost compile time (the
+// sanitizer build's longest file).
+#if defined(__AVX2__)
+constexpr bool kRegisterPasses = true;
+#else
+constexpr bool kRegisterPasses = false;
+#endif
 
 // ---- weight rows as the chain's B operand ------------------------------------------------------
 // Where the chain reads W's rows from: the weight itself (f32 form on f32 weights, pairs on bf16:
@@ -281,28 +289,30 @@ void gemm_rows_small(const typename Form<kPairs>::E* xa, int64_t lda, const Weig
           // copy the passes share: 2 cores of a Zen 5 class EPYC, N x K = 24576 x 1536 and 4096 x
           // 4096, on all three vector ISAs), integer codes in one pass. Whether a piece can go
           // this way does not depend on the rows of x, so the first pass decides for all.
-          if ((w.dtype == DType::fp8_e4m3 || (!kPairs && w.is_int() && M == kPass)) && nr == R) {
-            bool done = true;
-            [&]<int... P>(std::integer_sequence<int, P...>) {
-              (
-                  [&] {
-                    constexpr int m0 = P * kPass, mp = std::min(kPass, M - m0);
-                    if (!done) return;
-                    VF acc[mp][R];
-                    load_chains(acc, m0);
-                    const auto* a = xa + m0 * lda + k0;
-                    if constexpr (kPairs)
-                      done = dot_fp8_rows<true, mp, R>(acc, kc, a, lda, w, n0 + r0, k0);
-                    else
-                      done = w.is_int()
-                                 ? dot_int_rows<mp, R>(acc, kc, a, lda, w, n0 + r0, k0)
-                                 : dot_fp8_rows<false, mp, R>(acc, kc, a, lda, w, n0 + r0, k0);
-                    if (done) store_chains(acc, m0);
-                  }(),
-                  ...);
+          if constexpr (M == kPass || kRegisterPasses) {
+            if ((w.dtype == DType::fp8_e4m3 || (!kPairs && w.is_int() && M == kPass)) && nr == R) {
+              bool done = true;
+              [&]<int... P>(std::integer_sequence<int, P...>) {
+                (
+                    [&] {
+                      constexpr int m0 = P * kPass, mp = std::min(kPass, M - m0);
+                      if (!done) return;
+                      VF acc[mp][R];
+                      load_chains(acc, m0);
+                      const auto* a = xa + m0 * lda + k0;
+                      if constexpr (kPairs || M != kPass)  // FP8 (see the condition above)
+                        done = dot_fp8_rows<kPairs, mp, R>(acc, kc, a, lda, w, n0 + r0, k0);
+                      else
+                        done = w.is_int()
+                                   ? dot_int_rows<mp, R>(acc, kc, a, lda, w, n0 + r0, k0)
+                                   : dot_fp8_rows<false, mp, R>(acc, kc, a, lda, w, n0 + r0, k0);
+                      if (done) store_chains(acc, m0);
+                    }(),
+                    ...);
+              }
+              (std::make_integer_sequence<int, (M + kPass - 1) / kPass>{});
+              if (done) continue;
             }
-            (std::make_integer_sequence<int, (M + kPass - 1) / kPass>{});
-            if (done) continue;
           }
           const E* b;
           int64_t ldb;
