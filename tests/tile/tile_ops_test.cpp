@@ -169,7 +169,7 @@ TEST(TileOps, Fp8ToBf16Pow2IsExactAndFlagsSubnormals) {
 
 // The four-op decode for blocks without zero or subnormal codes: every such code, at every lane,
 // exact against the plain decode; and the block scan that decides where it may be used finds a
-// zero-exponent code (each of the 16, either sign) at every position of blocks of 32..256 codes.
+// zero or subnormal code (of either sign) at every position of blocks of 32..256 codes.
 TEST(TileOps, Fp8ToBf16NormalIsExactWhereTheScanFindsNoZeroExponent) {
   for_each_isa([&](Isa) {
     const int n = 2 * DSINFER_DISPATCH(tt_lanes)();
